@@ -1,0 +1,191 @@
+"""The genotype: the contract between search and evaluation.
+
+A genotype lists, per cell type, the (op, input) pairs chosen for each intermediate node
+(two per node in DARTS-style cells, node 2 first) and the nodes concatenated into the cell's
+output. Its canonical text form is the ``Genotype(...)`` repr the DARTS paper published, so
+published genotypes can be pasted in and ours can be pasted out.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from supernet.ops import OPS
+
+CELL_TYPES = ("normal", "reduce")
+ZOO_FILE = Path(__file__).with_name("genotype_zoo.json")
+
+Pair = tuple[str, int]
+
+
+class GenotypeError(ValueError):
+    """A malformed genotype, genotype file or genotype name."""
+
+
+@dataclass(frozen=True)
+class Genotype:
+    """A discrete DARTS-style architecture.
+
+    Attributes:
+        normal: (op, input) pairs, two per intermediate node, in node order.
+        normal_concat: nodes whose outputs are concatenated into the normal cell's output.
+        reduce: same as ``normal`` for the reduction cell.
+        reduce_concat: same as ``normal_concat`` for the reduction cell.
+        space: name of the search space the genotype belongs to.
+    """
+
+    normal: tuple[Pair, ...]
+    normal_concat: tuple[int, ...]
+    reduce: tuple[Pair, ...]
+    reduce_concat: tuple[int, ...]
+    space: str = "darts"
+
+    def __post_init__(self) -> None:
+        for cell in CELL_TYPES:
+            pairs = tuple(_as_pair(p, cell) for p in getattr(self, cell))
+            object.__setattr__(self, cell, pairs)
+            concat = getattr(self, f"{cell}_concat")
+            if not isinstance(concat, (list, tuple)) or not all(_is_int(c) for c in concat):
+                raise GenotypeError(f"{cell}_concat must be a list of node indices, got {concat!r}.")
+            object.__setattr__(self, f"{cell}_concat", tuple(int(c) for c in concat))
+            _check_cell(cell, pairs, getattr(self, f"{cell}_concat"))
+
+    @property
+    def steps(self) -> int:
+        """Number of intermediate nodes per cell."""
+        return len(self.normal) // 2
+
+    def cell(self, cell_type: str) -> tuple[tuple[Pair, ...], tuple[int, ...]]:
+        return getattr(self, cell_type), getattr(self, f"{cell_type}_concat")
+
+    def __str__(self) -> str:
+        def pairs(ps: tuple[Pair, ...]) -> str:
+            return "[" + ", ".join(f"('{op}', {i})" for op, i in ps) + "]"
+
+        return (
+            f"Genotype(normal={pairs(self.normal)}, normal_concat={list(self.normal_concat)}, "
+            f"reduce={pairs(self.reduce)}, reduce_concat={list(self.reduce_concat)})"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "space": self.space,
+            "normal": [list(p) for p in self.normal],
+            "normal_concat": list(self.normal_concat),
+            "reduce": [list(p) for p in self.reduce],
+            "reduce_concat": list(self.reduce_concat),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "genotype") -> Genotype:
+        if not isinstance(data, dict):
+            raise GenotypeError(f"{source}: expected a JSON object with keys {_KEYS}, got {type(data).__name__}.")
+        missing = [k for k in _KEYS if k not in data]
+        extra = [k for k in data if k not in (*_KEYS, "space")]
+        if missing or extra:
+            raise GenotypeError(
+                f"{source}: missing keys {missing} / unknown keys {extra}; a genotype has the keys "
+                f"{['space', *_KEYS]}."
+            )
+        try:
+            return cls(
+                normal=data["normal"],
+                normal_concat=data["normal_concat"],
+                reduce=data["reduce"],
+                reduce_concat=data["reduce_concat"],
+                space=data.get("space", "darts"),
+            )
+        except GenotypeError as err:
+            raise GenotypeError(f"{source}: {err}") from None
+
+    @classmethod
+    def from_text(cls, text: str, space: str = "darts") -> Genotype:
+        """Parses the canonical ``Genotype(normal=[...], ...)`` form."""
+        try:
+            call = ast.parse(text.strip(), mode="eval").body
+            if not (isinstance(call, ast.Call) and getattr(call.func, "id", None) == "Genotype"):
+                raise ValueError
+            kwargs = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
+        except (SyntaxError, ValueError):
+            raise GenotypeError(
+                f"Cannot parse genotype text {text[:200]!r}: expected the form "
+                "Genotype(normal=[('op', input), ...], normal_concat=[...], reduce=[...], reduce_concat=[...])."
+            ) from None
+        return cls.from_dict({"space": space, **kwargs}, source="genotype text")
+
+    def save(self, path: str | Path) -> None:
+        from nas.io import atomic_write_json
+
+        atomic_write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path) -> Genotype:
+        from nas.io import read_json
+
+        return cls.from_dict(read_json(path, what="genotype file"), source=f"genotype file {path}")
+
+
+_KEYS = ("normal", "normal_concat", "reduce", "reduce_concat")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _as_pair(p: Any, cell: str) -> Pair:
+    if not (isinstance(p, (list, tuple)) and len(p) == 2 and isinstance(p[0], str) and _is_int(p[1])):
+        raise GenotypeError(f"{cell}: each entry must be an [op_name, input_node] pair, got {p!r}.")
+    if p[0] not in OPS:
+        raise GenotypeError(f"{cell}: unknown op {p[0]!r}; valid ops are: {', '.join(sorted(OPS))}.")
+    return (p[0], int(p[1]))
+
+
+def _check_cell(cell: str, pairs: tuple[Pair, ...], concat: tuple[int, ...]) -> None:
+    if not pairs or len(pairs) % 2:
+        raise GenotypeError(
+            f"{cell}: expected two (op, input) pairs per intermediate node, got {len(pairs)} pairs."
+        )
+    steps = len(pairs) // 2
+    for k, (op, inp) in enumerate(pairs):
+        node = 2 + k // 2
+        if not 0 <= inp < node:
+            raise GenotypeError(
+                f"{cell}: pair {k} ({op!r}, {inp}) feeds node {node}, whose valid inputs are 0..{node - 1}."
+            )
+    if not concat or any(not 0 <= c < 2 + steps for c in concat) or len(set(concat)) != len(concat):
+        raise GenotypeError(
+            f"{cell}_concat {list(concat)} must list distinct nodes in 0..{steps + 1}."
+        )
+
+
+def zoo() -> dict[str, Genotype]:
+    """Published genotypes by lower-case name (data in ``genotype_zoo.json``)."""
+    entries = json.loads(ZOO_FILE.read_text())
+    return {
+        name: Genotype.from_dict(entry["genotype"], source=f"zoo entry {name}")
+        for name, entry in entries.items()
+    }
+
+
+def resolve_genotype(spec: str | Path) -> Genotype:
+    """A zoo name (``darts_v2``) or a path to a ``genotype.json``."""
+    spec = str(spec)
+    table = zoo()
+    if spec.lower() in table:
+        return table[spec.lower()]
+    if spec.endswith(".json") or Path(spec).exists():
+        return Genotype.load(spec)
+    raise GenotypeError(
+        f"Unknown genotype {spec!r}: not a zoo name and not an existing genotype.json file. "
+        f"Zoo names: {', '.join(sorted(table))}."
+    )
+
+
+def canonical(genotype: Genotype) -> str:
+    return str(genotype)
+
+

@@ -1,0 +1,193 @@
+"""Candidate operations, one registry keyed by name.
+
+Every factory has the signature ``(C_in, C_out, stride, affine) -> nn.Module``. The
+DARTS primitives follow Liu et al., "DARTS: Differentiable Architecture Search" (ICLR 2019):
+separable convolutions are applied twice, dilated convolutions once, and every
+convolution is preceded by a ReLU (ReLU-Conv-BN order).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+OpFactory = Callable[[int, int, int, bool], nn.Module]
+
+
+class ReLUConvBN(nn.Sequential):
+    """ReLU, convolution, batch norm: the DARTS preprocessing and NAS-Bench-201 conv block."""
+
+    def __init__(
+        self, C_in: int, C_out: int, kernel: int, stride: int, padding: int, affine: bool = True
+    ):
+        super().__init__(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(C_in, C_out, kernel, stride=stride, padding=padding, bias=False),
+            nn.BatchNorm2d(C_out, affine=affine),
+        )
+
+
+class DilConv(nn.Sequential):
+    """ReLU, depthwise (dilated) convolution, pointwise convolution, batch norm."""
+
+    def __init__(
+        self,
+        C_in: int,
+        C_out: int,
+        kernel: int,
+        stride: int,
+        padding: int,
+        dilation: int,
+        affine: bool = True,
+    ):
+        super().__init__(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(
+                C_in, C_in, kernel, stride, padding, dilation=dilation, groups=C_in, bias=False
+            ),
+            nn.Conv2d(C_in, C_out, 1, bias=False),
+            nn.BatchNorm2d(C_out, affine=affine),
+        )
+
+
+class SepConv(nn.Sequential):
+    """Two stacked dilation-1 DilConvs; only the first one carries the stride (DARTS)."""
+
+    def __init__(
+        self, C_in: int, C_out: int, kernel: int, stride: int, padding: int, affine: bool = True
+    ):
+        super().__init__(
+            DilConv(C_in, C_in, kernel, stride, padding, 1, affine),
+            DilConv(C_in, C_out, kernel, 1, padding, 1, affine),
+        )
+
+
+class Identity(nn.Module):
+    """Skip connection at stride 1. Kept as its own class so drop path can recognise it."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+class Zero(nn.Module):
+    """The ``none`` op: zeros of the output shape (stride subsamples, channels may change)."""
+
+    def __init__(self, C_out: int, stride: int):
+        super().__init__()
+        self.C_out = C_out
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x[:, :, :: self.stride, :: self.stride]
+        if x.shape[1] != self.C_out:
+            shape = (x.shape[0], self.C_out, *x.shape[2:])
+            return x.new_zeros(shape)
+        return x.mul(0.0)
+
+
+class FactorizedReduce(nn.Module):
+    """Halves resolution with two offset stride-2 1x1 convolutions, concatenated (DARTS).
+
+    The second path is shifted by one pixel so together they see every input pixel.
+    Odd input sizes are padded on the bottom/right so both paths agree in shape.
+    """
+
+    def __init__(self, C_in: int, C_out: int, affine: bool = True):
+        super().__init__()
+        if C_out % 2:
+            raise ValueError(f"FactorizedReduce needs an even number of output channels, got {C_out}.")
+        self.relu = nn.ReLU(inplace=False)
+        self.conv_1 = nn.Conv2d(C_in, C_out // 2, 1, stride=2, padding=0, bias=False)
+        self.conv_2 = nn.Conv2d(C_in, C_out // 2, 1, stride=2, padding=0, bias=False)
+        self.bn = nn.BatchNorm2d(C_out, affine=affine)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(x)
+        if x.shape[-1] % 2 or x.shape[-2] % 2:
+            x = nn.functional.pad(x, (0, x.shape[-1] % 2, 0, x.shape[-2] % 2))
+        out = torch.cat([self.conv_1(x), self.conv_2(x[:, :, 1:, 1:])], dim=1)
+        return self.bn(out)
+
+
+class PoolBN(nn.Sequential):
+    """A pooling op followed by non-affine BN, as DARTS' search cells use for pools.
+
+    The BN rescales the parameter-free pooling output to the scale of the conv ops.
+    """
+
+    def __init__(self, pool: nn.Module, C: int):
+        super().__init__(pool, nn.BatchNorm2d(C, affine=False))
+
+
+def _check_same_channels(name: str, C_in: int, C_out: int) -> None:
+    if C_in != C_out:
+        raise ValueError(f"Op '{name}' keeps the channel count; got C_in={C_in}, C_out={C_out}.")
+
+
+def _pool(name: str, kind: str) -> OpFactory:
+    def build(C_in: int, C_out: int, stride: int, affine: bool) -> nn.Module:
+        _check_same_channels(name, C_in, C_out)
+        if kind == "max":
+            return nn.MaxPool2d(3, stride=stride, padding=1)
+        return nn.AvgPool2d(3, stride=stride, padding=1, count_include_pad=False)
+
+    return build
+
+
+def _skip(C_in: int, C_out: int, stride: int, affine: bool) -> nn.Module:
+    if stride == 1 and C_in == C_out:
+        return Identity()
+    return FactorizedReduce(C_in, C_out, affine=affine)
+
+
+OPS: dict[str, OpFactory] = {
+    "none": lambda C_in, C_out, stride, affine: Zero(C_out, stride),
+    "max_pool_3x3": _pool("max_pool_3x3", "max"),
+    "avg_pool_3x3": _pool("avg_pool_3x3", "avg"),
+    "skip_connect": _skip,
+    "sep_conv_3x3": lambda C_in, C_out, stride, affine: SepConv(C_in, C_out, 3, stride, 1, affine),
+    "sep_conv_5x5": lambda C_in, C_out, stride, affine: SepConv(C_in, C_out, 5, stride, 2, affine),
+    "sep_conv_7x7": lambda C_in, C_out, stride, affine: SepConv(C_in, C_out, 7, stride, 3, affine),
+    "dil_conv_3x3": lambda C_in, C_out, stride, affine: DilConv(C_in, C_out, 3, stride, 2, 2, affine),
+    "dil_conv_5x5": lambda C_in, C_out, stride, affine: DilConv(C_in, C_out, 5, stride, 4, 2, affine),
+    "conv_7x1_1x7": lambda C_in, C_out, stride, affine: nn.Sequential(
+        nn.ReLU(inplace=False),
+        nn.Conv2d(C_in, C_in, (1, 7), stride=(1, stride), padding=(0, 3), bias=False),
+        nn.Conv2d(C_in, C_out, (7, 1), stride=(stride, 1), padding=(3, 0), bias=False),
+        nn.BatchNorm2d(C_out, affine=affine),
+    ),
+    "nor_conv_1x1": lambda C_in, C_out, stride, affine: ReLUConvBN(C_in, C_out, 1, stride, 0, affine),
+    "nor_conv_3x3": lambda C_in, C_out, stride, affine: ReLUConvBN(C_in, C_out, 3, stride, 1, affine),
+}
+
+
+def unknown_op_error(name: object) -> ValueError:
+    return ValueError(
+        f"Unknown candidate op {name!r}. Valid ops are: {', '.join(sorted(OPS))}. "
+        "Check the op list of the search space config or the genotype file."
+    )
+
+
+def build_op(name: str, C_in: int, C_out: int, stride: int, affine: bool) -> nn.Module:
+    """Builds the candidate op ``name``; an unknown name raises an error listing the valid ones."""
+    if name not in OPS:
+        raise unknown_op_error(name)
+    if stride not in (1, 2):
+        raise ValueError(f"Op stride must be 1 or 2, got {stride!r}.")
+    return OPS[name](C_in, C_out, stride, affine)
+
+
+def build_search_op(name: str, C: int, stride: int) -> nn.Module:
+    """A candidate op as it sits in a search cell: non-affine BN, pools followed by BN."""
+    op = build_op(name, C, C, stride, affine=False)
+    if "pool" in name:
+        op = PoolBN(op, C)
+    return op
+
+
+def validate_op_names(names: list[str] | tuple[str, ...]) -> None:
+    for name in names:
+        if name not in OPS:
+            raise unknown_op_error(name)

@@ -1,0 +1,44 @@
+"""What every search space provides (see DESIGN.md, "Where things live")."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING
+
+from torch import nn
+
+if TYPE_CHECKING:
+    from nas.genotype import Genotype
+
+
+class SearchSpace(ABC):
+    """A search space: its edges, candidate ops, supernet, child network and selection rule.
+
+    Attributes:
+        name: registry key, also written into alphas and genotype files.
+        ops: candidate op names, in the order of α's columns.
+        cell_types: the α tensors the supernet needs, e.g. ("normal", "reduce").
+        edges: (input node, output node) per α row, in a fixed documented order.
+        default_selection: name of the selection rule that turns α into a genotype.
+    """
+
+    name: str
+    ops: tuple[str, ...]
+    cell_types: tuple[str, ...]
+    edges: tuple[tuple[int, int], ...]
+    default_selection: str
+
+    @property
+    def alpha_shape(self) -> tuple[int, int]:
+        return (len(self.edges), len(self.ops))
+
+    @abstractmethod
+    def build_supernet(self) -> nn.Module:
+        """The supernet; its ``forward(x, weights, active=None)`` takes mixing weights per cell type."""
+
+    @abstractmethod
+    def build_child(self, genotype: Genotype, **sizes) -> nn.Module:
+        """The standalone network of a genotype, trained from scratch in retraining."""
+
+    def validate_genotype(self, genotype: Genotype) -> None:
+        """Raises a GenotypeError when the genotype does not fit this space."""

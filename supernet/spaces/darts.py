@@ -1,0 +1,248 @@
+"""The DARTS CNN search space (Liu et al., ICLR 2019), CIFAR variant.
+
+Cells have two inputs (the outputs of the two previous cells, nodes 0 and 1) and ``steps``
+intermediate nodes; the cell output is the concatenation of the intermediate nodes. The
+``sum_{i<steps} (2+i)`` edges (14 for 4 steps) are ordered node by node: node 2's inputs 0, 1;
+node 3's inputs 0, 1, 2; and so on. Reduction cells sit at 1/3 and 2/3 of the depth and use
+stride 2 on the edges leaving the cell inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from nas.genotype import Genotype, GenotypeError
+from supernet import kernels
+from supernet.mixed import MixedOp
+from supernet.ops import FactorizedReduce, ReLUConvBN, validate_op_names
+from supernet.spaces.base import SearchSpace
+
+DARTS_OPS = (
+    "none",
+    "max_pool_3x3",
+    "avg_pool_3x3",
+    "skip_connect",
+    "sep_conv_3x3",
+    "sep_conv_5x5",
+    "dil_conv_3x3",
+    "dil_conv_5x5",
+)
+
+
+def cell_edges(steps: int) -> tuple[tuple[int, int], ...]:
+    """(input, node) per edge, node by node."""
+    return tuple((j, 2 + i) for i in range(steps) for j in range(2 + i))
+
+
+def reduction_layers(layers: int) -> tuple[int, ...]:
+    """Indices of the reduction cells: 1/3 and 2/3 of the depth (deduplicated)."""
+    return tuple(sorted({layers // 3, 2 * layers // 3}))
+
+
+def check_sizes(input_shape: Sequence[int], C: int, layers: int, extra_reductions: int = 0) -> None:
+    """Rejects sizes the network cannot be built with, naming the bad value."""
+    if len(input_shape) != 3 or min(input_shape) < 1:
+        raise ValueError(f"input_shape must be [channels, height, width], got {list(input_shape)}.")
+    if layers < 1:
+        raise ValueError(f"layers must be at least 1, got {layers}.")
+    if C < 2 or C % 2:
+        raise ValueError(
+            f"C (initial channels) must be an even number >= 2 (FactorizedReduce halves it), got {C}."
+        )
+    reductions = len(reduction_layers(layers)) + extra_reductions
+    if min(input_shape[1:]) < 2**reductions:
+        raise ValueError(
+            f"Input {input_shape[1]}x{input_shape[2]} is too small for {reductions} stride-2 "
+            f"reductions (layers={layers}): it needs at least {2**reductions}x{2**reductions} pixels. "
+            "Use fewer layers or a larger input."
+        )
+
+
+class SearchCell(nn.Module):
+    """A cell of the supernet: every candidate op on every edge."""
+
+    def __init__(
+        self,
+        ops: Sequence[str],
+        steps: int,
+        multiplier: int,
+        C_pp: int,
+        C_p: int,
+        C: int,
+        reduction: bool,
+        reduction_prev: bool,
+        kernel: str,
+    ):
+        super().__init__()
+        self.reduction = reduction
+        self.steps = steps
+        self.multiplier = multiplier
+        self.kernel = kernel
+        # A reduced previous-previous input must be halved to match the previous one.
+        self.preprocess0 = (
+            FactorizedReduce(C_pp, C, affine=False)
+            if reduction_prev
+            else ReLUConvBN(C_pp, C, 1, 1, 0, affine=False)
+        )
+        self.preprocess1 = ReLUConvBN(C_p, C, 1, 1, 0, affine=False)
+        self.edges = cell_edges(steps)
+        self.mixed = nn.ModuleList(
+            MixedOp(ops, C, 2 if reduction and inp < 2 else 1, kernel) for inp, _ in self.edges
+        )
+        n_ops = len(ops)
+        # Flat positions (edge * n_ops + op) of the computed candidates of each node, so a node's
+        # weights are one gather from the flattened [edges, ops] weight matrix.
+        first = 0
+        for i in range(steps):
+            flat = [
+                (first + j) * n_ops + k for j in range(2 + i) for k in self.mixed[first + j].computed
+            ]
+            self.register_buffer(f"node_index_{i}", torch.tensor(flat, dtype=torch.long), persistent=False)
+            first += 2 + i
+
+    def forward(
+        self,
+        s0: torch.Tensor,
+        s1: torch.Tensor,
+        weights: torch.Tensor,
+        active: Sequence[Sequence[int] | None] | None = None,
+    ) -> torch.Tensor:
+        """Args: weights ``[edges, ops]``; active: per edge, the op indices to compute or None."""
+        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        flat_weights = weights.reshape(-1)
+        n_ops = weights.shape[1]
+        first = 0
+        for i in range(self.steps):
+            outputs: list[torch.Tensor] = []
+            if active is None:
+                for j, h in enumerate(states):
+                    outputs.extend(self.mixed[first + j].candidate_outputs(h)[0])
+                node_weights = flat_weights[getattr(self, f"node_index_{i}")]
+            else:
+                flat: list[int] = []
+                for j, h in enumerate(states):
+                    outs, idx = self.mixed[first + j].candidate_outputs(h, active[first + j])
+                    outputs.extend(outs)
+                    flat.extend((first + j) * n_ops + int(k) for k in idx)
+                node_weights = flat_weights[flat]
+            if outputs:
+                states.append(kernels.mix(outputs, node_weights, self.kernel))
+            else:  # every active op of the node is `none`
+                states.append(self.mixed[first](states[0], weights[first]))
+            first += 2 + i
+        return torch.cat(states[-self.multiplier :], dim=1)
+
+
+class DartsSupernet(nn.Module):
+    """The DARTS search network: stem, ``layers`` search cells, global pooling, classifier."""
+
+    def __init__(
+        self,
+        ops: Sequence[str],
+        input_shape: Sequence[int],
+        num_classes: int,
+        C: int = 16,
+        layers: int = 8,
+        steps: int = 4,
+        multiplier: int = 4,
+        stem_multiplier: int = 3,
+        kernel: str = "torch",
+    ):
+        super().__init__()
+        check_sizes(input_shape, C, layers)
+        C_curr = stem_multiplier * C
+        self.stem = nn.Sequential(
+            nn.Conv2d(input_shape[0], C_curr, 3, padding=1, bias=False), nn.BatchNorm2d(C_curr)
+        )
+        C_pp, C_p, C_curr = C_curr, C_curr, C
+        reductions = reduction_layers(layers)
+        self.cells = nn.ModuleList()
+        reduction_prev = False
+        for i in range(layers):
+            reduction = i in reductions
+            if reduction:
+                C_curr *= 2
+            cell = SearchCell(
+                ops, steps, multiplier, C_pp, C_p, C_curr, reduction, reduction_prev, kernel
+            )
+            self.cells.append(cell)
+            reduction_prev = reduction
+            C_pp, C_p = C_p, multiplier * C_curr
+        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(C_p, num_classes)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        weights: dict[str, torch.Tensor],
+        active: dict[str, Sequence[Sequence[int] | None]] | None = None,
+    ) -> torch.Tensor:
+        """Args: weights: per cell type, ``[edges, ops]`` mixing weights; active: optional per
+        cell type and edge, the op indices to compute (sampling strategies)."""
+        s0 = s1 = self.stem(x)
+        for cell in self.cells:
+            kind = "reduce" if cell.reduction else "normal"
+            s0, s1 = s1, cell(s0, s1, weights[kind], None if active is None else active[kind])
+        out = self.global_pooling(s1)
+        return self.classifier(out.flatten(1))
+
+
+class DartsSpace(SearchSpace):
+    """The DARTS CNN space: 8 ops, 14 edges per cell, normal and reduction cells."""
+
+    name = "darts"
+    cell_types = ("normal", "reduce")
+    default_selection = "darts_top2"
+
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        num_classes: int,
+        ops: Sequence[str] = DARTS_OPS,
+        C: int = 16,
+        layers: int = 8,
+        steps: int = 4,
+        multiplier: int = 4,
+        stem_multiplier: int = 3,
+        kernel: str = "torch",
+        **_: object,
+    ):
+        validate_op_names(list(ops))
+        if "none" in ops and list(ops).index("none") != 0:
+            raise ValueError(f"'none' must be the first op of the list, got ops={list(ops)}.")
+        if steps < 1 or not 1 <= multiplier <= steps:
+            raise ValueError(f"Need steps >= 1 and 1 <= multiplier <= steps, got steps={steps}, multiplier={multiplier}.")
+        check_sizes(input_shape, C, layers)
+        self.ops = tuple(ops)
+        self.input_shape = tuple(input_shape)
+        self.num_classes = num_classes
+        self.C, self.layers, self.steps = C, layers, steps
+        self.multiplier, self.stem_multiplier = multiplier, stem_multiplier
+        self.kernel = kernels.resolve_backend(kernel)
+        self.edges = cell_edges(steps)
+
+    def build_supernet(self) -> DartsSupernet:
+        return DartsSupernet(
+            self.ops, self.input_shape, self.num_classes, self.C, self.layers, self.steps,
+            self.multiplier, self.stem_multiplier, self.kernel,
+        )
+
+    def build_child(self, genotype: Genotype, **sizes) -> nn.Module:
+        from supernet.spaces.darts_child import DartsChildNetwork
+
+        self.validate_genotype(genotype, check_ops=False)
+        return DartsChildNetwork(genotype, self.input_shape, self.num_classes, **sizes)
+
+    def validate_genotype(self, genotype: Genotype, check_ops: bool = True) -> None:
+        if genotype.space != self.name:
+            raise GenotypeError(f"Genotype is for space {genotype.space!r}, not {self.name!r}.")
+        for cell in self.cell_types:
+            pairs, _ = genotype.cell(cell)
+            bad = [op for op, _ in pairs if check_ops and op not in self.ops]
+            if bad:
+                raise GenotypeError(
+                    f"{cell} cell uses ops {bad} that are not in this space's op list {list(self.ops)}."
+                )
