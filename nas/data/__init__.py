@@ -1,0 +1,33 @@
+"""Datasets, search/retrain splits and device-side augmentation (see DESIGN.md, ``nas/data``)."""
+
+from __future__ import annotations
+
+from nas.data.augment import BatchAugment, cutout, normalize, random_crop, random_hflip
+from nas.data.config import DataConfig, validate_data_config
+from nas.data.datasets import ArraySplits, dataset_names, load_arrays, register_dataset
+from nas.data.modules import (
+    IndexBatchDataset,
+    RetrainDataModule,
+    SearchDataModule,
+    derive_seed,
+    index_loader,
+)
+
+__all__ = [
+    "ArraySplits",
+    "BatchAugment",
+    "DataConfig",
+    "IndexBatchDataset",
+    "RetrainDataModule",
+    "SearchDataModule",
+    "cutout",
+    "dataset_names",
+    "derive_seed",
+    "index_loader",
+    "load_arrays",
+    "normalize",
+    "random_crop",
+    "random_hflip",
+    "register_dataset",
+    "validate_data_config",
+]

@@ -1,0 +1,125 @@
+"""Config → objects: spaces, strategies, modules, loggers, trainers. No algorithm logic here."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import lightning as L
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import DictConfig, OmegaConf
+
+from nas.callbacks import ArchLogger
+from nas.data.modules import RetrainDataModule, SearchDataModule
+from nas.genotype import Genotype
+from nas.retrain import RetrainModule
+from nas.search import SearchModule
+from nas.strategies import Strategy
+from supernet.spaces import build_space
+from supernet.spaces.base import SearchSpace
+
+
+def space_from_config(cfg: DictConfig) -> SearchSpace:
+    options = OmegaConf.to_container(cfg.search_space, resolve=True)
+    name = options.pop("name")
+    return build_space(name, list(cfg.data.input_shape), cfg.data.num_classes, **options)
+
+
+def strategy_from_config(cfg: DictConfig) -> Strategy:
+    s = cfg.strategy
+    return Strategy(
+        name=s.name,
+        sampler=instantiate(s.sampler),
+        arch_grad=instantiate(s.arch_grad),
+        selection=s.selection,
+        regularizers=[instantiate(r) for r in s.regularizers],
+    )
+
+
+def search_module(cfg: DictConfig, space: SearchSpace) -> SearchModule:
+    s = cfg.strategy
+    return SearchModule(
+        space,
+        strategy_from_config(cfg),
+        weight_optimizer=instantiate(s.weight_optimizer),
+        arch_optimizer=instantiate(s.arch_optimizer),
+        weight_lr_min=s.weight_lr_min,
+        grad_clip=s.grad_clip,
+        alpha_init_std=s.alpha_init_std,
+        arch_start_epoch=s.arch_start_epoch,
+        seed=cfg.seed,
+    )
+
+
+def search_data(cfg: DictConfig) -> SearchDataModule:
+    return SearchDataModule(cfg.data, batch_size=cfg.strategy.batch_size, seed=cfg.seed)
+
+
+def retrain_data(cfg: DictConfig) -> RetrainDataModule:
+    r = cfg.retrain
+    return RetrainDataModule(cfg.data, batch_size=r.batch_size, seed=cfg.seed, cutout=r.cutout)
+
+
+def child_network(cfg: DictConfig, space: SearchSpace, genotype: Genotype):
+    r = cfg.retrain
+    return space.build_child(genotype, C=r.C, layers=r.layers, auxiliary=r.auxiliary)
+
+
+def retrain_module(cfg: DictConfig, model) -> RetrainModule:
+    r = cfg.retrain
+    return RetrainModule(
+        model,
+        optimizer=instantiate(r.optimizer),
+        scheduler=r.scheduler,
+        lr_min=r.lr_min,
+        gamma=r.gamma,
+        auxiliary_weight=r.auxiliary_weight if r.auxiliary else 0.0,
+        drop_path=r.drop_path,
+        grad_clip=r.grad_clip,
+        label_smoothing=r.label_smoothing,
+    )
+
+
+def logger_from_config(cfg: DictConfig, run_dir: Path):
+    """``wandb`` (offline unless logger.mode=online: no key or network needed), ``csv`` or ``none``."""
+    lg = cfg.logger
+    if lg.name == "none":
+        return False
+    if lg.name == "csv":
+        from lightning.pytorch.loggers import CSVLogger
+
+        return CSVLogger(save_dir=str(run_dir), name="csv", version="")
+    if lg.name == "wandb":
+        from lightning.pytorch.loggers import WandbLogger
+
+        if lg.mode not in ("offline", "online", "disabled"):
+            raise ValueError(f"logger.mode must be offline, online or disabled, got {lg.mode!r}.")
+        os.environ.setdefault("WANDB_SILENT", "true")
+        return WandbLogger(
+            project=lg.project,
+            entity=lg.entity,
+            save_dir=str(run_dir),
+            mode=lg.mode,
+            tags=list(lg.tags),
+            config=OmegaConf.to_container(cfg, resolve=True),
+        )
+    raise ValueError(f"Unknown logger {lg.name!r}. Valid choices are: wandb, csv, none.")
+
+
+def trainer(cfg: DictConfig, run_dir: Path, stage: str, logger, max_epochs: int | None = None, callbacks=()) -> L.Trainer:
+    """A Trainer from ``cfg.trainer`` with checkpoints under ``<run_dir>/checkpoints/<stage>``."""
+    options = {k: v for k, v in OmegaConf.to_container(cfg.trainer, resolve=True).items() if v is not None}
+    if max_epochs is not None:
+        options["max_epochs"] = max_epochs
+    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints" / stage, save_last=True, save_top_k=0)
+    return L.Trainer(
+        default_root_dir=str(run_dir),
+        logger=logger,
+        callbacks=[checkpoint, *callbacks],
+        **options,
+    )
+
+
+def arch_logger(cfg: DictConfig) -> ArchLogger:
+    return ArchLogger(images=cfg.logger.alpha_images)

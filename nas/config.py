@@ -1,0 +1,136 @@
+"""Typed schemas of the Hydra config, registered in the ConfigStore.
+
+The root config (``conf/config.yaml``) starts from ``base_config``, so every group is merged
+into a typed node: a misspelt key or a wrongly typed value fails at compose time with a
+message naming the key. Instantiable sub-objects (``_target_`` nodes) are typed ``Any``.
+OmegaConf cannot parse ``X | None``, hence ``Optional``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Optional  # noqa: UP035
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+from nas.data.config import DataConfig
+
+
+class Stage(str, Enum):
+    pipeline = "pipeline"
+    search = "search"
+    discretize = "discretize"
+    retrain = "retrain"
+    profile = "profile"
+
+
+@dataclass
+class SearchSpaceConfig:
+    """The search space: op list and supernet sizes (paper defaults of the DARTS CIFAR space)."""
+
+    name: str = MISSING
+    ops: list[str] = MISSING
+    C: int = 16
+    layers: int = 8
+    steps: int = 4
+    multiplier: int = 4
+    stem_multiplier: int = 3
+    kernel: str = "auto"
+
+
+@dataclass
+class StrategyConfig:
+    """A search method: its components and its paper's hyperparameters."""
+
+    name: str = MISSING
+    paper: str = ""
+    sampler: Any = MISSING
+    arch_grad: Any = MISSING
+    selection: Optional[str] = None  # noqa: UP045 - None = the space's default rule
+    regularizers: list[Any] = field(default_factory=list)
+    batch_size: int = 64
+    weight_optimizer: Any = MISSING
+    weight_lr_min: float = 0.001
+    arch_optimizer: Any = MISSING
+    grad_clip: float = 5.0
+    alpha_init_std: float = 1e-3
+    arch_start_epoch: int = 0
+
+
+@dataclass
+class RetrainConfig:
+    """How a genotype's child network is trained from scratch."""
+
+    name: str = MISSING
+    C: int = 36
+    layers: int = 20
+    auxiliary: bool = True
+    auxiliary_weight: float = 0.4
+    epochs: int = 600
+    batch_size: int = 96
+    optimizer: Any = MISSING
+    scheduler: str = "cosine"
+    lr_min: float = 0.0
+    gamma: float = 0.97
+    drop_path: float = 0.2
+    cutout: int = 16
+    grad_clip: float = 5.0
+    label_smoothing: float = 0.0
+
+
+@dataclass
+class TrainerConfig:
+    """Options passed to ``lightning.Trainer`` (``max_epochs`` is the search's epochs)."""
+
+    accelerator: str = "auto"
+    devices: Any = 1
+    strategy: Any = "auto"
+    num_nodes: int = 1
+    precision: Any = "32-true"
+    max_epochs: int = 50
+    max_steps: int = -1
+    limit_train_batches: Any = None
+    limit_val_batches: Any = None
+    limit_test_batches: Any = None
+    check_val_every_n_epoch: int = 1
+    log_every_n_steps: int = 10
+    enable_progress_bar: bool = True
+    enable_model_summary: bool = False
+    deterministic: Any = False
+    num_sanity_val_steps: int = 0
+    benchmark: Optional[bool] = None  # noqa: UP045
+
+
+@dataclass
+class LoggerConfig:
+    """Where metrics go: ``wandb`` (offline unless ``mode=online``), ``csv`` or ``none``."""
+
+    name: str = "wandb"
+    project: str = "oneshot-nas"
+    entity: Optional[str] = None  # noqa: UP045
+    mode: str = "offline"
+    tags: list[str] = field(default_factory=list)
+    alpha_images: bool = True
+
+
+@dataclass
+class Config:
+    stage: Stage = Stage.pipeline
+    seed: int = 0
+    genotype: Optional[str] = None  # noqa: UP045 - zoo name or genotype.json path
+    alphas: Optional[str] = None  # noqa: UP045 - alphas.json path (stage=discretize)
+    search_space: SearchSpaceConfig = field(default_factory=SearchSpaceConfig)
+    strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    retrain: RetrainConfig = field(default_factory=RetrainConfig)
+
+
+def register_configs() -> None:
+    """Stores the schemas; ``conf/config.yaml`` lists ``base_config`` first in its defaults."""
+    cs = ConfigStore.instance()
+    cs.store(name="base_config", node=Config)
+    cs.store(group="data", name="base_data", node=DataConfig)

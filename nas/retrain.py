@@ -1,0 +1,101 @@
+"""Training a genotype's child network from scratch (DARTS' CIFAR evaluation recipe).
+
+Liu et al., ICLR 2019, sec. 3.3: SGD with cosine schedule, an auxiliary head weighted 0.4,
+drop path ramped linearly from 0 over the epochs, cutout (in the data pipeline) and gradient
+clipping at norm 5. Label smoothing is available for the ImageNet recipe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+class RetrainModule(L.LightningModule):
+    """Trains a child network returning ``(logits, aux_logits | None)``.
+
+    Args:
+        model: the child network.
+        optimizer: partial optimizer (SGD in DARTS).
+        scheduler: ``cosine`` (to ``lr_min`` over the epochs) or ``exponential`` (× ``gamma`` per epoch).
+        auxiliary_weight: weight of the auxiliary head's loss.
+        drop_path: final drop-path probability (ramped linearly with epochs).
+        grad_clip: max gradient norm (0 = none).
+        label_smoothing: cross-entropy label smoothing.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: str = "cosine",
+        lr_min: float = 0.0,
+        gamma: float = 0.97,
+        auxiliary_weight: float = 0.4,
+        drop_path: float = 0.2,
+        grad_clip: float = 5.0,
+        label_smoothing: float = 0.0,
+    ):
+        super().__init__()
+        if scheduler not in ("cosine", "exponential"):
+            raise ValueError(f"Unknown retrain scheduler {scheduler!r}; valid: cosine, exponential.")
+        self.model = model
+        self._optimizer = optimizer
+        self.scheduler = scheduler
+        self.lr_min, self.gamma = lr_min, gamma
+        self.auxiliary_weight = auxiliary_weight
+        self.drop_path = drop_path
+        self.grad_clip = grad_clip
+        self.label_smoothing = label_smoothing
+
+    def configure_optimizers(self):
+        opt = self._optimizer(self.model.parameters())
+        if self.scheduler == "cosine":
+            epochs = max(1, self.trainer.max_epochs or 1)
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs, eta_min=self.lr_min)
+        else:
+            sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=self.gamma)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        if self.grad_clip:
+            self.clip_gradients(optimizer, gradient_clip_val=self.grad_clip, gradient_clip_algorithm="norm")
+
+    def on_train_epoch_start(self) -> None:
+        # DARTS: drop_path_prob = drop_path * epoch / epochs.
+        epochs = max(1, self.trainer.max_epochs or 1)
+        self.model.drop_path_prob = self.drop_path * self.current_epoch / epochs
+        self.log("retrain/drop_path", self.model.drop_path_prob)
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        logits, aux = self.model(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
+        if aux is not None and self.auxiliary_weight:
+            loss = loss + self.auxiliary_weight * F.cross_entropy(aux, y, label_smoothing=self.label_smoothing)
+        acc = (logits.detach().argmax(-1) == y).float().mean()
+        n = y.shape[0]
+        self.log("retrain/train_loss", loss.detach(), on_step=True, on_epoch=True, prog_bar=True, batch_size=n)
+        self.log("retrain/train_acc", acc, on_epoch=True, batch_size=n)
+        self.log("lr/retrain", self.optimizers().param_groups[0]["lr"], on_step=False, on_epoch=True)
+        return loss
+
+    def _evaluate(self, batch: Batch, split: str) -> None:
+        x, y = batch
+        logits, _ = self.model(x)
+        n = y.shape[0]
+        self.log(f"retrain/{split}_loss", F.cross_entropy(logits, y), on_epoch=True, batch_size=n)
+        acc = (logits.argmax(-1) == y).float().mean()
+        self.log(f"retrain/{split}_acc", acc, on_epoch=True, prog_bar=True, batch_size=n)
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self._evaluate(batch, "test")

@@ -1,0 +1,154 @@
+"""The bilevel search: one LightningModule with manual optimization.
+
+Per training step (Liu et al., DARTS, ICLR 2019, Alg. 1): an architecture step on a validation
+batch (the strategy's arch-gradient mode fills α's gradient, the α optimizer steps), then a weight
+step on a training batch. Batches arrive as ``{"train": (x, y), "val": (x, y)}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call
+
+from nas.arch import ArchParams
+from nas.genotype import Genotype
+from nas.strategies import Strategy
+from nas.strategies.selection import select
+from supernet.spaces.base import SearchSpace
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+class SearchModule(L.LightningModule):
+    """Supernet weights + α, trained bilevel.
+
+    Args:
+        space: the search space (builds the supernet).
+        strategy: the method's composition.
+        weight_optimizer: partial optimizer for the supernet weights (SGD in DARTS).
+        arch_optimizer: partial optimizer for α (Adam in DARTS).
+        weight_lr_min: final learning rate of the cosine schedule over ``max_epochs``.
+        grad_clip: max gradient norm of the weight step.
+        alpha_init_std: α is initialised as ``alpha_init_std * randn``.
+        arch_start_epoch: epochs of weight-only warm-up before α is updated.
+        seed: seeds α's initialisation.
+    """
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        strategy: Strategy,
+        weight_optimizer: Callable[..., torch.optim.Optimizer],
+        arch_optimizer: Callable[..., torch.optim.Optimizer],
+        weight_lr_min: float = 0.001,
+        grad_clip: float = 5.0,
+        alpha_init_std: float = 1e-3,
+        arch_start_epoch: int = 0,
+        seed: int = 0,
+    ):
+        super().__init__()
+        self.automatic_optimization = False
+        self.space = space
+        self.strategy = strategy
+        self.supernet = space.build_supernet()
+        gen = torch.Generator().manual_seed(seed)
+        self.arch = ArchParams(space, alpha_init_std, generator=gen)
+        self._weight_optimizer = weight_optimizer
+        self._arch_optimizer = arch_optimizer
+        self.weight_lr_min = weight_lr_min
+        self.grad_clip = grad_clip
+        self.arch_start_epoch = arch_start_epoch
+        self._standalone_optimizer: torch.optim.Optimizer | None = None
+
+    # ---- pieces the arch-gradient modes call -------------------------------------------
+    @property
+    def weight_optimizer(self) -> torch.optim.Optimizer:
+        """The raw weight optimizer (its state drives second-order virtual steps)."""
+        if self._trainer is None:  # standalone use (tests, benchmarks): built on first access
+            if self._standalone_optimizer is None:
+                self._standalone_optimizer = self._weight_optimizer(self.supernet.parameters())
+            return self._standalone_optimizer
+        return self.optimizers()[0].optimizer
+
+    def loss(
+        self,
+        batch: Batch,
+        alphas: dict[str, torch.Tensor],
+        params: dict[str, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cross-entropy of the supernet mixed by the sampler's weights from ``alphas``.
+
+        ``params`` replaces the supernet's weights (virtual steps of second-order DARTS).
+        """
+        x, y = batch
+        mixing = self.strategy.sampler(alphas)
+        if params is None:
+            logits = self.supernet(x, mixing.weights, mixing.active)
+        else:
+            logits = functional_call(self.supernet, params, (x, mixing.weights, mixing.active))
+        return F.cross_entropy(logits, y), logits
+
+    def arch_regularization(self) -> torch.Tensor | float:
+        alphas = self.arch.as_dict()
+        return sum((reg(alphas) for reg in self.strategy.regularizers), 0.0)
+
+    # ---- Lightning ------------------------------------------------------------------
+    def configure_optimizers(self):
+        w_opt = self._weight_optimizer(self.supernet.parameters())
+        a_opt = self._arch_optimizer(self.arch.parameters())
+        epochs = max(1, self.trainer.max_epochs or 1)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, T_max=epochs, eta_min=self.weight_lr_min)
+        return [w_opt, a_opt], [sched]
+
+    def on_train_epoch_start(self) -> None:
+        self.strategy.sampler.on_epoch_start(self.current_epoch, self.trainer.max_epochs or 1)
+
+    def training_step(self, batch: dict[str, Batch], batch_idx: int) -> None:
+        w_opt, a_opt = self.optimizers()
+        train, val = batch["train"], batch["val"]
+
+        if self.current_epoch >= self.arch_start_epoch:
+            a_opt.zero_grad(set_to_none=True)
+            val_loss, val_logits = self.strategy.arch_grad(self, train, val)
+            a_opt.step()
+            self._log_metrics("val", val_loss, val_logits, val[1])
+
+        # The weight step sees α as a constant: no α gradient is built here.
+        detached = {k: a.detach() for k, a in self.arch.as_dict().items()}
+        loss, logits = self.loss(train, detached)
+        w_opt.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        if self.grad_clip:
+            self.clip_gradients(w_opt, gradient_clip_val=self.grad_clip, gradient_clip_algorithm="norm")
+        w_opt.step()
+        self._log_metrics("train", loss.detach(), logits.detach(), train[1])
+
+    def on_train_epoch_end(self) -> None:
+        self.lr_schedulers().step()
+        self.log("lr/weights", self.weight_optimizer.param_groups[0]["lr"])
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        detached = {k: a.detach() for k, a in self.arch.as_dict().items()}
+        loss, logits = self.loss(batch, detached)
+        self.log("supernet/val_loss", loss, on_epoch=True, prog_bar=False, batch_size=batch[1].shape[0])
+        acc = (logits.argmax(-1) == batch[1]).float().mean()
+        self.log("supernet/val_acc", acc, on_epoch=True, prog_bar=True, batch_size=batch[1].shape[0])
+
+    def _log_metrics(self, split: str, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
+        acc = (logits.argmax(-1) == y).float().mean()
+        n = y.shape[0]
+        self.log(f"search/{split}_loss", loss, on_step=True, on_epoch=True, prog_bar=split == "train", batch_size=n)
+        self.log(f"search/{split}_acc", acc, on_step=False, on_epoch=True, prog_bar=True, batch_size=n)
+
+    # ---- results --------------------------------------------------------------------
+    def probabilities(self) -> dict[str, torch.Tensor]:
+        """The per-edge op distribution the sampler implies (softmax(α) for DARTS)."""
+        return self.strategy.sampler.probabilities(self.arch.as_dict())
+
+    def genotype(self) -> Genotype:
+        rule = self.strategy.selection or self.space.default_selection
+        return select(rule, self.probabilities(), self.space)

@@ -1,0 +1,145 @@
+"""The stages of a run: search, discretize, retrain, profile, and the pipeline of the first three.
+
+Each stage returns the fields it contributes to ``summary.json``; ``train.py`` writes the file.
+Result files (alphas.json, genotype.json) are written atomically and only once a stage succeeds.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from omegaconf import DictConfig
+
+from nas import builders
+from nas.arch import load_alphas
+from nas.genotype import Genotype, resolve_genotype
+from nas.profile import count_macs, count_params
+from nas.strategies.selection import select
+from supernet.spaces.base import SearchSpace
+
+ALPHAS_FILE = "alphas.json"
+GENOTYPE_FILE = "genotype.json"
+
+
+def _log(msg: str) -> None:
+    print(f"[oneshot-nas] {msg}", flush=True)
+
+
+def profile_fields(cfg: DictConfig, space: SearchSpace, genotype: Genotype) -> dict[str, Any]:
+    """Params (without the auxiliary head) and multiply-adds of the child network."""
+    model = builders.child_network(cfg, space, genotype)
+    return {
+        "params": count_params(model),
+        "macs": count_macs(model, list(cfg.data.input_shape)),
+        "retrain_C": cfg.retrain.C,
+        "retrain_layers": cfg.retrain.layers,
+    }
+
+
+def search(cfg: DictConfig, run_dir: Path, logger) -> dict[str, Any]:
+    space = builders.space_from_config(cfg)
+    module = builders.search_module(cfg, space)
+    data = builders.search_data(cfg)
+    trainer = builders.trainer(cfg, run_dir, "search", logger, callbacks=[builders.arch_logger(cfg)])
+    _log(f"search: space={space.name} strategy={cfg.strategy.name} epochs={trainer.max_epochs}")
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=data)
+    if trainer.interrupted:
+        raise KeyboardInterrupt("search interrupted; no alphas written")
+    genotype = module.genotype()
+    if trainer.is_global_zero:
+        module.arch.save(run_dir / ALPHAS_FILE)
+        genotype.save(run_dir / GENOTYPE_FILE)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    _log(f"search done: {genotype}")
+    return {
+        "genotype": str(genotype),
+        "search_wall_time_s": time.perf_counter() - start,
+        "search_epochs": trainer.current_epoch,
+        "search_val_acc": metrics.get("supernet/val_acc"),
+        "supernet_params": sum(p.numel() for p in module.supernet.parameters()),
+        "alphas_file": str(run_dir / ALPHAS_FILE),
+        "genotype_file": str(run_dir / GENOTYPE_FILE),
+    }
+
+
+def discretize(cfg: DictConfig, run_dir: Path, alphas_path: str | Path) -> dict[str, Any]:
+    """Derives the genotype of a saved alphas file with the strategy's (or space's) rule."""
+    space = builders.space_from_config(cfg)
+    strategy = builders.strategy_from_config(cfg)
+    alphas = load_alphas(alphas_path, space)
+    probs = strategy.sampler.probabilities(alphas)
+    genotype = select(strategy.selection or space.default_selection, probs, space)
+    genotype.save(run_dir / GENOTYPE_FILE)
+    _log(f"genotype of {alphas_path}: {genotype}")
+    return {"genotype": str(genotype), "alphas_file": str(alphas_path), "genotype_file": str(run_dir / GENOTYPE_FILE)}
+
+
+def load_genotype_arg(cfg: DictConfig, space: SearchSpace) -> Genotype:
+    if not cfg.genotype:
+        raise ValueError(
+            f"stage={cfg.stage.value} needs a genotype: genotype=<zoo name or path to genotype.json>, "
+            "e.g. genotype=darts_v2."
+        )
+    genotype = resolve_genotype(cfg.genotype)
+    space.validate_genotype(genotype, check_ops=False)
+    return genotype
+
+
+def retrain(cfg: DictConfig, run_dir: Path, logger, genotype: Genotype) -> dict[str, Any]:
+    space = builders.space_from_config(cfg)
+    model = builders.child_network(cfg, space, genotype)
+    fields = profile_fields(cfg, space, genotype)
+    module = builders.retrain_module(cfg, model)
+    data = builders.retrain_data(cfg)
+    trainer = builders.trainer(cfg, run_dir, "retrain", logger, max_epochs=cfg.retrain.epochs)
+    _log(f"retrain: {fields['params']:,} params, {fields['macs']:,} MACs, {cfg.retrain.epochs} epochs")
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=data)
+    if trainer.interrupted:
+        raise KeyboardInterrupt("retrain interrupted; no results written")
+    results = trainer.test(module, datamodule=data, verbose=False)
+    test_acc = results[0]["retrain/test_acc"] if results else None
+    return {
+        **fields,
+        "genotype": str(genotype),
+        "test_acc": test_acc,
+        "retrain_epochs": cfg.retrain.epochs,
+        "retrain_wall_time_s": time.perf_counter() - start,
+    }
+
+
+def profile(cfg: DictConfig, run_dir: Path, genotype: Genotype) -> dict[str, Any]:
+    space = builders.space_from_config(cfg)
+    fields = profile_fields(cfg, space, genotype)
+    _log(f"profile: {fields['params']:,} params, {fields['macs']:,} MACs at {list(cfg.data.input_shape)}")
+    return {**fields, "genotype": str(genotype), "input_shape": list(cfg.data.input_shape)}
+
+
+def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Runs ``cfg.stage`` and returns its summary fields."""
+    stage = cfg.stage.value
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    if stage == "discretize":
+        if not cfg.alphas:
+            raise ValueError("stage=discretize needs alphas=<path to alphas.json>.")
+        return discretize(cfg, run_dir, cfg.alphas)
+    if stage == "profile":
+        space = builders.space_from_config(cfg)
+        return profile(cfg, run_dir, load_genotype_arg(cfg, space))
+    if stage == "retrain":
+        space = builders.space_from_config(cfg)
+        genotype = load_genotype_arg(cfg, space)
+        return retrain(cfg, run_dir, builders.logger_from_config(cfg, run_dir), genotype)
+
+    logger = builders.logger_from_config(cfg, run_dir)
+    fields = search(cfg, run_dir, logger)
+    if stage == "pipeline":
+        genotype = Genotype.load(run_dir / GENOTYPE_FILE)
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+        retrain_fields = retrain(cfg, run_dir, logger, genotype)
+        fields = {**fields, **retrain_fields}
+    return fields
