@@ -1,0 +1,193 @@
+"""Tests of supernet/mixed.py and supernet/kernels: the mixed op is "weights x candidates"."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from supernet import kernels
+from supernet.kernels.torch_ref import weighted_sum
+from supernet.mixed import MixedOp
+from supernet.spaces.darts import DARTS_OPS
+
+C = 4
+N = 3
+H = 8
+N_OPS = len(DARTS_OPS)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: OpenMP fan-out costs more than it saves (and thrashes on a busy machine)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _mixed(stride: int) -> MixedOp:
+    return MixedOp(DARTS_OPS, C, stride).double()
+
+
+def _onehot(k: int) -> torch.Tensor:
+    w = torch.zeros(N_OPS, dtype=torch.float64)
+    w[k] = 1.0
+    return w
+
+
+def _expected_shape(stride: int) -> tuple[int, ...]:
+    return (N, C, H // stride, H // stride)
+
+
+@pytest.mark.parametrize("train", [False, True])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("k", range(N_OPS), ids=DARTS_OPS)
+def test_onehot_reproduces_single_op(k: int, stride: int, train: bool) -> None:
+    torch.manual_seed(0)
+    mixed = _mixed(stride).train(train)
+    x = torch.randn(N, C, H, H, dtype=torch.float64)
+    out = mixed(x, _onehot(k))
+    assert out.shape == _expected_shape(stride)
+    if DARTS_OPS[k] == "none":
+        assert torch.count_nonzero(out) == 0
+    else:
+        # BN in train mode normalises with batch statistics: deterministic for a given input.
+        torch.testing.assert_close(out, mixed.candidates[k](x))
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_weight_gradient_is_inner_product(stride: int) -> None:
+    torch.manual_seed(0)
+    mixed = _mixed(stride).eval()
+    x = torch.randn(N, C, H, H, dtype=torch.float64)
+    w = torch.rand(N_OPS, dtype=torch.float64, requires_grad=True)
+    out = mixed(x, w)
+    g = torch.randn_like(out)
+    (out * g).sum().backward()
+    with torch.no_grad():
+        expected = torch.stack(
+            [
+                torch.zeros((), dtype=torch.float64)
+                if name == "none"
+                else (g * mixed.candidates[k](x)).sum()
+                for k, name in enumerate(DARTS_OPS)
+            ]
+        )
+        ref = sum(
+            w[k] * mixed.candidates[k](x) for k, name in enumerate(DARTS_OPS) if name != "none"
+        )
+    torch.testing.assert_close(out, ref)
+    torch.testing.assert_close(w.grad, expected)
+    assert w.grad[DARTS_OPS.index("none")] == 0
+    assert torch.count_nonzero(w.grad[1:]) == N_OPS - 1
+
+
+def test_weight_gradient_matches_gradcheck() -> None:
+    torch.manual_seed(0)
+    mixed = _mixed(2).eval()
+    x = torch.randn(2, C, 5, 5, dtype=torch.float64)
+    w = torch.rand(N_OPS, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda w: mixed(x, w), (w,))
+
+
+def _count_calls(mixed: MixedOp) -> list[int]:
+    calls = [0] * len(mixed.candidates)
+
+    def hook(k: int):
+        def fn(module, inputs, output) -> None:
+            calls[k] += 1
+
+        return fn
+
+    for k, cand in enumerate(mixed.candidates):
+        cand.register_forward_hook(hook(k))
+    return calls
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("k", range(1, N_OPS), ids=DARTS_OPS[1:])
+def test_active_computes_only_that_op(k: int, stride: int) -> None:
+    torch.manual_seed(0)
+    mixed = _mixed(stride).eval()
+    calls = _count_calls(mixed)
+    x = torch.randn(N, C, H, H, dtype=torch.float64)
+    w = torch.softmax(torch.randn(N_OPS, dtype=torch.float64), 0)
+    out = mixed(x, w, active=[k])
+    assert calls == [1 if i == k else 0 for i in range(N_OPS)]
+    torch.testing.assert_close(out, w[k] * mixed.candidates[k](x))
+    # ... and equals the full mix when every other weight is zero.
+    w_only = torch.zeros_like(w)
+    w_only[k] = w[k]
+    torch.testing.assert_close(out, mixed(x, w_only))
+
+
+def test_full_mix_computes_every_op_but_none() -> None:
+    torch.manual_seed(0)
+    mixed = _mixed(1).eval()
+    calls = _count_calls(mixed)
+    mixed(torch.randn(N, C, H, H, dtype=torch.float64), torch.rand(N_OPS, dtype=torch.float64))
+    assert calls == [0] + [1] * (N_OPS - 1)
+
+
+def test_active_subset_equals_zeroed_weights() -> None:
+    torch.manual_seed(0)
+    mixed = _mixed(2).eval()
+    calls = _count_calls(mixed)
+    x = torch.randn(N, C, H, H, dtype=torch.float64)
+    w = torch.softmax(torch.randn(N_OPS, dtype=torch.float64), 0)
+    active = [0, 3, 6]
+    out = mixed(x, w, active=active)
+    assert calls == [0, 0, 0, 1, 0, 0, 1, 0]
+    w_zeroed = torch.zeros_like(w)
+    w_zeroed[active] = w[active]
+    torch.testing.assert_close(out, mixed(x, w_zeroed))
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_active_only_none_gives_zeros_with_gradient_path(stride: int) -> None:
+    torch.manual_seed(0)
+    mixed = _mixed(stride).eval()
+    calls = _count_calls(mixed)
+    x = torch.randn(N, C, H, H, dtype=torch.float64)
+    w = torch.rand(N_OPS, dtype=torch.float64, requires_grad=True)
+    out = mixed(x, w, active=[0])
+    assert calls == [0] * N_OPS
+    assert out.shape == _expected_shape(stride)
+    assert torch.count_nonzero(out) == 0
+    out.sum().backward()
+    assert w.grad is not None and torch.count_nonzero(w.grad) == 0
+
+
+@pytest.mark.parametrize("n", [1, 2, 7])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_weighted_sum_matches_stack_reference(n: int, dtype: torch.dtype) -> None:
+    torch.manual_seed(0)
+    outputs = [torch.randn(2, 3, 5, 4, dtype=dtype) for _ in range(n)]
+    weights = torch.randn(n, dtype=dtype)
+    ref = (torch.stack(outputs) * weights.view(-1, 1, 1, 1, 1)).sum(0)
+    torch.testing.assert_close(weighted_sum(outputs, weights), ref)
+    torch.testing.assert_close(kernels.mix(outputs, weights, "torch"), ref)
+
+
+def test_weighted_sum_gradients() -> None:
+    torch.manual_seed(0)
+    outputs = [torch.randn(2, 3, 4, 4, dtype=torch.float64, requires_grad=True) for _ in range(3)]
+    weights = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda w, *o: weighted_sum(list(o), w), (weights, *outputs))
+
+
+def test_weighted_sum_rejects_length_mismatch() -> None:
+    outputs = [torch.zeros(2, 2) for _ in range(3)]
+    with pytest.raises(ValueError, match="3 outputs but 2 weights"):
+        weighted_sum(outputs, torch.ones(2))
+
+
+def test_resolve_backend() -> None:
+    assert kernels.resolve_backend("torch") == "torch"
+    assert kernels.resolve_backend("auto") in kernels.BACKENDS
+    with pytest.raises(ValueError) as info:
+        kernels.resolve_backend("bogus")
+    msg = str(info.value)
+    assert "bogus" in msg
+    for name in kernels.BACKENDS:
+        assert name in msg
