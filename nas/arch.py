@@ -106,4 +106,10 @@ def parse_alphas(data: Any, space: SearchSpace, source: str = "alphas") -> dict[
 
 def load_alphas(path: str | Path, space: SearchSpace) -> dict[str, torch.Tensor]:
     """Reads and validates an ``alphas.json``."""
-    return parse_alphas(read_json(path, what="alphas file"), space, source=f"alphas file {path}")
+    try:
+        data = read_json(path, what="alphas file")
+    except FileNotFoundError:
+        raise
+    except ValueError as err:
+        raise AlphasFileError(str(err)) from None
+    return parse_alphas(data, space, source=f"alphas file {path}")

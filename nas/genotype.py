@@ -46,6 +46,8 @@ class Genotype:
 
     def __post_init__(self) -> None:
         for cell in CELL_TYPES:
+            if not isinstance(getattr(self, cell), (list, tuple)):
+                raise GenotypeError(f"{cell} must be a list of [op_name, input_node] pairs, got {getattr(self, cell)!r}.")
             pairs = tuple(_as_pair(p, cell) for p in getattr(self, cell))
             object.__setattr__(self, cell, pairs)
             concat = getattr(self, f"{cell}_concat")
@@ -126,7 +128,13 @@ class Genotype:
     def load(cls, path: str | Path) -> Genotype:
         from nas.io import read_json
 
-        return cls.from_dict(read_json(path, what="genotype file"), source=f"genotype file {path}")
+        try:
+            data = read_json(path, what="genotype file")
+        except FileNotFoundError:
+            raise
+        except ValueError as err:
+            raise GenotypeError(str(err)) from None
+        return cls.from_dict(data, source=f"genotype file {path}")
 
 
 _KEYS = ("normal", "normal_concat", "reduce", "reduce_concat")

@@ -90,7 +90,8 @@ class Zero(nn.Module):
 class FactorizedReduce(nn.Module):
     """Halves resolution with two offset stride-2 1x1 convolutions, concatenated (DARTS).
 
-    The second path is shifted by one pixel so together they see every input pixel.
+    The second path is shifted by one pixel (one diagonal offset), so the two paths sample
+    the even/even and odd/odd pixels.
     Odd input sizes are padded on the bottom/right so both paths agree in shape.
     """
 
@@ -137,9 +138,11 @@ def _pool(name: str, kind: str) -> OpFactory:
 
 
 def _skip(C_in: int, C_out: int, stride: int, affine: bool) -> nn.Module:
-    if stride == 1 and C_in == C_out:
-        return Identity()
-    return FactorizedReduce(C_in, C_out, affine=affine)
+    if stride == 2:
+        return FactorizedReduce(C_in, C_out, affine=affine)
+    if C_in != C_out:  # a channel change at full resolution needs a 1x1 projection
+        return ReLUConvBN(C_in, C_out, 1, 1, 0, affine=affine)
+    return Identity()
 
 
 OPS: dict[str, OpFactory] = {

@@ -236,11 +236,6 @@ def test_load_from_other_space_shape(space: DartsSpace, tmp_path: Path) -> None:
         load_alphas(path, space)
 
 
-@pytest.mark.xfail(
-    reason="nas/io.py read_json raises a plain ValueError for unparsable JSON, so load_alphas of "
-    "a non-JSON file is not an AlphasFileError (whose docstring covers malformed alphas files)",
-    strict=True,
-)
 def test_non_json_file_is_alphas_file_error(space: DartsSpace, tmp_path: Path) -> None:
     with pytest.raises(AlphasFileError):
         load_alphas(_write(tmp_path, "not json"), space)

@@ -145,11 +145,6 @@ def test_load_non_json_file_raises_value_error(tmp_path: Path) -> None:
         Genotype.load(path)
 
 
-@pytest.mark.xfail(
-    reason="nas/io.py read_json raises a plain ValueError for unparsable JSON, so Genotype.load "
-    "of a non-JSON file is not a GenotypeError (whose docstring covers malformed genotype files)",
-    strict=True,
-)
 def test_load_non_json_file_raises_genotype_error(tmp_path: Path) -> None:
     path = tmp_path / "genotype.json"
     path.write_text("not json {")
@@ -250,11 +245,6 @@ def test_missing_or_extra_keys(drop: list[str], add: dict[str, Any], pattern: st
 
 
 @pytest.mark.parametrize("value", [None, 5])
-@pytest.mark.xfail(
-    reason="nas/genotype.py Genotype.__post_init__ iterates getattr(self, cell) unchecked: a "
-    "non-iterable 'normal' (null or a number in a genotype.json) raises TypeError, not GenotypeError",
-    strict=True,
-)
 def test_non_list_pairs_rejected(value: Any) -> None:
     with pytest.raises(GenotypeError, match="normal"):
         Genotype.from_dict(_with(normal=value))

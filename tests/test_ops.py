@@ -110,11 +110,6 @@ def test_channel_changing_ops(name: str, stride: int) -> None:
     assert out.shape == (N, 2 * C, 8 // stride, 8 // stride)
 
 
-@pytest.mark.xfail(
-    reason="supernet/ops.py _skip: stride 1 with C_in != C_out returns a FactorizedReduce, "
-    "which halves the resolution although the stride is 1",
-    strict=True,
-)
 def test_skip_connect_channel_change_at_stride_1() -> None:
     torch.manual_seed(0)
     op = build_op("skip_connect", C, 2 * C, 1, affine=True)

@@ -212,12 +212,6 @@ def test_supernet_active_computes_only_active_ops() -> None:
     assert calls == expected
 
 
-@pytest.mark.xfail(
-    reason="supernet/spaces/darts.py SearchCell.forward: when every active op of a node is "
-    "`none`, the fallback calls self.mixed[first](states[0], weights[first]) without `active`, "
-    "so it computes and mixes every candidate of that edge instead of giving zeros",
-    strict=True,
-)
 def test_supernet_active_all_none_node() -> None:
     torch.manual_seed(0)
     space = _tiny_space()
@@ -347,15 +341,7 @@ def test_child_without_auxiliary_head() -> None:
     "layers",
     [
         4,
-        pytest.param(
-            3,
-            marks=pytest.mark.xfail(
-                reason="supernet/spaces/darts_child.py AuxiliaryHead starts with nn.ReLU(inplace=True) "
-                "applied to s1; when the auxiliary position 2*layers//3 is the last cell "
-                "(layers <= 3) it rectifies the features the main classifier pools in train mode",
-                strict=True,
-            ),
-        ),
+        3,
     ],
 )
 def test_auxiliary_head_does_not_change_main_logits(layers: int) -> None:

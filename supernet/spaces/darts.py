@@ -131,7 +131,7 @@ class SearchCell(nn.Module):
             if outputs:
                 states.append(kernels.mix(outputs, node_weights, self.kernel))
             else:  # every active op of the node is `none`
-                states.append(self.mixed[first](states[0], weights[first]))
+                states.append(self.mixed[first](states[0], weights[first], active[first]))
             first += 2 + i
         return torch.cat(states[-self.multiplier :], dim=1)
 

@@ -75,7 +75,7 @@ class AuxiliaryHead(nn.Module):
             else nn.AdaptiveAvgPool2d(2)
         )
         self.features = nn.Sequential(
-            nn.ReLU(inplace=True),
+            nn.ReLU(inplace=False),  # its input is also the next cell's input
             pool,
             nn.Conv2d(C, 128, 1, bias=False),
             nn.BatchNorm2d(128),
