@@ -22,7 +22,10 @@ register_configs()
 USER_ERRORS = (ValueError, FileNotFoundError, TypeError, KeyError)
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+CONFIG_DIR = str(Path(__file__).resolve().parent / "conf")
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def main(cfg: DictConfig) -> None:
     from nas import stages
     from nas.summary import write_summary

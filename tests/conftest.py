@@ -10,6 +10,10 @@ import torch
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 
+# The test models are tiny: one thread avoids OpenMP fan-out costs and, on a busy 2-core
+# machine, the thrashing of spin-waiting threads (seen: 100x slower steps).
+torch.set_num_threads(1)
+
 
 def tiny_search_module(arch_grad, C: int = 4, layers: int = 3, steps: int = 2, seed: int = 0, dtype=torch.float32):
     """A SearchModule on a DARTS space small enough for exact autograd checks."""

@@ -16,15 +16,6 @@ H = 8
 N_OPS = len(DARTS_OPS)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: OpenMP fan-out costs more than it saves (and thrashes on a busy machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _mixed(stride: int) -> MixedOp:
     return MixedOp(DARTS_OPS, C, stride).double()
 

@@ -22,15 +22,6 @@ C = 4
 N = 2
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: OpenMP fan-out costs more than it saves (and thrashes on a busy machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _out_size(size: int, stride: int) -> int:
     """Spatial output size of a stride-``stride`` op: ceil(size / stride)."""
     return -(-size // stride)

@@ -17,15 +17,6 @@ TINY = {"input_shape": (3, 8, 8), "num_classes": 5, "C": 4, "layers": 3}
 N = 2
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: OpenMP fan-out costs more than it saves (and thrashes on a busy machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _tiny_space(**overrides) -> DartsSpace:
     return DartsSpace(**{**TINY, **overrides})
 
