@@ -1,0 +1,340 @@
+"""Seconds per bilevel search step of the DARTS CIFAR supernet, first and second order.
+
+One step is what ``SearchModule.training_step`` does (Liu et al., DARTS, ICLR 2019, Alg. 1): an
+architecture step on a validation batch (the strategy's arch-gradient mode, then Adam on α),
+then a weight step on a training batch (cross-entropy, backward, norm clipping, SGD). The
+``SearchModule`` is built from the composed Hydra config (``strategy=darts`` / ``darts_2nd``,
+``data=cifar10``: the paper's optimizers and hyperparameters) and stepped directly, without
+Lightning's Trainer loop, so the numbers are the algorithm's cost and not the loop's.
+
+Each mode runs in its own subprocess so the peak memory of one does not hide the other's.
+
+    python experiments/bench/search_step.py                        # CPU, batch 16, both modes
+    python experiments/bench/search_step.py --device cuda --batch 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+CONF_DIR = ROOT / "conf"
+STRATEGIES = {"first": "darts", "second": "darts_2nd"}
+
+if str(ROOT) not in sys.path:  # run as a script from anywhere in the checkout
+    sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+# ---- the module and the step ----------------------------------------------------------------
+def build(mode: str, args: argparse.Namespace, device: torch.device):
+    """The SearchModule and its α optimizer, exactly as ``stage=search`` configures them."""
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    from nas import builders
+    from nas.config import register_configs
+
+    register_configs()
+    overrides = [
+        f"strategy={STRATEGIES[mode]}",
+        "data=cifar10",
+        f"data.input_shape=[3,{args.size},{args.size}]",
+        f"data.num_classes={args.classes}",
+        f"search_space.C={args.C}",
+        f"search_space.layers={args.layers}",
+        f"strategy.batch_size={args.batch}",
+        f"seed={args.seed}",
+        "logger=none",
+    ]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides)
+    space = builders.space_from_config(cfg)
+    module = builders.search_module(cfg, space).to(device)
+    module.train()
+    # Lightning's configure_optimizers builds the α optimizer like this; the weight optimizer is
+    # the module's standalone one (built on first access, after the move to the device).
+    arch_optimizer = instantiate(cfg.strategy.arch_optimizer)(module.arch.parameters())
+    _ = module.weight_optimizer
+    return module, arch_optimizer
+
+
+def arch_step(
+    module, arch_optimizer: torch.optim.Optimizer, train: Batch, val: Batch
+) -> torch.Tensor | None:
+    """The first half of ``SearchModule.training_step``: α gradient by the strategy, Adam on α.
+
+    Returns the validation loss, detached and not read (no host sync), or None during warm-up.
+    """
+    if module.current_epoch < module.arch_start_epoch:
+        return None
+    arch_optimizer.zero_grad(set_to_none=True)
+    val_loss, _ = module.strategy.arch_grad(module, train, val)
+    arch_optimizer.step()
+    return val_loss
+
+
+def weight_step(module, train: Batch) -> torch.Tensor:
+    """The second half: cross-entropy at constant α, backward, norm clipping, SGD.
+
+    ``self.manual_backward`` is ``loss.backward()`` at 32-bit precision and
+    ``self.clip_gradients(..., "norm")`` is ``clip_grad_norm_`` over the weight optimizer's
+    parameters (the supernet's). Returns the training loss, detached and not read.
+    """
+    w_opt = module.weight_optimizer
+    detached = {k: a.detach() for k, a in module.arch.as_dict().items()}
+    loss, _ = module.loss(train, detached)
+    w_opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if module.grad_clip:
+        params = [p for g in w_opt.param_groups for p in g["params"]]
+        torch.nn.utils.clip_grad_norm_(params, module.grad_clip)
+    w_opt.step()
+    return loss.detach()
+
+
+def search_step(
+    module, arch_optimizer: torch.optim.Optimizer, train: Batch, val: Batch
+) -> dict[str, torch.Tensor | None]:
+    """One bilevel step: ``SearchModule.training_step`` minus Lightning's metric logging."""
+    val_loss = arch_step(module, arch_optimizer, train, val)
+    return {"val_loss": val_loss, "train_loss": weight_step(module, train)}
+
+
+# ---- measuring ------------------------------------------------------------------------------
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """GPU: the allocator's peak; CPU: the process's peak resident set (ru_maxrss is KiB on Linux)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
+
+
+def measure(mode: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Builds the module, warms up, times ``args.steps`` steps; one result row."""
+    device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark
+    torch.manual_seed(args.seed)
+    start = time.perf_counter()
+    module, arch_optimizer = build(mode, args, device)
+    build_s = time.perf_counter() - start
+    n_weights = sum(p.numel() for p in module.supernet.parameters())
+
+    gen = torch.Generator().manual_seed(args.seed)
+
+    def batch() -> Batch:
+        x = torch.randn(args.batch, 3, args.size, args.size, generator=gen)
+        y = torch.randint(0, args.classes, (args.batch,), generator=gen)
+        return x.to(device), y.to(device)
+
+    train, val = batch(), batch()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    rss_before_mb = peak_memory_mb(device)
+
+    warmup_times = []
+    for _ in range(args.warmup):
+        start = time.perf_counter()
+        search_step(module, arch_optimizer, train, val)
+        sync(device)
+        warmup_times.append(time.perf_counter() - start)
+
+    # The step is search_step's two halves with a device sync between them, so each half can be
+    # timed; the sync costs nothing on CPU and one pipeline drain on GPU.
+    times, arch_times, weight_times = [], [], []
+    for _ in range(args.steps):
+        start = time.perf_counter()
+        val_loss = arch_step(module, arch_optimizer, train, val)
+        sync(device)
+        mid = time.perf_counter()
+        train_loss = weight_step(module, train)
+        sync(device)
+        end = time.perf_counter()
+        times.append(end - start)
+        arch_times.append(mid - start)
+        weight_times.append(end - mid)
+
+    median = statistics.median(times)
+    losses = {"val": None if val_loss is None else round(float(val_loss), 4)}
+    losses["train"] = round(float(train_loss), 4)
+    return {
+        "mode": mode,
+        "strategy": STRATEGIES[mode],
+        "batch": args.batch,
+        "C": args.C,
+        "layers": args.layers,
+        "size": args.size,
+        "classes": args.classes,
+        "supernet_weights": n_weights,
+        "warmup": args.warmup,
+        "steps": args.steps,
+        "median_s": median,
+        "min_s": min(times),
+        "times_s": times,
+        "arch_median_s": statistics.median(arch_times),
+        "weight_median_s": statistics.median(weight_times),
+        "warmup_times_s": warmup_times,
+        "train_images_per_s": args.batch / median,
+        "peak_memory_mb": peak_memory_mb(device),
+        "memory_kind": "cuda_max_allocated" if device.type == "cuda" else "max_rss",
+        "memory_before_steps_mb": rss_before_mb,
+        "threads": torch.get_num_threads(),
+        "build_s": build_s,
+        "loadavg_1min_after": os.getloadavg()[0],
+        "last_losses": losses,
+    }
+
+
+def device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+# ---- command line ---------------------------------------------------------------------------
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--batch", type=int, default=16, help="images per batch (train and val each)")
+    p.add_argument("--C", type=int, default=16, help="initial channels of the supernet")
+    p.add_argument("--layers", type=int, default=8, help="search cells")
+    p.add_argument("--size", type=int, default=32, help="input height and width")
+    p.add_argument("--classes", type=int, default=10)
+    p.add_argument("--steps", type=int, default=3, help="timed steps per mode")
+    p.add_argument("--warmup", type=int, default=1, help="untimed steps first")
+    p.add_argument("--modes", default="first,second", help="comma list of: first, second")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:index]")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument(
+        "--cudnn-benchmark", action="store_true", help="off by default, like train.py's Trainer"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--out", default=None, help="JSON path (default: results/search_step_<device>.json)"
+    )
+    p.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run the modes in this process (shared peak memory)",
+    )
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    bad = [m for m in args.modes if m not in STRATEGIES]
+    if bad:
+        p.error(f"unknown mode(s) {bad}; valid: {', '.join(STRATEGIES)}")
+    if args.steps < 1 or args.warmup < 0:
+        p.error("--steps must be >= 1 and --warmup >= 0")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        p.error("--device cuda asked for, but torch.cuda.is_available() is False")
+    return args
+
+
+def run_worker(mode: str, argv: list[str]) -> dict[str, Any]:
+    """Runs one mode in a fresh interpreter; its last stdout line is the JSON row."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), *argv, "--worker", mode]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    if proc.returncode:
+        sys.stderr.write(proc.stdout + proc.stderr)
+        raise SystemExit(f"{mode}-order worker failed (exit {proc.returncode})")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    cols = [
+        ("mode", "mode", "<7", ""),
+        ("strategy", "strategy", "<10", ""),
+        ("batch", "batch", ">6", "d"),
+        ("threads", "thr", ">4", "d"),
+        ("median_s", "median s", ">9", ".2f"),
+        ("min_s", "min s", ">8", ".2f"),
+        ("arch_median_s", "arch s", ">8", ".2f"),
+        ("weight_median_s", "weight s", ">9", ".2f"),
+        ("train_images_per_s", "img/s", ">7", ".1f"),
+        ("peak_memory_mb", "peak MiB", ">9", ".0f"),
+    ]
+    head = "".join(f"{title:{align}}" for _, title, align, _ in cols)
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append("".join(f"{r[key]:{align}{fmt}}" for key, _, align, fmt in cols))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    if args.worker:
+        print(json.dumps(measure(args.worker, args)))
+        return
+
+    load_before = os.getloadavg()[0]
+    rows = []
+    for mode in args.modes:
+        print(
+            f"[search_step] {STRATEGIES[mode]}: {args.warmup} warm-up + {args.steps} timed steps ...",
+            flush=True,
+        )
+        rows.append(measure(mode, args) if args.in_process else run_worker(mode, argv))
+
+    kind = "cuda" if args.device.startswith("cuda") else "cpu"
+    out = (
+        Path(args.out)
+        if args.out
+        else Path(__file__).resolve().parent / "results" / f"search_step_{kind}.json"
+    )
+    meta = {
+        "benchmark": "search_step",
+        "command": " ".join(["python experiments/bench/search_step.py", *argv]),
+        "what": "one bilevel search step = arch step on a val batch + weight step on a train batch (SearchModule.training_step without Lightning)",
+        "device": args.device,
+        "device_name": device_name(args.device),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "in_process": args.in_process,
+        # Other processes share the CPU: a 1-minute load average well above the core count
+        # means the timings include waiting for cores.
+        "loadavg_1min_before": load_before,
+        "loadavg_1min_after": os.getloadavg()[0],
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+
+    print(
+        f"\n{meta['device_name']} ({args.device}, {meta['cpu_count']} CPUs), torch {meta['torch']}, "
+        f"load average {load_before:.1f} -> {meta['loadavg_1min_after']:.1f}"
+    )
+    print(table(rows))
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""Checks that ``search_step.py``'s step is ``SearchModule.training_step``, bit for bit.
+
+Two identical tiny search modules take two steps on the same batches: one through the
+benchmark's ``search_step``, one through ``lightning.Trainer.fit``. α and the supernet weights
+must end up equal. Well under a minute on an idle CPU.
+
+    python experiments/bench/verify_search_step.py
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import search_step as bench  # noqa: E402
+
+
+def max_diff(a, b) -> float:
+    return max((x - y).abs().max().item() for x, y in zip(a, b))
+
+
+def check(mode: str, steps: int = 2) -> tuple[float, float]:
+    import lightning as L
+
+    args = bench.parse_args(["--C", "4", "--layers", "3", "--size", "8", "--batch", "4"])
+    torch.manual_seed(0)
+    ours, arch_optimizer = bench.build(mode, args, torch.device("cpu"))
+    theirs = copy.deepcopy(ours)
+    gen = torch.Generator().manual_seed(0)
+    train = (torch.randn(4, 3, 8, 8, generator=gen), torch.randint(0, 10, (4,), generator=gen))
+    val = (torch.randn(4, 3, 8, 8, generator=gen), torch.randint(0, 10, (4,), generator=gen))
+
+    for _ in range(steps):
+        bench.search_step(ours, arch_optimizer, train, val)
+
+    batches = [{"train": train, "val": val}] * steps
+    trainer = L.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(theirs, torch.utils.data.DataLoader(batches, batch_size=None))
+    return (
+        max_diff(ours.arch.parameters(), theirs.arch.parameters()),
+        max_diff(ours.supernet.parameters(), theirs.supernet.parameters()),
+    )
+
+
+def main() -> None:
+    torch.set_num_threads(1)  # tiny tensors: threads only add contention on a shared CPU
+    failed = False
+    for mode in bench.STRATEGIES:
+        d_alpha, d_weights = check(mode)
+        ok = d_alpha == 0.0 and d_weights == 0.0
+        failed |= not ok
+        print(
+            f"{mode}: max |Δα| = {d_alpha:.3g}, max |Δw| = {d_weights:.3g}  {'OK' if ok else 'DIFFERS'}"
+        )
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
