@@ -119,6 +119,7 @@ class LoggerConfig:
 class Config:
     stage: Stage = Stage.pipeline
     seed: int = 0
+    threads: Optional[int] = None  # noqa: UP045 - torch CPU threads; None = torch's default
     genotype: Optional[str] = None  # noqa: UP045 - zoo name or genotype.json path
     alphas: Optional[str] = None  # noqa: UP045 - alphas.json path (stage=discretize)
     search_space: SearchSpaceConfig = field(default_factory=SearchSpaceConfig)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from omegaconf import DictConfig
 
 from nas import builders
@@ -122,6 +123,8 @@ def profile(cfg: DictConfig, run_dir: Path, genotype: Genotype) -> dict[str, Any
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Runs ``cfg.stage`` and returns its summary fields."""
     stage = cfg.stage.value
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     if stage == "discretize":
         if not cfg.alphas:

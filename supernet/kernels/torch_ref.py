@@ -6,7 +6,7 @@ import torch
 
 
 def weighted_sum(outputs: list[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
-    """``sum_i weights[i] * outputs[i]``, accumulated in place after the first product.
+    """``sum_i weights[i] * outputs[i]``, accumulated in place (addcmul_) after the first product.
 
     Args:
         outputs: candidate outputs, all of one shape.
@@ -16,5 +16,5 @@ def weighted_sum(outputs: list[torch.Tensor], weights: torch.Tensor) -> torch.Te
         raise ValueError(f"{len(outputs)} outputs but {weights.shape[0]} weights.")
     total = outputs[0] * weights[0]
     for i in range(1, len(outputs)):
-        total = total + outputs[i] * weights[i]
+        total.addcmul_(outputs[i], weights[i])  # no temporary per candidate
     return total

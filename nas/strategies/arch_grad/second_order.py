@@ -55,7 +55,8 @@ class SecondOrder:
         alphas = list(module.arch.alphas.values())
         arch = module.arch.as_dict()
 
-        train_loss, _ = module.loss(train, arch)
+        # The virtual step needs ∇w only: α enters as a constant (no softmax graph to α).
+        train_loss, _ = module.loss(train, {k: a.detach() for k, a in arch.items()})
         grads = torch.autograd.grad(train_loss, list(params.values()), materialize_grads=True)
         unrolled, xi = self.virtual_step(module.weight_optimizer, params, list(grads))
         for w in unrolled.values():
