@@ -24,7 +24,9 @@ class AlphasFileError(ValueError):
 class ArchParams(nn.Module):
     """α per cell type, initialised as ``init_std * randn`` (DARTS uses 1e-3)."""
 
-    def __init__(self, space: SearchSpace, init_std: float = 1e-3, generator: torch.Generator | None = None):
+    def __init__(
+        self, space: SearchSpace, init_std: float = 1e-3, generator: torch.Generator | None = None
+    ):
         super().__init__()
         self.space_name = space.name
         self.ops = tuple(space.ops)
@@ -99,7 +101,9 @@ def parse_alphas(data: Any, space: SearchSpace, source: str = "alphas") -> dict[
             )
         )
         if not ok:
-            raise fail(f"alphas[{cell!r}] is not a {len(space.edges)}x{len(space.ops)} matrix of finite numbers.")
+            raise fail(
+                f"alphas[{cell!r}] is not a {len(space.edges)}x{len(space.ops)} matrix of finite numbers."
+            )
         out[cell] = torch.tensor(rows, dtype=torch.float64)
     return out
 

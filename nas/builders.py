@@ -107,12 +107,18 @@ def logger_from_config(cfg: DictConfig, run_dir: Path):
     raise ValueError(f"Unknown logger {lg.name!r}. Valid choices are: wandb, csv, none.")
 
 
-def trainer(cfg: DictConfig, run_dir: Path, stage: str, logger, max_epochs: int | None = None, callbacks=()) -> L.Trainer:
+def trainer(
+    cfg: DictConfig, run_dir: Path, stage: str, logger, max_epochs: int | None = None, callbacks=()
+) -> L.Trainer:
     """A Trainer from ``cfg.trainer`` with checkpoints under ``<run_dir>/checkpoints/<stage>``."""
-    options = {k: v for k, v in OmegaConf.to_container(cfg.trainer, resolve=True).items() if v is not None}
+    options = {
+        k: v for k, v in OmegaConf.to_container(cfg.trainer, resolve=True).items() if v is not None
+    }
     if max_epochs is not None:
         options["max_epochs"] = max_epochs
-    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints" / stage, save_last=True, save_top_k=0)
+    checkpoint = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints" / stage, save_last=True, save_top_k=0
+    )
     return L.Trainer(
         default_root_dir=str(run_dir),
         logger=logger,

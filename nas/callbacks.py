@@ -61,13 +61,21 @@ class ArchLogger(L.Callback):
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=trainer.global_step)
             if isinstance(logger, WandbLogger):
-                logger.log_text("search/genotype", columns=["epoch", "genotype"],
-                                data=[[trainer.current_epoch, str(genotype)]], step=trainer.global_step)
+                logger.log_text(
+                    "search/genotype",
+                    columns=["epoch", "genotype"],
+                    data=[[trainer.current_epoch, str(genotype)]],
+                    step=trainer.global_step,
+                )
                 if self.images:
                     import matplotlib.pyplot as plt
 
-                    figs = [alpha_heatmap(p, pl_module.arch, f"{c} cell, epoch {trainer.current_epoch}")
-                            for c, p in probs.items()]
-                    logger.log_image("search/alpha", images=figs, caption=list(probs), step=trainer.global_step)
+                    figs = [
+                        alpha_heatmap(p, pl_module.arch, f"{c} cell, epoch {trainer.current_epoch}")
+                        for c, p in probs.items()
+                    ]
+                    logger.log_image(
+                        "search/alpha", images=figs, caption=list(probs), step=trainer.global_step
+                    )
                     for f in figs:
                         plt.close(f)

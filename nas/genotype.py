@@ -47,12 +47,16 @@ class Genotype:
     def __post_init__(self) -> None:
         for cell in CELL_TYPES:
             if not isinstance(getattr(self, cell), (list, tuple)):
-                raise GenotypeError(f"{cell} must be a list of [op_name, input_node] pairs, got {getattr(self, cell)!r}.")
+                raise GenotypeError(
+                    f"{cell} must be a list of [op_name, input_node] pairs, got {getattr(self, cell)!r}."
+                )
             pairs = tuple(_as_pair(p, cell) for p in getattr(self, cell))
             object.__setattr__(self, cell, pairs)
             concat = getattr(self, f"{cell}_concat")
             if not isinstance(concat, (list, tuple)) or not all(_is_int(c) for c in concat):
-                raise GenotypeError(f"{cell}_concat must be a list of node indices, got {concat!r}.")
+                raise GenotypeError(
+                    f"{cell}_concat must be a list of node indices, got {concat!r}."
+                )
             object.__setattr__(self, f"{cell}_concat", tuple(int(c) for c in concat))
             _check_cell(cell, pairs, getattr(self, f"{cell}_concat"))
 
@@ -85,7 +89,9 @@ class Genotype:
     @classmethod
     def from_dict(cls, data: Any, source: str = "genotype") -> Genotype:
         if not isinstance(data, dict):
-            raise GenotypeError(f"{source}: expected a JSON object with keys {_KEYS}, got {type(data).__name__}.")
+            raise GenotypeError(
+                f"{source}: expected a JSON object with keys {_KEYS}, got {type(data).__name__}."
+            )
         missing = [k for k in _KEYS if k not in data]
         extra = [k for k in data if k not in (*_KEYS, "space")]
         if missing or extra:
@@ -145,10 +151,14 @@ def _is_int(v: Any) -> bool:
 
 
 def _as_pair(p: Any, cell: str) -> Pair:
-    if not (isinstance(p, (list, tuple)) and len(p) == 2 and isinstance(p[0], str) and _is_int(p[1])):
+    if not (
+        isinstance(p, (list, tuple)) and len(p) == 2 and isinstance(p[0], str) and _is_int(p[1])
+    ):
         raise GenotypeError(f"{cell}: each entry must be an [op_name, input_node] pair, got {p!r}.")
     if p[0] not in OPS:
-        raise GenotypeError(f"{cell}: unknown op {p[0]!r}; valid ops are: {', '.join(sorted(OPS))}.")
+        raise GenotypeError(
+            f"{cell}: unknown op {p[0]!r}; valid ops are: {', '.join(sorted(OPS))}."
+        )
     return (p[0], int(p[1]))
 
 
@@ -195,5 +205,3 @@ def resolve_genotype(spec: str | Path) -> Genotype:
 
 def canonical(genotype: Genotype) -> str:
     return str(genotype)
-
-

@@ -44,7 +44,9 @@ class RetrainModule(L.LightningModule):
     ):
         super().__init__()
         if scheduler not in ("cosine", "exponential"):
-            raise ValueError(f"Unknown retrain scheduler {scheduler!r}; valid: cosine, exponential.")
+            raise ValueError(
+                f"Unknown retrain scheduler {scheduler!r}; valid: cosine, exponential."
+            )
         self.model = model
         self._optimizer = optimizer
         self.scheduler = scheduler
@@ -58,14 +60,20 @@ class RetrainModule(L.LightningModule):
         opt = self._optimizer(self.model.parameters())
         if self.scheduler == "cosine":
             epochs = max(1, self.trainer.max_epochs or 1)
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs, eta_min=self.lr_min)
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(
+                opt, T_max=epochs, eta_min=self.lr_min
+            )
         else:
             sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=self.gamma)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
 
-    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+    def configure_gradient_clipping(
+        self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None
+    ):
         if self.grad_clip:
-            self.clip_gradients(optimizer, gradient_clip_val=self.grad_clip, gradient_clip_algorithm="norm")
+            self.clip_gradients(
+                optimizer, gradient_clip_val=self.grad_clip, gradient_clip_algorithm="norm"
+            )
 
     def on_train_epoch_start(self) -> None:
         # DARTS: drop_path_prob = drop_path * epoch / epochs.
@@ -78,12 +86,23 @@ class RetrainModule(L.LightningModule):
         logits, aux = self.model(x)
         loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
         if aux is not None and self.auxiliary_weight:
-            loss = loss + self.auxiliary_weight * F.cross_entropy(aux, y, label_smoothing=self.label_smoothing)
+            loss = loss + self.auxiliary_weight * F.cross_entropy(
+                aux, y, label_smoothing=self.label_smoothing
+            )
         acc = (logits.detach().argmax(-1) == y).float().mean()
         n = y.shape[0]
-        self.log("retrain/train_loss", loss.detach(), on_step=True, on_epoch=True, prog_bar=True, batch_size=n)
+        self.log(
+            "retrain/train_loss",
+            loss.detach(),
+            on_step=True,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=n,
+        )
         self.log("retrain/train_acc", acc, on_epoch=True, batch_size=n)
-        self.log("lr/retrain", self.optimizers().param_groups[0]["lr"], on_step=False, on_epoch=True)
+        self.log(
+            "lr/retrain", self.optimizers().param_groups[0]["lr"], on_step=False, on_epoch=True
+        )
         return loss
 
     def _evaluate(self, batch: Batch, split: str) -> None:

@@ -101,7 +101,9 @@ class SearchModule(L.LightningModule):
         w_opt = self._weight_optimizer(self.supernet.parameters())
         a_opt = self._arch_optimizer(self.arch.parameters())
         epochs = max(1, self.trainer.max_epochs or 1)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, T_max=epochs, eta_min=self.weight_lr_min)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(
+            w_opt, T_max=epochs, eta_min=self.weight_lr_min
+        )
         return [w_opt, a_opt], [sched]
 
     def on_train_epoch_start(self) -> None:
@@ -123,7 +125,9 @@ class SearchModule(L.LightningModule):
         w_opt.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         if self.grad_clip:
-            self.clip_gradients(w_opt, gradient_clip_val=self.grad_clip, gradient_clip_algorithm="norm")
+            self.clip_gradients(
+                w_opt, gradient_clip_val=self.grad_clip, gradient_clip_algorithm="norm"
+            )
         w_opt.step()
         self._log_metrics("train", loss.detach(), logits.detach(), train[1])
 
@@ -134,15 +138,30 @@ class SearchModule(L.LightningModule):
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         detached = {k: a.detach() for k, a in self.arch.as_dict().items()}
         loss, logits = self.loss(batch, detached)
-        self.log("supernet/val_loss", loss, on_epoch=True, prog_bar=False, batch_size=batch[1].shape[0])
+        self.log(
+            "supernet/val_loss", loss, on_epoch=True, prog_bar=False, batch_size=batch[1].shape[0]
+        )
         acc = (logits.argmax(-1) == batch[1]).float().mean()
-        self.log("supernet/val_acc", acc, on_epoch=True, prog_bar=True, batch_size=batch[1].shape[0])
+        self.log(
+            "supernet/val_acc", acc, on_epoch=True, prog_bar=True, batch_size=batch[1].shape[0]
+        )
 
-    def _log_metrics(self, split: str, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
+    def _log_metrics(
+        self, split: str, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor
+    ) -> None:
         acc = (logits.argmax(-1) == y).float().mean()
         n = y.shape[0]
-        self.log(f"search/{split}_loss", loss, on_step=True, on_epoch=True, prog_bar=split == "train", batch_size=n)
-        self.log(f"search/{split}_acc", acc, on_step=False, on_epoch=True, prog_bar=True, batch_size=n)
+        self.log(
+            f"search/{split}_loss",
+            loss,
+            on_step=True,
+            on_epoch=True,
+            prog_bar=split == "train",
+            batch_size=n,
+        )
+        self.log(
+            f"search/{split}_acc", acc, on_step=False, on_epoch=True, prog_bar=True, batch_size=n
+        )
 
     # ---- results --------------------------------------------------------------------
     def probabilities(self) -> dict[str, torch.Tensor]:

@@ -44,7 +44,9 @@ def search(cfg: DictConfig, run_dir: Path, logger) -> dict[str, Any]:
     space = builders.space_from_config(cfg)
     module = builders.search_module(cfg, space)
     data = builders.search_data(cfg)
-    trainer = builders.trainer(cfg, run_dir, "search", logger, callbacks=[builders.arch_logger(cfg)])
+    trainer = builders.trainer(
+        cfg, run_dir, "search", logger, callbacks=[builders.arch_logger(cfg)]
+    )
     _log(f"search: space={space.name} strategy={cfg.strategy.name} epochs={trainer.max_epochs}")
     start = time.perf_counter()
     trainer.fit(module, datamodule=data)
@@ -76,7 +78,11 @@ def discretize(cfg: DictConfig, run_dir: Path, alphas_path: str | Path) -> dict[
     genotype = select(strategy.selection or space.default_selection, probs, space)
     genotype.save(run_dir / GENOTYPE_FILE)
     _log(f"genotype of {alphas_path}: {genotype}")
-    return {"genotype": str(genotype), "alphas_file": str(alphas_path), "genotype_file": str(run_dir / GENOTYPE_FILE)}
+    return {
+        "genotype": str(genotype),
+        "alphas_file": str(alphas_path),
+        "genotype_file": str(run_dir / GENOTYPE_FILE),
+    }
 
 
 def load_genotype_arg(cfg: DictConfig, space: SearchSpace) -> Genotype:
@@ -97,7 +103,9 @@ def retrain(cfg: DictConfig, run_dir: Path, logger, genotype: Genotype) -> dict[
     module = builders.retrain_module(cfg, model)
     data = builders.retrain_data(cfg)
     trainer = builders.trainer(cfg, run_dir, "retrain", logger, max_epochs=cfg.retrain.epochs)
-    _log(f"retrain: {fields['params']:,} params, {fields['macs']:,} MACs, {cfg.retrain.epochs} epochs")
+    _log(
+        f"retrain: {fields['params']:,} params, {fields['macs']:,} MACs, {cfg.retrain.epochs} epochs"
+    )
     start = time.perf_counter()
     trainer.fit(module, datamodule=data)
     if trainer.interrupted:
@@ -116,7 +124,9 @@ def retrain(cfg: DictConfig, run_dir: Path, logger, genotype: Genotype) -> dict[
 def profile(cfg: DictConfig, run_dir: Path, genotype: Genotype) -> dict[str, Any]:
     space = builders.space_from_config(cfg)
     fields = profile_fields(cfg, space, genotype)
-    _log(f"profile: {fields['params']:,} params, {fields['macs']:,} MACs at {list(cfg.data.input_shape)}")
+    _log(
+        f"profile: {fields['params']:,} params, {fields['macs']:,} MACs at {list(cfg.data.input_shape)}"
+    )
     return {**fields, "genotype": str(genotype), "input_shape": list(cfg.data.input_shape)}
 
 

@@ -14,7 +14,9 @@ from nas.io import atomic_write_json
 SUMMARY_FILE = "summary.json"
 
 
-def write_summary(run_dir: Path, cfg: DictConfig, fields: dict[str, Any], wall_time_s: float) -> Path:
+def write_summary(
+    run_dir: Path, cfg: DictConfig, fields: dict[str, Any], wall_time_s: float
+) -> Path:
     summary = {
         "stage": cfg.stage.value,
         "space": cfg.search_space.name,

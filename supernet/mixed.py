@@ -33,7 +33,9 @@ class MixedOp(nn.Module):
         )
         computed = [i for i, name in enumerate(self.op_names) if name != "none"]
         self.computed: tuple[int, ...] = tuple(computed)
-        self.register_buffer("computed_index", torch.tensor(computed, dtype=torch.long), persistent=False)
+        self.register_buffer(
+            "computed_index", torch.tensor(computed, dtype=torch.long), persistent=False
+        )
 
     def candidate_outputs(
         self, x: torch.Tensor, active: Sequence[int] | None = None

@@ -98,7 +98,9 @@ class FactorizedReduce(nn.Module):
     def __init__(self, C_in: int, C_out: int, affine: bool = True):
         super().__init__()
         if C_out % 2:
-            raise ValueError(f"FactorizedReduce needs an even number of output channels, got {C_out}.")
+            raise ValueError(
+                f"FactorizedReduce needs an even number of output channels, got {C_out}."
+            )
         self.relu = nn.ReLU(inplace=False)
         self.conv_1 = nn.Conv2d(C_in, C_out // 2, 1, stride=2, padding=0, bias=False)
         self.conv_2 = nn.Conv2d(C_in, C_out // 2, 1, stride=2, padding=0, bias=False)
@@ -153,16 +155,24 @@ OPS: dict[str, OpFactory] = {
     "sep_conv_3x3": lambda C_in, C_out, stride, affine: SepConv(C_in, C_out, 3, stride, 1, affine),
     "sep_conv_5x5": lambda C_in, C_out, stride, affine: SepConv(C_in, C_out, 5, stride, 2, affine),
     "sep_conv_7x7": lambda C_in, C_out, stride, affine: SepConv(C_in, C_out, 7, stride, 3, affine),
-    "dil_conv_3x3": lambda C_in, C_out, stride, affine: DilConv(C_in, C_out, 3, stride, 2, 2, affine),
-    "dil_conv_5x5": lambda C_in, C_out, stride, affine: DilConv(C_in, C_out, 5, stride, 4, 2, affine),
+    "dil_conv_3x3": lambda C_in, C_out, stride, affine: DilConv(
+        C_in, C_out, 3, stride, 2, 2, affine
+    ),
+    "dil_conv_5x5": lambda C_in, C_out, stride, affine: DilConv(
+        C_in, C_out, 5, stride, 4, 2, affine
+    ),
     "conv_7x1_1x7": lambda C_in, C_out, stride, affine: nn.Sequential(
         nn.ReLU(inplace=False),
         nn.Conv2d(C_in, C_in, (1, 7), stride=(1, stride), padding=(0, 3), bias=False),
         nn.Conv2d(C_in, C_out, (7, 1), stride=(stride, 1), padding=(3, 0), bias=False),
         nn.BatchNorm2d(C_out, affine=affine),
     ),
-    "nor_conv_1x1": lambda C_in, C_out, stride, affine: ReLUConvBN(C_in, C_out, 1, stride, 0, affine),
-    "nor_conv_3x3": lambda C_in, C_out, stride, affine: ReLUConvBN(C_in, C_out, 3, stride, 1, affine),
+    "nor_conv_1x1": lambda C_in, C_out, stride, affine: ReLUConvBN(
+        C_in, C_out, 1, stride, 0, affine
+    ),
+    "nor_conv_3x3": lambda C_in, C_out, stride, affine: ReLUConvBN(
+        C_in, C_out, 3, stride, 1, affine
+    ),
 }
 
 

@@ -15,7 +15,9 @@ os.environ.setdefault("WANDB_SILENT", "true")
 torch.set_num_threads(1)
 
 
-def tiny_search_module(arch_grad, C: int = 4, layers: int = 3, steps: int = 2, seed: int = 0, dtype=torch.float32):
+def tiny_search_module(
+    arch_grad, C: int = 4, layers: int = 3, steps: int = 2, seed: int = 0, dtype=torch.float32
+):
     """A SearchModule on a DARTS space small enough for exact autograd checks."""
     from functools import partial
 
@@ -24,7 +26,9 @@ def tiny_search_module(arch_grad, C: int = 4, layers: int = 3, steps: int = 2, s
     from supernet.spaces.darts import DartsSpace
 
     torch.manual_seed(seed)
-    space = DartsSpace(input_shape=(3, 8, 8), num_classes=5, C=C, layers=layers, steps=steps, multiplier=steps)
+    space = DartsSpace(
+        input_shape=(3, 8, 8), num_classes=5, C=C, layers=layers, steps=steps, multiplier=steps
+    )
     module = SearchModule(
         space,
         Strategy(name="test", sampler=SoftmaxSampler(), arch_grad=arch_grad),
@@ -37,7 +41,9 @@ def tiny_search_module(arch_grad, C: int = 4, layers: int = 3, steps: int = 2, s
 
 def random_batch(n: int = 4, classes: int = 5, dtype=torch.float32, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(n, 3, 8, 8, generator=g, dtype=dtype), torch.randint(0, classes, (n,), generator=g)
+    return torch.randn(n, 3, 8, 8, generator=g, dtype=dtype), torch.randint(
+        0, classes, (n,), generator=g
+    )
 
 
 @pytest.fixture

@@ -42,8 +42,12 @@ def test_every_group_option_composes(override):
 @pytest.mark.parametrize("strategy", options("strategy"))
 @pytest.mark.parametrize("data", options("data"))
 def test_smoke_composes_with_every_choice(space, strategy, data):
-    cfg = compose_cfg(["experiment=smoke", f"search_space={space}", f"strategy={strategy}", f"data={data}"])
-    assert cfg.search_space.name == space and cfg.strategy.name == strategy and cfg.data.name == data
+    cfg = compose_cfg(
+        ["experiment=smoke", f"search_space={space}", f"strategy={strategy}", f"data={data}"]
+    )
+    assert (
+        cfg.search_space.name == space and cfg.strategy.name == strategy and cfg.data.name == data
+    )
     assert cfg.trainer.max_epochs == 1 and cfg.retrain.epochs == 1
 
 
@@ -65,7 +69,14 @@ def test_paper_hyperparameters():
     assert s.arch_optimizer.weight_decay == 1e-3 and s.alpha_init_std == 1e-3
     r = cfg.retrain
     assert (r.C, r.layers) == (36, 20)
-    assert (r.epochs, r.batch_size, r.drop_path, r.cutout, r.auxiliary_weight, r.grad_clip) == (600, 96, 0.2, 16, 0.4, 5)
+    assert (r.epochs, r.batch_size, r.drop_path, r.cutout, r.auxiliary_weight, r.grad_clip) == (
+        600,
+        96,
+        0.2,
+        16,
+        0.4,
+        5,
+    )
     assert r.optimizer.lr == 0.025 and r.optimizer.weight_decay == 3e-4
     ss = cfg.search_space
     assert len(ss.ops) == 8 and ss.ops[0] == "none" and (ss.C, ss.layers) == (16, 8)

@@ -71,7 +71,10 @@ def test_default_finite_difference_scale_is_darts():
 def test_second_order_differs_from_first_order():
     """The implicit term is not negligible on this model: the two modes disagree."""
     module = tiny_search_module(SecondOrder(), dtype=torch.float64)
-    train, val = random_batch(dtype=torch.float64, seed=1), random_batch(dtype=torch.float64, seed=2)
+    train, val = (
+        random_batch(dtype=torch.float64, seed=1),
+        random_batch(dtype=torch.float64, seed=2),
+    )
     module.strategy.arch_grad(module, train, val)
     second = [a.grad.clone() for a in module.arch.alphas.values()]
     FirstOrder()(module, train, val)
@@ -95,6 +98,8 @@ def test_first_order_gradient_is_plain_validation_gradient():
 def test_second_order_leaves_weights_unchanged():
     module = tiny_search_module(SecondOrder(), dtype=torch.float64)
     before = {n: p.detach().clone() for n, p in module.supernet.named_parameters()}
-    module.strategy.arch_grad(module, random_batch(dtype=torch.float64, seed=1), random_batch(dtype=torch.float64, seed=2))
+    module.strategy.arch_grad(
+        module, random_batch(dtype=torch.float64, seed=1), random_batch(dtype=torch.float64, seed=2)
+    )
     for n, p in module.supernet.named_parameters():
         assert torch.equal(before[n], p.detach()), n

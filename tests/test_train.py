@@ -49,7 +49,11 @@ def test_pipeline_writes_every_result(pipeline_dir):
     assert (pipeline_dir / "checkpoints/retrain/last.ckpt").is_file()
     summary = read_summary(pipeline_dir)
     genotype = Genotype.load(pipeline_dir / "genotype.json")
-    assert summary["stage"] == "pipeline" and summary["space"] == "darts" and summary["strategy"] == "darts"
+    assert (
+        summary["stage"] == "pipeline"
+        and summary["space"] == "darts"
+        and summary["strategy"] == "darts"
+    )
     assert summary["genotype"] == str(genotype)
     assert summary["params"] > 0 and summary["macs"] > 0
     assert 0.0 <= summary["test_acc"] <= 1.0 and summary["wall_time_s"] > 0
@@ -58,14 +62,20 @@ def test_pipeline_writes_every_result(pipeline_dir):
 
 
 def test_discretize_reproduces_the_search_genotype(pipeline_dir, tmp_path, monkeypatch):
-    code = run_train(monkeypatch, tmp_path, "stage=discretize", f"alphas={pipeline_dir / 'alphas.json'}")
+    code = run_train(
+        monkeypatch, tmp_path, "stage=discretize", f"alphas={pipeline_dir / 'alphas.json'}"
+    )
     assert code == 0
-    assert Genotype.load(tmp_path / "genotype.json") == Genotype.load(pipeline_dir / "genotype.json")
+    assert Genotype.load(tmp_path / "genotype.json") == Genotype.load(
+        pipeline_dir / "genotype.json"
+    )
     assert read_summary(tmp_path)["stage"] == "discretize"
 
 
 def test_retrain_a_saved_genotype_file(pipeline_dir, tmp_path, monkeypatch):
-    code = run_train(monkeypatch, tmp_path, "stage=retrain", f"genotype={pipeline_dir / 'genotype.json'}")
+    code = run_train(
+        monkeypatch, tmp_path, "stage=retrain", f"genotype={pipeline_dir / 'genotype.json'}"
+    )
     assert code == 0
     summary = read_summary(tmp_path)
     assert summary["genotype"] == read_summary(pipeline_dir)["genotype"]
@@ -74,8 +84,14 @@ def test_retrain_a_saved_genotype_file(pipeline_dir, tmp_path, monkeypatch):
 
 def test_profile_darts_v2_cifar_counts(tmp_path, monkeypatch):
     code = run_train(
-        monkeypatch, tmp_path, "stage=profile", "genotype=darts_v2", "data=cifar10",
-        "retrain.C=36", "retrain.layers=20", "data.root=/nonexistent",  # profile reads no data
+        monkeypatch,
+        tmp_path,
+        "stage=profile",
+        "genotype=darts_v2",
+        "data=cifar10",
+        "retrain.C=36",
+        "retrain.layers=20",
+        "data.root=/nonexistent",  # profile reads no data
     )
     assert code == 0
     summary = read_summary(tmp_path)
@@ -103,11 +119,19 @@ def test_same_seed_same_alphas_and_genotype(tmp_path, monkeypatch):
         (["search_space.C=3"], "C"),
         (["search_space.ops=[none,conv_9x9]"], "conv_9x9"),
         (["data.input_shape=[1,2,2]"], "too small"),
-        (["strategy=darts_2nd", "strategy.weight_optimizer._target_=torch.optim.Adam",
-          "~strategy.weight_optimizer.momentum"], "SGD"),
+        (
+            [
+                "strategy=darts_2nd",
+                "strategy.weight_optimizer._target_=torch.optim.Adam",
+                "~strategy.weight_optimizer.momentum",
+            ],
+            "SGD",
+        ),
     ],
 )
-def test_bad_input_is_a_clear_error_with_no_result(tmp_path, monkeypatch, capsys, overrides, needle):
+def test_bad_input_is_a_clear_error_with_no_result(
+    tmp_path, monkeypatch, capsys, overrides, needle
+):
     bad = tmp_path / "BAD"
     bad.write_text('{"space": "darts", "ops": []}')
     overrides = [o.replace("BAD", str(bad)) for o in overrides]
@@ -128,8 +152,14 @@ def test_wandb_offline_logging_needs_no_key(tmp_path, monkeypatch):
 
 def test_csv_logger_records_losses_lr_and_alpha(pipeline_dir):
     header = (pipeline_dir / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
-    for key in ("search/train_loss_step", "search/val_acc", "lr/weights", "retrain/test_acc",
-                "alpha/normal/0->2/sep_conv_3x3", "alpha_entropy/reduce"):
+    for key in (
+        "search/train_loss_step",
+        "search/val_acc",
+        "lr/weights",
+        "retrain/test_acc",
+        "alpha/normal/0->2/sep_conv_3x3",
+        "alpha_entropy/reduce",
+    ):
         assert key in header, key
 
 
@@ -147,10 +177,19 @@ def test_help_lists_the_groups(monkeypatch, capsys):
 
 def test_multirun_gives_each_job_its_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
-    monkeypatch.setattr(sys, "argv", [
-        "train.py", "-m", f"hydra.sweep.dir={tmp_path}", "experiment=smoke", "logger=csv",
-        "stage=profile", "genotype=darts_v1,darts_v2",
-    ])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "train.py",
+            "-m",
+            f"hydra.sweep.dir={tmp_path}",
+            "experiment=smoke",
+            "logger=csv",
+            "stage=profile",
+            "genotype=darts_v1,darts_v2",
+        ],
+    )
     import train
 
     try:

@@ -40,5 +40,10 @@ class SearchSpace(ABC):
     def build_child(self, genotype: Genotype, **sizes) -> nn.Module:
         """The standalone network of a genotype, trained from scratch in retraining."""
 
-    def validate_genotype(self, genotype: Genotype) -> None:
-        """Raises a GenotypeError when the genotype does not fit this space."""
+    @abstractmethod
+    def validate_genotype(self, genotype: Genotype, check_ops: bool = True) -> None:
+        """Raises a GenotypeError when the genotype does not fit this space.
+
+        ``check_ops=False`` accepts ops outside the space's list (retraining a genotype found
+        with another op set).
+        """

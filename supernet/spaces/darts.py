@@ -98,9 +98,13 @@ class SearchCell(nn.Module):
         first = 0
         for i in range(steps):
             flat = [
-                (first + j) * n_ops + k for j in range(2 + i) for k in self.mixed[first + j].computed
+                (first + j) * n_ops + k
+                for j in range(2 + i)
+                for k in self.mixed[first + j].computed
             ]
-            self.register_buffer(f"node_index_{i}", torch.tensor(flat, dtype=torch.long), persistent=False)
+            self.register_buffer(
+                f"node_index_{i}", torch.tensor(flat, dtype=torch.long), persistent=False
+            )
             first += 2 + i
 
     def forward(
@@ -214,7 +218,9 @@ class DartsSpace(SearchSpace):
         if "none" in ops and list(ops).index("none") != 0:
             raise ValueError(f"'none' must be the first op of the list, got ops={list(ops)}.")
         if steps < 1 or not 1 <= multiplier <= steps:
-            raise ValueError(f"Need steps >= 1 and 1 <= multiplier <= steps, got steps={steps}, multiplier={multiplier}.")
+            raise ValueError(
+                f"Need steps >= 1 and 1 <= multiplier <= steps, got steps={steps}, multiplier={multiplier}."
+            )
         check_sizes(input_shape, C, layers)
         self.ops = tuple(ops)
         self.input_shape = tuple(input_shape)
@@ -226,8 +232,15 @@ class DartsSpace(SearchSpace):
 
     def build_supernet(self) -> DartsSupernet:
         return DartsSupernet(
-            self.ops, self.input_shape, self.num_classes, self.C, self.layers, self.steps,
-            self.multiplier, self.stem_multiplier, self.kernel,
+            self.ops,
+            self.input_shape,
+            self.num_classes,
+            self.C,
+            self.layers,
+            self.steps,
+            self.multiplier,
+            self.stem_multiplier,
+            self.kernel,
         )
 
     def build_child(self, genotype: Genotype, **sizes) -> nn.Module:

@@ -15,7 +15,9 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 class FirstOrder:
     """Treats the weights as constant; only the α gradient is computed (no weight gradients)."""
 
-    def __call__(self, module: SearchModule, train: Batch, val: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(
+        self, module: SearchModule, train: Batch, val: Batch
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Fills ``alpha.grad`` and returns the validation loss and logits."""
         alphas = list(module.arch.alphas.values())
         loss, logits = module.loss(val, module.arch.as_dict())

@@ -48,7 +48,9 @@ class SecondOrder:
                 new[name] = w - xi * step
         return new, xi
 
-    def __call__(self, module: SearchModule, train: Batch, val: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(
+        self, module: SearchModule, train: Batch, val: Batch
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Fills ``alpha.grad`` and returns the validation loss (at w') and logits."""
         net = module.supernet
         params = dict(net.named_parameters())

@@ -14,9 +14,7 @@ SelectionRule = Callable[..., Genotype]
 SELECTION_RULES: dict[str, SelectionRule] = {"darts_top2": darts_top2}
 
 
-def select(
-    rule: str, probs: dict[str, torch.Tensor], space
-) -> Genotype:
+def select(rule: str, probs: dict[str, torch.Tensor], space) -> Genotype:
     """Applies the selection rule ``rule`` to per-edge op probabilities of ``space``."""
     if rule not in SELECTION_RULES:
         raise ValueError(
