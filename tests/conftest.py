@@ -9,6 +9,10 @@ import torch
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
+# Without a GPU the Triton kernels run through Triton's interpreter; the variable must be set
+# before any kernel is defined, hence here.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 # The test models are tiny: one thread avoids OpenMP fan-out costs and, on a busy 2-core
 # machine, the thrashing of spin-waiting threads (seen: 100x slower steps).

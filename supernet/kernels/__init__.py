@@ -1,27 +1,70 @@
 """Backends for the mixed-op core: the weighted sum of candidate outputs.
 
-``mix(outputs, weights)`` computes ``sum_i weights[i] * outputs[i]``. The PyTorch path is the
-reference and is always available; fused GPU kernels plug in here by name.
+``mix(outputs, weights, backend)`` computes ``sum_i weights[i] * outputs[i]``:
+
+- ``torch``: the eager reference, always available;
+- ``triton``: the fused kernel of ``triton_mix`` (CUDA tensors, or CPU tensors under Triton's
+  interpreter with ``TRITON_INTERPRET=1``); asking for it where it cannot run is an error;
+- ``auto``: ``triton`` for CUDA tensors when Triton imports, ``torch`` otherwise.
 """
 
 from __future__ import annotations
+
+import functools
+import os
 
 import torch
 
 from supernet.kernels.torch_ref import weighted_sum
 
-BACKENDS = ("auto", "torch")
+BACKENDS = ("auto", "torch", "triton")
+
+
+@functools.cache
+def triton_import_error() -> str | None:
+    """None when the Triton kernel imports, else why it does not."""
+    try:
+        import supernet.kernels.triton_mix  # noqa: F401
+    except Exception as err:  # ImportError, or a broken Triton install
+        return f"{type(err).__name__}: {err}"
+    return None
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET") == "1"
 
 
 def resolve_backend(name: str, device: torch.device | None = None) -> str:
-    """Maps a requested backend name to the one that will run; bad names raise."""
+    """Checks a backend name; with a device, maps ``auto`` to the backend that will run there."""
     if name not in BACKENDS:
         raise ValueError(
             f"Unknown mixed-op kernel backend {name!r}. Valid choices are: {', '.join(BACKENDS)}."
         )
-    return "torch"
+    if device is None:
+        return name
+    on_cuda = torch.device(device).type == "cuda"
+    if name == "auto":
+        return "triton" if on_cuda and triton_import_error() is None else "torch"
+    if name == "triton":
+        reason = triton_import_error()
+        if reason is not None:
+            raise RuntimeError(
+                f"supernet.kernel=triton was asked for, but the Triton kernel cannot be imported "
+                f"({reason}). Install the extra (pip install 'oneshot-nas[triton]') or use "
+                "supernet.kernel=torch (or auto)."
+            )
+        if not on_cuda and not _interpreting():
+            raise RuntimeError(
+                f"supernet.kernel=triton needs CUDA tensors, but the supernet runs on {device}. "
+                "Use kernel=auto or torch, or set TRITON_INTERPRET=1 (slow) to run it on the CPU."
+            )
+    return name
 
 
 def mix(outputs: list[torch.Tensor], weights: torch.Tensor, backend: str = "torch") -> torch.Tensor:
     """Weighted sum of same-shaped candidate outputs; ``weights`` has one entry per output."""
+    if backend != "torch" and resolve_backend(backend, outputs[0].device) == "triton":
+        from supernet.kernels.triton_mix import triton_mix
+
+        return triton_mix(outputs, weights)
     return weighted_sum(outputs, weights)
