@@ -5,17 +5,12 @@ from __future__ import annotations
 import dataclasses
 import io
 import math
-import pickle
-import tarfile
-from collections import OrderedDict
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from nas.data import (
-    ArraySplits,
     BatchAugment,
     DataConfig,
     RetrainDataModule,
@@ -28,12 +23,10 @@ from nas.data import (
     random_hflip,
     validate_data_config,
 )
-from nas.data.cifar import load_cifar10
 from nas.data.digits import load_digits_splits
 from nas.data.synthetic import make_synthetic
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 
 
 def digits_cfg(**overrides) -> DataConfig:
@@ -62,7 +55,10 @@ def _compose(config_dir: Path, overrides: list[str]):
         return compose(overrides=overrides)
 
 
-@pytest.mark.parametrize("name", ["digits", "synthetic", "cifar10"])
+@pytest.mark.parametrize(
+    "name",
+    ["digits", "synthetic", "cifar10", "cifar100", "imagenet16_120", "imagefolder", "imagenet"],
+)
 def test_yaml_composes_against_schema(name, monkeypatch):
     from hydra.errors import ConfigCompositionException
     from omegaconf import OmegaConf
@@ -72,8 +68,8 @@ def test_yaml_composes_against_schema(name, monkeypatch):
     validate_data_config(cfg)
     assert cfg.name == name
     assert len(cfg.mean) == len(cfg.std) == cfg.input_shape[0]
-    if name == "cifar10":
-        assert OmegaConf.to_container(cfg, resolve=True)["root"] == "/datasets/cifar10"
+    if name.startswith("cifar"):
+        assert OmegaConf.to_container(cfg, resolve=True)["root"] == f"/datasets/{name}"
     with pytest.raises(ConfigCompositionException, match="trian_portion"):
         _compose(CONF_DIR, [f"+data={name}", "data.trian_portion=0.3"])
     with pytest.raises(ConfigCompositionException):  # typed schema: a string is not a float
@@ -106,7 +102,9 @@ def test_digits_yaml_stats_match_data():
         ({"mean": [0.5, 0.5]}, "data.mean has 2 entries"),
         ({"std": [0.0]}, "data.std=[0.0]"),
         ({"input_shape": [8, 8]}, "input_shape=[8, 8]"),
-        ({"name": "imagenet"}, "'imagenet' is not a known dataset"),
+        ({"name": "mnist"}, "'mnist' is not a known dataset"),
+        ({"split": "nb201"}, "data.split=nb201 needs cifar100"),
+        ({"pipeline": "gpu"}, "data.pipeline='gpu'"),
         ({"crop_padding": -1}, "crop_padding=-1"),
     ],
 )
@@ -153,77 +151,6 @@ def test_synthetic_is_deterministic_and_balanced():
     assert torch.equal(a.x_train, b.x_train) and torch.equal(a.y_test, b.y_test)
     assert a.x_train.shape == (40, 3, 8, 8) and a.x_test.shape == (10, 3, 8, 8)
     assert a.y_train.bincount().tolist() == [4] * 10
-
-
-def _write_fake_cifar(folder: Path, n: int = 6) -> dict[str, tuple[np.ndarray, list[int]]]:
-    rng = np.random.default_rng(0)
-    folder.mkdir(parents=True)
-    batches = {}
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        data = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
-        labels = rng.integers(0, 10, size=n).tolist()
-        payload = {b"batch_label": name.encode(), b"labels": labels, b"data": data}
-        (folder / name).write_bytes(pickle.dumps(payload, protocol=2))
-        batches[name] = (data, labels)
-    return batches
-
-
-def _check_fake_cifar(arrays: ArraySplits, batches) -> None:
-    train = [batches[f"data_batch_{i}"] for i in range(1, 6)]
-    assert arrays.x_train.shape == (30, 3, 32, 32) and arrays.x_test.shape == (6, 3, 32, 32)
-    assert arrays.y_train.tolist() == sum((labels for _, labels in train), [])
-    assert arrays.y_test.tolist() == batches["test_batch"][1]
-    data = train[0][0]
-    # Row layout: 1024 red, 1024 green, 1024 blue values, each a row-major 32x32 plane.
-    assert arrays.x_train[2, 1, 5, 7] == data[2, 1024 + 5 * 32 + 7]
-    assert np.array_equal(arrays.x_test.reshape(6, -1).numpy(), batches["test_batch"][0])
-
-
-def test_cifar_reader_folder_and_archive(tmp_path):
-    batches = _write_fake_cifar(tmp_path / "extracted" / "cifar-10-batches-py")
-    _check_fake_cifar(load_cifar10(tmp_path / "extracted"), batches)
-
-    archive_root = tmp_path / "archive"
-    archive_root.mkdir()
-    with tarfile.open(archive_root / "cifar-10-python.tar.gz", "w:gz") as tar:
-        tar.add(tmp_path / "extracted" / "cifar-10-batches-py", arcname="cifar-10-batches-py")
-    _check_fake_cifar(load_cifar10(archive_root), batches)
-
-    cfg = DataConfig(
-        name="cifar10",
-        root=str(archive_root),
-        input_shape=[3, 32, 32],
-        num_classes=10,
-        mean=[0.5] * 3,
-        std=[0.25] * 3,
-    )
-    assert load_arrays(cfg).x_train.shape == (30, 3, 32, 32)
-
-
-def test_cifar_reader_clear_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="cifar-10-python.tar.gz") as info:
-        load_cifar10(tmp_path / "nowhere")
-    assert CIFAR_URL in str(info.value) and "c58f30108f718f92721af3b95e74349a" in str(info.value)
-
-    _write_fake_cifar(tmp_path / "full" / "cifar-10-batches-py", n=200)
-    blob = io.BytesIO()
-    with tarfile.open(fileobj=blob, mode="w:gz") as tar:
-        tar.add(tmp_path / "full" / "cifar-10-batches-py", arcname="cifar-10-batches-py")
-    (tmp_path / "cut").mkdir()
-    (tmp_path / "cut" / "cifar-10-python.tar.gz").write_bytes(blob.getvalue()[:-5000])
-    with pytest.raises(ValueError, match="corrupt") as info:
-        load_cifar10(tmp_path / "cut")
-    assert CIFAR_URL in str(info.value)
-
-    (tmp_path / "full" / "cifar-10-batches-py" / "test_batch").unlink()
-    with pytest.raises(FileNotFoundError, match="test_batch"):
-        load_cifar10(tmp_path / "full")
-
-    # A pickle that would build anything besides plain data is refused.
-    evil = pickle.dumps({b"data": OrderedDict(), b"labels": []}, protocol=2)
-    (tmp_path / "full" / "cifar-10-batches-py" / "test_batch").write_bytes(evil)
-    with pytest.raises(ValueError, match="not allowed"):
-        load_cifar10(tmp_path / "full")
 
 
 # ----- augmentation -----

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from nas.data.augment import BatchAugment, cutout, normalize, random_crop, random_hflip
 from nas.data.config import DataConfig, validate_data_config
-from nas.data.datasets import ArraySplits, dataset_names, load_arrays, register_dataset
+from nas.data.datasets import (
+    ArraySplits,
+    dataset_names,
+    is_file_dataset,
+    load_arrays,
+    load_dataset,
+    register_dataset,
+)
 from nas.data.modules import (
     IndexBatchDataset,
     RetrainDataModule,
@@ -24,7 +31,9 @@ __all__ = [
     "dataset_names",
     "derive_seed",
     "index_loader",
+    "is_file_dataset",
     "load_arrays",
+    "load_dataset",
     "normalize",
     "random_crop",
     "random_hflip",

@@ -42,6 +42,30 @@ def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> t
     return (x.float() / 255.0 - mean_t) / std_t
 
 
+def crop_offsets(
+    n: int, padding: int, generator: torch.Generator, device: torch.device | str
+) -> torch.Tensor:
+    """Random ``(dy, dx)`` crop offsets, uniform in ``[0, 2 * padding]``: [N, 2] int64."""
+    return torch.randint(0, 2 * padding + 1, (n, 2), generator=generator, device=device)
+
+
+def crop_at(x: torch.Tensor, padding: int, offsets: torch.Tensor) -> torch.Tensor:
+    """Zero-pads each image by ``padding`` and crops H x W at its offset ``(dy, dx)``.
+
+    Args:
+        x: Batch [N, C, H, W].
+        padding: Zero padding on each side.
+        offsets: [N, 2] top-left corners in the padded image.
+    """
+    n, c, h, w = x.shape
+    padded = F.pad(x, (padding, padding, padding, padding))  # [N, C, H+2p, W+2p]
+    rows = offsets[:, 0, None] + torch.arange(h, device=x.device)  # [N, H]
+    cols = offsets[:, 1, None] + torch.arange(w, device=x.device)  # [N, W]
+    # Two gathers with broadcast (expanded, not copied) index views: rows, then columns.
+    out = padded.gather(2, rows[:, None, :, None].expand(n, c, h, w + 2 * padding))
+    return out.gather(3, cols[:, None, None, :].expand(n, c, h, w))
+
+
 def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
     """Pads with zeros, then crops each image back to H x W at its own random offset.
 
@@ -58,14 +82,7 @@ def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator) -> to
     _check_batch(x)
     if padding <= 0:
         return x
-    n, c, h, w = x.shape
-    padded = F.pad(x, (padding, padding, padding, padding))  # [N, C, H+2p, W+2p]
-    offsets = torch.randint(0, 2 * padding + 1, (n, 2), generator=generator, device=x.device)
-    rows = offsets[:, 0, None] + torch.arange(h, device=x.device)  # [N, H]
-    cols = offsets[:, 1, None] + torch.arange(w, device=x.device)  # [N, W]
-    # Two gathers with broadcast (expanded, not copied) index views: rows, then columns.
-    out = padded.gather(2, rows[:, None, :, None].expand(n, c, h, w + 2 * padding))
-    return out.gather(3, cols[:, None, None, :].expand(n, c, h, w))
+    return crop_at(x, padding, crop_offsets(x.shape[0], padding, generator, x.device))
 
 
 def random_hflip(x: torch.Tensor, generator: torch.Generator, p: float = 0.5) -> torch.Tensor:
@@ -81,6 +98,11 @@ def random_hflip(x: torch.Tensor, generator: torch.Generator, p: float = 0.5) ->
     """
     _check_batch(x)
     flip = torch.rand(x.shape[0], generator=generator, device=x.device) < p
+    return flip_where(x, flip)
+
+
+def flip_where(x: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+    """Flips left-right the images of ``x`` [N, C, H, W] where the bool mask ``flip`` [N] is set."""
     return torch.where(flip[:, None, None, None], x.flip(-1), x)
 
 
@@ -106,6 +128,12 @@ def cutout(x: torch.Tensor, length: int, generator: torch.Generator) -> torch.Te
     n, _, h, w = x.shape
     cy = torch.randint(0, h, (n, 1), generator=generator, device=x.device)
     cx = torch.randint(0, w, (n, 1), generator=generator, device=x.device)
+    return cutout_at(x, length, cy, cx)
+
+
+def cutout_at(x: torch.Tensor, length: int, cy: torch.Tensor, cx: torch.Tensor) -> torch.Tensor:
+    """Zeroes the DARTS cutout square centred at ``(cy, cx)`` ([N, 1] each) of every image."""
+    h, w = x.shape[-2:]
     half = length // 2
     ys = torch.arange(h, device=x.device)
     xs = torch.arange(w, device=x.device)

@@ -9,13 +9,16 @@ used (no ``X | None`` unions, which OmegaConf cannot express, hence ``Optional``
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional  # noqa: UP035 - OmegaConf needs typing.Optional
 
 from omegaconf import MISSING
 from omegaconf.errors import MissingMandatoryValue
 
-from nas.data.datasets import dataset_names
+from nas.data.datasets import FILE_DATASETS, dataset_names
+
+SPLITS = ("darts", "nb201")
+PIPELINES = ("auto", "device", "loader")
 
 
 @dataclass
@@ -23,12 +26,20 @@ class DataConfig:
     """Which dataset to load, how to split it and how to augment it.
 
     Attributes:
-        name: Registry key of the dataset (``digits``, ``synthetic``, ``cifar10``).
-        root: Directory of on-disk datasets (cifar10); ignored by digits and synthetic.
-        input_shape: ``[C, H, W]`` of one image.
+        name: Registry key of the dataset (``digits``, ``synthetic``, ``cifar10``, ``cifar100``,
+            ``imagenet16_120``, ``imagefolder``, ``imagenet``).
+        root: Directory of on-disk datasets; ignored by digits and synthetic.
+        download: Download a missing file that has an official URL (CIFAR); every file with a
+            known checksum is verified before use either way.
+        input_shape: ``[C, H, W]`` of one image (image folders: the crop size).
         num_classes: Number of labels.
         mean: Per-channel mean in [0, 1] pixel units, used for normalization.
         std: Per-channel standard deviation in [0, 1] pixel units.
+        split: ``darts``: search on ``train_portion`` / rest of the training set, retrain on
+            the training set and evaluate on the whole test set. ``nb201`` (cifar100,
+            imagenet16_120): NAS-Bench-201's protocol, the test set halved into x-valid and
+            x-test (``nas/data/splits.py``): search trains weights on the whole training set
+            and α on x-valid; retraining validates on x-valid and tests on x-test.
         train_portion: Search split: fraction of the training set used for the weight step;
             the rest is used for the architecture step (DARTS uses 0.5).
         test_fraction: Held-out stratified test fraction, only for datasets without an
@@ -37,6 +48,14 @@ class DataConfig:
         hflip: Random horizontal flip.
         num_samples: Synthetic only: training-set size (the test set has ``num_samples // 4``).
         num_workers: DataLoader worker processes (0 = load in the main process).
+        pipeline: ``device``: uint8 arrays gathered by index, augmented as whole batches on the
+            training device; ``loader``: per-sample decode and augmentation in DataLoader
+            workers; ``auto``: ``loader`` for image folders, else ``device``.
+        device_cache: With the ``device`` pipeline on an accelerator, hold the whole uint8
+            dataset in device memory (when it fits), so batches never cross the bus.
+        eval_resize: Image folders: shorter side before the evaluation centre crop (256 for
+            224 crops, as in the ImageNet-mobile papers).
+        crop_scale: Image folders: area range of the training random resized crop.
     """
 
     name: str = MISSING
@@ -51,6 +70,12 @@ class DataConfig:
     hflip: bool = False
     num_samples: int = 512
     num_workers: int = 0
+    download: bool = True
+    split: str = "darts"
+    pipeline: str = "auto"
+    device_cache: bool = True
+    eval_resize: int = 256
+    crop_scale: list[float] = field(default_factory=lambda: [0.08, 1.0])
 
 
 def _get(cfg: Any, key: str, problems: list[str]) -> Any:
@@ -122,6 +147,29 @@ def validate_data_config(cfg: Any) -> None:
         value = _get(cfg, key, problems)
         if value is not None and (not isinstance(value, int) or value < minimum):
             problems.append(f"data.{key}={value} must be an int >= {minimum}")
+
+    for key, valid in (("split", SPLITS), ("pipeline", PIPELINES)):
+        value = _get(cfg, key, problems)
+        if value is not None and value not in valid:
+            problems.append(f"data.{key}={value!r} must be one of {list(valid)}")
+    if getattr(cfg, "split", None) == "nb201" and name not in (None, "cifar100", "imagenet16_120"):
+        problems.append(f"data.split=nb201 needs cifar100 or imagenet16_120, not {name!r}")
+    if getattr(cfg, "pipeline", None) == "device" and name in FILE_DATASETS:
+        problems.append(f"data.pipeline=device cannot hold {name!r} (read per file): use loader")
+    scale = _get(cfg, "crop_scale", problems)
+    if scale is not None:
+        scale = list(scale)
+        if (
+            len(scale) != 2
+            or not all(_is_number(v) for v in scale)
+            or not 0 < scale[0] <= scale[1] <= 1
+        ):
+            problems.append(
+                f"data.crop_scale={scale} must be [low, high] with 0 < low <= high <= 1"
+            )
+    resize = _get(cfg, "eval_resize", problems)
+    if resize is not None and (not isinstance(resize, int) or resize < 1):
+        problems.append(f"data.eval_resize={resize} must be an int >= 1")
 
     hflip = _get(cfg, "hflip", problems)
     if hflip is not None and not isinstance(hflip, bool):

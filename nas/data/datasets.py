@@ -1,9 +1,10 @@
 """Registry of datasets held as in-memory uint8 tensors.
 
-Every dataset we search on is small enough to live in memory (CIFAR-10 is 180 MB as uint8), so
-a reader returns whole tensors and the loaders gather batches by index: no per-sample decoding
-or collation. Readers are imported lazily so that, e.g., the CIFAR reader costs nothing for a
-digits run.
+Every dataset we search on is small enough to live in memory (CIFAR-10 is 180 MB as uint8,
+ImageNet16-120 93 MB), so a reader returns whole tensors and the loaders gather batches by index:
+no per-sample decoding or collation. Image folders (ImageNet) are the exception: their reader
+lists files, decoded per sample in DataLoader workers. Readers are imported lazily so that,
+e.g., the CIFAR reader costs nothing for a digits run.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 
 if TYPE_CHECKING:
     from nas.data.config import DataConfig
+    from nas.data.imagefolder import FileSplits
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,7 @@ class ArraySplits:
             )
 
 
-Loader = Callable[["DataConfig"], ArraySplits]
+Loader = Callable[["DataConfig"], "ArraySplits | FileSplits"]
 
 
 def _load_digits(cfg: DataConfig) -> ArraySplits:
@@ -71,23 +73,48 @@ def _load_synthetic(cfg: DataConfig) -> ArraySplits:
     )
 
 
-def _load_cifar10(cfg: DataConfig) -> ArraySplits:
-    from nas.data.cifar import load_cifar10
-
+def _root(cfg: DataConfig, what: str) -> str:
     if cfg.root is None:
         raise ValueError(
-            "data.root is null but cifar10 is read from disk: set data.root (or the environment "
-            "variable NAS_DATA_ROOT used by conf/data/cifar10.yaml) to the directory holding "
-            "cifar-10-python.tar.gz or its extracted cifar-10-batches-py folder."
+            f"data.root is null but {cfg.name} is read from disk: set data.root (or the "
+            f"environment variable NAS_DATA_ROOT used by conf/data/{cfg.name}.yaml) to the "
+            f"directory holding {what}."
         )
-    return load_cifar10(cfg.root)
+    return cfg.root
+
+
+def _load_cifar(cfg: DataConfig) -> ArraySplits:
+    from nas.data.cifar import SPECS, load_cifar
+
+    spec = SPECS[cfg.name]
+    root = _root(cfg, f"{spec.remote.filename} or its extracted {spec.folder} folder")
+    return load_cifar(root, spec, download=cfg.download)
+
+
+def _load_imagenet16(cfg: DataConfig) -> ArraySplits:
+    from nas.data.imagenet16 import SPECS, load_imagenet16
+
+    root = _root(cfg, "the ImageNet16 pickles train_data_batch_1..10 and val_data")
+    return load_imagenet16(root, SPECS[cfg.name])
+
+
+def _load_image_folder(cfg: DataConfig) -> FileSplits:
+    from nas.data.imagefolder import scan_image_folder
+
+    return scan_image_folder(_root(cfg, "train/<class>/* and val/<class>/* image folders"))
 
 
 _REGISTRY: dict[str, Loader] = {
     "digits": _load_digits,
     "synthetic": _load_synthetic,
-    "cifar10": _load_cifar10,
+    "cifar10": _load_cifar,
+    "cifar100": _load_cifar,
+    "imagenet16_120": _load_imagenet16,
+    "imagefolder": _load_image_folder,
+    "imagenet": _load_image_folder,
 }
+# Datasets read per file (not held as one tensor): they use the per-sample DataLoader pipeline.
+FILE_DATASETS = frozenset({"imagefolder", "imagenet"})
 
 
 def dataset_names() -> list[str]:
@@ -111,34 +138,46 @@ def register_dataset(name: str, loader: Loader, overwrite: bool = False) -> None
     _REGISTRY[name] = loader
 
 
-def load_arrays(cfg: DataConfig | Any) -> ArraySplits:
+def is_file_dataset(name: str) -> bool:
+    """Whether ``name`` is read per file (image folders) rather than as in-memory arrays."""
+    return name in FILE_DATASETS
+
+
+def load_dataset(cfg: DataConfig | Any) -> ArraySplits | FileSplits:
     """Loads the dataset named by ``cfg.name`` and checks it against the config.
 
     Args:
         cfg: A ``DataConfig`` (or DictConfig of that shape).
 
     Returns:
-        The train/test tensors.
+        ``ArraySplits`` (in-memory uint8 tensors) or, for image folders, ``FileSplits``.
 
     Raises:
-        ValueError: Unknown name, or arrays whose shape/labels disagree with
+        ValueError: Unknown name, or data whose shape/labels disagree with
             ``cfg.input_shape``/``cfg.num_classes``.
     """
     if cfg.name not in _REGISTRY:
         raise ValueError(
             f"Unknown dataset data.name={cfg.name!r}; valid names are {dataset_names()}."
         )
-    arrays = _REGISTRY[cfg.name](cfg)
+    data = _REGISTRY[cfg.name](cfg)
     expected = tuple(cfg.input_shape)
-    if tuple(arrays.x_train.shape[1:]) != expected:
+    if isinstance(data, ArraySplits) and tuple(data.x_train.shape[1:]) != expected:
         raise ValueError(
-            f"dataset {cfg.name!r} has images of shape {tuple(arrays.x_train.shape[1:])} but "
+            f"dataset {cfg.name!r} has images of shape {tuple(data.x_train.shape[1:])} but "
             f"data.input_shape is {list(expected)}; fix the data config."
         )
-    for split, y in (("train", arrays.y_train), ("test", arrays.y_test)):
+    for split, y in (("train", data.y_train), ("test", data.y_test)):
         if y.numel() and (int(y.min()) < 0 or int(y.max()) >= cfg.num_classes):
             raise ValueError(
                 f"dataset {cfg.name!r} has {split} labels in [{int(y.min())}, {int(y.max())}] "
                 f"but data.num_classes is {cfg.num_classes}."
             )
-    return arrays
+    return data
+
+
+def load_arrays(cfg: DataConfig | Any) -> ArraySplits:
+    """Like :func:`load_dataset` for in-memory datasets; image folders raise ``ValueError``."""
+    if is_file_dataset(cfg.name):
+        raise ValueError(f"dataset {cfg.name!r} is read per file; use load_dataset")
+    return load_dataset(cfg)

@@ -1,11 +1,23 @@
 """LightningDataModules for the search stage (train/val halves) and the retrain stage.
 
-Loading is index-based: the whole split lives in one uint8 tensor, the sampler yields a list
-of indices per batch and the dataset answers with one gather, so there is no per-sample
-collation. Batches travel to the device as uint8 (4x less traffic than float) and are
-augmented there in ``on_after_batch_transfer`` with a generator on that device.
+Two pipelines with the same augmentation semantics (``data.pipeline``):
 
-Single-device only: the batch samplers are not replaced by distributed samplers.
+* ``device`` (in-memory datasets): the whole split lives in one uint8 tensor, the sampler
+  yields the indices of a batch and the dataset answers with one gather, so there is no
+  per-sample work. When the trainer runs on an accelerator and ``data.device_cache`` is set,
+  the tensors are moved to the device once in ``setup`` (if they fit), so batches are gathered
+  there; otherwise batches travel as uint8 (4x less traffic than float). Either way they are
+  augmented on the device in ``on_after_batch_transfer`` with a generator on that device.
+* ``loader`` (image folders, or on request): per-sample decode and augmentation in DataLoader
+  workers (``sample.py``), seeded per sample; batches arrive as normalized floats.
+
+Determinism and resume: the batch order (and the per-sample seeds) come from CPU generators
+seeded by the run seed; the device augmentation from a generator on the device. Training
+batches carry a small ``(pass, position)`` tag that ``on_after_batch_transfer`` strips and
+records, so ``state_dict`` knows exactly which batches reached the model, whatever the
+prefetching: at an epoch boundary it saves the generators; mid-epoch it saves the state that
+started the pass and the number of batches delivered, and a restored module replays the pass
+and skips them. Single-device only: the samplers are not replaced by distributed samplers.
 """
 
 from __future__ import annotations
@@ -18,11 +30,14 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.utilities.combined_loader import CombinedLoader
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset
 
 from nas.data.augment import BatchAugment
 from nas.data.config import DataConfig, validate_data_config
-from nas.data.datasets import ArraySplits, load_arrays
+from nas.data.datasets import ArraySplits, is_file_dataset, load_dataset
+from nas.data.sample import SampleDataset, SampleTransform
+from nas.data.sampling import ResumableBatchSampler
+from nas.data.splits import nb201_test_halves
 
 # Independent random streams derived from the one run seed, so that e.g. the batch order and
 # the crop offsets are not drawn from identical sequences.
@@ -36,24 +51,43 @@ def derive_seed(seed: int, stream: str) -> int:
 
 
 class IndexBatchDataset(Dataset):
-    """Dataset of in-memory tensors indexed by a whole list of indices at once.
+    """Images and labels of one split, indexed by a whole batch of indices at once.
 
     Args:
-        x: Images [N, ...].
+        x: uint8 images [N, C, H, W] (or, for image folders, a list of file paths: a holder
+            only, read by the per-sample pipeline).
         y: Labels [N].
     """
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        if x.shape[0] != y.shape[0]:
-            raise ValueError(f"{x.shape[0]} images but {y.shape[0]} labels")
+    def __init__(self, x: Any, y: torch.Tensor) -> None:
+        if len(x) != y.shape[0]:
+            raise ValueError(f"{len(x)} images but {y.shape[0]} labels")
         self.x, self.y = x, y
 
     def __len__(self) -> int:
-        return self.x.shape[0]
+        return len(self.x)
 
-    def __getitem__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = torch.as_tensor(indices, dtype=torch.long)
-        return self.x[idx], self.y[idx]
+    def take(self, index: torch.Tensor) -> IndexBatchDataset:
+        """The subset at ``index`` (materialized: batches then gather from contiguous memory)."""
+        if isinstance(self.x, torch.Tensor):
+            return IndexBatchDataset(self.x[index], self.y[index])
+        return IndexBatchDataset([self.x[i] for i in index.tolist()], self.y[index])
+
+    def to(self, device: torch.device) -> IndexBatchDataset:
+        """Moves the tensors to ``device`` in place (the device pipeline's cache)."""
+        self.x, self.y = self.x.to(device), self.y.to(device)
+        return self
+
+    def __getitem__(self, items: list) -> tuple:
+        """A batch ``(x, y)`` for a list of indices, or ``(x, y, tag)`` for sampler items.
+
+        Sampler items are ``(index, seed, pass, position)``; the tag is ``(pass, position)``.
+        """
+        tagged = bool(items) and isinstance(items[0], tuple)
+        indices = [item[0] for item in items] if tagged else items
+        idx = torch.as_tensor(indices, dtype=torch.long, device=self.x.device)
+        x, y = self.x[idx], self.y[idx]
+        return (x, y, (items[0][2], items[0][3])) if tagged else (x, y)
 
 
 def index_loader(
@@ -62,28 +96,50 @@ def index_loader(
     generator: torch.Generator | None,
     num_workers: int = 0,
 ) -> DataLoader:
-    """A loader yielding ``(x, y)`` batches: shuffled with ``generator``, in order without one.
+    """A device-pipeline loader of ``(x, y)`` batches: shuffled with ``generator`` (tagged
+    ``(x, y, tag)``), in order without one.
 
     Every pass over a shuffled loader draws a new permutation from ``generator``, so epochs
     differ while the whole sequence is fixed by the generator's seed.
     """
-    base = (
-        RandomSampler(dataset, generator=generator)
-        if generator is not None
-        else SequentialSampler(dataset)
-    )
-    return DataLoader(
-        dataset,
-        sampler=BatchSampler(base, batch_size=batch_size, drop_last=False),
+    sampler = ResumableBatchSampler(len(dataset), batch_size, generator)
+    on_host = dataset.x.device.type == "cpu"
+    return _Loader(
+        dataset if generator is not None else _Untagged(dataset),
+        sampler=sampler,
         batch_size=None,  # the sampler already yields whole batches of indices
-        num_workers=num_workers,
-        persistent_workers=num_workers > 0,
-        pin_memory=torch.cuda.is_available(),
+        num_workers=num_workers if on_host else 0,
+        persistent_workers=num_workers > 0 and on_host,
+        pin_memory=torch.cuda.is_available() and on_host,
     )
 
 
-class _ArrayDataModule(L.LightningDataModule):
-    """Shared parts: config, cached arrays, seeded generators, device-side augmentation."""
+class _Untagged(Dataset):
+    """An evaluation view of a dataset: sampler items in, untagged ``(x, y)`` out."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, items: list) -> tuple:
+        return self.dataset[[item[0] for item in items]]
+
+
+class _Loader(DataLoader):
+    """A DataLoader that tells Lightning it is resumable: the datamodule's ``state_dict``
+    holds its position (see the module docstring), so Lightning's own state is empty."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        pass
+
+
+class _DataModule(L.LightningDataModule):
+    """Shared parts: config, cached splits, seeded generators, both pipelines, resume."""
 
     def __init__(self, cfg: DataConfig | Any, batch_size: int, seed: int, cutout: int = 0) -> None:
         super().__init__()
@@ -93,6 +149,9 @@ class _ArrayDataModule(L.LightningDataModule):
         self.cfg = cfg
         self.batch_size = int(batch_size)
         self.seed = int(seed)
+        self.cutout = int(cutout)
+        file_data = is_file_dataset(cfg.name)
+        self.pipeline = "loader" if cfg.pipeline == "loader" or file_data else "device"
         self.augment = BatchAugment(
             mean=list(cfg.mean),
             std=list(cfg.std),
@@ -100,13 +159,18 @@ class _ArrayDataModule(L.LightningDataModule):
             hflip=cfg.hflip,
             cutout=cutout,
         )
-        self._arrays: ArraySplits | None = None
+        self._data: Any = None
+        self.split_source: str | None = None  # where NB201's halves came from
         # CPU generators of the shuffling samplers; kept (not re-made per loader) so a restored
         # state continues the same sequence of epochs.
         self._sampler_gens = {
             name: torch.Generator().manual_seed(derive_seed(self.seed, name))
             for name in ("train", "val")
         }
+        self._samplers: dict[str, ResumableBatchSampler] = {}
+        self._pending_skip: dict[str, int] = {}
+        self._delivered: dict[str, tuple[int, int]] = {}
+        self._epoch_steps = (-1, 0)  # (epoch, training batches delivered in it)
         self._aug_gen: torch.Generator | None = None
         self._pending_aug_state: dict[str, Any] | None = None
 
@@ -121,25 +185,100 @@ class _ArrayDataModule(L.LightningDataModule):
         return int(self.cfg.num_classes)
 
     def prepare_data(self) -> None:
-        """Nothing to do: the supported datasets are local (download is not implemented)."""
+        """Downloads (if allowed) and verifies the files; a no-op for in-package datasets."""
+        if self._data is None and self.cfg.name not in ("digits", "synthetic"):
+            self._data = load_dataset(self.cfg)
 
     def setup(self, stage: str | None = None) -> None:
-        """Loads the arrays once; later calls (one per Lightning stage) reuse them."""
-        if self._arrays is None:
+        """Loads the data once, builds the splits and, on an accelerator, caches them there."""
+        if not hasattr(self, "_splits"):
             validate_data_config(self.cfg)
-            self._arrays = load_arrays(self.cfg)
-            self._build_splits(self._arrays)
+            if self._data is None:
+                self._data = load_dataset(self.cfg)
+            self._build_splits(self._data)
+            self._splits = True
+            self._cache_on_device()
 
-    def _build_splits(self, arrays: ArraySplits) -> None:
+    def _build_splits(self, data: Any) -> None:
         raise NotImplementedError
 
+    def _split_sets(self) -> list[IndexBatchDataset]:
+        raise NotImplementedError
+
+    def _nb201_halves(self, data: Any) -> tuple[IndexBatchDataset, IndexBatchDataset]:
+        test = IndexBatchDataset(
+            data.x_test if isinstance(data, ArraySplits) else data.test_files, data.y_test
+        )
+        xvalid, xtest, self.split_source = nb201_test_halves(
+            self.cfg.name, self.cfg.root, data.y_test
+        )
+        return test.take(xvalid), test.take(xtest)
+
+    def _cache_on_device(self) -> None:
+        trainer = self._trainer
+        if self.pipeline != "device" or not self.cfg.device_cache or trainer is None:
+            return
+        device = trainer.strategy.root_device
+        if device.type == "cpu":
+            return
+        sets = self._split_sets()
+        need = sum(s.x.numel() * s.x.element_size() + s.y.numel() * 8 for s in sets)
+        if device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(device)
+            if need > free // 2:
+                warnings.warn(
+                    f"data.device_cache: {need / 2**20:.0f} MiB of data would take more than half "
+                    f"of the {free / 2**20:.0f} MiB free on {device}; batches are copied per step",
+                    stacklevel=2,
+                )
+                return
+        for s in sets:
+            s.to(device)
+
     def _require_setup(self) -> None:
-        if self._arrays is None:
+        if not hasattr(self, "_splits"):
             self.setup()
 
-    def _loader(self, dataset: IndexBatchDataset, stream: str | None) -> DataLoader:
+    def _loader(self, split: IndexBatchDataset, stream: str | None, train: bool) -> DataLoader:
+        """A loader of ``split``; ``stream`` names its shuffling generator (None = in order)."""
         generator = self._sampler_gens[stream] if stream is not None else None
-        return index_loader(dataset, self.batch_size, generator, self.cfg.num_workers)
+        sampler = ResumableBatchSampler(
+            len(split), self.batch_size, generator, sample_seeds=self.pipeline == "loader"
+        )
+        if stream is not None:
+            self._samplers[stream] = sampler
+            skip = self._pending_skip.pop(stream, 0)
+            if skip:
+                sampler.resume(generator.get_state(), skip)
+        workers = self.cfg.num_workers
+        if self.pipeline == "device":
+            on_host = split.x.device.type == "cpu"
+            return _Loader(
+                split if stream is not None else _Untagged(split),
+                sampler=sampler,
+                batch_size=None,
+                num_workers=workers if on_host else 0,
+                persistent_workers=workers > 0 and on_host,
+                pin_memory=torch.cuda.is_available() and on_host,
+            )
+        transform = SampleTransform(
+            self.cfg.mean,
+            self.cfg.std,
+            train=train,
+            crop_padding=self.cfg.crop_padding,
+            hflip=self.cfg.hflip,
+            cutout=self.cutout,
+            size=self.input_shape[1:],
+            eval_resize=self.cfg.eval_resize,
+            crop_scale=list(self.cfg.crop_scale),
+        )
+        return _Loader(
+            SampleDataset(split.x, split.y, transform, tagged=stream is not None),
+            batch_sampler=sampler,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )
 
     # ----- augmentation on the device -----
 
@@ -170,30 +309,73 @@ class _ArrayDataModule(L.LightningDataModule):
 
         Without a trainer (manual use), a batch is treated as an evaluation batch.
         """
-        trainer = self.trainer
+        trainer = self._trainer
         return bool(trainer.training) if trainer is not None else False
 
-    def transform(self, batch: Any, train: bool) -> Any:
-        """Turns the uint8 images of ``(x, y)`` or ``{"train": (x, y), ...}`` into floats."""
+    def transform(self, batch: Any, train: bool, stream: str = "train") -> Any:
+        """Turns ``(x, y)`` or ``{"train": (x, y), ...}`` into float images on their device.
+
+        uint8 images (device pipeline) are augmented (``train``) or normalized; float images
+        (loader pipeline) are already done. A training tag is recorded and stripped.
+        """
         if isinstance(batch, dict):
-            return {key: self.transform(value, train) for key, value in batch.items()}
-        x, y = batch
+            return {key: self.transform(value, train, key) for key, value in batch.items()}
+        if len(batch) == 3:
+            x, y, tag = batch
+            self._delivered[stream] = (int(tag[0]), int(tag[1]))
+        else:
+            x, y = batch
+        if x.dtype != torch.uint8:
+            return x, y
         generator = self._augment_generator(x.device) if train and self.augment.is_random else None
         return self.augment(x, generator, train), y
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Lightning hook: augment (training) or normalize (evaluation) on the device."""
-        return self.transform(batch, self._is_training(batch))
+        train = self._is_training(batch)
+        if train and self._trainer is not None:
+            epoch, steps = self._epoch_steps
+            current = self._trainer.current_epoch
+            self._epoch_steps = (current, steps + 1 if epoch == current else 1)
+        return self.transform(batch, train)
+
+    @property
+    def _trainer(self) -> L.Trainer | None:
+        try:
+            return self.trainer
+        except RuntimeError:
+            return None
 
     # ----- checkpointing -----
 
+    def _mid_epoch(self) -> bool:
+        trainer = self._trainer
+        if trainer is None:
+            return False
+        epoch, steps = self._epoch_steps
+        total = trainer.num_training_batches
+        return epoch == trainer.current_epoch and 0 < steps < total
+
     def state_dict(self) -> dict[str, Any]:
-        """Random states for exact resume: the samplers' and the augmentation generator's."""
-        state: dict[str, Any] = {
-            "seed": self.seed,
-            "sampler_generators": {k: g.get_state() for k, g in self._sampler_gens.items()},
-            "augment_generator": None,
-        }
+        """The data position: per sampler stream a generator state and batches to skip, and
+        the augmentation generator's state (see the module docstring)."""
+        mid_epoch = self._mid_epoch()
+        streams: dict[str, dict[str, Any]] = {}
+        for name, gen in self._sampler_gens.items():
+            entry = {"state": gen.get_state(), "skip": self._pending_skip.get(name, 0)}
+            sampler, delivered = self._samplers.get(name), self._delivered.get(name)
+            if mid_epoch and sampler is not None and delivered is not None:
+                record = sampler.records.get(delivered[0])
+                if record is not None:
+                    start, end, batches = record
+                    done = delivered[1] + 1
+                    entry = (
+                        {"state": start, "skip": done}
+                        if done < batches
+                        else {"state": end, "skip": 0}
+                    )
+            streams[name] = entry
+        state: dict[str, Any] = {"seed": self.seed, "streams": streams, "augment_generator": None}
         if self._aug_gen is not None:
             state["augment_generator"] = {
                 "device_type": self._aug_gen.device.type,
@@ -204,28 +386,37 @@ class _ArrayDataModule(L.LightningDataModule):
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restores what ``state_dict`` saved; the augmentation state applies lazily."""
+        """Restores what ``state_dict`` saved; it applies to the next loaders and batches."""
         if state_dict.get("seed", self.seed) != self.seed:
             warnings.warn(
                 f"restoring data state saved with seed {state_dict['seed']} into a run with "
                 f"seed {self.seed}; the restored random streams win",
                 stacklevel=2,
             )
-        for key, gen_state in state_dict.get("sampler_generators", {}).items():
-            self._sampler_gens[key].set_state(gen_state)
+        streams = state_dict.get("streams")
+        if streams is None:  # older checkpoints: generator states at an epoch boundary
+            streams = {
+                k: {"state": s, "skip": 0}
+                for k, s in state_dict.get("sampler_generators", {}).items()
+            }
+        for key, entry in streams.items():
+            self._sampler_gens[key].set_state(entry["state"])
+            self._pending_skip[key] = int(entry["skip"])
         aug = state_dict.get("augment_generator")
         self._aug_gen, self._pending_aug_state = None, aug
 
 
-class SearchDataModule(_ArrayDataModule):
-    """Bilevel search data: the training set split into a weight half and an α half.
+class SearchDataModule(_DataModule):
+    """Bilevel search data: a weight half ("train") and an architecture half ("val").
 
-    After a permutation seeded by the run seed, the first ``train_portion`` of the training
-    set trains the weights ("train") and the rest the architecture ("val"). DARTS (Liu et al.,
-    2019) splits the unpermuted index range and shuffles each half with SubsetRandomSampler;
-    for CIFAR-10, whose files are already in random order, the two are equivalent in
-    distribution. Both halves receive the training augmentation (crop/flip), as in DARTS.
-    The test set is never touched here.
+    ``data.split=darts``: after a permutation seeded by the run seed, the first
+    ``train_portion`` of the training set trains the weights and the rest the architecture.
+    DARTS (Liu et al., 2019) splits the unpermuted index range and shuffles each half with
+    SubsetRandomSampler; for CIFAR-10, whose files are already in random order, the two are
+    equivalent in distribution. Both halves receive the training augmentation (crop/flip), as
+    in DARTS. The test set is never touched. ``data.split=nb201``: NAS-Bench-201's search
+    protocol for CIFAR-100 / ImageNet16-120: weights on the whole training set, α on the
+    x-valid half of the test set (x-test is never touched).
 
     Args:
         cfg: Data config.
@@ -238,8 +429,16 @@ class SearchDataModule(_ArrayDataModule):
         self.weight_set: IndexBatchDataset | None = None
         self.arch_set: IndexBatchDataset | None = None
 
-    def _build_splits(self, arrays: ArraySplits) -> None:
-        n = arrays.x_train.shape[0]
+    def _build_splits(self, data: Any) -> None:
+        images = data.x_train if isinstance(data, ArraySplits) else data.train_files
+        train = IndexBatchDataset(images, data.y_train)
+        if self.cfg.split == "nb201":
+            self.weight_indices = torch.arange(len(train))
+            self.arch_indices = None
+            self.weight_set, _ = train, None
+            self.arch_set, _ = self._nb201_halves(data)
+            return
+        n = len(train)
         split = int(math.floor(self.cfg.train_portion * n))
         if not 0 < split < n:
             raise ValueError(
@@ -249,13 +448,11 @@ class SearchDataModule(_ArrayDataModule):
         gen = torch.Generator().manual_seed(derive_seed(self.seed, "split"))
         perm = torch.randperm(n, generator=gen)
         self.weight_indices, self.arch_indices = perm[:split], perm[split:]
-        # Materialized copies so that each batch is a single gather from contiguous memory.
-        self.weight_set = IndexBatchDataset(
-            arrays.x_train[self.weight_indices], arrays.y_train[self.weight_indices]
-        )
-        self.arch_set = IndexBatchDataset(
-            arrays.x_train[self.arch_indices], arrays.y_train[self.arch_indices]
-        )
+        self.weight_set = train.take(self.weight_indices)
+        self.arch_set = train.take(self.arch_indices)
+
+    def _split_sets(self) -> list[IndexBatchDataset]:
+        return [self.weight_set, self.arch_set]
 
     @property
     def split_sizes(self) -> dict[str, int]:
@@ -273,8 +470,8 @@ class SearchDataModule(_ArrayDataModule):
         self._require_setup()
         return CombinedLoader(
             {
-                "train": self._loader(self.weight_set, "train"),
-                "val": self._loader(self.arch_set, "val"),
+                "train": self._loader(self.weight_set, "train", train=True),
+                "val": self._loader(self.arch_set, "val", train=True),
             },
             mode="max_size_cycle",
         )
@@ -282,18 +479,22 @@ class SearchDataModule(_ArrayDataModule):
     def val_dataloader(self) -> DataLoader:
         """The α half in order, without augmentation: the supernet's validation accuracy."""
         self._require_setup()
-        return self._loader(self.arch_set, None)
+        return self._loader(self.arch_set, None, train=False)
 
     def _is_training(self, batch: Any) -> bool:
         # Dict batches only come from train_dataloader, so without a trainer they are training
         # batches; with one, its state decides as usual.
-        if self.trainer is None:
+        if self._trainer is None:
             return isinstance(batch, dict)
         return super()._is_training(batch)
 
 
-class RetrainDataModule(_ArrayDataModule):
+class RetrainDataModule(_DataModule):
     """Retraining from scratch: the full training set, evaluated on the test set.
+
+    ``data.split=darts``: validation and test both use the whole official test set (the
+    papers report the final epoch's test accuracy). ``data.split=nb201``: validation on
+    NAS-Bench-201's x-valid half, test on its x-test half.
 
     Args:
         cfg: Data config.
@@ -305,11 +506,25 @@ class RetrainDataModule(_ArrayDataModule):
     def __init__(self, cfg: DataConfig | Any, batch_size: int, seed: int, cutout: int = 0) -> None:
         super().__init__(cfg, batch_size, seed, cutout=cutout)
         self.train_set: IndexBatchDataset | None = None
+        self.val_set: IndexBatchDataset | None = None
         self.test_set: IndexBatchDataset | None = None
 
-    def _build_splits(self, arrays: ArraySplits) -> None:
-        self.train_set = IndexBatchDataset(arrays.x_train, arrays.y_train)
-        self.test_set = IndexBatchDataset(arrays.x_test, arrays.y_test)
+    def _build_splits(self, data: Any) -> None:
+        arrays = isinstance(data, ArraySplits)
+        self.train_set = IndexBatchDataset(
+            data.x_train if arrays else data.train_files, data.y_train
+        )
+        if self.cfg.split == "nb201":
+            self.val_set, self.test_set = self._nb201_halves(data)
+        else:
+            self.test_set = IndexBatchDataset(
+                data.x_test if arrays else data.test_files, data.y_test
+            )
+            self.val_set = self.test_set
+
+    def _split_sets(self) -> list[IndexBatchDataset]:
+        sets = [self.train_set, self.val_set, self.test_set]
+        return [s for i, s in enumerate(sets) if all(s is not t for t in sets[:i])]
 
     @property
     def num_train_batches(self) -> int:
@@ -318,16 +533,16 @@ class RetrainDataModule(_ArrayDataModule):
         return math.ceil(len(self.train_set) / self.batch_size)
 
     def train_dataloader(self) -> DataLoader:
-        """The training set, shuffled with the seeded generator; augmented on the device."""
+        """The training set, shuffled with the seeded generator and augmented."""
         self._require_setup()
-        return self._loader(self.train_set, "train")
+        return self._loader(self.train_set, "train", train=True)
 
     def val_dataloader(self) -> DataLoader:
-        """The test set in order (the papers report test accuracy of the final epoch)."""
+        """The test set (``split=nb201``: x-valid) in order."""
         self._require_setup()
-        return self._loader(self.test_set, None)
+        return self._loader(self.val_set, None, train=False)
 
     def test_dataloader(self) -> DataLoader:
-        """The test set in order."""
+        """The test set (``split=nb201``: x-test) in order."""
         self._require_setup()
-        return self._loader(self.test_set, None)
+        return self._loader(self.test_set, None, train=False)
