@@ -62,8 +62,30 @@ def retrain_data(cfg: DictConfig) -> RetrainDataModule:
 
 
 def child_network(cfg: DictConfig, space: SearchSpace, genotype: Genotype):
+    """The space's child network (``retrain.network=cifar``) or, for the DARTS space, the
+    ImageNet-mobile network (``retrain.network=imagenet``: three stride-2 stems, 224x224)."""
     r = cfg.retrain
-    return space.build_child(genotype, C=r.C, layers=r.layers, auxiliary=r.auxiliary)
+    network = r.get("network", "cifar")
+    if network == "cifar":
+        return space.build_child(genotype, C=r.C, layers=r.layers, auxiliary=r.auxiliary)
+    if network == "imagenet":
+        if space.name != "darts":
+            raise ValueError(
+                f"retrain.network=imagenet builds DARTS' NetworkImageNet; search_space={space.name!r} "
+                "has no ImageNet network. Use retrain.network=cifar."
+            )
+        from supernet.spaces.darts_imagenet import DartsImageNetNetwork
+
+        space.validate_genotype(genotype, check_ops=False)
+        return DartsImageNetNetwork(
+            genotype,
+            list(cfg.data.input_shape),
+            cfg.data.num_classes,
+            C=r.C,
+            layers=r.layers,
+            auxiliary=r.auxiliary,
+        )
+    raise ValueError(f"Unknown retrain.network={network!r}; valid: cifar, imagenet.")
 
 
 def retrain_module(cfg: DictConfig, model) -> RetrainModule:

@@ -64,6 +64,7 @@ class RetrainConfig:
     """How a genotype's child network is trained from scratch."""
 
     name: str = MISSING
+    network: str = "cifar"  # cifar (NetworkCIFAR) | imagenet (DARTS' NetworkImageNet, 224x224)
     C: int = 36
     layers: int = 20
     auxiliary: bool = True
