@@ -2,6 +2,10 @@
 
 ``alphas.json`` stores the raw α with the op names and the edge list, so the file explains itself:
 ``{"space": ..., "ops": [...], "edges": [[input, node], ...], "alphas": {"normal": [[...], ...]}}``.
+Strategies with edge normalization (PC-DARTS) add per-edge β: ``"betas": {"normal": [...], ...}``.
+
+In the flat dict the strategies see (``ArchParams.as_dict()``), α is keyed by cell type and β by
+``"beta/<cell type>"``.
 """
 
 from __future__ import annotations
@@ -21,11 +25,30 @@ class AlphasFileError(ValueError):
     """A malformed alphas file, or one that does not match the search space."""
 
 
+BETA_PREFIX = "beta/"
+
+
+def split_arch(
+    arch: dict[str, torch.Tensor],
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """(α per cell type, β per cell type) of a flat arch dict."""
+    alphas = {k: v for k, v in arch.items() if not k.startswith(BETA_PREFIX)}
+    betas = {k[len(BETA_PREFIX) :]: v for k, v in arch.items() if k.startswith(BETA_PREFIX)}
+    return alphas, betas
+
+
 class ArchParams(nn.Module):
-    """α per cell type, initialised as ``init_std * randn`` (DARTS uses 1e-3)."""
+    """α per cell type, initialised as ``init_std * randn`` (DARTS uses 1e-3).
+
+    With ``edge_betas``, also a per-edge β per cell type, initialised the same way (PC-DARTS).
+    """
 
     def __init__(
-        self, space: SearchSpace, init_std: float = 1e-3, generator: torch.Generator | None = None
+        self,
+        space: SearchSpace,
+        init_std: float = 1e-3,
+        generator: torch.Generator | None = None,
+        edge_betas: bool = False,
     ):
         super().__init__()
         self.space_name = space.name
@@ -37,29 +60,41 @@ class ArchParams(nn.Module):
                 for cell in space.cell_types
             }
         )
+        self.betas = nn.ParameterDict(
+            {
+                cell: nn.Parameter(init_std * torch.randn(len(space.edges), generator=generator))
+                for cell in (space.cell_types if edge_betas else ())
+            }
+        )
 
     @property
     def cell_types(self) -> tuple[str, ...]:
         return tuple(self.alphas.keys())
 
     def as_dict(self) -> dict[str, torch.Tensor]:
-        return dict(self.alphas.items())
+        """α by cell type, then β (if any) by ``beta/<cell type>``: the parameters themselves."""
+        return {**self.alphas, **{BETA_PREFIX + c: b for c, b in self.betas.items()}}
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "space": self.space_name,
             "ops": list(self.ops),
             "edges": [list(e) for e in self.edges],
             "alphas": {cell: a.detach().cpu().double().tolist() for cell, a in self.alphas.items()},
         }
+        if len(self.betas):
+            out["betas"] = {c: b.detach().cpu().double().tolist() for c, b in self.betas.items()}
+        return out
 
     def save(self, path: str | Path) -> None:
         atomic_write_json(path, self.to_json())
 
     def load_values(self, alphas: dict[str, torch.Tensor]) -> None:
+        """Copies values in, keyed as ``as_dict()`` keys them."""
+        params = self.as_dict()
         with torch.no_grad():
-            for cell, value in alphas.items():
-                self.alphas[cell].copy_(value)
+            for key, value in alphas.items():
+                params[key].copy_(value)
 
 
 def parse_alphas(data: Any, space: SearchSpace, source: str = "alphas") -> dict[str, torch.Tensor]:
@@ -105,6 +140,17 @@ def parse_alphas(data: Any, space: SearchSpace, source: str = "alphas") -> dict[
                 f"alphas[{cell!r}] is not a {len(space.edges)}x{len(space.ops)} matrix of finite numbers."
             )
         out[cell] = torch.tensor(rows, dtype=torch.float64)
+    betas = data.get("betas", {})
+    if not isinstance(betas, dict) or not set(betas) <= set(space.cell_types):
+        raise fail(f"'betas' must map cell types {list(space.cell_types)} to per-edge lists.")
+    for cell, row in betas.items():
+        ok = isinstance(row, list) and len(row) == len(space.edges)
+        if not ok or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            for v in row
+        ):
+            raise fail(f"betas[{cell!r}] is not a list of {len(space.edges)} finite numbers.")
+        out[BETA_PREFIX + cell] = torch.tensor(row, dtype=torch.float64)
     return out
 
 

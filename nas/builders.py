@@ -31,9 +31,11 @@ def strategy_from_config(cfg: DictConfig) -> Strategy:
     return Strategy(
         name=s.name,
         sampler=instantiate(s.sampler),
-        arch_grad=instantiate(s.arch_grad),
+        arch_grad=None if s.arch_grad is None else instantiate(s.arch_grad),
         selection=s.selection,
         regularizers=[instantiate(r) for r in s.regularizers],
+        modifiers=[instantiate(m) for m in s.modifiers],
+        selector=None if s.selector is None else instantiate(s.selector),
     )
 
 

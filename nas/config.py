@@ -28,7 +28,10 @@ class Stage(str, Enum):
 
 @dataclass
 class SearchSpaceConfig:
-    """The search space: op list and supernet sizes (paper defaults of the DARTS CIFAR space)."""
+    """The search space: op list and supernet sizes (paper defaults of the DARTS CIFAR space).
+
+    For ``nb201``, ``layers`` is N (cells per stage) and ``steps`` the nodes after the input.
+    """
 
     name: str = MISSING
     ops: list[str] = MISSING
@@ -38,6 +41,8 @@ class SearchSpaceConfig:
     multiplier: int = 4
     stem_multiplier: int = 3
     kernel: str = "auto"
+    track_running_stats: bool = True  # BN running statistics in the search cells (nb201: false)
+    benchmark_file: Optional[str] = None  # noqa: UP045 - NAS-Bench-201/NATS-Bench file (nb201)
 
 
 @dataclass
@@ -50,6 +55,8 @@ class StrategyConfig:
     arch_grad: Any = MISSING
     selection: Optional[str] = None  # noqa: UP045 - None = the space's default rule
     regularizers: list[Any] = field(default_factory=list)
+    modifiers: list[Any] = field(default_factory=list)
+    selector: Any = None  # model-based post-search selection (RSWS, SPOS)
     batch_size: int = 64
     weight_optimizer: Any = MISSING
     weight_lr_min: float = 0.001

@@ -1,9 +1,11 @@
 """The genotype: the contract between search and evaluation.
 
-A genotype lists, per cell type, the (op, input) pairs chosen for each intermediate node
-(two per node in DARTS-style cells, node 2 first) and the nodes concatenated into the cell's
+A DARTS-space genotype (``Genotype``) lists, per cell type, the (op, input) pairs chosen for
+each intermediate node (two per node, node 2 first) and the nodes concatenated into the cell's
 output. Its canonical text form is the ``Genotype(...)`` repr the DARTS paper published, so
-published genotypes can be pasted in and ours can be pasted out.
+published genotypes can be pasted in and ours can be pasted out. Spaces with other cell shapes
+have their own class, chosen by the ``space`` field (``GENOTYPE_TYPES``): ``NB201Genotype``
+holds per-node input lists and prints NAS-Bench-201's architecture string.
 """
 
 from __future__ import annotations
@@ -88,6 +90,10 @@ class Genotype:
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "genotype") -> Genotype:
+        """The genotype of a JSON object; an object of another space's shape (``"space":
+        "nb201"``) gives that space's genotype class."""
+        if isinstance(data, dict) and GENOTYPE_TYPES.get(data.get("space")) not in (None, cls):
+            return GENOTYPE_TYPES[data["space"]].from_dict(data, source)
         if not isinstance(data, dict):
             raise GenotypeError(
                 f"{source}: expected a JSON object with keys {_KEYS}, got {type(data).__name__}."
@@ -180,6 +186,91 @@ def _check_cell(cell: str, pairs: tuple[Pair, ...], concat: tuple[int, ...]) -> 
         )
 
 
+@dataclass(frozen=True)
+class NB201Genotype:
+    """A NAS-Bench-201 cell: per node j = 1, 2, ..., its (op, input) pairs, one per input i < j.
+
+    The canonical text form is the benchmark's architecture string, nodes joined by ``+``:
+    ``|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|...~2|``. JSON:
+    ``{"space": "nb201", "nodes": [[["nor_conv_3x3", 0]], [[op, 0], [op, 1]], ...]}``.
+    """
+
+    nodes: tuple[tuple[Pair, ...], ...]
+    space: str = "nb201"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.nodes, (list, tuple)) or not self.nodes:
+            raise GenotypeError(f"nodes must be a non-empty list of nodes, got {self.nodes!r}.")
+        nodes = []
+        for j, node in enumerate(self.nodes, start=1):
+            if not isinstance(node, (list, tuple)) or not node:
+                raise GenotypeError(
+                    f"node {j}: expected a list of [op, input] pairs, got {node!r}."
+                )
+            pairs = tuple(_as_pair(p, f"node {j}") for p in node)
+            for op, i in pairs:
+                if not 0 <= i < j:
+                    raise GenotypeError(
+                        f"node {j}: input {i} of {op!r} is not one of the earlier nodes 0..{j - 1}."
+                    )
+            if len({i for _, i in pairs}) != len(pairs):
+                raise GenotypeError(f"node {j}: an input appears twice in {list(pairs)}.")
+            nodes.append(pairs)
+        object.__setattr__(self, "nodes", tuple(nodes))
+
+    def __str__(self) -> str:
+        return "+".join("|" + "|".join(f"{op}~{i}" for op, i in node) + "|" for node in self.nodes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"space": self.space, "nodes": [[list(p) for p in node] for node in self.nodes]}
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "genotype") -> NB201Genotype:
+        if not isinstance(data, dict) or set(data) != {"space", "nodes"}:
+            raise GenotypeError(
+                f"{source}: a {cls.__name__} is a JSON object with exactly the keys "
+                f"['space', 'nodes'], got {data!r:.200}."
+            )
+        try:
+            return cls(nodes=data["nodes"], space=data["space"])
+        except GenotypeError as err:
+            raise GenotypeError(f"{source}: {err}") from None
+
+    @classmethod
+    def from_text(cls, text: str, space: str = "nb201") -> NB201Genotype:
+        """Parses the benchmark's ``|op~input|...|+|...|`` string."""
+        nodes = []
+        for part in text.strip().split("+"):
+            if not (len(part) > 2 and part.startswith("|") and part.endswith("|")):
+                raise GenotypeError(
+                    f"Cannot parse NAS-Bench-201 architecture string {text[:200]!r}: expected "
+                    "nodes like |op~input|op~input| joined by '+'."
+                )
+            pairs = []
+            for item in part[1:-1].split("|"):
+                op, sep, inp = item.partition("~")
+                if not sep or not inp.isdigit():
+                    raise GenotypeError(
+                        f"Cannot parse {item!r} in {text[:200]!r}: expected op~input."
+                    )
+                pairs.append((op, int(inp)))
+            nodes.append(pairs)
+        return cls(nodes=nodes, space=space)
+
+    def save(self, path: str | Path) -> None:
+        from nas.io import atomic_write_json
+
+        atomic_write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path) -> NB201Genotype:
+        return Genotype.load(path)  # type: ignore[return-value]
+
+
+# Genotype classes of the spaces whose cells are not DARTS-shaped, by ``space`` name.
+GENOTYPE_TYPES: dict[str, type] = {"nb201": NB201Genotype}
+
+
 def zoo() -> dict[str, Genotype]:
     """Published genotypes by lower-case name (data in ``genotype_zoo.json``)."""
     entries = json.loads(ZOO_FILE.read_text())
@@ -195,6 +286,8 @@ def resolve_genotype(spec: str | Path) -> Genotype:
     table = zoo()
     if spec.lower() in table:
         return table[spec.lower()]
+    if spec.startswith("|"):  # a NAS-Bench-201 architecture string
+        return NB201Genotype.from_text(spec)
     if spec.endswith(".json") or Path(spec).exists():
         return Genotype.load(spec)
     raise GenotypeError(
@@ -203,5 +296,5 @@ def resolve_genotype(spec: str | Path) -> Genotype:
     )
 
 
-def canonical(genotype: Genotype) -> str:
+def canonical(genotype: Genotype | NB201Genotype) -> str:
     return str(genotype)

@@ -8,6 +8,7 @@ step on a training batch. Batches arrive as ``{"train": (x, y), "val": (x, y)}``
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import lightning as L
 import torch
@@ -17,6 +18,7 @@ from torch.func import functional_call
 from nas.arch import ArchParams
 from nas.genotype import Genotype
 from nas.strategies import Strategy
+from nas.strategies.samplers.uniform import arch_alphas
 from nas.strategies.selection import select
 from supernet.spaces.base import SearchSpace
 
@@ -54,9 +56,10 @@ class SearchModule(L.LightningModule):
         self.automatic_optimization = False
         self.space = space
         self.strategy = strategy
-        self.supernet = space.build_supernet()
+        strategy.setup(space=space, seed=seed)
+        self.supernet = space.build_supernet(**strategy.supernet_options())
         gen = torch.Generator().manual_seed(seed)
-        self.arch = ArchParams(space, alpha_init_std, generator=gen)
+        self.arch = ArchParams(space, alpha_init_std, generator=gen, **strategy.arch_options())
         self._weight_optimizer = weight_optimizer
         self._arch_optimizer = arch_optimizer
         self.weight_lr_min = weight_lr_min
@@ -85,11 +88,12 @@ class SearchModule(L.LightningModule):
         ``params`` replaces the supernet's weights (virtual steps of second-order DARTS).
         """
         x, y = batch
-        mixing = self.strategy.sampler(alphas)
+        mixing = self.strategy.mixing(alphas)
+        args = (x, mixing.weights, mixing.active, mixing.edge_weights)
         if params is None:
-            logits = self.supernet(x, mixing.weights, mixing.active)
+            logits = self.supernet(*args)
         else:
-            logits = functional_call(self.supernet, params, (x, mixing.weights, mixing.active))
+            logits = functional_call(self.supernet, params, args)
         return F.cross_entropy(logits, y), logits
 
     def arch_regularization(self) -> torch.Tensor | float:
@@ -107,13 +111,19 @@ class SearchModule(L.LightningModule):
         return [w_opt, a_opt], [sched]
 
     def on_train_epoch_start(self) -> None:
-        self.strategy.sampler.on_epoch_start(self.current_epoch, self.trainer.max_epochs or 1)
+        self.strategy.on_epoch_start(self.current_epoch, self.trainer.max_epochs or 1, self)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["strategy_state"] = self.strategy.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.strategy.load_state_dict(checkpoint.get("strategy_state", {}))
 
     def training_step(self, batch: dict[str, Batch], batch_idx: int) -> None:
         w_opt, a_opt = self.optimizers()
         train, val = batch["train"], batch["val"]
 
-        if self.current_epoch >= self.arch_start_epoch:
+        if self.strategy.arch_grad is not None and self.current_epoch >= self.arch_start_epoch:
             a_opt.zero_grad(set_to_none=True)
             val_loss, val_logits = self.strategy.arch_grad(self, train, val)
             a_opt.step()
@@ -165,9 +175,17 @@ class SearchModule(L.LightningModule):
 
     # ---- results --------------------------------------------------------------------
     def probabilities(self) -> dict[str, torch.Tensor]:
-        """The per-edge op distribution the sampler implies (softmax(α) for DARTS)."""
-        return self.strategy.sampler.probabilities(self.arch.as_dict())
+        """The per-edge op distribution the strategy implies (softmax(α) for DARTS)."""
+        return self.strategy.probabilities(self.arch.as_dict())
 
     def genotype(self) -> Genotype:
         rule = self.strategy.selection or self.space.default_selection
         return select(rule, self.probabilities(), self.space)
+
+    def select_architecture(self, batches: list[Batch]) -> dict[str, Any]:
+        """Runs the strategy's model-based selector (RSWS, SPOS) on validation batches and
+        writes the chosen architecture into α (one-hot), so ``genotype()``, ``alphas.json``
+        and ``stage=discretize`` all give it. Returns the selector's report."""
+        arch, info = self.strategy.selector(self.supernet, batches)
+        self.arch.load_values(arch_alphas(arch, len(self.space.ops)))
+        return info

@@ -40,6 +40,31 @@ def profile_fields(cfg: DictConfig, space: SearchSpace, genotype: Genotype) -> d
     }
 
 
+def selection_batches(module, data) -> list:
+    """The first ``selector.eval_batches`` validation batches, normalised, on the module's
+    device: every candidate of a model-based selector is scored on the same images."""
+    n = getattr(module.strategy.selector, "eval_batches", 1)
+    batches = []
+    for x, y in data.val_dataloader():
+        batch = (x.to(module.device), y.to(module.device))
+        batches.append(data.transform(batch, train=False))
+        if len(batches) >= n:
+            break
+    return batches
+
+
+def benchmark_fields(cfg: DictConfig, space: SearchSpace, genotype) -> dict[str, Any]:
+    """NAS-Bench-201 accuracies of an nb201 genotype, when the benchmark is available."""
+    if space.name != "nb201":
+        return {}
+    from nas.benchmark import lookup
+
+    result = lookup(str(genotype), cfg.search_space.get("benchmark_file"))
+    if not result["available"]:
+        _log(f"NAS-Bench-201 lookup unavailable: {result['reason']}")
+    return {"benchmark": result}
+
+
 def search(cfg: DictConfig, run_dir: Path, logger) -> dict[str, Any]:
     space = builders.space_from_config(cfg)
     module = builders.search_module(cfg, space)
@@ -52,13 +77,20 @@ def search(cfg: DictConfig, run_dir: Path, logger) -> dict[str, Any]:
     trainer.fit(module, datamodule=data)
     if trainer.interrupted:
         raise KeyboardInterrupt("search interrupted; no alphas written")
+    selection = None
+    if module.strategy.selector is not None:
+        selection = module.select_architecture(selection_batches(module, data))
+        _log(f"post-search selection: {selection}")
     genotype = module.genotype()
     if trainer.is_global_zero:
         module.arch.save(run_dir / ALPHAS_FILE)
         genotype.save(run_dir / GENOTYPE_FILE)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     _log(f"search done: {genotype}")
+    extra = {} if selection is None else {"selection": selection}
+    extra.update(benchmark_fields(cfg, space, genotype))
     return {
+        **extra,
         "genotype": str(genotype),
         "search_wall_time_s": time.perf_counter() - start,
         "search_epochs": trainer.current_epoch,
@@ -74,11 +106,13 @@ def discretize(cfg: DictConfig, run_dir: Path, alphas_path: str | Path) -> dict[
     space = builders.space_from_config(cfg)
     strategy = builders.strategy_from_config(cfg)
     alphas = load_alphas(alphas_path, space)
-    probs = strategy.sampler.probabilities(alphas)
+    strategy.setup(space=space, seed=cfg.seed)
+    probs = strategy.probabilities(alphas)
     genotype = select(strategy.selection or space.default_selection, probs, space)
     genotype.save(run_dir / GENOTYPE_FILE)
     _log(f"genotype of {alphas_path}: {genotype}")
     return {
+        **benchmark_fields(cfg, space, genotype),
         "genotype": str(genotype),
         "alphas_file": str(alphas_path),
         "genotype_file": str(run_dir / GENOTYPE_FILE),
@@ -127,7 +161,12 @@ def profile(cfg: DictConfig, run_dir: Path, genotype: Genotype) -> dict[str, Any
     _log(
         f"profile: {fields['params']:,} params, {fields['macs']:,} MACs at {list(cfg.data.input_shape)}"
     )
-    return {**fields, "genotype": str(genotype), "input_shape": list(cfg.data.input_shape)}
+    return {
+        **fields,
+        **benchmark_fields(cfg, space, genotype),
+        "genotype": str(genotype),
+        "input_shape": list(cfg.data.input_shape),
+    }
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:

@@ -2,11 +2,20 @@
 
 α is never stored here: ``forward(x, weights)`` takes the mixing weights the strategy's sampler
 produced, so one supernet serves every strategy (DARTS softmax, Gumbel, Dirichlet, ...).
+
+Partial channel connections (Xu et al., "PC-DARTS: Partial Channel Connections for
+Memory-Efficient Architecture Search", ICLR 2020, sec. 3.2) are a build option: with
+``partial_channels=K`` only the first ``C/K`` channels go through the candidate ops, the rest
+bypass them (max-pooled on stride-2 edges), and the two parts are concatenated and
+channel-shuffled with ``K`` groups. Since the shuffle is a fixed permutation, the sum over a
+node's edges of shuffled edge outputs is the shuffle of the summed parts; ``mix_node`` uses
+this to keep one weighted sum (``kernels.mix``) per node for the op outputs and one for the
+bypasses.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -14,22 +23,71 @@ from torch import nn
 from supernet import kernels
 from supernet.ops import build_search_op
 
+OpBuilder = Callable[[str, int, int], nn.Module]
+
+
+def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """ShuffleNet's channel shuffle: ``[N, g*c, H, W]`` → interleave the ``g`` groups."""
+    n, c, h, w = x.shape
+    return x.view(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
+
+
+def disable_running_stats(module: nn.Module) -> nn.Module:
+    """Makes every BatchNorm of ``module`` normalise with batch statistics only.
+
+    The same as building it with ``track_running_stats=False``: in a weight-sharing supernet the
+    running statistics would average over the different paths the strategy samples.
+    """
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.track_running_stats = False
+            m.running_mean = m.running_var = m.num_batches_tracked = None
+    return module
+
 
 class MixedOp(nn.Module):
     """All candidate ops of one edge.
 
     ``none`` is never computed: its output is zero, so it adds nothing to the sum and its
     weight gets a zero gradient either way.
+
+    Args:
+        ops: candidate op names.
+        C: channels of the edge's input and output.
+        stride: 1, or 2 on reduction edges.
+        kernel: weighted-sum backend (``supernet.kernels``).
+        partial_channels: PC-DARTS' K; 1 = every channel goes through the ops.
+        build: ``(name, C, stride) -> module`` for one candidate as it sits in a search cell.
     """
 
-    def __init__(self, ops: Sequence[str], C: int, stride: int, kernel: str = "torch"):
+    def __init__(
+        self,
+        ops: Sequence[str],
+        C: int,
+        stride: int,
+        kernel: str = "torch",
+        partial_channels: int = 1,
+        build: OpBuilder = build_search_op,
+    ):
         super().__init__()
+        if partial_channels < 1 or C % partial_channels:
+            raise ValueError(
+                f"partial_channels (K) must be a positive divisor of the channel count C={C}, "
+                f"got {partial_channels}."
+            )
         self.op_names = tuple(ops)
         self.kernel = kernel
         self.stride = stride
+        self.partial = partial_channels
+        self.C_op = C // partial_channels
         self.candidates = nn.ModuleList(
-            nn.Identity() if name == "none" else build_search_op(name, C, stride)
+            nn.Identity() if name == "none" else build(name, self.C_op, stride)
             for name in self.op_names
+        )
+        # PC-DARTS pools the bypassed channels of a reduction edge with a 2x2 max pool;
+        # ceil_mode keeps odd sizes in step with the stride-2 ops (equal on even sizes).
+        self.bypass_pool = (
+            nn.MaxPool2d(2, 2, ceil_mode=True) if stride == 2 and partial_channels > 1 else None
         )
         computed = [i for i, name in enumerate(self.op_names) if name != "none"]
         self.computed: tuple[int, ...] = tuple(computed)
@@ -43,19 +101,108 @@ class MixedOp(nn.Module):
         """Outputs of the candidates to compute and their op indices.
 
         Args:
-            x: the edge input.
+            x: the edge input (all channels; the partial slice is taken here).
             active: op indices the strategy keeps (e.g. GDAS' sampled op); ``None`` = all.
         """
+        if self.partial > 1:
+            x = x[:, : self.C_op]
         if active is None:
             return [self.candidates[i](x) for i in self.computed], self.computed_index
-        idx = [i for i in active if self.op_names[i] != "none"]
+        idx = [int(i) for i in active if self.op_names[int(i)] != "none"]
         return [self.candidates[i](x) for i in idx], idx
+
+    def bypass(self, x: torch.Tensor) -> torch.Tensor:
+        """The channels that skip the ops under partial channel connections."""
+        rest = x[:, self.C_op :]
+        return rest if self.bypass_pool is None else self.bypass_pool(rest)
+
+    def zeros(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """A zero output of the edge's shape that still depends on ``weights`` (grad path)."""
+        return x[:, :, :: self.stride, :: self.stride] * 0.0 * weights.sum()
 
     def forward(
         self, x: torch.Tensor, weights: torch.Tensor, active: Sequence[int] | None = None
     ) -> torch.Tensor:
         """``sum_k weights[k] * op_k(x)`` over the computed candidates; weights: ``[num_ops]``."""
+        if active is not None and len(active) == 0:
+            return self.zeros(x, weights)
         outputs, idx = self.candidate_outputs(x, active)
-        if not outputs:  # only `none` is active: a zero output that still depends on weights
-            return x[:, :, :: self.stride, :: self.stride] * 0.0 * weights.sum()
-        return kernels.mix(outputs, weights[idx], self.kernel)
+        if self.partial == 1:
+            if not outputs:  # only `none` is active: a zero output that still depends on weights
+                return self.zeros(x, weights)
+            return kernels.mix(outputs, weights[idx], self.kernel)
+        rest = self.bypass(x)
+        if outputs:
+            part = kernels.mix(outputs, weights[idx], self.kernel)
+        else:
+            part = rest.new_zeros(rest.shape[0], self.C_op, *rest.shape[2:]) * weights.sum()
+        return channel_shuffle(torch.cat([part, rest], dim=1), self.partial)
+
+
+def mix_node(
+    mixed: Sequence[MixedOp],
+    inputs: Sequence[torch.Tensor],
+    first: int,
+    flat_weights: torch.Tensor,
+    n_ops: int,
+    index: torch.Tensor,
+    active: Sequence[Sequence[int] | None] | None = None,
+    edge_weights: torch.Tensor | None = None,
+    kernel: str = "torch",
+) -> torch.Tensor:
+    """One node of a search cell: ``sum_e sum_k W[e, k] op_{e,k}(inputs[e])``.
+
+    Args:
+        mixed: the mixed ops of the node's incoming edges (edges ``first``, ``first + 1``, ...).
+        inputs: their inputs, one per edge.
+        first: global index of the node's first edge.
+        flat_weights: the cell's ``[edges, ops]`` weights (edge weights already applied), flat.
+        n_ops: ops per edge.
+        index: flat positions of the node's computed candidates (used when ``active`` is None).
+        active: per global edge, the op indices to compute (None = all; ``[]`` = edge unused).
+        edge_weights: per global edge factor (PC-DARTS' normalised β); also weights the bypass.
+        kernel: weighted-sum backend.
+    """
+    outputs: list[torch.Tensor] = []
+    positions: list[int] = []
+    bypass: list[torch.Tensor] = []
+    bypass_edges: list[int] = []
+    partial = mixed[0].partial
+    for j, (op, h) in enumerate(zip(mixed, inputs)):
+        e = first + j
+        act = None if active is None else active[e]
+        if act is not None and len(act) == 0:
+            continue  # edge not in the sampled architecture
+        outs, idx = op.candidate_outputs(h, act)
+        outputs.extend(outs)
+        if active is not None:
+            positions.extend(e * n_ops + k for k in (op.computed if act is None else idx))
+        if partial > 1:
+            bypass.append(op.bypass(h))
+            bypass_edges.append(e)
+    if not outputs and not bypass:  # every active op of the node is `none`, or no edge is used
+        return mixed[0].zeros(inputs[0], flat_weights)
+    part = None
+    if outputs:
+        node_weights = flat_weights[index] if active is None else flat_weights[positions]
+        part = kernels.mix(outputs, node_weights, kernel)
+    if partial == 1:
+        return part
+    if edge_weights is None:
+        bypass_weights = flat_weights.new_ones(len(bypass))
+    else:
+        bypass_weights = edge_weights[bypass_edges]
+    rest = kernels.mix(bypass, bypass_weights, kernel)
+    if part is None:
+        part = rest.new_zeros(rest.shape[0], mixed[0].C_op, *rest.shape[2:])
+    return channel_shuffle(torch.cat([part, rest], dim=1), partial)
+
+
+def node_indices(mixed: Sequence[MixedOp], edges_per_node: Sequence[int], n_ops: int) -> list:
+    """Flat positions ``edge * n_ops + op`` of each node's computed candidates."""
+    out, first = [], 0
+    for count in edges_per_node:
+        flat = [(first + j) * n_ops + k for j in range(count) for k in mixed[first + j].computed]
+        out.append(torch.tensor(flat, dtype=torch.long))
+        first += count
+    return out

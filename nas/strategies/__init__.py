@@ -1,7 +1,14 @@
-"""Search strategies as compositions: sampler + arch-gradient mode + selection rule (+ more).
+"""Search strategies as compositions: sampler + arch-gradient mode + modifiers + regularizers +
+selection rule (or a model-based selector).
 
 See DESIGN.md: a method is a composition configured in ``conf/strategy/<method>.yaml``, not a
-fork of the search loop.
+fork of the search loop. ``Strategy`` only wires the components together:
+
+- ``mixing(arch)``: the sampler's mixing of α, then each modifier's change (edge weights, pruning);
+- ``probabilities(arch)``: the distribution that is logged and discretized;
+- ``supernet_options()`` / ``arch_options()``: what modifiers need built (partial channels, β);
+- ``setup(space, seed)``: seeds every random component and gives it the space;
+- ``on_epoch_start(...)``: schedules (temperature) and progressive steps (pruning).
 """
 
 from __future__ import annotations
@@ -9,6 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
+from nas.arch import split_arch
 from nas.strategies.samplers import Mixing, Sampler, SoftmaxSampler
 
 __all__ = ["Mixing", "Sampler", "SoftmaxSampler", "Strategy"]
@@ -21,13 +31,74 @@ class Strategy:
     Attributes:
         name: the strategy's name (as in ``strategy=<name>``).
         sampler: α → mixing weights.
-        arch_grad: computes the α gradient of the validation loss.
+        arch_grad: computes the α gradient; None = α is not learned (RSWS, SPOS).
         selection: selection rule name, or None for the space's default.
-        regularizers: callables ``(alphas) -> loss`` added to the arch objective.
+        regularizers: callables ``(arch) -> loss`` added to the arch objective.
+        modifiers: partial channels, edge normalization, progressive pruning, ...
+        selector: optional model-based post-search selection ``(supernet, batches) -> (arch,
+            info)`` (RSWS' random sampling, SPOS' evolution) on the validation split.
     """
 
     name: str
     sampler: Sampler
-    arch_grad: Any
+    arch_grad: Any = None
     selection: str | None = None
     regularizers: list[Any] = field(default_factory=list)
+    modifiers: list[Any] = field(default_factory=list)
+    selector: Any = None
+
+    def components(self) -> list[Any]:
+        return [self.sampler, *self.modifiers, *self.regularizers, self.selector]
+
+    def setup(self, space=None, seed: int = 0) -> None:
+        """Gives every component the space and a seed (each derives its own stream)."""
+        for c in self.components():
+            if c is not None and hasattr(c, "setup"):
+                c.setup(seed=seed, space=space)
+
+    def supernet_options(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for m in self.modifiers:
+            out.update(getattr(m, "supernet_options", dict)())
+        return out
+
+    def arch_options(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for m in self.modifiers:
+            out.update(getattr(m, "arch_options", dict)())
+        return out
+
+    def mixing(self, arch: dict[str, torch.Tensor]) -> Mixing:
+        alphas, _ = split_arch(arch)
+        mix = self.sampler(alphas)
+        for m in self.modifiers:
+            if hasattr(m, "mixing"):
+                mix = m.mixing(mix, arch)
+        return mix
+
+    def probabilities(self, arch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        alphas, _ = split_arch(arch)
+        probs = self.sampler.probabilities(alphas)
+        for m in self.modifiers:
+            if hasattr(m, "probabilities"):
+                probs = m.probabilities(probs, arch)
+        return probs
+
+    def on_epoch_start(self, epoch: int, max_epochs: int, module=None) -> None:
+        self.sampler.on_epoch_start(epoch, max_epochs)
+        for m in self.modifiers:
+            if hasattr(m, "on_epoch_start"):
+                m.on_epoch_start(epoch, max_epochs, module)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Random-stream and schedule states, for exact resume from a checkpoint."""
+        return {
+            str(i): c.state_dict()
+            for i, c in enumerate(self.components())
+            if c is not None and hasattr(c, "state_dict")
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for i, c in enumerate(self.components()):
+            if str(i) in state and hasattr(c, "load_state_dict"):
+                c.load_state_dict(state[str(i)])

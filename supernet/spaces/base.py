@@ -5,6 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
 
+import torch
 from torch import nn
 
 if TYPE_CHECKING:
@@ -32,9 +33,23 @@ class SearchSpace(ABC):
     def alpha_shape(self) -> tuple[int, int]:
         return (len(self.edges), len(self.ops))
 
+    @property
+    def edges_per_node(self) -> list[int]:
+        """Incoming edges of each node, in edge order (edges are ordered node by node)."""
+        counts: dict[int, int] = {}
+        for _, node in self.edges:
+            counts[node] = counts.get(node, 0) + 1
+        return [counts[n] for n in sorted(counts)]
+
     @abstractmethod
-    def build_supernet(self) -> nn.Module:
-        """The supernet; its ``forward(x, weights, active=None)`` takes mixing weights per cell type."""
+    def build_supernet(self, partial_channels: int = 1) -> nn.Module:
+        """The supernet; its ``forward(x, weights, active=None, edge_weights=None)`` takes
+        mixing weights per cell type. ``partial_channels``: PC-DARTS' K (1 = off)."""
+
+    def sample_node(self, n_inputs: int, generator: torch.Generator) -> list[int]:
+        """A uniformly random discrete choice for one node: per incoming edge an op index, or
+        -1 where the edge is unused. Default: every edge carries one of all the ops."""
+        return torch.randint(len(self.ops), (n_inputs,), generator=generator).tolist()
 
     @abstractmethod
     def build_child(self, genotype: Genotype, **sizes) -> nn.Module:

@@ -16,7 +16,7 @@ from torch import nn
 
 from nas.genotype import Genotype, GenotypeError
 from supernet import kernels
-from supernet.mixed import MixedOp
+from supernet.mixed import MixedOp, disable_running_stats, mix_node, node_indices
 from supernet.ops import FactorizedReduce, ReLUConvBN, validate_op_names
 from supernet.spaces.base import SearchSpace
 
@@ -75,6 +75,7 @@ class SearchCell(nn.Module):
         reduction: bool,
         reduction_prev: bool,
         kernel: str,
+        partial_channels: int = 1,
     ):
         super().__init__()
         self.reduction = reduction
@@ -90,22 +91,14 @@ class SearchCell(nn.Module):
         self.preprocess1 = ReLUConvBN(C_p, C, 1, 1, 0, affine=False)
         self.edges = cell_edges(steps)
         self.mixed = nn.ModuleList(
-            MixedOp(ops, C, 2 if reduction and inp < 2 else 1, kernel) for inp, _ in self.edges
+            MixedOp(ops, C, 2 if reduction and inp < 2 else 1, kernel, partial_channels)
+            for inp, _ in self.edges
         )
-        n_ops = len(ops)
         # Flat positions (edge * n_ops + op) of the computed candidates of each node, so a node's
         # weights are one gather from the flattened [edges, ops] weight matrix.
-        first = 0
-        for i in range(steps):
-            flat = [
-                (first + j) * n_ops + k
-                for j in range(2 + i)
-                for k in self.mixed[first + j].computed
-            ]
-            self.register_buffer(
-                f"node_index_{i}", torch.tensor(flat, dtype=torch.long), persistent=False
-            )
-            first += 2 + i
+        counts = [2 + i for i in range(steps)]
+        for i, index in enumerate(node_indices(self.mixed, counts, len(ops))):
+            self.register_buffer(f"node_index_{i}", index, persistent=False)
 
     def forward(
         self,
@@ -113,30 +106,32 @@ class SearchCell(nn.Module):
         s1: torch.Tensor,
         weights: torch.Tensor,
         active: Sequence[Sequence[int] | None] | None = None,
+        edge_weights: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Args: weights ``[edges, ops]``; active: per edge, the op indices to compute or None."""
+        """Args: weights ``[edges, ops]``; active: per edge, the op indices to compute or None
+        (``[]``: the edge is not used); edge_weights: optional ``[edges]`` factors (PC-DARTS β)."""
         states = [self.preprocess0(s0), self.preprocess1(s1)]
+        if edge_weights is not None:
+            weights = weights * edge_weights[:, None]
         flat_weights = weights.reshape(-1)
         n_ops = weights.shape[1]
         first = 0
         for i in range(self.steps):
-            outputs: list[torch.Tensor] = []
-            if active is None:
-                for j, h in enumerate(states):
-                    outputs.extend(self.mixed[first + j].candidate_outputs(h)[0])
-                node_weights = flat_weights[getattr(self, f"node_index_{i}")]
-            else:
-                flat: list[int] = []
-                for j, h in enumerate(states):
-                    outs, idx = self.mixed[first + j].candidate_outputs(h, active[first + j])
-                    outputs.extend(outs)
-                    flat.extend((first + j) * n_ops + int(k) for k in idx)
-                node_weights = flat_weights[flat]
-            if outputs:
-                states.append(kernels.mix(outputs, node_weights, self.kernel))
-            else:  # every active op of the node is `none`
-                states.append(self.mixed[first](states[0], weights[first], active[first]))
-            first += 2 + i
+            n_in = 2 + i
+            states.append(
+                mix_node(
+                    self.mixed[first : first + n_in],
+                    states,
+                    first,
+                    flat_weights,
+                    n_ops,
+                    getattr(self, f"node_index_{i}"),
+                    active,
+                    edge_weights,
+                    self.kernel,
+                )
+            )
+            first += n_in
         return torch.cat(states[-self.multiplier :], dim=1)
 
 
@@ -154,6 +149,7 @@ class DartsSupernet(nn.Module):
         multiplier: int = 4,
         stem_multiplier: int = 3,
         kernel: str = "torch",
+        partial_channels: int = 1,
     ):
         super().__init__()
         check_sizes(input_shape, C, layers)
@@ -170,7 +166,16 @@ class DartsSupernet(nn.Module):
             if reduction:
                 C_curr *= 2
             cell = SearchCell(
-                ops, steps, multiplier, C_pp, C_p, C_curr, reduction, reduction_prev, kernel
+                ops,
+                steps,
+                multiplier,
+                C_pp,
+                C_p,
+                C_curr,
+                reduction,
+                reduction_prev,
+                kernel,
+                partial_channels,
             )
             self.cells.append(cell)
             reduction_prev = reduction
@@ -183,13 +188,17 @@ class DartsSupernet(nn.Module):
         x: torch.Tensor,
         weights: dict[str, torch.Tensor],
         active: dict[str, Sequence[Sequence[int] | None]] | None = None,
+        edge_weights: dict[str, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Args: weights: per cell type, ``[edges, ops]`` mixing weights; active: optional per
-        cell type and edge, the op indices to compute (sampling strategies)."""
+        cell type and edge, the op indices to compute (sampling strategies); edge_weights:
+        optional per cell type ``[edges]`` factors (PC-DARTS' edge normalization)."""
         s0 = s1 = self.stem(x)
         for cell in self.cells:
             kind = "reduce" if cell.reduction else "normal"
-            s0, s1 = s1, cell(s0, s1, weights[kind], None if active is None else active[kind])
+            act = None if active is None else active[kind]
+            ew = None if edge_weights is None else edge_weights[kind]
+            s0, s1 = s1, cell(s0, s1, weights[kind], act, ew)
         out = self.global_pooling(s1)
         return self.classifier(out.flatten(1))
 
@@ -212,6 +221,7 @@ class DartsSpace(SearchSpace):
         multiplier: int = 4,
         stem_multiplier: int = 3,
         kernel: str = "torch",
+        track_running_stats: bool = True,
         **_: object,
     ):
         validate_op_names(list(ops))
@@ -228,10 +238,11 @@ class DartsSpace(SearchSpace):
         self.C, self.layers, self.steps = C, layers, steps
         self.multiplier, self.stem_multiplier = multiplier, stem_multiplier
         self.kernel = kernels.resolve_backend(kernel)
+        self.track_running_stats = track_running_stats
         self.edges = cell_edges(steps)
 
-    def build_supernet(self) -> DartsSupernet:
-        return DartsSupernet(
+    def build_supernet(self, partial_channels: int = 1) -> DartsSupernet:
+        net = DartsSupernet(
             self.ops,
             self.input_shape,
             self.num_classes,
@@ -241,7 +252,21 @@ class DartsSpace(SearchSpace):
             self.multiplier,
             self.stem_multiplier,
             self.kernel,
+            partial_channels,
         )
+        if not self.track_running_stats:
+            for cell in net.cells:
+                disable_running_stats(cell)
+        return net
+
+    def sample_node(self, n_inputs: int, generator: torch.Generator) -> list[int]:
+        """Two distinct inputs, each with a uniformly drawn op other than ``none`` (the
+        DARTS cell's discrete form; Li & Talwalkar 2019 sample the DARTS space this way)."""
+        real = [i for i, op in enumerate(self.ops) if op != "none"]
+        choice = [-1] * n_inputs
+        for e in torch.randperm(n_inputs, generator=generator)[:2].tolist():
+            choice[e] = real[int(torch.randint(len(real), (1,), generator=generator))]
+        return choice
 
     def build_child(self, genotype: Genotype, **sizes) -> nn.Module:
         from supernet.spaces.darts_child import DartsChildNetwork

@@ -1,4 +1,8 @@
-"""First-order DARTS (Liu et al., ICLR 2019, sec. 2.3 with ξ = 0): ∇_α L_val(w, α)."""
+"""First-order DARTS (Liu et al., ICLR 2019, sec. 2.3 with ξ = 0): ∇_α L_val(w, α).
+
+With ``split="train"`` the α gradient is taken on the training batch instead: the single-level
+optimisation of SNAS (Xie et al., ICLR 2019), where weights and α minimise the same loss.
+"""
 
 from __future__ import annotations
 
@@ -13,16 +17,22 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 class FirstOrder:
-    """Treats the weights as constant; only the α gradient is computed (no weight gradients)."""
+    """Treats the weights as constant; only the α (and β) gradient is computed."""
+
+    def __init__(self, split: str = "val"):
+        if split not in ("val", "train"):
+            raise ValueError(f"FirstOrder split must be 'val' or 'train', got {split!r}.")
+        self.split = split
 
     def __call__(
         self, module: SearchModule, train: Batch, val: Batch
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Fills ``alpha.grad`` and returns the validation loss and logits."""
-        alphas = list(module.arch.alphas.values())
-        loss, logits = module.loss(val, module.arch.as_dict())
+        """Fills the architecture parameters' ``.grad``; returns the loss and logits."""
+        arch = module.arch.as_dict()
+        params = list(arch.values())
+        loss, logits = module.loss(val if self.split == "val" else train, arch)
         loss = loss + module.arch_regularization()
-        grads = torch.autograd.grad(loss, alphas, materialize_grads=True)
-        for a, g in zip(alphas, grads):
+        grads = torch.autograd.grad(loss, params, materialize_grads=True)
+        for a, g in zip(params, grads):
             a.grad = g
         return loss.detach(), logits.detach()

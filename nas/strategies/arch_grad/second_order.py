@@ -54,8 +54,8 @@ class SecondOrder:
         """Fills ``alpha.grad`` and returns the validation loss (at w') and logits."""
         net = module.supernet
         params = dict(net.named_parameters())
-        alphas = list(module.arch.alphas.values())
         arch = module.arch.as_dict()
+        alphas = list(arch.values())  # α and, with edge normalization, β
 
         # The virtual step needs ∇w only: α enters as a constant (no softmax graph to α).
         train_loss, _ = module.loss(train, {k: a.detach() for k, a in arch.items()})

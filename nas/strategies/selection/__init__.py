@@ -1,4 +1,9 @@
-"""Selection rules: α (as per-edge probabilities) → genotype. Registry by name."""
+"""Selection rules: α (as per-edge probabilities) → genotype. Registry by name.
+
+Model-based selectors (RSWS' random sampling, SPOS' evolution) score architectures with the
+trained supernet on validation batches instead; they are strategy components
+(``strategy.selector``), run by the search stage after training.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +11,22 @@ from collections.abc import Callable
 
 import torch
 
-from nas.genotype import Genotype
+from nas.strategies.selection.argmax import argmax_per_edge
+from nas.strategies.selection.evolution import EvolutionSelector
+from nas.strategies.selection.random_search import RandomSearchSelector
 from nas.strategies.selection.top_k import darts_top2
 
-SelectionRule = Callable[..., Genotype]
+SelectionRule = Callable[..., object]
 
-SELECTION_RULES: dict[str, SelectionRule] = {"darts_top2": darts_top2}
+SELECTION_RULES: dict[str, SelectionRule] = {
+    "darts_top2": darts_top2,
+    "argmax_per_edge": argmax_per_edge,
+}
+
+__all__ = ["SELECTION_RULES", "EvolutionSelector", "RandomSearchSelector", "select"]
 
 
-def select(rule: str, probs: dict[str, torch.Tensor], space) -> Genotype:
+def select(rule: str, probs: dict[str, torch.Tensor], space):
     """Applies the selection rule ``rule`` to per-edge op probabilities of ``space``."""
     if rule not in SELECTION_RULES:
         raise ValueError(
