@@ -322,6 +322,8 @@ class _DataModule(L.LightningDataModule):
             return {key: self.transform(value, train, key) for key, value in batch.items()}
         if len(batch) == 3:
             x, y, tag = batch
+            if isinstance(tag, torch.Tensor) and tag.dim() == 2:  # collated per-sample tags
+                tag = tag[0]
             self._delivered[stream] = (int(tag[0]), int(tag[1]))
         else:
             x, y = batch
