@@ -56,6 +56,7 @@ def build(mode: str, args: argparse.Namespace, device: torch.device):
         f"data.num_classes={args.classes}",
         f"search_space.C={args.C}",
         f"search_space.layers={args.layers}",
+        f"search_space.kernel={args.kernel}",
         f"strategy.batch_size={args.batch}",
         f"seed={args.seed}",
         "logger=none",
@@ -179,6 +180,7 @@ def measure(mode: str, args: argparse.Namespace) -> dict[str, Any]:
     losses["train"] = round(float(train_loss), 4)
     return {
         "mode": mode,
+        "kernel": args.kernel,
         "strategy": STRATEGIES[mode],
         "batch": args.batch,
         "C": args.C,
@@ -234,6 +236,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--cudnn-benchmark", action="store_true", help="off by default, like train.py's Trainer"
     )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--kernel", default="torch", help="mixed-op backend: torch | triton | auto")
     p.add_argument(
         "--out", default=None, help="JSON path (default: results/search_step_<device>.json)"
     )

@@ -20,7 +20,7 @@ import torch
 import triton
 import triton.language as tl
 
-MAX_INPUTS = 8  # candidate pointers per launch; more candidates take several launches
+MAX_INPUTS = 16  # candidate pointers per launch; more candidates take several launches
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 # The interpreter runs each program in Python: few, large blocks keep it tolerable.
 BLOCK = 16384 if INTERPRET else 1024
@@ -37,7 +37,7 @@ def _load_term(x_ptr, w_ptr, k, offs, mask, acc):
 @triton.jit
 def _mix_fwd_kernel(
     dst_ptr, acc_ptr, w_ptr,
-    x0, x1, x2, x3, x4, x5, x6, x7,
+    x0, x1, x2, x3, x4, x5, x6, x7, x8, x9, x10, x11, x12, x13, x14, x15,
     n_elements, w_start,
     K: tl.constexpr, HAS_ACC: tl.constexpr, BLOCK_SIZE: tl.constexpr,
 ):  # fmt: skip
@@ -63,6 +63,22 @@ def _mix_fwd_kernel(
         acc = _load_term(x6, w, 6, offs, mask, acc)
     if K > 7:
         acc = _load_term(x7, w, 7, offs, mask, acc)
+    if K > 8:
+        acc = _load_term(x8, w, 8, offs, mask, acc)
+    if K > 9:
+        acc = _load_term(x9, w, 9, offs, mask, acc)
+    if K > 10:
+        acc = _load_term(x10, w, 10, offs, mask, acc)
+    if K > 11:
+        acc = _load_term(x11, w, 11, offs, mask, acc)
+    if K > 12:
+        acc = _load_term(x12, w, 12, offs, mask, acc)
+    if K > 13:
+        acc = _load_term(x13, w, 13, offs, mask, acc)
+    if K > 14:
+        acc = _load_term(x14, w, 14, offs, mask, acc)
+    if K > 15:
+        acc = _load_term(x15, w, 15, offs, mask, acc)
     tl.store(
         dst_ptr + offs, acc.to(dst_ptr.dtype.element_ty, fp_downcast_rounding="rtne"), mask=mask
     )
@@ -81,8 +97,8 @@ def _grad_term(x_ptr, gx_ptr, w_ptr, partial_ptr, k, g, offs, mask, pid, num_blo
 @triton.jit
 def _mix_bwd_kernel(
     g_ptr, w_ptr, partial_ptr,
-    x0, x1, x2, x3, x4, x5, x6, x7,
-    gx0, gx1, gx2, gx3, gx4, gx5, gx6, gx7,
+    x0, x1, x2, x3, x4, x5, x6, x7, x8, x9, x10, x11, x12, x13, x14, x15,
+    gx0, gx1, gx2, gx3, gx4, gx5, gx6, gx7, gx8, gx9, gx10, gx11, gx12, gx13, gx14, gx15,
     n_elements, w_start, num_blocks,
     K: tl.constexpr, BLOCK_SIZE: tl.constexpr,
 ):  # fmt: skip
@@ -107,7 +123,22 @@ def _mix_bwd_kernel(
         _grad_term(x6, gx6, w, p, 6, g, offs, mask, pid, num_blocks)
     if K > 7:
         _grad_term(x7, gx7, w, p, 7, g, offs, mask, pid, num_blocks)
-
+    if K > 8:
+        _grad_term(x8, gx8, w, p, 8, g, offs, mask, pid, num_blocks)
+    if K > 9:
+        _grad_term(x9, gx9, w, p, 9, g, offs, mask, pid, num_blocks)
+    if K > 10:
+        _grad_term(x10, gx10, w, p, 10, g, offs, mask, pid, num_blocks)
+    if K > 11:
+        _grad_term(x11, gx11, w, p, 11, g, offs, mask, pid, num_blocks)
+    if K > 12:
+        _grad_term(x12, gx12, w, p, 12, g, offs, mask, pid, num_blocks)
+    if K > 13:
+        _grad_term(x13, gx13, w, p, 13, g, offs, mask, pid, num_blocks)
+    if K > 14:
+        _grad_term(x14, gx14, w, p, 14, g, offs, mask, pid, num_blocks)
+    if K > 15:
+        _grad_term(x15, gx15, w, p, 15, g, offs, mask, pid, num_blocks)
 
 def _chunks(n: int) -> list[tuple[int, int]]:
     return [(s, min(s + MAX_INPUTS, n)) for s in range(0, n, MAX_INPUTS)]
