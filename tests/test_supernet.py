@@ -218,10 +218,13 @@ def test_supernet_active_all_none_node() -> None:
 
 
 def test_supernet_kernel_option_reaches_mixed_ops() -> None:
-    space = _tiny_space(kernel="auto")
-    assert space.kernel == "torch"
-    net = space.build_supernet()
-    assert all(m.kernel == "torch" for m in net.modules() if isinstance(m, MixedOp))
+    # The backend name travels to every mixed op; `auto` is resolved per call on the tensors'
+    # device (Triton on CUDA, PyTorch elsewhere).
+    for kernel in ("auto", "torch", "triton"):
+        space = _tiny_space(kernel=kernel)
+        assert space.kernel == kernel
+        net = space.build_supernet()
+        assert all(m.kernel == kernel for m in net.modules() if isinstance(m, MixedOp))
 
 
 # --- sizes ---------------------------------------------------------------------------------
