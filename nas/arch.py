@@ -26,13 +26,14 @@ class AlphasFileError(ValueError):
 
 
 BETA_PREFIX = "beta/"
+MASK_PREFIX = "mask/"
 
 
 def split_arch(
     arch: dict[str, torch.Tensor],
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """(α per cell type, β per cell type) of a flat arch dict."""
-    alphas = {k: v for k, v in arch.items() if not k.startswith(BETA_PREFIX)}
+    alphas = {k: v for k, v in arch.items() if "/" not in k}
     betas = {k[len(BETA_PREFIX) :]: v for k, v in arch.items() if k.startswith(BETA_PREFIX)}
     return alphas, betas
 
@@ -67,6 +68,10 @@ class ArchParams(nn.Module):
             }
         )
 
+        # Ops still in the search per cell type ([edges, ops] bools), once a progressive
+        # modifier prunes (DrNAS); saved as "op_masks" so discretization sees the same ops.
+        self.op_masks: dict[str, torch.Tensor] = {}
+
     @property
     def cell_types(self) -> tuple[str, ...]:
         return tuple(self.alphas.keys())
@@ -84,6 +89,8 @@ class ArchParams(nn.Module):
         }
         if len(self.betas):
             out["betas"] = {c: b.detach().cpu().double().tolist() for c, b in self.betas.items()}
+        if self.op_masks:
+            out["op_masks"] = {c: m.int().tolist() for c, m in self.op_masks.items()}
         return out
 
     def save(self, path: str | Path) -> None:
@@ -151,6 +158,17 @@ def parse_alphas(data: Any, space: SearchSpace, source: str = "alphas") -> dict[
         ):
             raise fail(f"betas[{cell!r}] is not a list of {len(space.edges)} finite numbers.")
         out[BETA_PREFIX + cell] = torch.tensor(row, dtype=torch.float64)
+    masks = data.get("op_masks", {})
+    if not isinstance(masks, dict) or not set(masks) <= set(space.cell_types):
+        raise fail(f"'op_masks' must map cell types {list(space.cell_types)} to 0/1 matrices.")
+    for cell, rows in masks.items():
+        try:
+            mask = torch.tensor(rows, dtype=torch.bool)
+        except (TypeError, ValueError):
+            raise fail(f"op_masks[{cell!r}] is not a 0/1 matrix.") from None
+        if tuple(mask.shape) != space.alpha_shape:
+            raise fail(f"op_masks[{cell!r}] is not a {len(space.edges)}x{len(space.ops)} matrix.")
+        out[MASK_PREFIX + cell] = mask
     return out
 
 

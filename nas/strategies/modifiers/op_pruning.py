@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import torch
 
+from nas.arch import MASK_PREFIX
 from nas.strategies.samplers.base import Mixing
 
 
@@ -33,6 +34,7 @@ class ProgressivePruning:
         for i, (frac, keep) in enumerate(zip(self.at, self.keep)):
             if i not in self.done and epoch >= round(frac * max_epochs):
                 self.prune(module.probabilities(), keep)
+                module.arch.op_masks = dict(self.masks)  # written to alphas.json
                 self.done.append(i)
 
     def prune(self, probs: dict[str, torch.Tensor], keep: int) -> None:
@@ -64,11 +66,14 @@ class ProgressivePruning:
         return mix
 
     def probabilities(self, probs, arch):
-        if not self.masks:
+        masks = self.masks or {
+            k[len(MASK_PREFIX) :]: v for k, v in arch.items() if k.startswith(MASK_PREFIX)
+        }
+        if not masks:
             return probs
         out = {}
         for cell, p in probs.items():
-            masked = p * self._mask(cell, p)
+            masked = p * masks[cell].to(device=p.device, dtype=p.dtype)
             out[cell] = masked / masked.sum(-1, keepdim=True).clamp_min(1e-12)
         return out
 

@@ -1,0 +1,347 @@
+"""The distinctive mechanic of each sampling-family method (GDAS, SNAS, DrNAS, PC-DARTS, RSWS,
+SPOS), and every (space x strategy) composition through search and discretization."""
+
+from __future__ import annotations
+
+import json
+import sys
+from functools import partial
+from pathlib import Path
+
+import pytest
+import torch
+
+from nas.search import SearchModule
+from nas.strategies import Strategy
+from nas.strategies.arch_grad import FirstOrder
+from nas.strategies.modifiers import EdgeNormalization, PartialChannels, ProgressivePruning
+from nas.strategies.regularizers import DirichletKL
+from nas.strategies.samplers import (
+    DirichletSampler,
+    GumbelHardSampler,
+    GumbelSoftSampler,
+    SoftmaxSampler,
+    UniformPathSampler,
+)
+from nas.strategies.samplers.temperature import temperature
+from nas.strategies.samplers.uniform import sample_arch
+from nas.strategies.selection import EvolutionSelector, RandomSearchSelector
+from supernet.mixed import MixedOp, channel_shuffle
+from supernet.spaces.darts import DartsSpace
+from supernet.spaces.nb201 import NB201Space
+from tests.conftest import random_batch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def nb201(C: int = 4) -> NB201Space:
+    return NB201Space((3, 8, 8), 5, C=C, layers=1)
+
+
+def module(space, sampler, modifiers=(), arch_grad=None, regularizers=(), seed=0):
+    strategy = Strategy(
+        "test",
+        sampler,
+        arch_grad or FirstOrder(),
+        regularizers=list(regularizers),
+        modifiers=list(modifiers),
+    )
+    return SearchModule(
+        space,
+        strategy,
+        weight_optimizer=partial(torch.optim.SGD, lr=0.05, momentum=0.9),
+        arch_optimizer=partial(torch.optim.Adam, lr=3e-4),
+        seed=seed,
+    )
+
+
+def count_candidate_calls(net) -> dict:
+    calls: dict = {}
+    for m_i, m in enumerate(x for x in net.modules() if isinstance(x, MixedOp)):
+        for k, cand in enumerate(m.candidates):
+
+            def hook(mod, inp, out, key=(m_i, k)):
+                calls[key] = calls.get(key, 0) + 1
+
+            cand.register_forward_hook(hook)
+    return calls
+
+
+# --- GDAS -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "space", [nb201(), DartsSpace((3, 8, 8), 5, C=4, layers=3, steps=2, multiplier=2)]
+)
+def test_gdas_computes_only_the_sampled_op_yet_alpha_gets_a_gradient(space):
+    torch.manual_seed(0)
+    m = module(space, GumbelHardSampler())
+    calls = count_candidate_calls(m.supernet)
+    mix = m.strategy.mixing(m.arch.as_dict())
+    for cell, w in mix.weights.items():
+        sampled = torch.tensor([a[0] for a in mix.active[cell]])
+        # Straight-through: the forward weights are exactly one-hot at the sampled op.
+        torch.testing.assert_close(
+            w.detach(),
+            torch.nn.functional.one_hot(sampled, 5 if space.name == "nb201" else 8).float(),
+        )
+    m.strategy.sampler.setup(seed=0)
+    loss, _ = m.loss(random_batch(), m.arch.as_dict())
+    per_mixed_op = {}
+    for i, k in calls:
+        per_mixed_op.setdefault(i, []).append(k)
+    assert all(len(ks) == 1 for ks in per_mixed_op.values())  # at most one op per edge computed
+    alphas = list(m.arch.alphas.values())
+    grads = torch.autograd.grad(loss, alphas)
+    assert all(torch.count_nonzero(g) > 0 for g in grads)
+
+
+# --- temperature schedules ------------------------------------------------------------------
+
+
+def test_temperature_schedules_follow_their_formulas():
+    assert temperature("linear", 10, 0.1, 0, 250) == 10
+    assert temperature("linear", 10, 0.1, 249, 250) == pytest.approx(0.1)
+    assert temperature("linear", 10, 0.1, 100, 250) == pytest.approx(10 - 9.9 * 100 / 249)
+    assert temperature("exponential", 1, 0.33, 0, 150) == 1
+    assert temperature("exponential", 1, 0.33, 149, 150) == pytest.approx(0.33)
+    ratio = temperature("exponential", 1, 0.33, 11, 150) / temperature(
+        "exponential", 1, 0.33, 10, 150
+    )
+    assert ratio == pytest.approx(0.33 ** (1 / 149))  # a constant factor per epoch
+    assert temperature("linear", 10, 0.1, 0, 1) == 10
+    gdas = GumbelHardSampler()
+    gdas.on_epoch_start(125, 251)
+    assert gdas.tau == pytest.approx(5.05)
+    with pytest.raises(ValueError, match="cosine"):
+        temperature("cosine", 1, 0.1, 0, 5)
+
+
+def test_snas_soft_weights_every_op_with_gradient():
+    a = torch.randn(6, 5, requires_grad=True)
+    sampler = GumbelSoftSampler()
+    sampler.setup(seed=0)
+    mix = sampler({"cell": a})
+    assert mix.active is None
+    torch.testing.assert_close(mix.weights["cell"].sum(-1), torch.ones(6))
+    (mix.weights["cell"][:, 3]).sum().backward()
+    assert torch.count_nonzero(a.grad) > 0
+
+
+# --- DrNAS ----------------------------------------------------------------------------------
+
+
+def test_drnas_alpha_gradient_flows_through_the_dirichlet_sample():
+    a = torch.randn(6, 5, requires_grad=True)
+    sampler = DirichletSampler()
+    sampler.setup(seed=0)
+    theta = sampler({"cell": a}).weights["cell"]
+    assert theta.grad_fn is not None  # a reparameterized (pathwise) sample
+    torch.testing.assert_close(theta.sum(-1), torch.ones(6))
+    (theta[:, 3] * 2.0).sum().backward()
+    assert torch.count_nonzero(a.grad) == a.numel()
+    # Seeded and private: the same seed draws the same θ, and the global stream is untouched.
+    state = torch.get_rng_state()
+    s1, s2 = DirichletSampler(), DirichletSampler()
+    s1.setup(seed=3), s2.setup(seed=3)
+    torch.testing.assert_close(s1({"cell": a}).weights["cell"], s2({"cell": a}).weights["cell"])
+
+    assert torch.equal(state, torch.get_rng_state())
+
+
+def test_drnas_kl_regularizer_is_zero_at_the_anchor_and_positive_elsewhere():
+    reg = DirichletKL(scale=1e-3)
+    assert float(reg({"cell": torch.zeros(6, 5)})) == pytest.approx(0.0, abs=1e-7)
+    a = torch.randn(6, 5, requires_grad=True)
+    loss = reg({"cell": a, "beta/cell": torch.zeros(6)})
+    assert float(loss) > 0
+    loss.backward()
+    assert torch.count_nonzero(a.grad) > 0
+
+
+def test_progressive_pruning_keeps_the_strongest_ops():
+    space = nb201()
+    pruning = ProgressivePruning(at=[0.5], keep=[2])
+    m = module(space, DirichletSampler(), modifiers=[pruning])
+    with torch.no_grad():
+        m.arch.alphas["cell"].copy_(torch.arange(5.0).repeat(6, 1))
+    pruning.on_epoch_start(0, 4, m)
+    assert not pruning.masks  # not yet
+    pruning.on_epoch_start(2, 4, m)
+    mix = m.strategy.mixing(m.arch.as_dict())
+    assert mix.active["cell"] == [[3, 4]] * 6
+    assert torch.count_nonzero(mix.weights["cell"][:, :3]) == 0
+    assert m.genotype().nodes[0] == (("avg_pool_3x3", 0),)
+
+
+# --- PC-DARTS -------------------------------------------------------------------------------
+
+
+def test_pcdarts_sends_only_c_over_k_channels_through_the_ops():
+    torch.manual_seed(0)
+    C, K = 16, 4
+    mixed = MixedOp(("none", "skip_connect", "nor_conv_3x3"), C, 1, partial_channels=K)
+    seen = []
+    for cand in mixed.candidates[1:]:
+        cand.register_forward_hook(lambda mod, inp, out: seen.append(inp[0].shape[1]))
+    x = torch.randn(2, C, 6, 6)
+    out = mixed(x, torch.tensor([0.0, 1.0, 0.0]))
+    assert seen == [C // K, C // K] and out.shape == x.shape
+    # skip_connect with weight 1: the output is x with its channels shuffled into K groups.
+    torch.testing.assert_close(out, channel_shuffle(x, K))
+    stride2 = MixedOp(("none", "max_pool_3x3"), C, 2, partial_channels=K)
+    assert stride2(x, torch.tensor([0.0, 1.0])).shape == (2, C, 3, 3)
+    with pytest.raises(ValueError, match="divisor"):
+        MixedOp(("none",), 6, 1, partial_channels=4)
+
+
+@pytest.mark.parametrize(
+    "space", [nb201(C=8), DartsSpace((3, 8, 8), 5, C=8, layers=3, steps=2, multiplier=2)]
+)
+def test_pcdarts_edge_betas_get_gradients_and_shape_the_selection(space):
+    torch.manual_seed(0)
+    m = module(space, SoftmaxSampler(), modifiers=[PartialChannels(4), EdgeNormalization()])
+    assert all(mo.partial == 4 for mo in m.supernet.modules() if isinstance(mo, MixedOp))
+    arch = m.arch.as_dict()
+    assert {f"beta/{c}" for c in space.cell_types} <= set(arch)
+    m.strategy.arch_grad(m, random_batch(), random_batch(seed=1))
+    for c in space.cell_types:
+        assert torch.count_nonzero(m.arch.betas[c].grad) > 0
+        assert torch.count_nonzero(m.arch.alphas[c].grad) > 0
+    # Selection weighs softmax(α) by the per-node softmax of β.
+    probs = m.probabilities()
+    for c in space.cell_types:
+        node_sums = torch.stack([p.sum() for p in probs[c].sum(-1).split(space.edges_per_node)])
+        torch.testing.assert_close(node_sums, torch.ones(len(space.edges_per_node)))
+    assert "betas" in m.arch.to_json()
+
+
+# --- RSWS / SPOS ----------------------------------------------------------------------------
+
+
+class FakeSupernet(torch.nn.Module):
+    """Accuracy = fraction of edges that carry the target op; records every scored arch."""
+
+    def __init__(self, target: list[int]):
+        super().__init__()
+        self.target = torch.tensor(target)
+        self.scored: dict[tuple, float] = {}
+
+    def forward(self, x, weights, active=None, edge_weights=None):
+        chosen = torch.tensor([a[0] if a else -1 for a in active["cell"]])
+        frac = float((chosen == self.target).float().mean())
+        n = x.shape[0]
+        right = round(frac * n)
+        self.scored[tuple(chosen.tolist())] = right / n
+        logits = torch.zeros(n, 2)
+        logits[:right, 0] = 1.0  # labels are all 0
+        logits[right:, 1] = 1.0
+        return logits
+
+
+BATCHES = [(torch.zeros(60, 1), torch.zeros(60, dtype=torch.long))]
+
+
+def test_rsws_picks_the_best_sampled_architecture():
+    net = FakeSupernet([3, 3, 3, 1, 3, 3])
+    sel = RandomSearchSelector(num_samples=30)
+    sel.setup(seed=0, space=nb201())
+    arch, info = sel(net, BATCHES)
+    assert info["best_val_acc"] == max(net.scored.values())
+    assert net.scored[arch["cell"]] == info["best_val_acc"]
+    assert len(net.scored) == info["evaluated"] > 1
+
+
+def test_spos_evolution_improves_on_its_initial_population_and_picks_the_best():
+    target = [3, 3, 3, 1, 3, 3]
+    net = FakeSupernet(target)
+    sel = EvolutionSelector(
+        population=10, iterations=8, parents=4, mutations=8, crossovers=8, mutation_prob=0.3
+    )
+    sel.setup(seed=0, space=nb201())
+    arch, info = sel(net, BATCHES)
+    initial = list(net.scored.values())[:10]
+    assert info["best_val_acc"] == max(net.scored.values()) > max(initial)
+    assert net.scored[arch["cell"]] == info["best_val_acc"]
+
+
+def test_uniform_sampling_is_seeded_and_darts_nodes_keep_two_real_inputs():
+    space = DartsSpace((3, 8, 8), 5, C=4, layers=3)
+    a = sample_arch(space, torch.Generator().manual_seed(1))
+    assert a == sample_arch(space, torch.Generator().manual_seed(1))
+    first = 0
+    for n in space.edges_per_node:
+        node = a["normal"][first : first + n]
+        assert sum(k >= 0 for k in node) == 2 and 0 not in node  # never `none`
+        first += n
+    sampler = UniformPathSampler()
+    sampler.setup(seed=0, space=space)
+    mix = sampler({"normal": torch.zeros(14, 8), "reduce": torch.zeros(14, 8)})
+    assert sum(len(x) for x in mix.active["normal"]) == 8
+
+
+@pytest.mark.parametrize("sampler_cls", [GumbelHardSampler, GumbelSoftSampler, DirichletSampler])
+def test_samplers_same_seed_same_draws(sampler_cls):
+    a = torch.randn(6, 5)
+    draws = []
+    for _ in range(2):
+        s = sampler_cls()
+        s.setup(seed=5)
+        draws.append(s({"cell": a}).weights["cell"])
+    torch.testing.assert_close(draws[0], draws[1])
+
+
+# --- every (space x strategy) composition, end to end ----------------------------------------
+
+STRATEGIES = sorted(p.stem for p in (ROOT / "conf" / "strategy").glob("*.yaml"))
+SPACES = sorted(p.stem for p in (ROOT / "conf" / "search_space").glob("*.yaml"))
+SMALL_SELECTORS = {
+    "rsws": ["strategy.selector.num_samples=4"],
+    "spos": [
+        "strategy.selector.population=4",
+        "strategy.selector.iterations=1",
+        "strategy.selector.parents=2",
+        "strategy.selector.mutations=2",
+        "strategy.selector.crossovers=2",
+    ],
+}
+
+
+def run_train(monkeypatch, run_dir: Path, *overrides: str) -> int:
+    monkeypatch.chdir(ROOT)
+    argv = ["train.py", f"hydra.run.dir={run_dir}", "experiment=smoke", "logger=none", *overrides]
+    monkeypatch.setattr(sys, "argv", argv)
+    import train
+
+    try:
+        train.main()
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    return 0
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("space", SPACES)
+def test_every_composition_searches_and_discretizes(space, strategy, tmp_path, monkeypatch):
+    common = [
+        f"search_space={space}",
+        f"strategy={strategy}",
+        "data=synthetic",
+        "data.num_samples=64",
+    ]
+    common += SMALL_SELECTORS.get(strategy, [])
+    assert run_train(monkeypatch, tmp_path / "s", "stage=search", *common) == 0
+    summary = json.loads((tmp_path / "s" / "summary.json").read_text())
+    assert summary["space"] == space and summary["strategy"] == strategy
+    if space == "nb201":
+        assert summary["genotype"].startswith("|") and summary["genotype"].count("~") == 6
+        assert "benchmark" in summary
+    if strategy in SMALL_SELECTORS:
+        assert summary["selection"]["best_val_acc"] is not None
+    alphas = tmp_path / "s" / "alphas.json"
+    assert (
+        run_train(monkeypatch, tmp_path / "d", "stage=discretize", f"alphas={alphas}", *common) == 0
+    )
+    assert (tmp_path / "d" / "genotype.json").read_text() == (
+        tmp_path / "s" / "genotype.json"
+    ).read_text()
