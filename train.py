@@ -27,16 +27,31 @@ CONFIG_DIR = str(Path(__file__).resolve().parent / "conf")
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def main(cfg: DictConfig) -> None:
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
     from nas import stages
+    from nas.guards import NonFiniteError, check_output_dir
     from nas.summary import write_summary
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     start = time.perf_counter()
     try:
+        check_output_dir(run_dir)
         fields = stages.run(cfg, run_dir)
     except USER_ERRORS as err:
         print(f"error: {err}", file=sys.stderr, flush=True)
         sys.exit(2)
+    except NonFiniteError as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        sys.exit(4)
+    except SIGTERMException:
+        print(
+            f"preempted (SIGTERM): state saved under {run_dir / 'checkpoints'}; continue with "
+            f"python train.py ... hydra.run.dir={run_dir} resume=auto",
+            file=sys.stderr,
+            flush=True,
+        )
+        sys.exit(3)
     path = write_summary(run_dir, cfg, fields, time.perf_counter() - start)
     print("\n" + "=" * 72)
     if fields.get("genotype"):

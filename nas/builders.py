@@ -13,6 +13,8 @@ from omegaconf import DictConfig, OmegaConf
 from nas.callbacks import ArchLogger
 from nas.data.modules import RetrainDataModule, SearchDataModule
 from nas.genotype import Genotype
+from nas.guards import NonFiniteGuard, PreemptionCheckpoint, RNGState
+from nas.resume import ConfigStamp, check_checkpoint, resolve_checkpoint, run_identity
 from nas.retrain import RetrainModule
 from nas.search import SearchModule
 from nas.strategies import Strategy
@@ -140,15 +142,33 @@ def trainer(
     }
     if max_epochs is not None:
         options["max_epochs"] = max_epochs
+    ckpt_dir = run_dir / "checkpoints" / stage
+    # One last.ckpt per stage, overwritten (also after a preemption save), never last-v1.ckpt.
     checkpoint = ModelCheckpoint(
-        dirpath=run_dir / "checkpoints" / stage, save_last=True, save_top_k=0
+        dirpath=ckpt_dir, save_last=True, save_top_k=0, enable_version_counter=False
     )
+    guards = [
+        NonFiniteGuard(),  # before ModelCheckpoint: a diverged state is never saved
+        ConfigStamp(run_identity(cfg, stage)),
+        RNGState(),
+        PreemptionCheckpoint(ckpt_dir),
+    ]
     return L.Trainer(
         default_root_dir=str(run_dir),
         logger=logger,
-        callbacks=[checkpoint, *callbacks],
+        callbacks=[*guards, checkpoint, *callbacks],
         **options,
     )
+
+
+def resume_checkpoint(cfg: DictConfig, run_dir: Path, stage: str) -> str | None:
+    """The checkpoint ``cfg.resume`` asks for (checked against this config), or None."""
+    path = resolve_checkpoint(cfg.get("resume"), run_dir, stage)
+    if path is None:
+        return None
+    check_checkpoint(path, cfg, stage)
+    print(f"[oneshot-nas] {stage}: resuming from {path}", flush=True)
+    return str(path)
 
 
 def arch_logger(cfg: DictConfig) -> ArchLogger:

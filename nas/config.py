@@ -128,6 +128,7 @@ class Config:
     stage: Stage = Stage.pipeline
     seed: int = 0
     threads: Optional[int] = None  # noqa: UP045 - torch CPU threads; None = torch's default
+    resume: Optional[str] = None  # noqa: UP045 - auto (run dir's last.ckpt) or a checkpoint path
     genotype: Optional[str] = None  # noqa: UP045 - zoo name or genotype.json path
     alphas: Optional[str] = None  # noqa: UP045 - alphas.json path (stage=discretize)
     search_space: SearchSpaceConfig = field(default_factory=SearchSpaceConfig)

@@ -74,7 +74,9 @@ def search(cfg: DictConfig, run_dir: Path, logger) -> dict[str, Any]:
     )
     _log(f"search: space={space.name} strategy={cfg.strategy.name} epochs={trainer.max_epochs}")
     start = time.perf_counter()
-    trainer.fit(module, datamodule=data)
+    trainer.fit(
+        module, datamodule=data, ckpt_path=builders.resume_checkpoint(cfg, run_dir, "search")
+    )
     if trainer.interrupted:
         raise KeyboardInterrupt("search interrupted; no alphas written")
     selection = None
@@ -141,7 +143,9 @@ def retrain(cfg: DictConfig, run_dir: Path, logger, genotype: Genotype) -> dict[
         f"retrain: {fields['params']:,} params, {fields['macs']:,} MACs, {cfg.retrain.epochs} epochs"
     )
     start = time.perf_counter()
-    trainer.fit(module, datamodule=data)
+    trainer.fit(
+        module, datamodule=data, ckpt_path=builders.resume_checkpoint(cfg, run_dir, "retrain")
+    )
     if trainer.interrupted:
         raise KeyboardInterrupt("retrain interrupted; no results written")
     results = trainer.test(module, datamodule=data, verbose=False)

@@ -1,0 +1,143 @@
+"""Exact resume, preemption by SIGTERM, refused foreign checkpoints, and the run guards."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+
+from nas.guards import PreemptionCheckpoint
+from tests.test_train import run_train
+
+SEARCH = ["stage=search", "seed=1", "trainer.limit_train_batches=3"]
+
+
+def alphas(run_dir: Path) -> dict:
+    return json.loads((run_dir / "alphas.json").read_text())
+
+
+def weights(run_dir: Path, stage: str = "search") -> dict[str, torch.Tensor]:
+    ckpt = torch.load(
+        run_dir / "checkpoints" / stage / "last.ckpt", map_location="cpu", weights_only=False
+    )
+    return ckpt["state_dict"]
+
+
+def assert_same_run(a: Path, b: Path, stage: str = "search") -> None:
+    if stage == "search":
+        assert alphas(a) == alphas(b)
+        assert (a / "genotype.json").read_text() == (b / "genotype.json").read_text()
+    wa, wb = weights(a, stage), weights(b, stage)
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    run_dir = tmp_path_factory.mktemp("full")
+    try:
+        assert run_train(mp, run_dir, *SEARCH, "trainer.max_epochs=2") == 0
+    finally:
+        mp.undo()
+    return run_dir
+
+
+def test_resume_at_epoch_boundary_is_bitwise_exact(uninterrupted, tmp_path, monkeypatch):
+    # Stopped by max_steps after epoch 1 of 2 (max_epochs sets the cosine schedule, so it stays).
+    # Two optimizers step per search batch, so 3 batches are 6 optimizer steps.
+    assert (
+        run_train(monkeypatch, tmp_path, *SEARCH, "trainer.max_epochs=2", "trainer.max_steps=6")
+        == 0
+    )
+    assert run_train(monkeypatch, tmp_path, *SEARCH, "trainer.max_epochs=2", "resume=auto") == 0
+    assert_same_run(uninterrupted, tmp_path)
+
+
+def test_sigterm_saves_and_resume_is_bitwise_exact(uninterrupted, tmp_path, monkeypatch):
+    """A real SIGTERM mid-epoch (after batch 2 of 3; 2 optimizer steps per batch): checkpoint,
+    clean exit 3, then resume=auto."""
+    original = PreemptionCheckpoint.on_train_batch_end
+
+    def signal_at_step_4(self, trainer, *args):
+        if trainer.global_step == 4 and not trainer.received_sigterm:
+            os.kill(os.getpid(), signal.SIGTERM)
+        original(self, trainer, *args)
+
+    with monkeypatch.context() as m:
+        m.setattr(PreemptionCheckpoint, "on_train_batch_end", signal_at_step_4)
+        code = run_train(m, tmp_path, *SEARCH, "trainer.max_epochs=2")
+    assert code == 3
+    saved = torch.load(
+        tmp_path / "checkpoints/search/last.ckpt", map_location="cpu", weights_only=False
+    )
+    assert saved["global_step"] == 4
+    assert not (tmp_path / "alphas.json").exists()  # no result that looks final
+    assert run_train(monkeypatch, tmp_path, *SEARCH, "trainer.max_epochs=2", "resume=auto") == 0
+    assert_same_run(uninterrupted, tmp_path)
+
+
+def test_checkpoint_of_another_config_is_refused(uninterrupted, tmp_path, monkeypatch, capsys):
+    ckpt = uninterrupted / "checkpoints/search/last.ckpt"
+    code = run_train(
+        monkeypatch, tmp_path, *SEARCH, "trainer.max_epochs=3", f"resume={ckpt}",
+        "strategy.weight_optimizer.lr=0.1",
+    )  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "strategy.weight_optimizer.lr: 0.025 in the checkpoint, 0.1 now" in err
+
+
+def test_missing_or_corrupt_checkpoint_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    assert run_train(monkeypatch, tmp_path / "a", *SEARCH, "resume=nope.ckpt") == 2
+    assert "nope.ckpt" in capsys.readouterr().err
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(b"not a checkpoint")
+    assert run_train(monkeypatch, tmp_path / "b", *SEARCH, f"resume={bad}") == 2
+    assert "cannot be read" in capsys.readouterr().err
+
+
+def test_resume_auto_without_checkpoint_starts_fresh(uninterrupted, tmp_path, monkeypatch):
+    assert run_train(monkeypatch, tmp_path, *SEARCH, "trainer.max_epochs=2", "resume=auto") == 0
+    assert_same_run(uninterrupted, tmp_path)
+
+
+def test_retrain_resume_is_bitwise_exact(tmp_path, monkeypatch):
+    """Drop path draws from the global RNG: its state travels in the checkpoint."""
+    retrain = ["stage=retrain", "genotype=darts_v2", "seed=2", "retrain.drop_path=0.3"]
+    assert run_train(monkeypatch, tmp_path / "full", *retrain, "retrain.epochs=2") == 0
+    assert (
+        run_train(
+            monkeypatch, tmp_path / "split", *retrain, "retrain.epochs=2", "trainer.max_steps=2"
+        )
+        == 0
+    )
+    assert (
+        run_train(monkeypatch, tmp_path / "split", *retrain, "retrain.epochs=2", "resume=auto") == 0
+    )
+    assert_same_run(tmp_path / "full", tmp_path / "split", stage="retrain")
+
+
+def test_diverging_run_stops_with_clear_message(tmp_path, monkeypatch, capsys):
+    code = run_train(
+        monkeypatch, tmp_path, *SEARCH, "strategy.weight_optimizer.lr=1e38", "strategy.grad_clip=0"
+    )
+    assert code == 4
+    err = capsys.readouterr().err
+    assert "Non-finite values" in err and "learning rate" in err
+    assert not (tmp_path / "alphas.json").exists()
+
+
+def test_full_disk_is_reported_at_start(tmp_path, monkeypatch, capsys):
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 2**20, 2**20))
+    assert run_train(monkeypatch, tmp_path, *SEARCH) == 2
+    assert "MiB free" in capsys.readouterr().err
