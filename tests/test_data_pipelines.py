@@ -195,3 +195,43 @@ def test_mid_epoch_resume_is_exact(tmp_path, pipeline):
     fit(tmp_path / "b", max_steps=3, every=3)
     resumed = fit(tmp_path / "b", ckpt=str(tmp_path / "b" / "step=3.ckpt"))
     assert resumed == straight[3:]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_device_cache_on_cuda_trainer():
+    """On a CUDA trainer the uint8 arrays move to the GPU once; batches equal the host path."""
+    import lightning as L
+
+    seen = []
+
+    class Probe(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(3 * 8 * 8, 10)
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            seen.append((x.device.type, y.cpu()))
+            return torch.nn.functional.cross_entropy(self.linear(x.flatten(1)), y)
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    module = RetrainDataModule(synthetic_cfg(), batch_size=16, seed=0, cutout=4)
+    trainer = L.Trainer(
+        max_epochs=1,
+        limit_train_batches=3,
+        limit_val_batches=0,
+        accelerator="cuda",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+    )
+    trainer.fit(Probe(), datamodule=module)
+    assert module.train_set.x.device.type == "cuda" and module.train_set.y.device.type == "cuda"
+    host = RetrainDataModule(synthetic_cfg(), batch_size=16, seed=0, cutout=4)
+    it = iter(host.train_dataloader())
+    for device_type, y in seen:
+        assert device_type == "cuda" and torch.equal(y, next(it)[1])
