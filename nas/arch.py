@@ -122,10 +122,15 @@ def parse_alphas(data: Any, space: SearchSpace, source: str = "alphas") -> dict[
         raise fail(f"missing keys {missing}.")
     if data["space"] != space.name:
         raise fail(f"it is for space {data['space']!r}, not {space.name!r}.")
-    if list(data["ops"]) != list(space.ops):
-        raise fail(f"its op list {data['ops']} differs from the space's.")
-    if [list(e) for e in data["edges"]] != [list(e) for e in space.edges]:
-        raise fail(f"its edge list {data['edges']} differs from the space's.")
+    ops, edges = data["ops"], data["edges"]
+    if not isinstance(ops, (list, tuple)) or list(ops) != list(space.ops):
+        raise fail(f"its op list {ops!r} differs from the space's.")
+    if not (
+        isinstance(edges, (list, tuple))
+        and all(isinstance(e, (list, tuple)) for e in edges)
+        and [list(e) for e in edges] == [list(e) for e in space.edges]
+    ):
+        raise fail(f"its edge list {edges!r} differs from the space's.")
     alphas = data["alphas"]
     if not isinstance(alphas, dict) or sorted(alphas) != sorted(space.cell_types):
         raise fail(f"'alphas' must hold exactly the cell types {list(space.cell_types)}.")

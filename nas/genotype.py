@@ -47,6 +47,11 @@ class Genotype:
     space: str = "darts"
 
     def __post_init__(self) -> None:
+        if self.space not in DARTS_STYLE_SPACES:
+            raise GenotypeError(
+                f"space {self.space!r} has no DARTS-style genotype; valid spaces are "
+                f"{sorted({*DARTS_STYLE_SPACES, *GENOTYPE_TYPES})}."
+            )
         for cell in CELL_TYPES:
             if not isinstance(getattr(self, cell), (list, tuple)):
                 raise GenotypeError(
@@ -92,7 +97,8 @@ class Genotype:
     def from_dict(cls, data: Any, source: str = "genotype") -> Genotype:
         """The genotype of a JSON object; an object of another space's shape (``"space":
         "nb201"``) gives that space's genotype class."""
-        if isinstance(data, dict) and GENOTYPE_TYPES.get(data.get("space")) not in (None, cls):
+        space = data.get("space") if isinstance(data, dict) else None
+        if isinstance(space, str) and GENOTYPE_TYPES.get(space) not in (None, cls):
             return GENOTYPE_TYPES[data["space"]].from_dict(data, source)
         if not isinstance(data, dict):
             raise GenotypeError(
@@ -150,6 +156,8 @@ class Genotype:
 
 
 _KEYS = ("normal", "normal_concat", "reduce", "reduce_concat")
+# Spaces whose genotypes are two (op, input) pairs per node, normal and reduction cells.
+DARTS_STYLE_SPACES = ("darts",)
 
 
 def _is_int(v: Any) -> bool:

@@ -396,9 +396,9 @@ def test_child_drop_path_prob_is_used_in_training() -> None:
 
 def test_child_rejects_genotype_of_other_space() -> None:
     g = resolve_genotype("darts_v2")
-    other = Genotype(g.normal, g.normal_concat, g.reduce, g.reduce_concat, space="nb201")
+    # A DARTS-shaped genotype cannot claim another space (nb201 has its own genotype class).
     with pytest.raises(GenotypeError, match="nb201"):
-        _tiny_space().build_child(other)
+        Genotype(g.normal, g.normal_concat, g.reduce, g.reduce_concat, space="nb201")
     with pytest.raises(GenotypeError, match="conv_7x1_1x7"):
         _tiny_space().validate_genotype(
             Genotype([("conv_7x1_1x7", 0), ("skip_connect", 1)], [2], g.reduce[:2], [2])
