@@ -157,6 +157,8 @@ def trainer(
         default_root_dir=str(run_dir),
         logger=logger,
         callbacks=[*guards, checkpoint, *callbacks],
+        # The datamodules' seeded samplers shard batches across ranks themselves.
+        use_distributed_sampler=False,
         **options,
     )
 

@@ -60,6 +60,11 @@ class SearchModule(L.LightningModule):
         self.supernet = space.build_supernet(**strategy.supernet_options())
         gen = torch.Generator().manual_seed(seed)
         self.arch = ArchParams(space, alpha_init_std, generator=gen, **strategy.arch_options())
+        # Under DDP, α is kept out of the weight reducer (the weight step never touches it);
+        # its gradient is averaged across ranks explicitly after each arch step instead.
+        self._ddp_params_and_buffers_to_ignore = [
+            f"arch.{n}" for n, _ in self.arch.named_parameters()
+        ]
         self._weight_optimizer = weight_optimizer
         self._arch_optimizer = arch_optimizer
         self.weight_lr_min = weight_lr_min
@@ -119,6 +124,17 @@ class SearchModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.strategy.load_state_dict(checkpoint.get("strategy_state", {}))
 
+    def _average_arch_grads(self) -> None:
+        """All-reduces α's gradient over DDP ranks, so every rank takes the same α step."""
+        if self._trainer is None or self.trainer.world_size == 1:
+            return
+        import torch.distributed as dist
+
+        for a in self.arch.parameters():
+            if a.grad is not None:
+                dist.all_reduce(a.grad, op=dist.ReduceOp.SUM)
+                a.grad.div_(self.trainer.world_size)
+
     def training_step(self, batch: dict[str, Batch], batch_idx: int) -> None:
         w_opt, a_opt = self.optimizers()
         train, val = batch["train"], batch["val"]
@@ -126,6 +142,7 @@ class SearchModule(L.LightningModule):
         if self.strategy.arch_grad is not None and self.current_epoch >= self.arch_start_epoch:
             a_opt.zero_grad(set_to_none=True)
             val_loss, val_logits = self.strategy.arch_grad(self, train, val)
+            self._average_arch_grads()
             a_opt.step()
             self._log_metrics("val", val_loss, val_logits, val[1])
 

@@ -239,8 +239,15 @@ class _DataModule(L.LightningDataModule):
     def _loader(self, split: IndexBatchDataset, stream: str | None, train: bool) -> DataLoader:
         """A loader of ``split``; ``stream`` names its shuffling generator (None = in order)."""
         generator = self._sampler_gens[stream] if stream is not None else None
+        trainer = self._trainer
+        distributed = train and trainer is not None and trainer.world_size > 1
         sampler = ResumableBatchSampler(
-            len(split), self.batch_size, generator, sample_seeds=self.pipeline == "loader"
+            len(split),
+            self.batch_size,
+            generator,
+            sample_seeds=self.pipeline == "loader",
+            rank=trainer.global_rank if distributed else 0,
+            world_size=trainer.world_size if distributed else 1,
         )
         if stream is not None:
             self._samplers[stream] = sampler

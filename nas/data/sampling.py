@@ -38,8 +38,13 @@ class ResumableBatchSampler(Sampler[list[Item]]):
         batch_size: int,
         generator: torch.Generator | None = None,
         sample_seeds: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         self.size, self.batch_size = int(size), int(batch_size)
+        # Distributed: every rank draws the same global batch and keeps every world_size-th
+        # sample of it, so the global batch is the single-device batch (DDP semantics).
+        self.rank, self.world_size = int(rank), int(world_size)
         self.generator = generator
         self.sample_seeds = sample_seeds
         self.records: OrderedDict[int, tuple[torch.Tensor, torch.Tensor, int]] = OrderedDict()
@@ -76,4 +81,9 @@ class ResumableBatchSampler(Sampler[list[Item]]):
                 self.records.popitem(last=False)
         order, seeds = order.tolist(), seeds.tolist()
         for b in range(skip, len(self)):
-            yield [(order[i], seeds[i], iteration, b) for i in range(b * bs, min(n, (b + 1) * bs))]
+            idx = list(range(b * bs, min(n, (b + 1) * bs)))
+            if self.world_size > 1:
+                # A last batch smaller than the world wraps around, so no rank gets nothing.
+                idx = (idx + list(range(self.world_size)))[: max(len(idx), self.world_size)]
+                idx = idx[self.rank :: self.world_size]
+            yield [(order[i], seeds[i], iteration, b) for i in idx]
