@@ -53,6 +53,7 @@ def search_module(cfg: DictConfig, space: SearchSpace) -> SearchModule:
         alpha_init_std=s.alpha_init_std,
         arch_start_epoch=s.arch_start_epoch,
         seed=cfg.seed,
+        skip_nonfinite=cfg.nonfinite == "skip",
     )
 
 
@@ -104,6 +105,7 @@ def retrain_module(cfg: DictConfig, model) -> RetrainModule:
         drop_path=r.drop_path,
         grad_clip=r.grad_clip,
         label_smoothing=r.label_smoothing,
+        skip_nonfinite=cfg.nonfinite == "skip",
     )
 
 

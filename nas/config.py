@@ -26,6 +26,11 @@ class Stage(str, Enum):
     profile = "profile"
 
 
+class NonFinite(str, Enum):
+    stop = "stop"
+    skip = "skip"
+
+
 @dataclass
 class SearchSpaceConfig:
     """The search space: op list and supernet sizes (paper defaults of the DARTS CIFAR space).
@@ -129,6 +134,9 @@ class Config:
     seed: int = 0
     threads: Optional[int] = None  # noqa: UP045 - torch CPU threads; None = torch's default
     resume: Optional[str] = None  # noqa: UP045 - auto (run dir's last.ckpt) or a checkpoint path
+    nonfinite: NonFinite = (
+        NonFinite.stop
+    )  # a non-finite loss/gradient: stop the run or skip the step
     genotype: Optional[str] = None  # noqa: UP045 - zoo name or genotype.json path
     alphas: Optional[str] = None  # noqa: UP045 - alphas.json path (stage=discretize)
     search_space: SearchSpaceConfig = field(default_factory=SearchSpaceConfig)

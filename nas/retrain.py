@@ -41,6 +41,7 @@ class RetrainModule(L.LightningModule):
         drop_path: float = 0.2,
         grad_clip: float = 5.0,
         label_smoothing: float = 0.0,
+        skip_nonfinite: bool = False,
     ):
         super().__init__()
         if scheduler not in ("cosine", "exponential"):
@@ -55,6 +56,8 @@ class RetrainModule(L.LightningModule):
         self.drop_path = drop_path
         self.grad_clip = grad_clip
         self.label_smoothing = label_smoothing
+        self.skip_nonfinite = skip_nonfinite
+        self.skipped_steps = 0
 
     def configure_optimizers(self):
         opt = self._optimizer(self.model.parameters())
@@ -89,6 +92,9 @@ class RetrainModule(L.LightningModule):
             loss = loss + self.auxiliary_weight * F.cross_entropy(
                 aux, y, label_smoothing=self.label_smoothing
             )
+        if self.skip_nonfinite and not torch.isfinite(loss):  # opt-in: one host read per step
+            self.skipped_steps += 1
+            return None  # Lightning skips the optimizer step
         acc = (logits.detach().argmax(-1) == y).float().mean()
         n = y.shape[0]
         self.log(

@@ -51,6 +51,7 @@ class SearchModule(L.LightningModule):
         alpha_init_std: float = 1e-3,
         arch_start_epoch: int = 0,
         seed: int = 0,
+        skip_nonfinite: bool = False,
     ):
         super().__init__()
         self.automatic_optimization = False
@@ -71,6 +72,8 @@ class SearchModule(L.LightningModule):
         self.grad_clip = grad_clip
         self.arch_start_epoch = arch_start_epoch
         self._standalone_optimizer: torch.optim.Optimizer | None = None
+        self.skip_nonfinite = skip_nonfinite
+        self.skipped_steps = 0  # steps skipped for a non-finite loss or gradient
 
     # ---- pieces the arch-gradient modes call -------------------------------------------
     @property
@@ -120,9 +123,14 @@ class SearchModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["strategy_state"] = self.strategy.state_dict()
+        checkpoint["skipped_steps"] = self.skipped_steps
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.strategy.load_state_dict(checkpoint.get("strategy_state", {}))
+        self.skipped_steps = checkpoint.get("skipped_steps", 0)
+
+    def _arch_grads(self) -> list[torch.Tensor]:
+        return [a.grad for a in self.arch.parameters() if a.grad is not None]
 
     def _average_arch_grads(self) -> None:
         """All-reduces α's gradient over DDP ranks, so every rank takes the same α step."""
@@ -143,7 +151,11 @@ class SearchModule(L.LightningModule):
             a_opt.zero_grad(set_to_none=True)
             val_loss, val_logits = self.strategy.arch_grad(self, train, val)
             self._average_arch_grads()
-            a_opt.step()
+            if self.skip_nonfinite and not _all_finite(val_loss, *self._arch_grads()):
+                a_opt.zero_grad(set_to_none=True)
+                self.skipped_steps += 1
+            else:
+                a_opt.step()
             self._log_metrics("val", val_loss, val_logits, val[1])
 
         # The weight step sees α as a constant: no α gradient is built here.
@@ -151,7 +163,15 @@ class SearchModule(L.LightningModule):
         loss, logits = self.loss(train, detached)
         w_opt.zero_grad(set_to_none=True)
         self.manual_backward(loss)
-        if self.grad_clip:
+        if self.skip_nonfinite:
+            # Opt-in: one host read per step. A non-finite gradient norm skips the step.
+            max_norm = self.grad_clip or float("inf")
+            norm = torch.nn.utils.clip_grad_norm_(self.supernet.parameters(), max_norm)
+            if not _all_finite(loss, norm):
+                w_opt.zero_grad(set_to_none=True)
+                self.skipped_steps += 1
+                return
+        elif self.grad_clip:
             self.clip_gradients(
                 w_opt, gradient_clip_val=self.grad_clip, gradient_clip_algorithm="norm"
             )
@@ -206,3 +226,8 @@ class SearchModule(L.LightningModule):
         arch, info = self.strategy.selector(self.supernet, batches)
         self.arch.load_values(arch_alphas(arch, len(self.space.ops)))
         return info
+
+
+def _all_finite(*tensors: torch.Tensor) -> bool:
+    """One host read: are all the given tensors finite?"""
+    return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())

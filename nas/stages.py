@@ -96,6 +96,7 @@ def search(cfg: DictConfig, run_dir: Path, logger) -> dict[str, Any]:
         "genotype": str(genotype),
         "search_wall_time_s": time.perf_counter() - start,
         "search_epochs": trainer.current_epoch,
+        "skipped_steps": module.skipped_steps,
         "search_val_acc": metrics.get("supernet/val_acc"),
         "supernet_params": sum(p.numel() for p in module.supernet.parameters()),
         "alphas_file": str(run_dir / ALPHAS_FILE),
@@ -155,6 +156,7 @@ def retrain(cfg: DictConfig, run_dir: Path, logger, genotype: Genotype) -> dict[
         "genotype": str(genotype),
         "test_acc": test_acc,
         "retrain_epochs": cfg.retrain.epochs,
+        "retrain_skipped_steps": module.skipped_steps,
         "retrain_wall_time_s": time.perf_counter() - start,
     }
 

@@ -13,7 +13,12 @@ from nas.guards import PreemptionCheckpoint
 from tests.test_resume import assert_same_run
 from tests.test_train import run_train
 
-FAMILIES = {"softmax": "darts", "gumbel": "gdas", "dirichlet": "drnas", "partial_channel": "pcdarts"}
+FAMILIES = {
+    "softmax": "darts",
+    "gumbel": "gdas",
+    "dirichlet": "drnas",
+    "partial_channel": "pcdarts",
+}
 SEARCH = ["stage=search", "seed=7", "trainer.limit_train_batches=3", "trainer.max_epochs=2"]
 
 
@@ -27,7 +32,12 @@ def test_same_seed_same_alphas_and_genotype(family, tmp_path, monkeypatch):
     ga, gb = ((tmp_path / n / "genotype.json").read_text() for n in ("a", "b"))
     assert ga == gb
     # A different seed gives a different search (the seed is really used).
-    assert run_train(monkeypatch, tmp_path / "c", *SEARCH[:1], "seed=8", *SEARCH[2:], f"strategy={strategy}") == 0
+    assert (
+        run_train(
+            monkeypatch, tmp_path / "c", *SEARCH[:1], "seed=8", *SEARCH[2:], f"strategy={strategy}"
+        )
+        == 0
+    )
     assert json.loads((tmp_path / "c" / "alphas.json").read_text()) != a
 
 

@@ -141,3 +141,27 @@ def test_full_disk_is_reported_at_start(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 2**20, 2**20))
     assert run_train(monkeypatch, tmp_path, *SEARCH) == 2
     assert "MiB free" in capsys.readouterr().err
+
+
+def test_skip_mode_counts_nonfinite_steps_and_finishes(tmp_path, monkeypatch):
+    """nonfinite=skip: steps whose loss or gradient is non-finite are skipped and counted."""
+    import nas.search
+
+    calls = {"n": 0}
+    original = nas.search.SearchModule.loss
+
+    def poisoned(self, batch, alphas, params=None):
+        loss, logits = original(self, batch, alphas, params)
+        calls["n"] += 1
+        if calls["n"] % 2 == 0:  # every second loss (the weight step's) is NaN
+            loss = loss * float("nan")
+        return loss, logits
+
+    monkeypatch.setattr(nas.search.SearchModule, "loss", poisoned)
+    assert run_train(monkeypatch, tmp_path, *SEARCH, "nonfinite=skip") == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["skipped_steps"] == 3  # every weight step of the 3 batches
+    assert all(
+        all(map(lambda r: all(v == v for v in r), rows))
+        for rows in alphas(tmp_path)["alphas"].values()
+    )
