@@ -4,13 +4,10 @@ and exact resume for a strategy whose sampler draws random numbers (Gumbel)."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 
 import pytest
 
-from nas.guards import PreemptionCheckpoint
-from tests.test_resume import assert_same_run
+from tests.test_resume import assert_same_run, run_with_sigterm
 from tests.test_train import run_train
 
 FAMILIES = {
@@ -43,15 +40,6 @@ def test_same_seed_same_alphas_and_genotype(family, tmp_path, monkeypatch):
 
 def test_gumbel_sampler_resumes_exactly_after_sigterm(tmp_path, monkeypatch):
     assert run_train(monkeypatch, tmp_path / "full", *SEARCH, "strategy=gdas") == 0
-    original = PreemptionCheckpoint.on_train_batch_end
-
-    def signal_at_step_4(self, trainer, *args):
-        if trainer.global_step == 4 and not trainer.received_sigterm:
-            os.kill(os.getpid(), signal.SIGTERM)
-        original(self, trainer, *args)
-
-    with monkeypatch.context() as m:
-        m.setattr(PreemptionCheckpoint, "on_train_batch_end", signal_at_step_4)
-        assert run_train(m, tmp_path / "split", *SEARCH, "strategy=gdas") == 3
+    assert run_with_sigterm(monkeypatch, tmp_path / "split", *SEARCH, "strategy=gdas") == 3
     assert run_train(monkeypatch, tmp_path / "split", *SEARCH, "strategy=gdas", "resume=auto") == 0
     assert_same_run(tmp_path / "full", tmp_path / "split")

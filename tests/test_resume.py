@@ -59,20 +59,24 @@ def test_resume_at_epoch_boundary_is_bitwise_exact(uninterrupted, tmp_path, monk
     assert_same_run(uninterrupted, tmp_path)
 
 
-def test_sigterm_saves_and_resume_is_bitwise_exact(uninterrupted, tmp_path, monkeypatch):
-    """A real SIGTERM mid-epoch (after batch 2 of 3; 2 optimizer steps per batch): checkpoint,
-    clean exit 3, then resume=auto."""
+def run_with_sigterm(monkeypatch, run_dir: Path, *overrides: str, at_step: int = 4) -> int:
+    """Runs train.py and sends the process a real SIGTERM once ``at_step`` optimizer steps are done."""
     original = PreemptionCheckpoint.on_train_batch_end
 
-    def signal_at_step_4(self, trainer, *args):
-        if trainer.global_step == 4 and not trainer.received_sigterm:
+    def signal_then_check(self, trainer, *args):
+        if trainer.global_step == at_step and not trainer.received_sigterm:
             os.kill(os.getpid(), signal.SIGTERM)
         original(self, trainer, *args)
 
     with monkeypatch.context() as m:
-        m.setattr(PreemptionCheckpoint, "on_train_batch_end", signal_at_step_4)
-        code = run_train(m, tmp_path, *SEARCH, "trainer.max_epochs=2")
-    assert code == 3
+        m.setattr(PreemptionCheckpoint, "on_train_batch_end", signal_then_check)
+        return run_train(m, run_dir, *overrides)
+
+
+def test_sigterm_saves_and_resume_is_bitwise_exact(uninterrupted, tmp_path, monkeypatch):
+    """A real SIGTERM mid-epoch (after batch 2 of 3; 2 optimizer steps per batch): checkpoint,
+    clean exit 3, then resume=auto."""
+    assert run_with_sigterm(monkeypatch, tmp_path, *SEARCH, "trainer.max_epochs=2") == 3
     saved = torch.load(
         tmp_path / "checkpoints/search/last.ckpt", map_location="cpu", weights_only=False
     )

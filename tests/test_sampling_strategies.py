@@ -4,7 +4,6 @@ SPOS), and every (space x strategy) composition through search and discretizatio
 from __future__ import annotations
 
 import json
-import sys
 from functools import partial
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from supernet.mixed import MixedOp, channel_shuffle
 from supernet.spaces.darts import DartsSpace
 from supernet.spaces.nb201 import NB201Space
 from tests.conftest import random_batch
+from tests.test_train import run_train as run_train_with_logger
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -308,16 +308,7 @@ SMALL_SELECTORS = {
 
 
 def run_train(monkeypatch, run_dir: Path, *overrides: str) -> int:
-    monkeypatch.chdir(ROOT)
-    argv = ["train.py", f"hydra.run.dir={run_dir}", "experiment=smoke", "logger=none", *overrides]
-    monkeypatch.setattr(sys, "argv", argv)
-    import train
-
-    try:
-        train.main()
-    except SystemExit as exit_:
-        return int(exit_.code or 0)
-    return 0
+    return run_train_with_logger(monkeypatch, run_dir, *overrides, logger="none")
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)

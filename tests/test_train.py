@@ -13,10 +13,16 @@ from nas.genotype import Genotype
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_train(monkeypatch, run_dir: Path, *overrides: str) -> int:
+def run_train(monkeypatch, run_dir: Path, *overrides: str, logger: str = "csv") -> int:
     """Runs ``python train.py`` with ``overrides`` in this process; returns the exit status."""
     monkeypatch.chdir(ROOT)
-    argv = ["train.py", f"hydra.run.dir={run_dir}", "experiment=smoke", "logger=csv", *overrides]
+    argv = [
+        "train.py",
+        f"hydra.run.dir={run_dir}",
+        "experiment=smoke",
+        f"logger={logger}",
+        *overrides,
+    ]
     monkeypatch.setattr(sys, "argv", argv)
     import train
 
