@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import lightning as L
+import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
@@ -39,26 +40,30 @@ class RankDump(L.Callback):
         Path(self.out_dir, f"rank{trainer.global_rank}.json").write_text(json.dumps(state))
 
 
-def test_ddp_spawn_two_cpu_ranks_keep_alpha_and_weights_identical(tmp_path):
-    # Spawning pickles the module; sharing its tensors through files, not passed descriptors,
-    # avoids multiprocessing's "bad value(s) in fds_to_keep" with many tensors.
-    previous = torch.multiprocessing.get_sharing_strategy()
-    torch.multiprocessing.set_sharing_strategy("file_system")
-    try:
-        _run_ddp(tmp_path)
-    finally:
-        torch.multiprocessing.set_sharing_strategy(previous)
-
-
-def _run_ddp(tmp_path):
+def ddp_config(*extra: str):
+    """A smoke config on digits under DDP: 2 spawned CPU processes (gloo), 3 steps."""
     register_configs()
     overrides = [
         "experiment=smoke", "data=digits", "logger=none", "trainer=ddp", "trainer.strategy=ddp_spawn",
-        "trainer.accelerator=cpu", "trainer.devices=2", "trainer.max_epochs=1",
-        "trainer.limit_train_batches=3", "trainer.limit_val_batches=0", "seed=5",
+        "trainer.accelerator=cpu", "trainer.devices=2", "trainer.limit_train_batches=3",
+        "trainer.limit_val_batches=0", "seed=5", *extra,
     ]  # fmt: skip
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides)
+        return compose(config_name="config", overrides=overrides)
+
+
+@pytest.fixture(autouse=True)
+def file_system_sharing():
+    """Spawning pickles the module; sharing its tensors through files, not passed descriptors,
+    avoids multiprocessing's "bad value(s) in fds_to_keep" with many tensors."""
+    previous = torch.multiprocessing.get_sharing_strategy()
+    torch.multiprocessing.set_sharing_strategy("file_system")
+    yield
+    torch.multiprocessing.set_sharing_strategy(previous)
+
+
+def test_ddp_spawn_two_cpu_ranks_keep_alpha_and_weights_identical(tmp_path):
+    cfg = ddp_config("trainer.max_epochs=1")
     space = builders.space_from_config(cfg)
     module = builders.search_module(cfg, space)
     alpha_before = {k: v.detach().clone() for k, v in module.arch.as_dict().items()}
@@ -84,3 +89,33 @@ def _run_ddp(tmp_path):
     assert torch.equal(
         module.arch.as_dict()["normal"].double(), torch.tensor(ranks[0]["alphas"]["normal"])
     )
+
+
+class RetrainRankDump(L.Callback):
+    def __init__(self, out_dir: str):
+        self.out_dir = out_dir
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        sums = [float(p.detach().double().sum()) for p in pl_module.model.parameters()]
+        Path(self.out_dir, f"retrain{trainer.global_rank}.json").write_text(json.dumps(sums))
+
+
+def test_ddp_spawn_retrain_keeps_weights_identical(tmp_path):
+    from nas.genotype import resolve_genotype
+
+    cfg = ddp_config()
+    space = builders.space_from_config(cfg)
+    module = builders.retrain_module(
+        cfg, builders.child_network(cfg, space, resolve_genotype("darts_v2"))
+    )
+    trainer = builders.trainer(
+        cfg,
+        tmp_path,
+        "retrain",
+        logger=False,
+        max_epochs=1,
+        callbacks=[RetrainRankDump(str(tmp_path))],
+    )
+    trainer.fit(module, datamodule=builders.retrain_data(cfg))
+    sums = [json.loads((tmp_path / f"retrain{r}.json").read_text()) for r in (0, 1)]
+    assert sums[0] == sums[1]
