@@ -127,6 +127,7 @@ class SearchModule(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.strategy.load_state_dict(checkpoint.get("strategy_state", {}))
+        self.strategy.restore(self)  # e.g. DrNAS' second-stage K, before the weights load
         self.skipped_steps = checkpoint.get("skipped_steps", 0)
 
     def _arch_grads(self) -> list[torch.Tensor]:

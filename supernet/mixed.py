@@ -10,11 +10,19 @@ bypass them (max-pooled on stride-2 edges), and the two parts are concatenated a
 channel-shuffled with ``K`` groups. Since the shuffle is a fixed permutation, the sum over a
 node's edges of shuffled edge outputs is the shuffle of the summed parts; ``mix_node`` uses
 this to keep one weighted sum (``kernels.mix``) per node for the op outputs and one for the
-bypasses.
+bypasses. When ``K`` does not divide ``C`` (DrNAS' K = 6 on 16 channels), ``C // K`` rounded
+down to an even number (at least 2) go through the ops and the shuffle uses ``gcd(C, K)`` groups.
+
+K can be changed after building (``MixedOp.set_partial_channels``, DrNAS' progressive
+learning, Chen et al., ICLR 2021, sec. 3.3: K 6 → 3 in the second stage). The candidates are
+resized in place: every parameter keeps its ``nn.Parameter`` object (so an optimizer holding it
+stays valid) and its learned values in the leading slice; new entries get the layer's default
+initialisation (the Net2Net-style widening of the DrNAS authors).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -70,30 +78,55 @@ class MixedOp(nn.Module):
         build: OpBuilder = build_search_op,
     ):
         super().__init__()
-        if partial_channels < 1 or C % partial_channels:
-            raise ValueError(
-                f"partial_channels (K) must be a positive divisor of the channel count C={C}, "
-                f"got {partial_channels}."
-            )
+        _check_k(partial_channels, C)
         self.op_names = tuple(ops)
         self.kernel = kernel
         self.stride = stride
-        self.partial = partial_channels
-        self.C_op = C // partial_channels
+        self.C = C
+        self.build = build
+        self._set_k(partial_channels)
         self.candidates = nn.ModuleList(
             nn.Identity() if name == "none" else build(name, self.C_op, stride)
             for name in self.op_names
         )
         # PC-DARTS pools the bypassed channels of a reduction edge with a 2x2 max pool;
         # ceil_mode keeps odd sizes in step with the stride-2 ops (equal on even sizes).
-        self.bypass_pool = (
-            nn.MaxPool2d(2, 2, ceil_mode=True) if stride == 2 and partial_channels > 1 else None
-        )
+        self.bypass_pool = nn.MaxPool2d(2, 2, ceil_mode=True) if stride == 2 else None
         computed = [i for i, name in enumerate(self.op_names) if name != "none"]
         self.computed: tuple[int, ...] = tuple(computed)
         self.register_buffer(
             "computed_index", torch.tensor(computed, dtype=torch.long), persistent=False
         )
+
+    def _set_k(self, k: int) -> None:
+        self.partial = k
+        if self.C % k == 0:
+            self.C_op = self.C // k
+        else:  # even (FactorizedReduce halves it) and at least 2, as the cell's edges agree
+            self.C_op = min(self.C, max(2, self.C // k // 2 * 2))
+        self.groups = math.gcd(self.C, k)  # channel-shuffle groups (= K when K divides C)
+
+    @torch.no_grad()
+    def set_partial_channels(self, k: int) -> list[tuple[nn.Parameter, torch.Size]]:
+        """Changes K in place; returns ``(parameter, old shape)`` of every resized parameter
+        (see ``resize_optimizer_state``)."""
+        _check_k(k, self.C)
+        old_C_op = self.C_op
+        self._set_k(k)
+        if self.C_op == old_C_op:
+            return []
+        resized = []
+        for i, name in enumerate(self.op_names):
+            if name == "none":
+                continue
+            old = self.candidates[i]
+            ref = next(iter([*old.parameters(), *old.buffers()]), None)
+            new = self.build(name, self.C_op, self.stride)
+            if ref is not None:
+                new = new.to(device=ref.device, dtype=ref.dtype)
+            resized += _inherit(old, new)
+            self.candidates[i] = new
+        return resized
 
     def candidate_outputs(
         self, x: torch.Tensor, active: Sequence[int] | None = None
@@ -136,7 +169,61 @@ class MixedOp(nn.Module):
             part = kernels.mix(outputs, weights[idx], self.kernel)
         else:
             part = rest.new_zeros(rest.shape[0], self.C_op, *rest.shape[2:]) * weights.sum()
-        return channel_shuffle(torch.cat([part, rest], dim=1), self.partial)
+        return channel_shuffle(torch.cat([part, rest], dim=1), self.groups)
+
+
+def _check_k(k: int, C: int) -> None:
+    if k < 1:
+        raise ValueError(f"partial_channels (K) must be a positive integer, got {k}.")
+
+
+def _inherit(old: nn.Module, new: nn.Module) -> list[tuple[nn.Parameter, torch.Size]]:
+    """Moves ``old``'s parameter objects into ``new`` (same structure, resized): each keeps its
+    identity, takes ``new``'s shape and initial values, and the leading slice of its old values.
+    Buffers (BN statistics) and module attributes come from ``new``, with old statistics kept
+    in the leading slice; BNs that tracked no running statistics still track none."""
+    resized = []
+    old_params = dict(old.named_parameters())
+    for name, p_new in list(new.named_parameters()):
+        p_old = old_params[name]
+        data = p_new.data.clone()
+        _copy_leading(data, p_old.data)
+        resized.append((p_old, p_old.shape))
+        p_old.data = data
+        owner, _, attr = name.rpartition(".")
+        setattr(new.get_submodule(owner) if owner else new, attr, p_old)
+    old_bns = [m for m in old.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    new_bns = [m for m in new.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for b_old, b_new in zip(old_bns, new_bns):
+        if not b_old.track_running_stats:
+            disable_running_stats(b_new)
+        else:
+            for key in ("running_mean", "running_var"):
+                _copy_leading(getattr(b_new, key), getattr(b_old, key))
+            b_new.num_batches_tracked.copy_(b_old.num_batches_tracked)
+    return resized
+
+
+def _copy_leading(dst: torch.Tensor, src: torch.Tensor) -> None:
+    if dst.dim() == 0:
+        dst.copy_(src)
+        return
+    region = tuple(slice(0, min(a, b)) for a, b in zip(dst.shape, src.shape))
+    dst[region] = src[region]
+
+
+def resize_optimizer_state(
+    optimizer: torch.optim.Optimizer, resized: Sequence[tuple[nn.Parameter, torch.Size]]
+) -> None:
+    """Resizes the per-parameter state (momentum buffers, Adam moments) of resized parameters:
+    the leading slice is kept, new entries start at zero."""
+    for p, old_shape in resized:
+        state = optimizer.state.get(p, {})
+        for key, value in list(state.items()):
+            if torch.is_tensor(value) and value.shape == old_shape and value.shape != p.shape:
+                new = torch.zeros(p.shape, dtype=value.dtype, device=value.device)
+                _copy_leading(new, value)
+                state[key] = new
 
 
 def mix_node(
@@ -195,7 +282,7 @@ def mix_node(
     rest = kernels.mix(bypass, bypass_weights, kernel)
     if part is None:
         part = rest.new_zeros(rest.shape[0], mixed[0].C_op, *rest.shape[2:])
-    return channel_shuffle(torch.cat([part, rest], dim=1), partial)
+    return channel_shuffle(torch.cat([part, rest], dim=1), mixed[0].groups)
 
 
 def node_indices(mixed: Sequence[MixedOp], edges_per_node: Sequence[int], n_ops: int) -> list:

@@ -13,7 +13,12 @@ import torch
 from nas.search import SearchModule
 from nas.strategies import Strategy
 from nas.strategies.arch_grad import FirstOrder
-from nas.strategies.modifiers import EdgeNormalization, PartialChannels, ProgressivePruning
+from nas.strategies.modifiers import (
+    EdgeNormalization,
+    PartialChannels,
+    ProgressiveLearning,
+    ProgressivePruning,
+)
 from nas.strategies.regularizers import DirichletKL
 from nas.strategies.samplers import (
     DirichletSampler,
@@ -174,6 +179,64 @@ def test_progressive_pruning_keeps_the_strongest_ops():
     assert m.genotype().nodes[0] == (("avg_pool_3x3", 0),)
 
 
+def test_drnas_progressive_switches_k_6_to_3_in_place_and_stops_computing_pruned_ops():
+    torch.manual_seed(0)
+    space = NB201Space((3, 8, 8), 5, C=12, layers=1)  # cells of 12, 24, 48 channels
+    prog = ProgressiveLearning(ks=[6, 3], keep=[2], switch_epochs=[3])
+    m = module(space, DirichletSampler(), modifiers=[prog])
+    mixed = [mo for mo in m.supernet.modules() if isinstance(mo, MixedOp)]
+    seen: dict = {}
+
+    def record():
+        seen.clear()
+        for e, mo in enumerate(mixed):
+            for k, cand in enumerate(mo.candidates):
+                cand._forward_hooks.clear()
+
+                def hook(mod, inp, out, key=(e, k), C=mo.C):
+                    seen[key] = (inp[0].shape[1], C)
+
+                cand.register_forward_hook(hook)
+
+    def weight_step():
+        loss, _ = m.loss(random_batch(), {k: a.detach() for k, a in m.arch.as_dict().items()})
+        m.weight_optimizer.zero_grad()
+        loss.backward()
+        m.weight_optimizer.step()
+
+    record()
+    weight_step()  # fills momentum buffers of the narrow weights
+    assert {c_in * 6 == C for c_in, C in seen.values()} == {True}
+    params = list(m.supernet.parameters())
+    before = {id(p): p.detach().clone() for p in params}
+    prog.on_epoch_start(2, 6, m)
+    assert all(mo.partial == 6 for mo in mixed)  # not yet
+    with torch.no_grad():
+        m.arch.alphas["cell"].copy_(torch.arange(5.0).repeat(6, 1))
+    prog.on_epoch_start(3, 6, m)
+    assert all(mo.partial == 3 for mo in mixed)
+    # Same parameter objects (the optimizer still holds them), learned values in the lead.
+    assert [id(p) for p in m.supernet.parameters()] == [id(p) for p in params]
+    widened = [p for p in params if p.shape != before[id(p)].shape]
+    assert widened
+    for p in widened:
+        old = before[id(p)]
+        torch.testing.assert_close(p.detach()[tuple(slice(0, n) for n in old.shape)], old)
+    record()  # hooks on the resized candidates
+    weight_step()  # momentum buffers were resized with the weights
+    # Only C/3 channels go through the ops, and only the 2 kept ops (3 and 4) are computed.
+    assert {k for _, k in seen} == {3, 4}
+    assert {c_in * 3 == C for c_in, C in seen.values()} == {True}
+    assert m.arch.to_json()["op_masks"]["cell"] == [[0, 0, 0, 1, 1]] * 6
+    # Resume: a fresh module given the saved strategy state rebuilds K = 3 before loading.
+    state, weights = m.strategy.state_dict(), m.supernet.state_dict()
+    fresh = module(space, DirichletSampler(), modifiers=[ProgressiveLearning([6, 3], [2], [3])])
+    fresh.strategy.load_state_dict(state)
+    fresh.strategy.restore(fresh)
+    fresh.supernet.load_state_dict(weights)
+    assert fresh.strategy.mixing(fresh.arch.as_dict()).active["cell"] == [[3, 4]] * 6
+
+
 # --- PC-DARTS -------------------------------------------------------------------------------
 
 
@@ -191,8 +254,8 @@ def test_pcdarts_sends_only_c_over_k_channels_through_the_ops():
     torch.testing.assert_close(out, channel_shuffle(x, K))
     stride2 = MixedOp(("none", "max_pool_3x3"), C, 2, partial_channels=K)
     assert stride2(x, torch.tensor([0.0, 1.0])).shape == (2, C, 3, 3)
-    with pytest.raises(ValueError, match="divisor"):
-        MixedOp(("none",), 6, 1, partial_channels=4)
+    with pytest.raises(ValueError, match="positive integer"):
+        MixedOp(("none",), 6, 1, partial_channels=0)
 
 
 @pytest.mark.parametrize(

@@ -102,3 +102,10 @@ class Strategy:
         for i, c in enumerate(self.components()):
             if str(i) in state and hasattr(c, "load_state_dict"):
                 c.load_state_dict(state[str(i)])
+
+    def restore(self, module) -> None:
+        """After ``load_state_dict`` on resume, before the weights are loaded: components that
+        reshape the supernet (DrNAS' K change) redo it."""
+        for c in self.components():
+            if c is not None and hasattr(c, "restore"):
+                c.restore(module)

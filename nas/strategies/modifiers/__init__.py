@@ -3,11 +3,13 @@
 A modifier may provide ``supernet_options()`` (build options, e.g. partial channels),
 ``arch_options()`` (extra architecture parameters, e.g. edge β), ``mixing(mix, arch)`` and
 ``probabilities(probs, arch)`` (transform the sampler's output), ``setup(space=..., seed=...)``
-and ``on_epoch_start(epoch, max_epochs, module)``.
+``on_epoch_start(epoch, max_epochs, module)`` and ``restore(module)`` (after a checkpoint's
+strategy state is loaded, before its weights are).
 """
 
 from nas.strategies.modifiers.edge_normalization import EdgeNormalization
 from nas.strategies.modifiers.op_pruning import ProgressivePruning
 from nas.strategies.modifiers.partial_channels import PartialChannels
+from nas.strategies.modifiers.progressive_learning import ProgressiveLearning
 
-__all__ = ["EdgeNormalization", "PartialChannels", "ProgressivePruning"]
+__all__ = ["EdgeNormalization", "PartialChannels", "ProgressiveLearning", "ProgressivePruning"]

@@ -4,8 +4,8 @@ Architecture Search", ICLR 2021, sec. 3.3).
 At given fractions of the search, each edge keeps only its ``keep`` strongest ops (by the
 strategy's probabilities); pruned ops are no longer computed (``Mixing.active``) and the
 weights are renormalised over the kept ones (for Dirichlet weights this is exactly the
-Dirichlet of the kept concentrations). The paper also widens the partial-channel connections
-(K 6 → 3) in the second stage and rebuilds the supernet; here K stays as built.
+Dirichlet of the kept concentrations). ``ProgressiveLearning`` adds the paper's change of the
+partial-channel K (6 → 3) at the same switch.
 """
 
 from __future__ import annotations
