@@ -19,7 +19,7 @@ from nas.strategies.modifiers import (
     ProgressiveLearning,
     ProgressivePruning,
 )
-from nas.strategies.regularizers import DirichletKL
+from nas.strategies.regularizers import DirichletKL, ResourceCost, op_costs
 from nas.strategies.samplers import (
     DirichletSampler,
     GumbelHardSampler,
@@ -134,6 +134,30 @@ def test_snas_soft_weights_every_op_with_gradient():
 
 
 # --- DrNAS ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("estimator", ["reinforce", "expected"])
+def test_snas_resource_constraint_pushes_alpha_away_from_expensive_ops(estimator):
+    space = NB201Space((3, 8, 8), 5, C=8, layers=1)
+    flops = op_costs(space.ops, 8, (8, 8), "flops")  # none, skip, conv1x1, conv3x3, avg_pool
+    assert flops[0] == flops[1] == flops[4] == 0 and 0 < flops[2] < flops[3] == 1
+    assert op_costs(space.ops, 8, (8, 8), "params").argmax() == 3
+    assert op_costs(space.ops, 8, (8, 8), "mac")[3] == 1
+    reg = ResourceCost(scale=1.0, cost="flops", estimator=estimator)
+    reg.setup(seed=0, space=space)
+    alpha = torch.zeros(6, 5, requires_grad=True)
+    grad = sum(torch.autograd.grad(reg({"cell": alpha}), alpha)[0] for _ in range(300)) / 300
+    # E[∇] = p_k (c_k − Σ p c): a descent step lowers α of ops costlier than average.
+    expected = 0.2 * (flops - flops.mean())
+    tol = 1e-6 if estimator == "expected" else 0.015  # Monte Carlo over 300 x 6 edges
+    torch.testing.assert_close(grad.mean(0), expected, atol=tol, rtol=0)
+    opt = torch.optim.Adam([alpha], lr=0.05)
+    for _ in range(50):
+        opt.zero_grad()
+        reg({"cell": alpha}).backward()
+        opt.step()
+    p = torch.softmax(alpha.detach(), -1)
+    assert (p[:, 3] < 0.2).all() and (p[:, 3] < p[:, 0]).all()
 
 
 def test_drnas_alpha_gradient_flows_through_the_dirichlet_sample():
