@@ -32,7 +32,13 @@ from supernet.kernels.torch_ref import weighted_sum  # noqa: E402
 # (name, channels, spatial) of the DARTS CIFAR search cells' node tensors at C=16.
 CELLS = [("normal 32x32", 16, 32), ("reduce 16x16", 32, 16), ("normal 16x16", 32, 16),
          ("reduce 8x8", 64, 8), ("normal 8x8", 64, 8)]  # fmt: skip
-CELL_COUNTS = {"normal 32x32": 2, "reduce 16x16": 1, "normal 16x16": 2, "reduce 8x8": 1, "normal 8x8": 2}
+CELL_COUNTS = {
+    "normal 32x32": 2,
+    "reduce 16x16": 1,
+    "normal 16x16": 2,
+    "reduce 8x8": 1,
+    "normal 8x8": 2,
+}
 NODE_CANDIDATES = [14, 21, 28, 35]
 
 
@@ -60,10 +66,16 @@ def cell_inputs(batch, C, S, dtype, device, seed=0):
     g = torch.Generator(device=device).manual_seed(seed)
     nodes = []
     for K in NODE_CANDIDATES:
-        xs = [torch.randn(batch, C, S, S, device=device, dtype=dtype, generator=g).requires_grad_() for _ in range(K)]
+        xs = [
+            torch.randn(batch, C, S, S, device=device, dtype=dtype, generator=g).requires_grad_()
+            for _ in range(K)
+        ]
         w = torch.softmax(torch.randn(K, device=device, generator=g), 0).requires_grad_()
         nodes.append((xs, w))
-    grads = [torch.randn(batch, C, S, S, device=device, dtype=dtype, generator=g) for _ in NODE_CANDIDATES]
+    grads = [
+        torch.randn(batch, C, S, S, device=device, dtype=dtype, generator=g)
+        for _ in NODE_CANDIDATES
+    ]
     return nodes, grads
 
 
@@ -89,9 +101,15 @@ def supernet_step(backend: str, batch: int, dtype, device: str, reps: int) -> di
     from supernet.spaces.darts import DartsSpace
 
     torch.manual_seed(0)
-    net = DartsSpace(input_shape=(3, 32, 32), num_classes=10, kernel=backend).build_supernet().to(device)
+    net = (
+        DartsSpace(input_shape=(3, 32, 32), num_classes=10, kernel=backend)
+        .build_supernet()
+        .to(device)
+    )
     x = torch.randn(batch, 3, 32, 32, device=device)
-    alphas = {k: (1e-3 * torch.randn(14, 8, device=device)).requires_grad_() for k in ("normal", "reduce")}
+    alphas = {
+        k: (1e-3 * torch.randn(14, 8, device=device)).requires_grad_() for k in ("normal", "reduce")
+    }
 
     def run():
         with torch.autocast(device, dtype=dtype, enabled=dtype != torch.float32):
@@ -147,20 +165,30 @@ def main() -> None:
     step_rows = [supernet_step(b, args.batch, dtype, device, reps=10 if device == "cuda" else 1)
                  for b in backends]  # fmt: skip
 
-    device_name = torch.cuda.get_device_name() if device == "cuda" else platform.processor() or "cpu"
+    device_name = (
+        torch.cuda.get_device_name() if device == "cuda" else platform.processor() or "cpu"
+    )
     print(f"\nmixed-op core, DARTS CIFAR shapes, batch {args.batch}, {args.dtype}, {device_name}")
     if bw:
         print(f"measured copy bandwidth: {bw / 1e9:.0f} GB/s")
     head = f"{'cell':<14}" + "".join(f"{b + ' ms':>12}{b + ' GB/s':>12}" for b in backends)
     print(head + (f"{'floor ms':>10}{'speedup':>9}" if "triton" in backends else ""))
     for r in rows:
-        line = f"{r['cell']:<14}" + "".join(f"{r[f'{b}_s'] * 1e3:>12.3f}{r[f'{b}_GBps']:>12.0f}" for b in backends)
+        line = f"{r['cell']:<14}" + "".join(
+            f"{r[f'{b}_s'] * 1e3:>12.3f}{r[f'{b}_GBps']:>12.0f}" for b in backends
+        )
         if "triton" in backends:
             line += f"{r.get('floor_s', 0) * 1e3:>10.3f}{r['speedup']:>9.2f}"
         print(line)
-    print("whole supernet's node sums (8 cells): " + ", ".join(f"{b} {t * 1e3:.2f} ms" for b, t in total.items()))
+    print(
+        "whole supernet's node sums (8 cells): "
+        + ", ".join(f"{b} {t * 1e3:.2f} ms" for b, t in total.items())
+    )
     for s in step_rows:
-        print(f"{s['what']}: {s['seconds'] * 1e3:.1f} ms" + (f", peak {s['peak_mib']:.0f} MiB" if s["peak_mib"] else ""))
+        print(
+            f"{s['what']}: {s['seconds'] * 1e3:.1f} ms"
+            + (f", peak {s['peak_mib']:.0f} MiB" if s["peak_mib"] else "")
+        )
     out = Path(args.out or f"experiments/bench/results/mixed_op_{device}_{args.dtype}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({

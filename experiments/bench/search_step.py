@@ -1,16 +1,26 @@
-"""Seconds per bilevel search step of the DARTS CIFAR supernet, first and second order.
+"""Seconds per bilevel search step of the DARTS CIFAR supernet: DARTS first and second order,
+GDAS and PC-DARTS.
 
 One step is what ``SearchModule.training_step`` does (Liu et al., DARTS, ICLR 2019, Alg. 1): an
 architecture step on a validation batch (the strategy's arch-gradient mode, then Adam on α),
 then a weight step on a training batch (cross-entropy, backward, norm clipping, SGD). The
-``SearchModule`` is built from the composed Hydra config (``strategy=darts`` / ``darts_2nd``,
-``data=cifar10``: the paper's optimizers and hyperparameters) and stepped directly, without
-Lightning's Trainer loop, so the numbers are the algorithm's cost and not the loop's.
+``SearchModule`` is built from the composed Hydra config (``strategy=darts`` / ``darts_2nd`` /
+``gdas`` / ``pcdarts``, ``data=cifar10``: the paper's optimizers and hyperparameters) and stepped
+directly, without Lightning's Trainer loop, so the numbers are the algorithm's cost and not the
+loop's. Two departures from a real search, both so every timed step is a full bilevel step:
+``strategy.arch_start_epoch=0`` (PC-DARTS' α warm-up of 15 epochs would otherwise make the
+timed steps weight-only), and the strategy's schedules are set to epoch 0 of ``--epochs``
+(GDAS: τ = 10).
+
+Batch per mode: ``--batch N`` for every mode, ``--batch first=64,pcdarts=256`` per mode, or
+``--batch paper`` for the papers' batch sizes (:data:`PAPER_BATCH`: 64 for DARTS and GDAS, 256
+for PC-DARTS). The default is 16 on CPU and ``paper`` on CUDA.
 
 Each mode runs in its own subprocess so the peak memory of one does not hide the other's.
 
-    python experiments/bench/search_step.py                        # CPU, batch 16, both modes
-    python experiments/bench/search_step.py --device cuda --batch 64
+    python experiments/bench/search_step.py                        # CPU, batch 16, first+second
+    python experiments/bench/search_step.py --modes gdas,pcdarts --threads 1
+    python experiments/bench/search_step.py --device cuda --modes first,second,gdas,pcdarts
 """
 
 from __future__ import annotations
@@ -29,7 +39,11 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 CONF_DIR = ROOT / "conf"
-STRATEGIES = {"first": "darts", "second": "darts_2nd"}
+STRATEGIES = {"first": "darts", "second": "darts_2nd", "gdas": "gdas", "pcdarts": "pcdarts"}
+# The papers' search batch sizes on CIFAR-10 (train and val batch each): DARTS (Liu et al., ICLR
+# 2019) 64 both orders; GDAS (Dong & Yang, CVPR 2019) 64; PC-DARTS (Xu et al., ICLR 2020) 256.
+PAPER_BATCH = {"first": 64, "second": 64, "gdas": 64, "pcdarts": 256}
+CPU_BATCH = 16
 
 if str(ROOT) not in sys.path:  # run as a script from anywhere in the checkout
     sys.path.insert(0, str(ROOT))
@@ -41,7 +55,8 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 
 # ---- the module and the step ----------------------------------------------------------------
 def build(mode: str, args: argparse.Namespace, device: torch.device):
-    """The SearchModule and its α optimizer, exactly as ``stage=search`` configures them."""
+    """The SearchModule and its α optimizer, exactly as ``stage=search`` configures them
+    (with ``arch_start_epoch=0`` and the schedules at epoch 0, see the module docstring)."""
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
 
@@ -57,8 +72,10 @@ def build(mode: str, args: argparse.Namespace, device: torch.device):
         f"search_space.C={args.C}",
         f"search_space.layers={args.layers}",
         f"search_space.kernel={args.kernel}",
-        f"strategy.batch_size={args.batch}",
+        f"strategy.batch_size={args.batch[mode]}",
+        "strategy.arch_start_epoch=0",
         f"seed={args.seed}",
+        f"nonfinite={args.nonfinite}",
         "logger=none",
     ]
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
@@ -66,6 +83,8 @@ def build(mode: str, args: argparse.Namespace, device: torch.device):
     space = builders.space_from_config(cfg)
     module = builders.search_module(cfg, space).to(device)
     module.train()
+    # What Lightning's on_train_epoch_start does at the first epoch (GDAS: τ = tau_max).
+    module.strategy.on_epoch_start(0, args.epochs, module)
     # Lightning's configure_optimizers builds the α optimizer like this; the weight optimizer is
     # the module's standalone one (built on first access, after the move to the device).
     arch_optimizer = instantiate(cfg.strategy.arch_optimizer)(module.arch.parameters())
@@ -78,13 +97,20 @@ def arch_step(
 ) -> torch.Tensor | None:
     """The first half of ``SearchModule.training_step``: α gradient by the strategy, Adam on α.
 
-    Returns the validation loss, detached and not read (no host sync), or None during warm-up.
+    Single process: ``_average_arch_grads`` is a no-op (world size 1) and is left out. With
+    ``nonfinite=skip`` a non-finite loss or α gradient skips the α step (one host read), as in
+    ``training_step``. Returns the validation loss, detached and not read (no host sync), or
+    None when the strategy learns no α or during the α warm-up.
     """
-    if module.current_epoch < module.arch_start_epoch:
+    if module.strategy.arch_grad is None or module.current_epoch < module.arch_start_epoch:
         return None
     arch_optimizer.zero_grad(set_to_none=True)
     val_loss, _ = module.strategy.arch_grad(module, train, val)
-    arch_optimizer.step()
+    if module.skip_nonfinite and not _all_finite(val_loss, *module._arch_grads()):
+        arch_optimizer.zero_grad(set_to_none=True)
+        module.skipped_steps += 1
+    else:
+        arch_optimizer.step()
     return val_loss
 
 
@@ -93,14 +119,23 @@ def weight_step(module, train: Batch) -> torch.Tensor:
 
     ``self.manual_backward`` is ``loss.backward()`` at 32-bit precision and
     ``self.clip_gradients(..., "norm")`` is ``clip_grad_norm_`` over the weight optimizer's
-    parameters (the supernet's). Returns the training loss, detached and not read.
+    parameters (the supernet's). With ``nonfinite=skip``: clipping over the supernet's
+    parameters, and a non-finite loss or gradient norm skips the step (one host read), as in
+    ``training_step``. Returns the training loss, detached and not read.
     """
     w_opt = module.weight_optimizer
     detached = {k: a.detach() for k, a in module.arch.as_dict().items()}
     loss, _ = module.loss(train, detached)
     w_opt.zero_grad(set_to_none=True)
     loss.backward()
-    if module.grad_clip:
+    if module.skip_nonfinite:
+        max_norm = module.grad_clip or float("inf")
+        norm = torch.nn.utils.clip_grad_norm_(module.supernet.parameters(), max_norm)
+        if not _all_finite(loss, norm):
+            w_opt.zero_grad(set_to_none=True)
+            module.skipped_steps += 1
+            return loss.detach()
+    elif module.grad_clip:
         params = [p for g in w_opt.param_groups for p in g["params"]]
         torch.nn.utils.clip_grad_norm_(params, module.grad_clip)
     w_opt.step()
@@ -113,6 +148,12 @@ def search_step(
     """One bilevel step: ``SearchModule.training_step`` minus Lightning's metric logging."""
     val_loss = arch_step(module, arch_optimizer, train, val)
     return {"val_loss": val_loss, "train_loss": weight_step(module, train)}
+
+
+def _all_finite(*tensors: torch.Tensor) -> bool:
+    from nas.search import _all_finite as all_finite
+
+    return all_finite(*tensors)
 
 
 # ---- measuring ------------------------------------------------------------------------------
@@ -143,9 +184,11 @@ def measure(mode: str, args: argparse.Namespace) -> dict[str, Any]:
 
     gen = torch.Generator().manual_seed(args.seed)
 
+    n = args.batch[mode]
+
     def batch() -> Batch:
-        x = torch.randn(args.batch, 3, args.size, args.size, generator=gen)
-        y = torch.randint(0, args.classes, (args.batch,), generator=gen)
+        x = torch.randn(n, 3, args.size, args.size, generator=gen)
+        y = torch.randint(0, args.classes, (n,), generator=gen)
         return x.to(device), y.to(device)
 
     train, val = batch(), batch()
@@ -182,7 +225,7 @@ def measure(mode: str, args: argparse.Namespace) -> dict[str, Any]:
         "mode": mode,
         "kernel": args.kernel,
         "strategy": STRATEGIES[mode],
-        "batch": args.batch,
+        "batch": n,
         "C": args.C,
         "layers": args.layers,
         "size": args.size,
@@ -196,7 +239,7 @@ def measure(mode: str, args: argparse.Namespace) -> dict[str, Any]:
         "arch_median_s": statistics.median(arch_times),
         "weight_median_s": statistics.median(weight_times),
         "warmup_times_s": warmup_times,
-        "train_images_per_s": args.batch / median,
+        "train_images_per_s": n / median,
         "peak_memory_mb": peak_memory_mb(device),
         "memory_kind": "cuda_max_allocated" if device.type == "cuda" else "max_rss",
         "memory_before_steps_mb": rss_before_mb,
@@ -204,6 +247,10 @@ def measure(mode: str, args: argparse.Namespace) -> dict[str, Any]:
         "build_s": build_s,
         "loadavg_1min_after": os.getloadavg()[0],
         "last_losses": losses,
+        "nonfinite": args.nonfinite,
+        "skipped_steps": module.skipped_steps,
+        "arch_start_epoch": module.arch_start_epoch,
+        "epochs": args.epochs,
     }
 
 
@@ -222,14 +269,33 @@ def device_name(device: str) -> str:
 # ---- command line ---------------------------------------------------------------------------
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--batch", type=int, default=16, help="images per batch (train and val each)")
+    p.add_argument(
+        "--batch",
+        default=None,
+        help="images per batch (train and val each): N, 'paper', or per mode 'first=64,pcdarts=256' "
+        f"(unlisted modes: the paper's); default {CPU_BATCH} on CPU, 'paper' on CUDA",
+    )
     p.add_argument("--C", type=int, default=16, help="initial channels of the supernet")
     p.add_argument("--layers", type=int, default=8, help="search cells")
     p.add_argument("--size", type=int, default=32, help="input height and width")
     p.add_argument("--classes", type=int, default=10)
     p.add_argument("--steps", type=int, default=3, help="timed steps per mode")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps first")
-    p.add_argument("--modes", default="first,second", help="comma list of: first, second")
+    p.add_argument(
+        "--modes", default="first,second", help=f"comma list of: {', '.join(STRATEGIES)}"
+    )
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=50,
+        help="search epochs the schedules assume (step at epoch 0)",
+    )
+    p.add_argument(
+        "--nonfinite",
+        default="stop",
+        choices=["stop", "skip"],
+        help="the config's nonfinite: skip adds the opt-in finiteness checks (host reads)",
+    )
     p.add_argument("--device", default="cpu", help="cpu or cuda[:index]")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument(
@@ -251,11 +317,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     bad = [m for m in args.modes if m not in STRATEGIES]
     if bad:
         p.error(f"unknown mode(s) {bad}; valid: {', '.join(STRATEGIES)}")
+    try:
+        args.batch = parse_batch(args.batch, args.device)
+    except ValueError as e:
+        p.error(str(e))
     if args.steps < 1 or args.warmup < 0:
         p.error("--steps must be >= 1 and --warmup >= 0")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         p.error("--device cuda asked for, but torch.cuda.is_available() is False")
     return args
+
+
+def parse_batch(spec: str | None, device: str) -> dict[str, int]:
+    """``--batch``: a batch size per mode."""
+    if spec is None:
+        spec = "paper" if device.startswith("cuda") else str(CPU_BATCH)
+    if spec == "paper":
+        return dict(PAPER_BATCH)
+    if "=" not in spec:
+        return dict.fromkeys(STRATEGIES, int(spec))
+    out = dict(PAPER_BATCH)
+    for item in spec.split(","):
+        mode, _, n = item.partition("=")
+        if mode.strip() not in STRATEGIES:
+            raise ValueError(f"--batch: unknown mode {mode!r}")
+        out[mode.strip()] = int(n)
+    return out
 
 
 def run_worker(mode: str, argv: list[str]) -> dict[str, Any]:
@@ -264,15 +351,16 @@ def run_worker(mode: str, argv: list[str]) -> dict[str, Any]:
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     if proc.returncode:
         sys.stderr.write(proc.stdout + proc.stderr)
-        raise SystemExit(f"{mode}-order worker failed (exit {proc.returncode})")
+        raise SystemExit(f"{mode} worker failed (exit {proc.returncode})")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def table(rows: list[dict[str, Any]]) -> str:
     cols = [
-        ("mode", "mode", "<7", ""),
+        ("mode", "mode", "<8", ""),
         ("strategy", "strategy", "<10", ""),
         ("batch", "batch", ">6", "d"),
+        ("kernel", "kernel", ">7", ""),
         ("threads", "thr", ">4", "d"),
         ("median_s", "median s", ">9", ".2f"),
         ("min_s", "min s", ">8", ".2f"),
@@ -299,7 +387,8 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for mode in args.modes:
         print(
-            f"[search_step] {STRATEGIES[mode]}: {args.warmup} warm-up + {args.steps} timed steps ...",
+            f"[search_step] {STRATEGIES[mode]}, batch {args.batch[mode]}: "
+            f"{args.warmup} warm-up + {args.steps} timed steps ...",
             flush=True,
         )
         rows.append(measure(mode, args) if args.in_process else run_worker(mode, argv))
