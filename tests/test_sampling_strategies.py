@@ -352,6 +352,32 @@ def test_spos_evolution_improves_on_its_initial_population_and_picks_the_best():
     assert net.scored[arch["cell"]] == info["best_val_acc"]
 
 
+def test_spos_evolution_scores_only_candidates_under_the_macs_budget():
+    space = NB201Space((3, 8, 8), 5, C=4, layers=1)
+    sizes = {"C": 4, "N": 1}
+    probe = EvolutionSelector(child_sizes=sizes)
+    probe.setup(seed=1, space=space)
+    macs = sorted(probe.macs(sample_arch(space, probe.generator)) for _ in range(30))
+    budget = macs[len(macs) // 2]  # about half of the random architectures are over it
+    net = FakeSupernet([3, 3, 3, 3, 3, 3])  # the best (all conv3x3) is the costliest
+    sel = EvolutionSelector(
+        population=6,
+        iterations=3,
+        parents=3,
+        mutations=4,
+        crossovers=4,
+        mutation_prob=0.5,
+        max_macs=budget,
+        child_sizes=sizes,
+    )
+    sel.setup(seed=0, space=space)
+    arch, info = sel(net, BATCHES)
+    assert len(net.scored) == info["evaluated"] > 6
+    assert all(sel.macs({"cell": a}) <= budget for a in net.scored)
+    assert info["best_macs"] <= budget and max(macs) > budget
+    assert any(sel.macs(dict(k)) > budget for k in sel._macs)  # over-budget ones were drawn
+
+
 def test_uniform_sampling_is_seeded_and_darts_nodes_keep_two_real_inputs():
     space = DartsSpace((3, 8, 8), 5, C=4, layers=3)
     a = sample_arch(space, torch.Generator().manual_seed(1))

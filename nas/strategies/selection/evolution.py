@@ -5,6 +5,12 @@ Population 50, 20 generations; each generation keeps the top 10 as parents and b
 children by mutation (each node's choice redrawn with probability 0.1) and 25 by crossover
 (each node's choice taken from one of two parents), all distinct and new; fitness is the
 validation accuracy with the shared weights. Returns the best architecture seen.
+
+With ``max_macs`` (SPOS' FLOPs constraint, sec. 3.4: only candidates under the budget are
+kept), every candidate (initial, mutated or crossed) whose child network has more
+multiply-adds than ``max_macs`` is rejected before it is scored and redrawn; the child is
+built from the candidate's genotype (``space.build_child``, retraining sizes) and counted
+with ``nas.profile.count_macs`` at the space's input size, cached per architecture.
 """
 
 from __future__ import annotations
@@ -14,7 +20,8 @@ from typing import Any
 
 import torch
 
-from nas.strategies.samplers.uniform import Arch, sample_arch
+from nas.profile import count_macs
+from nas.strategies.samplers.uniform import Arch, arch_alphas, sample_arch
 from nas.strategies.selection.scoring import Batch, score_arch
 
 
@@ -23,7 +30,7 @@ def _key(arch: Arch) -> tuple:
 
 
 class EvolutionSelector:
-    """SPOS' evolutionary search (without its FLOPs/params constraints)."""
+    """SPOS' evolutionary search, optionally under a multiply-add budget ``max_macs``."""
 
     def __init__(
         self,
@@ -35,6 +42,8 @@ class EvolutionSelector:
         mutation_prob: float = 0.1,
         eval_batches: int = 1,
         max_tries: int = 1000,
+        max_macs: int | None = None,
+        child_sizes: dict[str, Any] | None = None,
     ):
         if min(population, iterations, parents, eval_batches) < 1:
             raise ValueError("EvolutionSelector sizes must be >= 1.")
@@ -45,10 +54,27 @@ class EvolutionSelector:
             eval_batches,
             max_tries,
         )
+        self.max_macs, self.child_sizes = max_macs, dict(child_sizes or {})
+        self._macs: dict[tuple, int] = {}
 
     def setup(self, seed: int = 0, space=None, **_) -> None:
         self.generator = torch.Generator().manual_seed(seed + 6151)
         self.space = space
+
+    def macs(self, arch: Arch) -> int:
+        """Multiply-adds of ``arch``'s child network (cached)."""
+        from nas.strategies.selection import select
+
+        key = _key(arch)
+        if key not in self._macs:
+            probs = arch_alphas(arch, len(self.space.ops))
+            genotype = select(self.space.default_selection, probs, self.space)
+            child = self.space.build_child(genotype, **self.child_sizes)
+            self._macs[key] = count_macs(child, self.space.input_shape)
+        return self._macs[key]
+
+    def feasible(self, arch: Arch) -> bool:
+        return self.max_macs is None or self.macs(arch) <= self.max_macs
 
     def _rand(self) -> float:
         return float(torch.rand((), generator=self.generator))
@@ -89,7 +115,7 @@ class EvolutionSelector:
 
         def add(arch: Arch, pool: list) -> bool:
             key = _key(arch)
-            if key in fitness or key in [_key(p) for p in pool]:
+            if key in fitness or key in [_key(p) for p in pool] or not self.feasible(arch):
                 return False
             pool.append(arch)
             return True
@@ -122,9 +148,17 @@ class EvolutionSelector:
                 add(self.crossover(self._pick(top), self._pick(top)), children)
             evaluate(children)
             population = top + children
+        if not fitness:
+            raise RuntimeError(
+                f"No architecture under max_macs={self.max_macs} found in {self.max_tries} draws."
+            )
         best_key = max(fitness, key=lambda k: fitness[k])  # max keeps the first of ties
-        return archs[best_key], {
+        info = {
             "selector": "evolution",
             "evaluated": len(fitness),
             "best_val_acc": fitness[best_key],
         }
+        if self.max_macs is not None:
+            info["max_macs"] = self.max_macs
+            info["best_macs"] = self.macs(archs[best_key])
+        return archs[best_key], info
