@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import lightning as L
+import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
@@ -43,7 +44,7 @@ def strategy_from_config(cfg: DictConfig) -> Strategy:
 
 def search_module(cfg: DictConfig, space: SearchSpace) -> SearchModule:
     s = cfg.strategy
-    return SearchModule(
+    module = SearchModule(
         space,
         strategy_from_config(cfg),
         weight_optimizer=instantiate(s.weight_optimizer),
@@ -55,15 +56,31 @@ def search_module(cfg: DictConfig, space: SearchSpace) -> SearchModule:
         seed=cfg.seed,
         skip_nonfinite=cfg.nonfinite == "skip",
     )
+    lean(cfg, module.supernet)
+    return module
 
 
 def search_data(cfg: DictConfig) -> SearchDataModule:
-    return SearchDataModule(cfg.data, batch_size=cfg.strategy.batch_size, seed=cfg.seed)
+    data = SearchDataModule(cfg.data, batch_size=cfg.strategy.batch_size, seed=cfg.seed)
+    data.channels_last = cfg.channels_last
+    return data
+
+
+def lean(cfg: DictConfig, net: torch.nn.Module) -> torch.nn.Module:
+    """Applies the speed options in place: channels_last memory format, torch.compile."""
+    if cfg.channels_last:
+        net.to(memory_format=torch.channels_last)
+    if cfg.compile:
+        # In place (nn.Module.compile): parameter names, checkpoints and DDP stay unchanged.
+        net.compile(dynamic=False, mode=cfg.compile_mode)
+    return net
 
 
 def retrain_data(cfg: DictConfig) -> RetrainDataModule:
     r = cfg.retrain
-    return RetrainDataModule(cfg.data, batch_size=r.batch_size, seed=cfg.seed, cutout=r.cutout)
+    data = RetrainDataModule(cfg.data, batch_size=r.batch_size, seed=cfg.seed, cutout=r.cutout)
+    data.channels_last = cfg.channels_last
+    return data
 
 
 def child_network(cfg: DictConfig, space: SearchSpace, genotype: Genotype):
@@ -96,7 +113,7 @@ def child_network(cfg: DictConfig, space: SearchSpace, genotype: Genotype):
 def retrain_module(cfg: DictConfig, model) -> RetrainModule:
     r = cfg.retrain
     return RetrainModule(
-        model,
+        lean(cfg, model),
         optimizer=instantiate(r.optimizer),
         scheduler=r.scheduler,
         lr_min=r.lr_min,

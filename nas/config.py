@@ -134,9 +134,11 @@ class Config:
     seed: int = 0
     threads: Optional[int] = None  # noqa: UP045 - torch CPU threads; None = torch's default
     resume: Optional[str] = None  # noqa: UP045 - auto (run dir's last.ckpt) or a checkpoint path
-    nonfinite: NonFinite = (
-        NonFinite.stop
-    )  # a non-finite loss/gradient: stop the run or skip the step
+    # A non-finite loss or gradient: stop the run, or skip the step and count it.
+    nonfinite: NonFinite = NonFinite.stop
+    channels_last: bool = False  # NHWC memory format for the networks and their batches
+    compile: bool = False  # torch.compile the supernet / child network (static-graph strategies)
+    compile_mode: str = "default"  # default | reduce-overhead (CUDA graphs) | max-autotune
     genotype: Optional[str] = None  # noqa: UP045 - zoo name or genotype.json path
     alphas: Optional[str] = None  # noqa: UP045 - alphas.json path (stage=discretize)
     search_space: SearchSpaceConfig = field(default_factory=SearchSpaceConfig)

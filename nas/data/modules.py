@@ -147,6 +147,7 @@ class _DataModule(L.LightningDataModule):
         self.batch_size = int(batch_size)
         self.seed = int(seed)
         self.cutout = int(cutout)
+        self.channels_last = False  # set by the builders with the model's memory format
         file_data = is_file_dataset(cfg.name)
         self.pipeline = "loader" if cfg.pipeline == "loader" or file_data else "device"
         self.augment = BatchAugment(
@@ -343,7 +344,8 @@ class _DataModule(L.LightningDataModule):
             epoch, steps = self._epoch_steps
             current = self._trainer.current_epoch
             self._epoch_steps = (current, steps + 1 if epoch == current else 1)
-        return self.transform(batch, train)
+        batch = self.transform(batch, train)
+        return _to_channels_last(batch) if self.channels_last else batch
 
     @property
     def _trainer(self) -> L.Trainer | None:
@@ -552,3 +554,11 @@ class RetrainDataModule(_DataModule):
         """The test set (``split=nb201``: x-test) in order."""
         self._require_setup()
         return self._loader(self.test_set, None, train=False)
+
+
+def _to_channels_last(batch: Any) -> Any:
+    """Images in NHWC memory order, matching a channels_last model (labels untouched)."""
+    if isinstance(batch, dict):
+        return {k: _to_channels_last(v) for k, v in batch.items()}
+    x, *rest = batch
+    return (x.contiguous(memory_format=torch.channels_last), *rest)
