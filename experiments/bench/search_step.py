@@ -72,6 +72,7 @@ def build(mode: str, args: argparse.Namespace, device: torch.device):
         f"search_space.C={args.C}",
         f"search_space.layers={args.layers}",
         f"search_space.kernel={args.kernel}",
+        f"compile={str(args.compile).lower()}",
         f"strategy.batch_size={args.batch[mode]}",
         "strategy.arch_start_epoch=0",
         f"seed={args.seed}",
@@ -224,6 +225,7 @@ def measure(mode: str, args: argparse.Namespace) -> dict[str, Any]:
     return {
         "mode": mode,
         "kernel": args.kernel,
+        "compile": args.compile,
         "strategy": STRATEGIES[mode],
         "batch": n,
         "C": args.C,
@@ -303,6 +305,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--kernel", default="torch", help="mixed-op backend: torch | triton | auto")
+    p.add_argument("--compile", action="store_true", help="torch.compile the supernet (compile=true)")
     p.add_argument(
         "--out", default=None, help="JSON path (default: results/search_step_<device>.json)"
     )
