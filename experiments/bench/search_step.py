@@ -305,7 +305,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--kernel", default="torch", help="mixed-op backend: torch | triton | auto")
-    p.add_argument("--compile", action="store_true", help="torch.compile the supernet (compile=true)")
+    p.add_argument(
+        "--compile", action="store_true", help="torch.compile the supernet (compile=true)"
+    )
     p.add_argument(
         "--out", default=None, help="JSON path (default: results/search_step_<device>.json)"
     )

@@ -140,6 +140,7 @@ def _mix_bwd_kernel(
     if K > 15:
         _grad_term(x15, gx15, w, p, 15, g, offs, mask, pid, num_blocks)
 
+
 def _chunks(n: int) -> list[tuple[int, int]]:
     return [(s, min(s + MAX_INPUTS, n)) for s in range(0, n, MAX_INPUTS)]
 
