@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -35,7 +34,7 @@ for p in (str(ROOT), str(HERE)):
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from search_step import device_name, peak_memory_mb, sync  # noqa: E402
+from search_step import environment, peak_memory_mb, sync  # noqa: E402
 
 
 def build(args: argparse.Namespace, device: torch.device):
@@ -196,16 +195,7 @@ def main(argv: list[str] | None = None) -> None:
         "benchmark": "retrain_step",
         "command": " ".join(["python experiments/bench/retrain_step.py", *argv]),
         "what": "one DARTS CIFAR retrain step = forward (aux head, drop path) + backward + clip + SGD (RetrainModule without Lightning)",
-        "device": args.device,
-        "device_name": device_name(args.device),
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "loadavg_1min_before": load_before,
-        "loadavg_1min_after": os.getloadavg()[0],
+        **environment(args.device, load_before),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"meta": meta, "rows": [row]}, indent=2) + "\n")

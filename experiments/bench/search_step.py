@@ -256,6 +256,26 @@ def measure(mode: str, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def environment(device: str, load_before: float) -> dict[str, Any]:
+    """Where a benchmark ran: device, versions, date and the CPU load around the run.
+
+    Other processes share the CPU: a 1-minute load average well above the core count means the
+    timings include waiting for cores.
+    """
+    return {
+        "device": device,
+        "device_name": device_name(device),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "loadavg_1min_before": load_before,
+        "loadavg_1min_after": os.getloadavg()[0],
+    }
+
+
 def device_name(device: str) -> str:
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(torch.device(device))
@@ -408,19 +428,8 @@ def main(argv: list[str] | None = None) -> None:
         "benchmark": "search_step",
         "command": " ".join(["python experiments/bench/search_step.py", *argv]),
         "what": "one bilevel search step = arch step on a val batch + weight step on a train batch (SearchModule.training_step without Lightning)",
-        "device": args.device,
-        "device_name": device_name(args.device),
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **environment(args.device, load_before),
         "in_process": args.in_process,
-        # Other processes share the CPU: a 1-minute load average well above the core count
-        # means the timings include waiting for cores.
-        "loadavg_1min_before": load_before,
-        "loadavg_1min_after": os.getloadavg()[0],
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
