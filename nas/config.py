@@ -47,6 +47,7 @@ class SearchSpaceConfig:
     stem_multiplier: int = 3
     kernel: str = "auto"
     track_running_stats: bool = True  # BN running statistics in the search cells (nb201: false)
+    reduce_cell: str = "searched"  # darts: "searched" or a fixed cell ("gdas_frc", GDAS' FRC)
     benchmark_file: Optional[str] = None  # noqa: UP045 - NAS-Bench-201/NATS-Bench file (nb201)
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from supernet.fixed_cells import check_reduce_cell
 from supernet.ops import OPS
 
 CELL_TYPES = ("normal", "reduce")
@@ -38,6 +39,9 @@ class Genotype:
         reduce: same as ``normal`` for the reduction cell.
         reduce_concat: same as ``normal_concat`` for the reduction cell.
         space: name of the search space the genotype belongs to.
+        reduce_cell: ``"searched"``, or the name of a hand-designed reduction cell used in
+            its place (``"gdas_frc"``, GDAS' fixed reduction cell); then ``reduce`` and
+            ``reduce_concat`` are empty. Written only when it is not ``"searched"``.
     """
 
     normal: tuple[Pair, ...]
@@ -45,8 +49,13 @@ class Genotype:
     reduce: tuple[Pair, ...]
     reduce_concat: tuple[int, ...]
     space: str = "darts"
+    reduce_cell: str = "searched"
 
     def __post_init__(self) -> None:
+        try:
+            check_reduce_cell(self.reduce_cell)
+        except ValueError as err:
+            raise GenotypeError(str(err)) from None
         if self.space not in DARTS_STYLE_SPACES:
             raise GenotypeError(
                 f"space {self.space!r} has no DARTS-style genotype; valid spaces are "
@@ -65,12 +74,25 @@ class Genotype:
                     f"{cell}_concat must be a list of node indices, got {concat!r}."
                 )
             object.__setattr__(self, f"{cell}_concat", tuple(int(c) for c in concat))
+            if cell == "reduce" and self.reduce_cell != "searched":
+                if pairs or concat:
+                    raise GenotypeError(
+                        f"reduce_cell={self.reduce_cell!r} fixes the reduction cell, so reduce "
+                        f"and reduce_concat must be empty, got reduce={list(pairs)}, "
+                        f"reduce_concat={list(concat)}."
+                    )
+                continue
             _check_cell(cell, pairs, getattr(self, f"{cell}_concat"))
 
     @property
     def steps(self) -> int:
         """Number of intermediate nodes per cell."""
         return len(self.normal) // 2
+
+    @property
+    def fixed_reduction(self) -> bool:
+        """Whether the reduction cell is a hand-designed one (``reduce_cell``)."""
+        return self.reduce_cell != "searched"
 
     def cell(self, cell_type: str) -> tuple[tuple[Pair, ...], tuple[int, ...]]:
         return getattr(self, cell_type), getattr(self, f"{cell_type}_concat")
@@ -79,19 +101,23 @@ class Genotype:
         def pairs(ps: tuple[Pair, ...]) -> str:
             return "[" + ", ".join(f"('{op}', {i})" for op, i in ps) + "]"
 
+        fixed = f", reduce_cell='{self.reduce_cell}'" if self.fixed_reduction else ""
         return (
             f"Genotype(normal={pairs(self.normal)}, normal_concat={list(self.normal_concat)}, "
-            f"reduce={pairs(self.reduce)}, reduce_concat={list(self.reduce_concat)})"
+            f"reduce={pairs(self.reduce)}, reduce_concat={list(self.reduce_concat)}{fixed})"
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "space": self.space,
             "normal": [list(p) for p in self.normal],
             "normal_concat": list(self.normal_concat),
             "reduce": [list(p) for p in self.reduce],
             "reduce_concat": list(self.reduce_concat),
         }
+        if self.fixed_reduction:
+            out["reduce_cell"] = self.reduce_cell
+        return out
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "genotype") -> Genotype:
@@ -104,20 +130,24 @@ class Genotype:
             raise GenotypeError(
                 f"{source}: expected a JSON object with keys {_KEYS}, got {type(data).__name__}."
             )
-        missing = [k for k in _KEYS if k not in data]
-        extra = [k for k in data if k not in (*_KEYS, "space")]
+        # A fixed reduction cell needs no reduce pairs; they may be left out.
+        fixed = data.get("reduce_cell", "searched") != "searched"
+        required = _KEYS[:2] if fixed else _KEYS
+        missing = [k for k in required if k not in data]
+        extra = [k for k in data if k not in (*_KEYS, "space", "reduce_cell")]
         if missing or extra:
             raise GenotypeError(
                 f"{source}: missing keys {missing} / unknown keys {extra}; a genotype has the keys "
-                f"{['space', *_KEYS]}."
+                f"{['space', *_KEYS]} (and optionally 'reduce_cell')."
             )
         try:
             return cls(
                 normal=data["normal"],
                 normal_concat=data["normal_concat"],
-                reduce=data["reduce"],
-                reduce_concat=data["reduce_concat"],
+                reduce=data.get("reduce", []),
+                reduce_concat=data.get("reduce_concat", []),
                 space=data.get("space", "darts"),
+                reduce_cell=data.get("reduce_cell", "searched"),
             )
         except GenotypeError as err:
             raise GenotypeError(f"{source}: {err}") from None

@@ -124,6 +124,13 @@ class PoolBN(nn.Sequential):
         super().__init__(pool, nn.BatchNorm2d(C, affine=False))
 
 
+def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
+    """Zeroes whole samples of a path with probability ``drop_prob``, rescaling the rest."""
+    keep = 1.0 - drop_prob
+    mask = torch.empty(x.shape[0], 1, 1, 1, device=x.device, dtype=x.dtype).bernoulli_(keep)
+    return x / keep * mask
+
+
 def _check_same_channels(name: str, C_in: int, C_out: int) -> None:
     if C_in != C_out:
         raise ValueError(f"Op '{name}' keeps the channel count; got C_in={C_in}, C_out={C_out}.")

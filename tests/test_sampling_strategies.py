@@ -424,22 +424,13 @@ def run_train(monkeypatch, run_dir: Path, *overrides: str) -> int:
     return run_train_with_logger(monkeypatch, run_dir, *overrides, logger="none")
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
-@pytest.mark.parametrize("space", SPACES)
-def test_every_composition_searches_and_discretizes(space, strategy, tmp_path, monkeypatch):
-    common = [
-        f"search_space={space}",
-        f"strategy={strategy}",
-        "data=synthetic",
-        "data.num_samples=64",
-    ]
+def search_then_discretize(tmp_path, monkeypatch, strategy: str, *overrides: str) -> dict:
+    """Searches, then discretizes the saved α; asserts both give the same genotype file."""
+    common = [f"strategy={strategy}", "data=synthetic", "data.num_samples=64", *overrides]
     common += SMALL_SELECTORS.get(strategy, [])
     assert run_train(monkeypatch, tmp_path / "s", "stage=search", *common) == 0
     summary = json.loads((tmp_path / "s" / "summary.json").read_text())
-    assert summary["space"] == space and summary["strategy"] == strategy
-    if space == "nb201":
-        assert summary["genotype"].startswith("|") and summary["genotype"].count("~") == 6
-        assert "benchmark" in summary
+    assert summary["strategy"] == strategy
     if strategy in SMALL_SELECTORS:
         assert summary["selection"]["best_val_acc"] is not None
     alphas = tmp_path / "s" / "alphas.json"
@@ -449,3 +440,22 @@ def test_every_composition_searches_and_discretizes(space, strategy, tmp_path, m
     assert (tmp_path / "d" / "genotype.json").read_text() == (
         tmp_path / "s" / "genotype.json"
     ).read_text()
+    return summary
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("space", SPACES)
+def test_every_composition_searches_and_discretizes(space, strategy, tmp_path, monkeypatch):
+    summary = search_then_discretize(tmp_path, monkeypatch, strategy, f"search_space={space}")
+    assert summary["space"] == space
+    if space == "nb201":
+        assert summary["genotype"].startswith("|") and summary["genotype"].count("~") == 6
+        assert "benchmark" in summary
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_every_strategy_with_a_fixed_reduction_cell(strategy, tmp_path, monkeypatch):
+    summary = search_then_discretize(
+        tmp_path, monkeypatch, strategy, "search_space=darts", "search_space.reduce_cell=gdas_frc"
+    )
+    assert summary["genotype"].endswith("reduce=[], reduce_concat=[], reduce_cell='gdas_frc')")

@@ -4,7 +4,9 @@ Cells have two inputs (the outputs of the two previous cells, nodes 0 and 1) and
 intermediate nodes; the cell output is the concatenation of the intermediate nodes. The
 ``sum_{i<steps} (2+i)`` edges (14 for 4 steps) are ordered node by node: node 2's inputs 0, 1;
 node 3's inputs 0, 1, 2; and so on. Reduction cells sit at 1/3 and 2/3 of the depth and use
-stride 2 on the edges leaving the cell inputs.
+stride 2 on the edges leaving the cell inputs, unless ``reduce_cell`` names a hand-designed
+reduction cell (``supernet.fixed_cells``, e.g. GDAS' ``gdas_frc``): then only the normal cell
+has α and the reduction cells are that fixed cell.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from nas.genotype import Genotype, GenotypeError
+from nas.genotype import CELL_TYPES, Genotype, GenotypeError
 from supernet import kernels
+from supernet.fixed_cells import build_fixed_reduction_cell, check_reduce_cell
 from supernet.mixed import MixedOp, disable_running_stats, mix_node, node_indices
 from supernet.ops import FactorizedReduce, ReLUConvBN, validate_op_names
 from supernet.spaces.base import SearchSpace
@@ -150,6 +153,7 @@ class DartsSupernet(nn.Module):
         stem_multiplier: int = 3,
         kernel: str = "torch",
         partial_channels: int = 1,
+        reduce_cell: str = "searched",
     ):
         super().__init__()
         check_sizes(input_shape, C, layers)
@@ -165,21 +169,26 @@ class DartsSupernet(nn.Module):
             reduction = i in reductions
             if reduction:
                 C_curr *= 2
-            cell = SearchCell(
-                ops,
-                steps,
-                multiplier,
-                C_pp,
-                C_p,
-                C_curr,
-                reduction,
-                reduction_prev,
-                kernel,
-                partial_channels,
-            )
+            if reduction and reduce_cell != "searched":
+                cell = build_fixed_reduction_cell(
+                    reduce_cell, C_pp, C_p, C_curr, reduction_prev, affine=False
+                )
+            else:
+                cell = SearchCell(
+                    ops,
+                    steps,
+                    multiplier,
+                    C_pp,
+                    C_p,
+                    C_curr,
+                    reduction,
+                    reduction_prev,
+                    kernel,
+                    partial_channels,
+                )
             self.cells.append(cell)
             reduction_prev = reduction
-            C_pp, C_p = C_p, multiplier * C_curr
+            C_pp, C_p = C_p, cell.multiplier * C_curr
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(C_p, num_classes)
 
@@ -195,6 +204,9 @@ class DartsSupernet(nn.Module):
         optional per cell type ``[edges]`` factors (PC-DARTS' edge normalization)."""
         s0 = s1 = self.stem(x)
         for cell in self.cells:
+            if not isinstance(cell, SearchCell):  # a fixed reduction cell: nothing to mix
+                s0, s1 = s1, cell(s0, s1)
+                continue
             kind = "reduce" if cell.reduction else "normal"
             act = None if active is None else active[kind]
             ew = None if edge_weights is None else edge_weights[kind]
@@ -204,7 +216,8 @@ class DartsSupernet(nn.Module):
 
 
 class DartsSpace(SearchSpace):
-    """The DARTS CNN space: 8 ops, 14 edges per cell, normal and reduction cells."""
+    """The DARTS CNN space: 8 ops, 14 edges per cell, normal and reduction cells (only normal
+    ones are searched with a fixed ``reduce_cell``)."""
 
     name = "darts"
     cell_types = ("normal", "reduce")
@@ -222,9 +235,13 @@ class DartsSpace(SearchSpace):
         stem_multiplier: int = 3,
         kernel: str = "torch",
         track_running_stats: bool = True,
+        reduce_cell: str = "searched",
         **_: object,
     ):
         validate_op_names(list(ops))
+        self.reduce_cell = check_reduce_cell(reduce_cell)
+        if reduce_cell != "searched":
+            self.cell_types = ("normal",)
         if "none" in ops and list(ops).index("none") != 0:
             raise ValueError(f"'none' must be the first op of the list, got ops={list(ops)}.")
         if steps < 1 or not 1 <= multiplier <= steps:
@@ -253,6 +270,7 @@ class DartsSpace(SearchSpace):
             self.stem_multiplier,
             self.kernel,
             partial_channels,
+            self.reduce_cell,
         )
         if not self.track_running_stats:
             for cell in net.cells:
@@ -277,7 +295,7 @@ class DartsSpace(SearchSpace):
     def validate_genotype(self, genotype: Genotype, check_ops: bool = True) -> None:
         if genotype.space != self.name:
             raise GenotypeError(f"Genotype is for space {genotype.space!r}, not {self.name!r}.")
-        for cell in self.cell_types:
+        for cell in CELL_TYPES:
             pairs, _ = genotype.cell(cell)
             bad = [op for op, _ in pairs if check_ops and op not in self.ops]
             if bad:

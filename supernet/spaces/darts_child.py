@@ -13,15 +13,9 @@ import torch
 from torch import nn
 
 from nas.genotype import Genotype
-from supernet.ops import FactorizedReduce, Identity, ReLUConvBN, build_op
+from supernet.fixed_cells import build_fixed_reduction_cell
+from supernet.ops import FactorizedReduce, Identity, ReLUConvBN, build_op, drop_path
 from supernet.spaces.darts import check_sizes, reduction_layers
-
-
-def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
-    """Zeroes whole samples of a path with probability ``drop_prob``, rescaling the rest."""
-    keep = 1.0 - drop_prob
-    mask = torch.empty(x.shape[0], 1, 1, 1, device=x.device, dtype=x.dtype).bernoulli_(keep)
-    return x / keep * mask
 
 
 class ChildCell(nn.Module):
@@ -62,6 +56,18 @@ class ChildCell(nn.Module):
                 total = total + h
             states.append(total)
         return torch.cat([states[i] for i in self.concat], dim=1)
+
+
+def build_child_cell(
+    genotype: Genotype, reduction: bool, C_pp: int, C_p: int, C: int, reduction_prev: bool
+) -> nn.Module:
+    """The genotype's normal or reduction cell; a fixed ``reduce_cell`` when it names one."""
+    if reduction and genotype.fixed_reduction:
+        return build_fixed_reduction_cell(
+            genotype.reduce_cell, C_pp, C_p, C, reduction_prev, affine=True
+        )
+    pairs, concat = genotype.cell("reduce" if reduction else "normal")
+    return ChildCell(pairs, concat, C_pp, C_p, C, reduction, reduction_prev)
 
 
 class AuxiliaryHead(nn.Module):
@@ -122,8 +128,7 @@ class DartsChildNetwork(nn.Module):
             if reduction:
                 C_curr *= 2
                 spatial = (spatial + 1) // 2
-            pairs, concat = genotype.cell("reduce" if reduction else "normal")
-            cell = ChildCell(pairs, concat, C_pp, C_p, C_curr, reduction, reduction_prev)
+            cell = build_child_cell(genotype, reduction, C_pp, C_p, C_curr, reduction_prev)
             self.cells.append(cell)
             reduction_prev = reduction
             C_pp, C_p = C_p, cell.multiplier * C_curr

@@ -22,7 +22,7 @@ from torch import nn
 
 from nas.genotype import Genotype
 from supernet.spaces.darts import check_sizes, reduction_layers
-from supernet.spaces.darts_child import ChildCell
+from supernet.spaces.darts_child import build_child_cell
 
 
 class AuxiliaryHeadImageNet(nn.Module):
@@ -91,8 +91,7 @@ class DartsImageNetNetwork(nn.Module):
             reduction = i in reductions
             if reduction:
                 C_curr *= 2
-            pairs, concat = genotype.cell("reduce" if reduction else "normal")
-            cell = ChildCell(pairs, concat, C_pp, C_p, C_curr, reduction, reduction_prev)
+            cell = build_child_cell(genotype, reduction, C_pp, C_p, C_curr, reduction_prev)
             self.cells.append(cell)
             reduction_prev = reduction
             C_pp, C_p = C_p, cell.multiplier * C_curr

@@ -264,9 +264,15 @@ class NB201Space(SearchSpace):
         steps: int = 3,
         kernel: str = "torch",
         track_running_stats: bool = False,
+        reduce_cell: str = "searched",
         **_: object,
     ):
         validate_op_names(list(ops))
+        if reduce_cell != "searched":
+            raise ValueError(
+                f"search_space.reduce_cell={reduce_cell!r} does not apply to NAS-Bench-201, whose "
+                "reduction blocks are fixed residual blocks; the only valid choice is 'searched'."
+            )
         if steps < 1:
             raise ValueError(f"Need steps >= 1 (nodes after the input), got steps={steps}.")
         check_nb201_sizes(input_shape, C, layers)

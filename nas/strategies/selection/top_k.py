@@ -41,11 +41,14 @@ def darts_top2(probs: dict[str, torch.Tensor], space) -> Genotype:
     if [o for o in space.ops if o != "none"] == []:
         raise ValueError("The DARTS rule needs at least one op other than 'none'.")
     concat = list(range(2 + space.steps - space.multiplier, 2 + space.steps))
-    cells = {c: top_k_cell(probs[c], space.ops, space.edges) for c in ("normal", "reduce")}
+    # A fixed reduction cell (``reduce_cell``) has no α: only the normal cell is selected.
+    reduce_cell = getattr(space, "reduce_cell", "searched")
+    fixed = reduce_cell != "searched"
     return Genotype(
-        normal=cells["normal"],
+        normal=top_k_cell(probs["normal"], space.ops, space.edges),
         normal_concat=concat,
-        reduce=cells["reduce"],
-        reduce_concat=concat,
+        reduce=[] if fixed else top_k_cell(probs["reduce"], space.ops, space.edges),
+        reduce_concat=[] if fixed else concat,
         space=space.name,
+        reduce_cell=reduce_cell,
     )
