@@ -8,7 +8,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from omegaconf import DictConfig, OmegaConf
 
 from nas.callbacks import ArchLogger
@@ -56,7 +56,15 @@ def search_module(cfg: DictConfig, space: SearchSpace) -> SearchModule:
         seed=cfg.seed,
         skip_nonfinite=cfg.nonfinite == "skip",
     )
-    lean(cfg, module.supernet)
+    compile_ok = not module.strategy.sampler.samples_paths
+    if cfg.compile and not compile_ok:
+        print(
+            f"[oneshot-nas] compile=true: the supernet of strategy={cfg.strategy.name} stays eager: "
+            "its sampler runs different ops every forward pass, and a compiled graph would "
+            "recompile for each choice. The retrained network is compiled.",
+            flush=True,
+        )
+    lean(cfg, module.supernet, compile_ok=compile_ok)
     return module
 
 
@@ -66,11 +74,11 @@ def search_data(cfg: DictConfig) -> SearchDataModule:
     return data
 
 
-def lean(cfg: DictConfig, net: torch.nn.Module) -> torch.nn.Module:
+def lean(cfg: DictConfig, net: torch.nn.Module, compile_ok: bool = True) -> torch.nn.Module:
     """Applies the speed options in place: channels_last memory format, torch.compile."""
     if cfg.channels_last:
         net.to(memory_format=torch.channels_last)
-    if cfg.compile:
+    if cfg.compile and compile_ok:
         # In place (nn.Module.compile): parameter names, checkpoints and DDP stay unchanged.
         net.compile(dynamic=False, mode=cfg.compile_mode)
     return net
@@ -172,10 +180,15 @@ def trainer(
         RNGState(),
         PreemptionCheckpoint(ckpt_dir),
     ]
+    # The bar reads the logged values (a host sync on a GPU) when it redraws: every
+    # log_every_n_steps steps, as the loggers do, not every step.
+    bar = []
+    if options.get("enable_progress_bar", True):
+        bar = [TQDMProgressBar(refresh_rate=options.get("log_every_n_steps", 50))]
     return L.Trainer(
         default_root_dir=str(run_dir),
         logger=logger,
-        callbacks=[*guards, checkpoint, *callbacks],
+        callbacks=[*guards, checkpoint, *bar, *callbacks],
         # The datamodules' seeded samplers shard batches across ranks themselves.
         use_distributed_sampler=False,
         **options,

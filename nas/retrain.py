@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nas.step_logging import log_step_and_epoch
+
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
@@ -97,14 +99,7 @@ class RetrainModule(L.LightningModule):
             return None  # Lightning skips the optimizer step
         acc = (logits.detach().argmax(-1) == y).float().mean()
         n = y.shape[0]
-        self.log(
-            "retrain/train_loss",
-            loss.detach(),
-            on_step=True,
-            on_epoch=True,
-            prog_bar=True,
-            batch_size=n,
-        )
+        log_step_and_epoch(self, "retrain/train_loss", loss.detach(), n)
         self.log("retrain/train_acc", acc, on_epoch=True, batch_size=n)
         self.log(
             "lr/retrain", self.optimizers().param_groups[0]["lr"], on_step=False, on_epoch=True

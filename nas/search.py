@@ -17,6 +17,7 @@ from torch.func import functional_call
 
 from nas.arch import ArchParams
 from nas.genotype import Genotype
+from nas.step_logging import log_step_and_epoch
 from nas.strategies import Strategy
 from nas.strategies.samplers.uniform import arch_alphas
 from nas.strategies.selection import select
@@ -199,14 +200,7 @@ class SearchModule(L.LightningModule):
     ) -> None:
         acc = (logits.argmax(-1) == y).float().mean()
         n = y.shape[0]
-        self.log(
-            f"search/{split}_loss",
-            loss,
-            on_step=True,
-            on_epoch=True,
-            prog_bar=split == "train",
-            batch_size=n,
-        )
+        log_step_and_epoch(self, f"search/{split}_loss", loss, n, bar=split == "train")
         self.log(
             f"search/{split}_acc", acc, on_step=False, on_epoch=True, prog_bar=True, batch_size=n
         )

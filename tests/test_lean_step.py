@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 
+import lightning as L
 import pytest
 import torch
 
@@ -66,3 +69,128 @@ def test_compiled_supernet_matches_eager_and_never_recompiles():
         graphs.append(counters["stats"]["unique_graphs"])
     assert graphs[0] >= 1
     assert graphs[1:] == [graphs[0]] * 3, f"recompiled after warm-up: {graphs}"
+
+
+# --- no host synchronisation in the step --------------------------------------------------
+
+HOST_READS = ("item", "tolist", "__bool__", "__float__", "__int__")
+
+
+class StepMarks(L.Callback):
+    """Records how many host reads had happened when each training batch started."""
+
+    def __init__(self, reads: list[str]):
+        self.reads, self.marks = reads, []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.marks.append(len(self.reads))
+
+
+def _reads_optimizer_step_count() -> bool:
+    # Adam's step counter stays on the host even when training on a GPU (torch keeps it on
+    # the CPU unless ``capturable``), so reading it is no device sync.
+    frame = sys._getframe(2)
+    while frame is not None:
+        if f"torch{os.sep}optim{os.sep}" in frame.f_code.co_filename:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def count_host_reads(monkeypatch) -> list[str]:
+    """Counts every tensor → Python read (a device sync on a GPU) from now on."""
+    reads: list[str] = []
+    for name in HOST_READS:
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _original=original, _name=name, **kwargs):
+            if not _reads_optimizer_step_count():
+                reads.append(_name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    return reads
+
+
+EVERY, STEPS = 5, 20
+
+
+def reads_per_step(tmp_path, monkeypatch, stage: str, *overrides: str) -> list[int]:
+    """Host reads in each of ``STEPS`` training steps of ``stage`` (search or retrain), logging
+    and redrawing the progress bar every ``EVERY`` steps."""
+    from lightning.pytorch.loggers import CSVLogger
+
+    from nas import builders
+    from nas.genotype import resolve_genotype
+    from tests.test_config import compose_cfg
+
+    cfg = compose_cfg(
+        [
+            "experiment=smoke",
+            "data=synthetic",
+            "data.num_samples=512",
+            f"trainer.limit_train_batches={STEPS}",
+            f"trainer.log_every_n_steps={EVERY}",
+            "trainer.enable_progress_bar=true",
+            *overrides,
+        ]
+    )
+    space = builders.space_from_config(cfg)
+    if stage == "search":
+        module, data = builders.search_module(cfg, space), builders.search_data(cfg)
+    else:
+        net = builders.child_network(cfg, space, resolve_genotype("darts_v2"))
+        module, data = builders.retrain_module(cfg, net), builders.retrain_data(cfg)
+    reads = count_host_reads(monkeypatch)
+    marks = StepMarks(reads)
+    trainer = builders.trainer(
+        cfg, tmp_path, stage, CSVLogger(tmp_path), max_epochs=1, callbacks=[marks]
+    )
+    trainer.fit(module, datamodule=data)
+    per_step = [b - a for a, b in zip(marks.marks, marks.marks[1:])]
+    assert len(per_step) == STEPS - 1
+    return per_step
+
+
+def assert_reads_only_when_logging(per_step: list[int]) -> None:
+    # Only the steps that flush the logs and redraw the bar read values: one in EVERY.
+    reading_steps = [i for i, n in enumerate(per_step) if n]
+    assert len(reading_steps) <= STEPS // EVERY + 1, (reading_steps, per_step)
+
+
+@pytest.mark.parametrize("strategy", ["darts", "darts_2nd", "pcdarts", "snas", "drnas"])
+def test_search_steps_read_the_device_only_when_logging(strategy, tmp_path, monkeypatch):
+    """Between logging steps a search step reads nothing back to the host: no per-step
+    ``.item()`` in the step, the samplers, the regularizers, the guards, the loggers or the
+    progress bar. (GDAS, RSWS and SPOS read their sampled ops once per forward pass by
+    design: only those ops are computed.)"""
+    overrides = [f"strategy={strategy}", "strategy.batch_size=8", "strategy.arch_start_epoch=0"]
+    assert_reads_only_when_logging(reads_per_step(tmp_path, monkeypatch, "search", *overrides))
+
+
+def test_retrain_steps_read_the_device_only_when_logging(tmp_path, monkeypatch):
+    per_step = reads_per_step(tmp_path, monkeypatch, "retrain", "retrain.batch_size=8")
+    assert_reads_only_when_logging(per_step)
+
+
+def test_gdas_reads_its_sampled_ops_once_per_forward(tmp_path, monkeypatch):
+    """GDAS computes only the sampled ops, so the host must know them: one read per forward
+    pass for both cell types together (the arch step's and the weight step's), no more."""
+    overrides = ["strategy=gdas", "strategy.batch_size=8", "strategy.arch_start_epoch=0"]
+    per_step = reads_per_step(tmp_path, monkeypatch, "search", *overrides)
+    quiet = [n for i, n in enumerate(per_step) if (i + 1) % EVERY]  # skip the logging steps
+    assert quiet and set(quiet) == {2}, per_step
+
+
+@pytest.mark.parametrize("strategy, compiled", [("darts", True), ("gdas", False), ("spos", False)])
+def test_compile_leaves_single_path_supernets_eager(strategy, compiled, capsys):
+    """A compiled graph is static; single-path samplers run other ops every forward pass, so
+    compile=true compiles their retrained network but not their supernet (and says so)."""
+    from nas import builders
+    from tests.test_config import compose_cfg
+
+    cfg = compose_cfg(["experiment=smoke", f"strategy={strategy}", "compile=true"])
+    module = builders.search_module(cfg, builders.space_from_config(cfg))
+    assert (module.supernet._compiled_call_impl is not None) == compiled
+    said = capsys.readouterr().out
+    assert ("stays eager" in said) == (not compiled)

@@ -34,6 +34,9 @@ class Sampler:
     """
 
     generator: torch.Generator | None = None
+    # True for single-path samplers: a different set of ops runs every forward pass, which a
+    # static compiled graph cannot follow (``compile=true`` leaves their supernet eager).
+    samples_paths = False
 
     def setup(self, seed: int = 0, **_: Any) -> None:
         """Seeds the sampler's own random stream."""

@@ -9,6 +9,8 @@ selection uses the Dirichlet mean β / Σβ (same argmax as α).
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 from torch.distributions import Dirichlet
@@ -24,27 +26,50 @@ def concentration(alpha: torch.Tensor) -> torch.Tensor:
 class DirichletSampler(Sampler):
     """θ ~ Dir(ELU(α) + 1) per edge, every op computed.
 
-    The draw runs on the CPU inside ``torch.random.fork_rng`` with the sampler's own saved RNG
-    state (``Dirichlet.rsample`` takes no generator), so the global streams are untouched.
+    The draw runs on α's device inside ``torch.random.fork_rng`` with the sampler's own saved
+    RNG state for that device (``Dirichlet.rsample`` takes no generator), so the global streams
+    are untouched and no value is copied to the host (no device sync in the step).
     """
 
+    seed = 0
+
     def setup(self, seed: int = 0, **_) -> None:
+        self.seed = seed
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed + 104729)
             self.rng_state = torch.get_rng_state()
+        self.device_rng_states: dict[str, torch.Tensor] = {}
 
     def __call__(self, alphas: dict[str, torch.Tensor]) -> Mixing:
         if not hasattr(self, "rng_state"):
             self.setup()
+        device = next(iter(alphas.values())).device
         weights = {}
-        with torch.random.fork_rng(devices=[]):
-            torch.set_rng_state(self.rng_state)
+        with self._own_stream(device):
             for cell, a in alphas.items():
-                conc = concentration(a)
-                theta = Dirichlet(conc.cpu()).rsample()
-                weights[cell] = theta.to(a.device)
-            self.rng_state = torch.get_rng_state()
+                # No argument validation: it reads a flag back to the host.
+                weights[cell] = Dirichlet(concentration(a), validate_args=False).rsample()
         return Mixing(weights)
+
+    @contextmanager
+    def _own_stream(self, device: torch.device):
+        """Runs the body on this sampler's saved RNG state of ``device``, then saves it."""
+        if device.type == "cpu":
+            with torch.random.fork_rng(devices=[]):
+                torch.set_rng_state(self.rng_state)
+                yield
+                self.rng_state = torch.get_rng_state()
+            return
+        accel = getattr(torch, device.type)
+        index = device.index if device.index is not None else accel.current_device()
+        key = f"{device.type}:{index}"
+        if key not in self.device_rng_states:
+            generator = torch.Generator(device=device).manual_seed(self.seed + 104729)
+            self.device_rng_states[key] = generator.get_state()
+        with torch.random.fork_rng(devices=[index], device_type=device.type):
+            accel.set_rng_state(self.device_rng_states[key], index)
+            yield
+            self.device_rng_states[key] = accel.get_rng_state(index)
 
     def probabilities(self, alphas: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out = {}
@@ -54,8 +79,11 @@ class DirichletSampler(Sampler):
         return out
 
     def state_dict(self) -> dict:
-        return {"rng_state": self.rng_state} if hasattr(self, "rng_state") else {}
+        if not hasattr(self, "rng_state"):
+            return {}
+        return {"rng_state": self.rng_state, "device_rng_states": dict(self.device_rng_states)}
 
     def load_state_dict(self, state: dict) -> None:
         if "rng_state" in state:
             self.rng_state = state["rng_state"]
+            self.device_rng_states = dict(state.get("device_rng_states", {}))

@@ -19,12 +19,14 @@ from nas.strategies.samplers.temperature import TemperatureMixin
 class GumbelHardSampler(TemperatureMixin, Sampler):
     """One op per edge, sampled; weights carry the straight-through gradient to α."""
 
+    samples_paths = True
+
     def __init__(self, tau_max: float = 10.0, tau_min: float = 0.1, schedule: str = "linear"):
         self.tau_max, self.tau_min, self.schedule = tau_max, tau_min, schedule
         self.tau = tau_max
 
     def __call__(self, alphas: dict[str, torch.Tensor]) -> Mixing:
-        weights, active = {}, {}
+        weights, indices = {}, []
         for cell, a in alphas.items():
             gumbel = -torch.log(-torch.log(self._rand(a)))
             logits = (torch.log_softmax(a, dim=-1) + gumbel) / self.tau
@@ -32,5 +34,11 @@ class GumbelHardSampler(TemperatureMixin, Sampler):
             index = probs.detach().argmax(dim=-1, keepdim=True)  # [edges, 1]
             one_hot = torch.zeros_like(probs).scatter_(-1, index, 1.0)
             weights[cell] = one_hot - probs.detach() + probs
-            active[cell] = [[k] for k in index.squeeze(-1).tolist()]
+            indices.append(index.squeeze(-1))
+        # The ops to compute must be known on the host: one read for every cell type at once.
+        chosen = torch.cat(indices).tolist()
+        active, start = {}, 0
+        for cell, index in zip(alphas, indices, strict=True):
+            active[cell] = [[k] for k in chosen[start : start + len(index)]]
+            start += len(index)
         return Mixing(weights, active)

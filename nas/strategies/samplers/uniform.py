@@ -55,6 +55,8 @@ def arch_alphas(arch: Arch, n_ops: int) -> dict[str, torch.Tensor]:
 class UniformPathSampler(Sampler):
     """Ignores α; every call draws a fresh uniformly random architecture of the space."""
 
+    samples_paths = True
+
     def setup(self, seed: int = 0, space=None, **_) -> None:
         super().setup(seed)
         if space is not None:
