@@ -19,6 +19,7 @@ from nas.resume import ConfigStamp, check_checkpoint, resolve_checkpoint, run_id
 from nas.retrain import RetrainModule
 from nas.search import SearchModule
 from nas.strategies import Strategy
+from supernet.mixed import compile_candidates
 from supernet.spaces import build_space
 from supernet.spaces.base import SearchSpace
 
@@ -74,11 +75,23 @@ def search_data(cfg: DictConfig) -> SearchDataModule:
     return data
 
 
+COMPILE_SCOPES = ("edge", "model")
+
+
 def lean(cfg: DictConfig, net: torch.nn.Module, compile_ok: bool = True) -> torch.nn.Module:
     """Applies the speed options in place: channels_last memory format, torch.compile."""
     if cfg.channels_last:
         net.to(memory_format=torch.channels_last)
     if cfg.compile and compile_ok:
+        scope = cfg.get("compile_scope", "edge")
+        if scope not in COMPILE_SCOPES:
+            raise ValueError(
+                f"Unknown compile_scope={scope!r}. Valid choices are: {', '.join(COMPILE_SCOPES)} "
+                "(edge: each mixed op's candidates, one graph per edge width and stride, shared "
+                "by all such edges; model: the whole network as one graph)."
+            )
+        if scope == "edge" and compile_candidates(net, mode=cfg.compile_mode):
+            return net
         # In place (nn.Module.compile): parameter names, checkpoints and DDP stay unchanged.
         net.compile(dynamic=False, mode=cfg.compile_mode)
     return net

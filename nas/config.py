@@ -140,6 +140,7 @@ class Config:
     channels_last: bool = False  # NHWC memory format for the networks and their batches
     compile: bool = False  # torch.compile the supernet / child network (static-graph strategies)
     compile_mode: str = "default"  # default | reduce-overhead (CUDA graphs) | max-autotune
+    compile_scope: str = "edge"  # supernet: edge (graphs shared by same-shape edges) | model
     genotype: Optional[str] = None  # noqa: UP045 - zoo name or genotype.json path
     alphas: Optional[str] = None  # noqa: UP045 - alphas.json path (stage=discretize)
     search_space: SearchSpaceConfig = field(default_factory=SearchSpaceConfig)

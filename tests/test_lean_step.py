@@ -194,3 +194,84 @@ def test_compile_leaves_single_path_supernets_eager(strategy, compiled, capsys):
     assert (module.supernet._compiled_call_impl is not None) == compiled
     said = capsys.readouterr().out
     assert ("stays eager" in said) == (not compiled)
+
+
+# --- compile_scope=edge: one graph per edge shape, shared --------------------------------
+
+
+def test_edge_compiled_supernet_matches_eager_with_one_graph_per_edge_shape():
+    """compile_candidates: every mixed op's candidates compiled; edges of one width and stride
+    share a graph (a 1-cell supernet has two: stride 2 from the cell inputs, stride 1 inside),
+    outputs and gradients equal eager ones, and nothing recompiles after the first step."""
+    from torch._dynamo.utils import counters
+
+    from supernet.mixed import MixedOp, compile_candidates
+
+    eager = tiny_search_module(FirstOrder(), layers=1, seed=4).supernet
+    compiled = tiny_search_module(FirstOrder(), layers=1, seed=4).supernet
+    assert compile_candidates(compiled) == 5  # 2 + 3 edges
+    shapes = {(m.C, m.stride) for m in compiled.modules() if isinstance(m, MixedOp)}
+    assert len(shapes) == 2
+    counters.clear()
+    graphs = []
+    for step in range(3):
+        x, _ = random_batch(seed=step)
+        alpha = torch.randn(14, 8, generator=torch.Generator().manual_seed(step))[:5]
+        outs = []
+        for net in (eager, compiled):
+            a = alpha.clone().requires_grad_()
+            weights = {"normal": torch.softmax(a, -1), "reduce": torch.softmax(a, -1)}
+            out = net(x, weights)
+            out.square().mean().backward()
+            outs.append((out, a.grad))
+        torch.testing.assert_close(outs[1][0], outs[0][0], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(outs[1][1], outs[0][1], rtol=1e-4, atol=1e-6)
+        for (name, p), q in zip(eager.named_parameters(), compiled.parameters()):
+            torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-6, msg=name)
+        graphs.append(counters["stats"]["unique_graphs"])
+    assert graphs == [len(shapes)] * 3, graphs
+
+
+@pytest.mark.slow
+def test_edge_compiled_second_order_matches_eager():
+    """Second order runs the compiled edges on the unrolled weights (functional_call) and under
+    no_grad (the finite differences: two more graphs); its α gradient equals eager's."""
+    from nas.strategies.arch_grad import SecondOrder
+    from supernet.mixed import compile_candidates
+
+    eager = tiny_search_module(SecondOrder(), layers=1, seed=4)
+    compiled = tiny_search_module(SecondOrder(), layers=1, seed=4)
+    compile_candidates(compiled.supernet)
+    for step in range(2):
+        train, val = random_batch(seed=step), random_batch(seed=10 + step)
+        for module in (eager, compiled):
+            module.arch.zero_grad()
+            module.strategy.arch_grad(module, train, val)
+        for a, b in zip(eager.arch.parameters(), compiled.arch.parameters()):
+            torch.testing.assert_close(b.grad, a.grad, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("scope", ["edge", "model"])
+def test_compile_scope_option(scope):
+    from nas import builders
+    from supernet.mixed import MixedOp
+    from tests.test_config import compose_cfg
+
+    cfg = compose_cfg(["experiment=smoke", "compile=true", f"compile_scope={scope}"])
+    net = builders.search_module(cfg, builders.space_from_config(cfg)).supernet
+    edges = [m for m in net.modules() if isinstance(m, MixedOp)]
+    edge_compiled = ["all_outputs" in vars(m) for m in edges]
+    assert all(edge_compiled) == (scope == "edge") and any(edge_compiled) == (scope == "edge")
+    assert (net._compiled_call_impl is not None) == (scope == "model")
+    assert set(net.state_dict()) == set(
+        builders.space_from_config(cfg).build_supernet().state_dict()
+    )
+
+
+def test_unknown_compile_scope_is_a_clear_error():
+    from nas import builders
+    from tests.test_config import compose_cfg
+
+    cfg = compose_cfg(["experiment=smoke", "compile=true", "compile_scope=cell"])
+    with pytest.raises(ValueError, match=r"compile_scope='cell'.*edge, model"):
+        builders.search_module(cfg, builders.space_from_config(cfg))

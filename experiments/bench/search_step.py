@@ -73,6 +73,7 @@ def build(mode: str, args: argparse.Namespace, device: torch.device):
         f"search_space.layers={args.layers}",
         f"search_space.kernel={args.kernel}",
         f"compile={str(args.compile).lower()}",
+        f"compile_scope={args.compile_scope}",
         f"strategy.batch_size={args.batch[mode]}",
         "strategy.arch_start_epoch=0",
         f"seed={args.seed}",
@@ -226,6 +227,7 @@ def measure(mode: str, args: argparse.Namespace) -> dict[str, Any]:
         "mode": mode,
         "kernel": args.kernel,
         "compile": args.compile,
+        "compile_scope": args.compile_scope if args.compile else None,
         "strategy": STRATEGIES[mode],
         "batch": n,
         "C": args.C,
@@ -241,6 +243,8 @@ def measure(mode: str, args: argparse.Namespace) -> dict[str, Any]:
         "arch_median_s": statistics.median(arch_times),
         "weight_median_s": statistics.median(weight_times),
         "warmup_times_s": warmup_times,
+        # The first step pays for cold compilation (compile=true) and lazy initialisation.
+        "first_step_s": warmup_times[0] if warmup_times else float("nan"),
         "train_images_per_s": n / median,
         "peak_memory_mb": peak_memory_mb(device),
         "memory_kind": "cuda_max_allocated" if device.type == "cuda" else "max_rss",
@@ -329,6 +333,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--compile", action="store_true", help="torch.compile the supernet (compile=true)"
     )
     p.add_argument(
+        "--compile-scope",
+        default="edge",
+        choices=["edge", "model"],
+        help="compile_scope: edge (one graph per edge shape, shared) | model (one graph)",
+    )
+    p.add_argument(
         "--out", default=None, help="JSON path (default: results/search_step_<device>.json)"
     )
     p.add_argument(
@@ -393,6 +403,7 @@ def table(rows: list[dict[str, Any]]) -> str:
         ("weight_median_s", "weight s", ">9", ".2f"),
         ("train_images_per_s", "img/s", ">7", ".1f"),
         ("peak_memory_mb", "peak MiB", ">9", ".0f"),
+        ("first_step_s", "1st step s", ">11", ".1f"),
     ]
     head = "".join(f"{title:{align}}" for _, title, align, _ in cols)
     lines = [head, "-" * len(head)]
