@@ -103,3 +103,17 @@ def test_second_order_leaves_weights_unchanged():
     )
     for n, p in module.supernet.named_parameters():
         assert torch.equal(before[n], p.detach()), n
+
+
+def test_first_order_holds_the_weights_constant():
+    """The arch step records no weight gradients (less work and memory, and an α-only variant
+    of a compiled graph), yet α's gradient is autograd's, and the weights train afterwards."""
+    module = tiny_search_module(FirstOrder(), dtype=torch.float64)
+    val = random_batch(dtype=torch.float64, seed=2)
+    arch = module.arch.as_dict()
+    loss, _ = module.loss(val, arch)
+    expected = torch.autograd.grad(loss, list(arch.values()))
+    module.strategy.arch_grad(module, random_batch(dtype=torch.float64, seed=1), val)
+    for a, g in zip(arch.values(), expected):
+        torch.testing.assert_close(a.grad, g)
+    assert all(p.requires_grad and p.grad is None for p in module.supernet.parameters())

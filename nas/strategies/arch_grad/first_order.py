@@ -6,14 +6,32 @@ optimisation of SNAS (Xie et al., ICLR 2019), where weights and α minimise the 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import torch
+from torch import nn
 
 if TYPE_CHECKING:
     from nas.search import SearchModule
 
 Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+@contextmanager
+def constant_weights(net: nn.Module) -> Iterator[None]:
+    """The network's weights as constants: autograd records nothing for them, so the backward
+    does no weight-gradient work and keeps fewer activations (and a compiled graph, whose
+    backward computes every input's gradient, gets an α-only variant)."""
+    params = [p for p in net.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
 
 
 class FirstOrder:
@@ -30,9 +48,10 @@ class FirstOrder:
         """Fills the architecture parameters' ``.grad``; returns the loss and logits."""
         arch = module.arch.as_dict()
         params = list(arch.values())
-        loss, logits = module.loss(val if self.split == "val" else train, arch)
-        loss = loss + module.arch_regularization()
-        grads = torch.autograd.grad(loss, params, materialize_grads=True)
+        with constant_weights(module.supernet):
+            loss, logits = module.loss(val if self.split == "val" else train, arch)
+            loss = loss + module.arch_regularization()
+            grads = torch.autograd.grad(loss, params, materialize_grads=True)
         for a, g in zip(params, grads):
             a.grad = g
         return loss.detach(), logits.detach()
