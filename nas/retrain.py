@@ -83,8 +83,9 @@ class RetrainModule(L.LightningModule):
     def on_train_epoch_start(self) -> None:
         # DARTS: drop_path_prob = drop_path * epoch / epochs.
         epochs = max(1, self.trainer.max_epochs or 1)
-        self.model.drop_path_prob = self.drop_path * self.current_epoch / epochs
-        self.log("retrain/drop_path", self.model.drop_path_prob)
+        prob = self.drop_path * self.current_epoch / epochs
+        self.model.drop_path_prob = prob
+        self.log("retrain/drop_path", prob)
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         x, y = batch

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from supernet.ops import FactorizedReduce, ReLUConvBN, drop_path
+from supernet.ops import FactorizedReduce, ReLUConvBN, drop_path, drop_path_applies
 
 # Convolution groups of the factorized branch, as in the paper.
 GDAS_GROUPS = 8
@@ -70,11 +70,13 @@ class GdasReductionCell(nn.Module):
             for _ in range(2)
         )
 
-    def forward(self, s0: torch.Tensor, s1: torch.Tensor, drop_prob: float = 0.0) -> torch.Tensor:
+    def forward(
+        self, s0: torch.Tensor, s1: torch.Tensor, drop_prob: float | torch.Tensor = 0.0
+    ) -> torch.Tensor:
         inputs = (self.preprocess0(s0), self.preprocess1(s1))
         branches = [conv(x) for conv, x in zip(self.conv, inputs, strict=True)]
         branches += [pool(x) for pool, x in zip(self.pool, inputs, strict=True)]
-        if self.training and drop_prob > 0:
+        if drop_path_applies(self.training, drop_prob):
             branches = [drop_path(b, drop_prob) for b in branches]
         return torch.cat(branches, dim=1)
 

@@ -124,11 +124,45 @@ class PoolBN(nn.Sequential):
         super().__init__(pool, nn.BatchNorm2d(C, affine=False))
 
 
-def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
+def drop_path(x: torch.Tensor, drop_prob: float | torch.Tensor) -> torch.Tensor:
     """Zeroes whole samples of a path with probability ``drop_prob``, rescaling the rest."""
     keep = 1.0 - drop_prob
     mask = torch.empty(x.shape[0], 1, 1, 1, device=x.device, dtype=x.dtype).bernoulli_(keep)
     return x / keep * mask
+
+
+def drop_path_applies(training: bool, drop_prob: float | torch.Tensor) -> bool:
+    """Whether a cell drops paths: in training, with a positive float or a tensor probability
+    (a network's ramped buffer, see ``DropPathProb``: its value is not read on the host)."""
+    return training and (torch.is_tensor(drop_prob) or drop_prob > 0)
+
+
+class DropPathProb:
+    """``drop_path_prob`` of a network (mixin for ``nn.Module``), kept in a 0-dim buffer that
+    is updated in place.
+
+    Retraining ramps it every epoch; as a Python float it would be a constant of a compiled
+    graph (a recompile every epoch, and eager after Dynamo's recompile limit), as a buffer it
+    is an input. Drop path switches on, once, when the probability first turns positive;
+    until then the cells draw no masks. Call ``_init_drop_path()`` in ``__init__``.
+    """
+
+    def _init_drop_path(self) -> None:
+        self.register_buffer("drop_path_prob_t", torch.zeros(()), persistent=False)
+        self.drop_path_on = False
+
+    @property
+    def drop_path_prob(self) -> float:
+        return float(self.drop_path_prob_t)
+
+    @drop_path_prob.setter
+    def drop_path_prob(self, p: float) -> None:
+        self.drop_path_prob_t.fill_(p)
+        self.drop_path_on = self.drop_path_on or p > 0
+
+    def cell_drop_prob(self) -> float | torch.Tensor:
+        """What the cells get: the buffer once drop path is on, else 0.0."""
+        return self.drop_path_prob_t if self.drop_path_on else 0.0
 
 
 def _check_same_channels(name: str, C_in: int, C_out: int) -> None:

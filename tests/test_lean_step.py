@@ -281,3 +281,28 @@ def test_unknown_compile_scope_is_a_clear_error():
     cfg = compose_cfg(["experiment=smoke", "compile=true", "compile_scope=cell"])
     with pytest.raises(ValueError, match=r"compile_scope='cell'.*edge, model"):
         builders.search_module(cfg, builders.space_from_config(cfg))
+
+
+def test_compiled_child_does_not_recompile_as_drop_path_ramps():
+    """Retraining raises drop_path_prob every epoch; it lives in a buffer, so a compiled child
+    compiles once with drop path off (epoch 0) and once with it on, not once per epoch."""
+    from torch._dynamo.utils import counters
+
+    from nas.genotype import resolve_genotype
+    from supernet.spaces.darts_child import DartsChildNetwork
+
+    net = DartsChildNetwork(
+        resolve_genotype("darts_v2"), [3, 8, 8], 5, C=4, layers=1, auxiliary=False
+    )
+    net.compile(dynamic=False)
+    net.train()
+    x = torch.randn(4, 3, 8, 8)
+    counters.clear()
+    graphs = []
+    for prob in (0.0, 0.1, 0.2, 0.3):
+        net.drop_path_prob = prob
+        assert net.drop_path_prob == pytest.approx(prob)
+        out, _ = net(x)
+        out.square().mean().backward()
+        graphs.append(counters["stats"]["unique_graphs"])
+    assert graphs == [1, 2, 2, 2], graphs

@@ -14,7 +14,15 @@ from torch import nn
 
 from nas.genotype import Genotype
 from supernet.fixed_cells import build_fixed_reduction_cell
-from supernet.ops import FactorizedReduce, Identity, ReLUConvBN, build_op, drop_path
+from supernet.ops import (
+    DropPathProb,
+    FactorizedReduce,
+    Identity,
+    ReLUConvBN,
+    build_op,
+    drop_path,
+    drop_path_applies,
+)
 from supernet.spaces.darts import check_sizes, reduction_layers
 
 
@@ -44,14 +52,16 @@ class ChildCell(nn.Module):
             build_op(op, C, C, 2 if reduction and inp < 2 else 1, affine=True) for op, inp in pairs
         )
 
-    def forward(self, s0: torch.Tensor, s1: torch.Tensor, drop_prob: float) -> torch.Tensor:
+    def forward(
+        self, s0: torch.Tensor, s1: torch.Tensor, drop_prob: float | torch.Tensor
+    ) -> torch.Tensor:
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         for i in range(len(self.ops) // 2):
             total = 0
             for k in (2 * i, 2 * i + 1):
                 op = self.ops[k]
                 h = op(states[self.indices[k]])
-                if self.training and drop_prob > 0 and not isinstance(op, Identity):
+                if drop_path_applies(self.training, drop_prob) and not isinstance(op, Identity):
                     h = drop_path(h, drop_prob)
                 total = total + h
             states.append(total)
@@ -96,7 +106,7 @@ class AuxiliaryHead(nn.Module):
         return self.classifier(self.features(x).flatten(1))
 
 
-class DartsChildNetwork(nn.Module):
+class DartsChildNetwork(DropPathProb, nn.Module):
     """Evaluation network of a genotype. ``forward`` returns ``(logits, aux_logits | None)``."""
 
     def __init__(
@@ -111,7 +121,7 @@ class DartsChildNetwork(nn.Module):
     ):
         super().__init__()
         check_sizes(input_shape, C, layers)
-        self.drop_path_prob = 0.0
+        self._init_drop_path()
         C_curr = stem_multiplier * C
         self.stem = nn.Sequential(
             nn.Conv2d(input_shape[0], C_curr, 3, padding=1, bias=False), nn.BatchNorm2d(C_curr)
@@ -140,9 +150,10 @@ class DartsChildNetwork(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         aux_logits = None
+        drop_prob = self.cell_drop_prob()
         s0 = s1 = self.stem(x)
         for i, cell in enumerate(self.cells):
-            s0, s1 = s1, cell(s0, s1, self.drop_path_prob)
+            s0, s1 = s1, cell(s0, s1, drop_prob)
             if i == self.aux_position and self.auxiliary is not None and self.training:
                 aux_logits = self.auxiliary(s1)
         logits = self.classifier(self.global_pooling(s1).flatten(1))

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from nas.genotype import Genotype
+from supernet.ops import DropPathProb
 from supernet.spaces.darts import check_sizes, reduction_layers
 from supernet.spaces.darts_child import build_child_cell
 
@@ -45,7 +46,7 @@ class AuxiliaryHeadImageNet(nn.Module):
         return self.classifier(self.features(x).flatten(1))
 
 
-class DartsImageNetNetwork(nn.Module):
+class DartsImageNetNetwork(DropPathProb, nn.Module):
     """ImageNet evaluation network of a genotype; ``forward`` returns ``(logits, aux | None)``.
 
     Args:
@@ -68,7 +69,7 @@ class DartsImageNetNetwork(nn.Module):
     ):
         super().__init__()
         check_sizes(input_shape, C, layers, extra_reductions=3)
-        self.drop_path_prob = 0.0
+        self._init_drop_path()
         self.stem0 = nn.Sequential(
             nn.Conv2d(input_shape[0], C // 2, 3, stride=2, padding=1, bias=False),
             nn.BatchNorm2d(C // 2),
@@ -103,10 +104,11 @@ class DartsImageNetNetwork(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         aux_logits = None
+        drop_prob = self.cell_drop_prob()
         s0 = self.stem0(x)
         s1 = self.stem1(s0)
         for i, cell in enumerate(self.cells):
-            s0, s1 = s1, cell(s0, s1, self.drop_path_prob)
+            s0, s1 = s1, cell(s0, s1, drop_prob)
             if i == self.aux_position and self.auxiliary is not None and self.training:
                 aux_logits = self.auxiliary(s1)
         logits = self.classifier(self.global_pooling(s1).flatten(1))
