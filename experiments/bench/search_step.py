@@ -74,6 +74,7 @@ def build(mode: str, args: argparse.Namespace, device: torch.device):
         f"search_space.kernel={args.kernel}",
         f"compile={str(args.compile).lower()}",
         f"compile_scope={args.compile_scope}",
+        f"compile_mode={args.compile_mode}",
         f"strategy.batch_size={args.batch[mode]}",
         "strategy.arch_start_epoch=0",
         f"seed={args.seed}",
@@ -228,6 +229,7 @@ def measure(mode: str, args: argparse.Namespace) -> dict[str, Any]:
         "kernel": args.kernel,
         "compile": args.compile,
         "compile_scope": args.compile_scope if args.compile else None,
+        "compile_mode": args.compile_mode if args.compile else None,
         "strategy": STRATEGIES[mode],
         "batch": n,
         "C": args.C,
@@ -337,6 +339,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="edge",
         choices=["edge", "model"],
         help="compile_scope: edge (one graph per edge shape, shared) | model (one graph)",
+    )
+    p.add_argument(
+        "--compile-mode",
+        default="default",
+        choices=["default", "reduce-overhead", "max-autotune"],
+        help="compile_mode (reduce-overhead: CUDA graphs on a GPU)",
     )
     p.add_argument(
         "--out", default=None, help="JSON path (default: results/search_step_<device>.json)"
