@@ -94,6 +94,8 @@ class MixedOp(nn.Module):
         self.bypass_pool = nn.MaxPool2d(2, 2, ceil_mode=True) if stride == 2 else None
         computed = [i for i, name in enumerate(self.op_names) if name != "none"]
         self.computed: tuple[int, ...] = tuple(computed)
+        # Candidates that begin with a ReLU of the edge input share one (``after_relu``).
+        self.relu_first = tuple(hasattr(c, "after_relu") for c in self.candidates)
         self.register_buffer(
             "computed_index", torch.tensor(computed, dtype=torch.long), persistent=False
         )
@@ -142,12 +144,23 @@ class MixedOp(nn.Module):
         if active is None:
             return self.all_outputs(x), self.computed_index
         idx = [int(i) for i in active if self.op_names[int(i)] != "none"]
-        return [self.candidates[i](x) for i in idx], idx
+        return self.outputs(x, idx), idx
 
     def all_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Every candidate but ``none`` on ``x`` (the static part ``compile_candidates``
         compiles)."""
-        return [self.candidates[i](x) for i in self.computed]
+        return self.outputs(x, self.computed)
+
+    def outputs(self, x: torch.Tensor, indices: Sequence[int]) -> list[torch.Tensor]:
+        """The candidates ``indices`` on ``x``; those that start with a ReLU share one: one
+        ReLU kernel and one saved activation per edge instead of one per candidate."""
+        if sum(self.relu_first[i] for i in indices) < 2:
+            return [self.candidates[i](x) for i in indices]
+        r = torch.relu(x)
+        return [
+            self.candidates[i].after_relu(r) if self.relu_first[i] else self.candidates[i](x)
+            for i in indices
+        ]
 
     def bypass(self, x: torch.Tensor) -> torch.Tensor:
         """The channels that skip the ops under partial channel connections."""

@@ -16,7 +16,18 @@ from torch import nn
 OpFactory = Callable[[int, int, int, bool], nn.Module]
 
 
-class ReLUConvBN(nn.Sequential):
+class StartsWithReLU(nn.Sequential):
+    """A sequence whose first module is a ReLU of the input. ``after_relu(relu(x))`` equals
+    ``forward(x)``, so the candidates of one edge can share one ReLU (``MixedOp``)."""
+
+    def after_relu(self, r: torch.Tensor) -> torch.Tensor:
+        for i, module in enumerate(self):
+            if i:
+                r = module(r)
+        return r
+
+
+class ReLUConvBN(StartsWithReLU):
     """ReLU, convolution, batch norm: the DARTS preprocessing and NAS-Bench-201 conv block."""
 
     def __init__(
@@ -29,7 +40,7 @@ class ReLUConvBN(nn.Sequential):
         )
 
 
-class DilConv(nn.Sequential):
+class DilConv(StartsWithReLU):
     """ReLU, depthwise (dilated) convolution, pointwise convolution, batch norm."""
 
     def __init__(
@@ -62,6 +73,9 @@ class SepConv(nn.Sequential):
             DilConv(C_in, C_in, kernel, stride, padding, 1, affine),
             DilConv(C_in, C_out, kernel, 1, padding, 1, affine),
         )
+
+    def after_relu(self, r: torch.Tensor) -> torch.Tensor:
+        return self[1](self[0].after_relu(r))
 
 
 class Identity(nn.Module):
@@ -107,7 +121,10 @@ class FactorizedReduce(nn.Module):
         self.bn = nn.BatchNorm2d(C_out, affine=affine)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.relu(x)
+        return self.after_relu(self.relu(x))
+
+    def after_relu(self, x: torch.Tensor) -> torch.Tensor:
+        """``forward`` given the ReLU of its input (shared with an edge's other candidates)."""
         if x.shape[-1] % 2 or x.shape[-2] % 2:
             x = nn.functional.pad(x, (0, x.shape[-1] % 2, 0, x.shape[-2] % 2))
         out = torch.cat([self.conv_1(x), self.conv_2(x[:, :, 1:, 1:])], dim=1)

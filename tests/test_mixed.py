@@ -90,8 +90,10 @@ def _count_calls(mixed: MixedOp) -> list[int]:
 
         return fn
 
+    # The last module of a candidate runs once per computation, whether the candidate ran
+    # whole or after a ReLU shared with the edge's other candidates (``after_relu``).
     for k, cand in enumerate(mixed.candidates):
-        cand.register_forward_hook(hook(k))
+        list(cand.modules())[-1].register_forward_hook(hook(k))
     return calls
 
 
@@ -182,3 +184,57 @@ def test_resolve_backend() -> None:
     assert "bogus" in msg
     for name in kernels.BACKENDS:
         assert name in msg
+
+
+# --- candidates of one edge share the ReLU of its input -------------------------------------
+
+
+def _leading_relus(mixed: MixedOp) -> list[int]:
+    """Call counts of each candidate's own leading ReLU module (-1: it has none)."""
+    counts = []
+    for cand in mixed.candidates:
+        if not hasattr(cand, "after_relu"):
+            counts.append(-1)
+            continue
+        relus = [m for m in cand.modules() if isinstance(m, torch.nn.ReLU)]
+        counts.append(0)
+        k = len(counts) - 1
+
+        def fn(module, inputs, output, k=k) -> None:
+            counts[k] += 1
+
+        relus[0].register_forward_hook(fn)
+    return counts
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_candidates_share_the_edge_relu_with_identical_results(stride: int) -> None:
+    """sep/dil convs (and FactorizedReduce on stride-2 edges) start with the same ReLU of the
+    edge input: it is computed once, the values equal each candidate run whole, and the
+    gradients match (they only add up in another order)."""
+    torch.manual_seed(0)
+    mixed = _mixed(stride).train()
+    x = torch.randn(N, C, H + 1, H + 1, dtype=torch.float64, requires_grad=True)
+    shared_first = [i for i, f in enumerate(mixed.relu_first) if f]
+    assert len(shared_first) == (5 if stride == 2 else 4)  # + FactorizedReduce at stride 2
+    counts = _leading_relus(mixed)
+    outputs, idx = mixed.candidate_outputs(x)
+    assert all(counts[i] == 0 for i in shared_first)  # the candidates' own ReLUs never ran
+    expected = [mixed.candidates[i](x) for i in mixed.computed]
+    assert all(counts[i] == 1 for i in shared_first)
+    for out, ref in zip(outputs, expected, strict=True):
+        assert torch.equal(out, ref)
+    g = [torch.randn_like(o) for o in outputs]
+    shared = torch.autograd.grad(outputs, [x, *mixed.parameters()], g)
+    whole = torch.autograd.grad(expected, [x, *mixed.parameters()], g)
+    for a, b in zip(shared, whole, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_a_single_sampled_candidate_runs_whole() -> None:
+    """GDAS' one sampled op has nothing to share its ReLU with: it runs as it is."""
+    mixed = _mixed(1)
+    k = DARTS_OPS.index("sep_conv_3x3")
+    counts = _leading_relus(mixed)
+    mixed.candidate_outputs(torch.randn(N, C, H, H, dtype=torch.float64), [k])
+    assert counts[k] == 1
