@@ -96,6 +96,8 @@ class MixedOp(nn.Module):
         self.computed: tuple[int, ...] = tuple(computed)
         # Candidates that begin with a ReLU of the edge input share one (``after_relu``).
         self.relu_first = tuple(hasattr(c, "after_relu") for c in self.candidates)
+        self.compile_mode: str | None = None  # set by compile_candidates
+        self._compiled_all = None
         self.register_buffer(
             "computed_index", torch.tensor(computed, dtype=torch.long), persistent=False
         )
@@ -147,9 +149,29 @@ class MixedOp(nn.Module):
         return self.outputs(x, idx), idx
 
     def all_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Every candidate but ``none`` on ``x`` (the static part ``compile_candidates``
-        compiles)."""
+        """Every candidate but ``none`` on ``x``: the static part, compiled by
+        ``compile_candidates``."""
+        if self._compiled_all is not None:
+            return self._compiled_all(x)
+        return self._all_outputs(x)
+
+    def _all_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
         return self.outputs(x, self.computed)
+
+    def compile_candidates(self, mode: str = "default") -> None:
+        self.compile_mode = mode
+        self._compiled_all = torch.compile(self._all_outputs, dynamic=False, mode=mode)
+
+    def __getstate__(self) -> dict:
+        # A compiled function does not pickle (DDP spawn, torch.save): rebuilt on unpickling.
+        state = dict(self.__dict__)
+        state["_compiled_all"] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        if self.compile_mode is not None:
+            self.compile_candidates(self.compile_mode)
 
     def outputs(self, x: torch.Tensor, indices: Sequence[int]) -> list[torch.Tensor]:
         """The candidates ``indices`` on ``x``; those that start with a ReLU share one: one
@@ -201,8 +223,7 @@ def compile_candidates(net: nn.Module, mode: str = "default") -> int:
     """
     edges = [m for m in net.modules() if isinstance(m, MixedOp)]
     for m in edges:
-        # An instance attribute: the module's state dict, names and hooks are unchanged.
-        m.all_outputs = torch.compile(m.all_outputs, dynamic=False, mode=mode)
+        m.compile_candidates(mode)  # the state dict, names and hooks are unchanged
     return len(edges)
 
 

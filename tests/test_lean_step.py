@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import sys
 
 import lightning as L
@@ -195,7 +196,7 @@ def test_compile_leaves_single_path_supernets_eager(strategy, compiled, capsys):
     net = module.supernet
     edges = [m for m in net.modules() if isinstance(m, MixedOp)]
     is_compiled = net._compiled_call_impl is not None or all(
-        "all_outputs" in vars(m) for m in edges
+        m._compiled_all is not None for m in edges
     )
     assert is_compiled == compiled
     said = capsys.readouterr().out
@@ -266,11 +267,16 @@ def test_compile_scope_option(scope):
     cfg = compose_cfg(["experiment=smoke", "compile=true", f"compile_scope={scope}"])
     net = builders.search_module(cfg, builders.space_from_config(cfg)).supernet
     edges = [m for m in net.modules() if isinstance(m, MixedOp)]
-    edge_compiled = ["all_outputs" in vars(m) for m in edges]
+    edge_compiled = [m._compiled_all is not None for m in edges]
     assert all(edge_compiled) == (scope == "edge") and any(edge_compiled) == (scope == "edge")
     assert (net._compiled_call_impl is not None) == (scope == "model")
     assert set(net.state_dict()) == set(
         builders.space_from_config(cfg).build_supernet().state_dict()
+    )
+    # DDP spawn and torch.save pickle the network; the edges come back compiled.
+    copy = pickle.loads(pickle.dumps(net))
+    assert [m._compiled_all is not None for m in copy.modules() if isinstance(m, MixedOp)] == (
+        edge_compiled
     )
 
 
