@@ -1,0 +1,150 @@
+"""ATen operations dispatched per bilevel search step: a proxy for GPU kernel launches.
+
+On a GPU the eager search step is bound by launches, not arithmetic (``floor.py``): each ATen
+operation is about one kernel (a few are several, views are none). This counts the operations
+of one full step (arch step + weight step, as ``search_step.py`` runs it) with a
+``TorchDispatchMode``, on CPU, for each mode, with the shared edge ReLU on and off. Views and
+other metadata-only operations are counted separately, since they launch nothing.
+
+    python experiments/bench/op_count.py                      # DARTS CIFAR supernet, batch 2
+    python experiments/bench/op_count.py --modes first,gdas --out results/op_count.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from search_step import ROOT, STRATEGIES, build, environment, search_step  # noqa: E402
+
+# Operations that only reshape or alias: no kernel on a GPU.
+VIEW_OPS = {
+    "view",
+    "_unsafe_view",
+    "reshape",
+    "expand",
+    "permute",
+    "transpose",
+    "t",
+    "squeeze",
+    "unsqueeze",
+    "slice",
+    "select",
+    "as_strided",
+    "alias",
+    "detach",
+    "split",
+    "split_with_sizes",
+    "unbind",
+    "chunk",
+    "narrow",
+    "flatten",
+    "unflatten",
+    "_reshape_alias",
+    "lift_fresh",
+}
+
+
+class OpCounter(TorchDispatchMode):
+    """Counts every ATen operation dispatched while active, by name."""
+
+    def __init__(self):
+        super().__init__()
+        self.counts: Counter[str] = Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.counts[func.overloadpacket.__name__] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def share_edge_relu(net: torch.nn.Module, on: bool) -> None:
+    """Switches the edges' shared ReLU (``MixedOp.relu_first``) on or off."""
+    from supernet.mixed import MixedOp
+
+    for m in net.modules():
+        if isinstance(m, MixedOp):
+            if not hasattr(m, "_relu_first_built"):
+                m._relu_first_built = m.relu_first
+            m.relu_first = m._relu_first_built if on else (False,) * len(m.relu_first)
+
+
+def count(mode: str, args: argparse.Namespace, shared_relu: bool) -> dict:
+    device = torch.device("cpu")
+    module, arch_optimizer = build(mode, args, device)
+    share_edge_relu(module.supernet, shared_relu)
+    g = torch.Generator().manual_seed(args.seed)
+    n = args.batch[mode]
+
+    def batch():
+        x = torch.randn(n, 3, args.size, args.size, generator=g)
+        return x, torch.randint(args.classes, (n,), generator=g)
+
+    train, val = batch(), batch()
+    search_step(module, arch_optimizer, train, val)  # warm-up: optimizer state, lazy init
+    counter = OpCounter()
+    with counter:
+        search_step(module, arch_optimizer, train, val)
+    views = sum(n for name, n in counter.counts.items() if name in VIEW_OPS)
+    total = sum(counter.counts.values())
+    return {
+        "mode": mode,
+        "strategy": STRATEGIES[mode],
+        "shared_relu": shared_relu,
+        "ops": total,
+        "view_ops": views,
+        "compute_ops": total - views,
+        "relu_ops": counter.counts["relu"] + counter.counts["threshold_backward"],
+        "top": counter.counts.most_common(12),
+    }
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--modes", default="first,second,gdas,pcdarts")
+    p.add_argument("--batch", type=int, default=2, help="the count does not depend on it")
+    p.add_argument("--C", type=int, default=16)
+    p.add_argument("--layers", type=int, default=8)
+    p.add_argument("--size", type=int, default=32)
+    p.add_argument("--classes", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=str(ROOT / "experiments/bench/results/op_count.json"))
+    args = p.parse_args(argv)
+    # What search_step.build reads besides these.
+    args.kernel, args.compile, args.compile_scope, args.compile_mode = (
+        "torch",
+        False,
+        "edge",
+        "default",
+    )
+    args.nonfinite, args.epochs = "stop", 50
+    args.batch = {m: args.batch for m in STRATEGIES}
+    return args
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    torch.set_num_threads(1)
+    rows = [count(mode, args, shared) for mode in args.modes.split(",") for shared in (False, True)]
+    head = f"{'mode':<8}{'shared ReLU':>12}{'ops':>9}{'views':>8}{'compute':>9}{'relu+bwd':>10}"
+    print(head + "\n" + "-" * len(head))
+    for r in rows:
+        print(
+            f"{r['mode']:<8}{str(r['shared_relu']):>12}{r['ops']:>9}{r['view_ops']:>8}"
+            f"{r['compute_ops']:>9}{r['relu_ops']:>10}"
+        )
+    meta = environment("cpu", 0.0)
+    meta.update(benchmark="op_count", what=__doc__.splitlines()[0], batch=args.batch["first"])
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
