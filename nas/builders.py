@@ -83,7 +83,7 @@ def lean(cfg: DictConfig, net: torch.nn.Module, compile_ok: bool = True) -> torc
     if cfg.channels_last:
         net.to(memory_format=torch.channels_last)
     if cfg.compile and compile_ok:
-        scope = cfg.get("compile_scope", "edge")
+        scope = cfg.compile_scope
         if scope not in COMPILE_SCOPES:
             raise ValueError(
                 f"Unknown compile_scope={scope!r}. Valid choices are: {', '.join(COMPILE_SCOPES)} "

@@ -74,7 +74,7 @@ class Genotype:
                     f"{cell}_concat must be a list of node indices, got {concat!r}."
                 )
             object.__setattr__(self, f"{cell}_concat", tuple(int(c) for c in concat))
-            if cell == "reduce" and self.reduce_cell != "searched":
+            if cell == "reduce" and self.fixed_reduction:
                 if pairs or concat:
                     raise GenotypeError(
                         f"reduce_cell={self.reduce_cell!r} fixes the reduction cell, so reduce "

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from supernet.ops import FactorizedReduce, ReLUConvBN, drop_path, drop_path_applies
+from supernet.ops import ReLUConvBN, drop_path, drop_path_applies, preprocess_previous
 
 # Convolution groups of the factorized branch, as in the paper.
 GDAS_GROUPS = 8
@@ -58,11 +58,7 @@ class GdasReductionCell(nn.Module):
                 f"width). Choose C (search_space.C / retrain.C) so that the reduced widths are "
                 f"multiples of {GDAS_GROUPS}, e.g. C=16 or 36, or use reduce_cell=searched."
             )
-        self.preprocess0 = (
-            FactorizedReduce(C_pp, C, affine=affine)
-            if reduction_prev
-            else ReLUConvBN(C_pp, C, 1, 1, 0, affine=affine)
-        )
+        self.preprocess0 = preprocess_previous(C_pp, C, reduction_prev, affine)
         self.preprocess1 = ReLUConvBN(C_p, C, 1, 1, 0, affine=affine)
         self.conv = nn.ModuleList(FactorizedStrideConv(C, affine) for _ in range(2))
         self.pool = nn.ModuleList(

@@ -131,6 +131,15 @@ class FactorizedReduce(nn.Module):
         return self.bn(out)
 
 
+def preprocess_previous(C_pp: int, C: int, reduction_prev: bool, affine: bool) -> nn.Module:
+    """A DARTS-style cell's preprocessing of the previous-previous cell's output: halved by a
+    ``FactorizedReduce`` when the previous cell reduced (so it matches the previous output),
+    otherwise ReLU-Conv1x1-BN."""
+    if reduction_prev:
+        return FactorizedReduce(C_pp, C, affine=affine)
+    return ReLUConvBN(C_pp, C, 1, 1, 0, affine=affine)
+
+
 class PoolBN(nn.Sequential):
     """A pooling op followed by non-affine BN, as DARTS' search cells use for pools.
 

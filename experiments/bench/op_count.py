@@ -70,9 +70,7 @@ def share_edge_relu(net: torch.nn.Module, on: bool) -> None:
 
     for m in net.modules():
         if isinstance(m, MixedOp):
-            if not hasattr(m, "_relu_first_built"):
-                m._relu_first_built = m.relu_first
-            m.relu_first = m._relu_first_built if on else (False,) * len(m.relu_first)
+            m.relu_first = tuple(on and hasattr(c, "after_relu") for c in m.candidates)
 
 
 def count(mode: str, args: argparse.Namespace, shared_relu: bool) -> dict:

@@ -20,7 +20,7 @@ from nas.genotype import CELL_TYPES, Genotype, GenotypeError
 from supernet import kernels
 from supernet.fixed_cells import build_fixed_reduction_cell, check_reduce_cell
 from supernet.mixed import MixedOp, disable_running_stats, mix_node, node_indices
-from supernet.ops import FactorizedReduce, ReLUConvBN, validate_op_names
+from supernet.ops import ReLUConvBN, preprocess_previous, validate_op_names
 from supernet.spaces.base import SearchSpace
 
 DARTS_OPS = (
@@ -85,12 +85,7 @@ class SearchCell(nn.Module):
         self.steps = steps
         self.multiplier = multiplier
         self.kernel = kernel
-        # A reduced previous-previous input must be halved to match the previous one.
-        self.preprocess0 = (
-            FactorizedReduce(C_pp, C, affine=False)
-            if reduction_prev
-            else ReLUConvBN(C_pp, C, 1, 1, 0, affine=False)
-        )
+        self.preprocess0 = preprocess_previous(C_pp, C, reduction_prev, affine=False)
         self.preprocess1 = ReLUConvBN(C_p, C, 1, 1, 0, affine=False)
         self.edges = cell_edges(steps)
         self.mixed = nn.ModuleList(

@@ -16,12 +16,12 @@ from nas.genotype import Genotype
 from supernet.fixed_cells import build_fixed_reduction_cell
 from supernet.ops import (
     DropPathProb,
-    FactorizedReduce,
     Identity,
     ReLUConvBN,
     build_op,
     drop_path,
     drop_path_applies,
+    preprocess_previous,
 )
 from supernet.spaces.darts import check_sizes, reduction_layers
 
@@ -41,9 +41,7 @@ class ChildCell(nn.Module):
     ):
         super().__init__()
         self.reduction = reduction
-        self.preprocess0 = (
-            FactorizedReduce(C_pp, C) if reduction_prev else ReLUConvBN(C_pp, C, 1, 1, 0)
-        )
+        self.preprocess0 = preprocess_previous(C_pp, C, reduction_prev, affine=True)
         self.preprocess1 = ReLUConvBN(C_p, C, 1, 1, 0)
         self.indices = [inp for _, inp in pairs]
         self.concat = list(concat)
