@@ -45,9 +45,12 @@ def strategy_from_config(cfg: DictConfig) -> Strategy:
 
 def search_module(cfg: DictConfig, space: SearchSpace) -> SearchModule:
     s = cfg.strategy
+    check_cuda_graph(cfg)
+    strategy = strategy_from_config(cfg)
+    static_path = not strategy.sampler.samples_paths
     module = SearchModule(
         space,
-        strategy_from_config(cfg),
+        strategy,
         weight_optimizer=instantiate(s.weight_optimizer),
         arch_optimizer=instantiate(s.arch_optimizer),
         weight_lr_min=s.weight_lr_min,
@@ -56,16 +59,23 @@ def search_module(cfg: DictConfig, space: SearchSpace) -> SearchModule:
         arch_start_epoch=s.arch_start_epoch,
         seed=cfg.seed,
         skip_nonfinite=cfg.nonfinite == "skip",
+        cuda_graph=cfg.cuda_graph and static_path,
     )
-    compile_ok = not module.strategy.sampler.samples_paths
-    if cfg.compile and not compile_ok:
+    if cfg.compile and not static_path:
         print(
             f"[oneshot-nas] compile=true: the supernet of strategy={cfg.strategy.name} stays eager: "
             "its sampler runs different ops every forward pass, and a compiled graph would "
             "recompile for each choice. The retrained network is compiled.",
             flush=True,
         )
-    lean(cfg, module.supernet, compile_ok=compile_ok)
+    if cfg.cuda_graph and not static_path:
+        print(
+            f"[oneshot-nas] cuda_graph=true: strategy={cfg.strategy.name} samples a different "
+            "path every forward pass, which a captured graph cannot follow; its supernet runs "
+            "eager.",
+            flush=True,
+        )
+    lean(cfg, module.supernet, compile_ok=static_path)
     return module
 
 
@@ -76,6 +86,18 @@ def search_data(cfg: DictConfig) -> SearchDataModule:
 
 
 COMPILE_SCOPES = ("edge", "model")
+
+
+def check_cuda_graph(cfg: DictConfig) -> None:
+    """``cuda_graph=true`` captures whole supernet passes itself: CUDA graphs made by
+    ``compile_mode=reduce-overhead`` inside them cannot be captured again."""
+    if cfg.cuda_graph and cfg.compile and "reduce-overhead" in cfg.compile_mode:
+        raise ValueError(
+            f"cuda_graph=true cannot be combined with compile=true and "
+            f"compile_mode={cfg.compile_mode!r}: that mode makes its own CUDA graphs, which "
+            "cannot be captured inside the supernet's graph. Use compile_mode=default (or "
+            "max-autotune-no-cudagraphs) with cuda_graph=true, or cuda_graph=false."
+        )
 
 
 def lean(cfg: DictConfig, net: torch.nn.Module, compile_ok: bool = True) -> torch.nn.Module:

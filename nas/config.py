@@ -141,6 +141,7 @@ class Config:
     compile: bool = False  # torch.compile the supernet / child network (static-graph strategies)
     compile_mode: str = "default"  # default | reduce-overhead (CUDA graphs) | max-autotune
     compile_scope: str = "edge"  # supernet: edge (graphs shared by same-shape edges) | model
+    cuda_graph: bool = False  # search: replay the supernet's passes as CUDA graphs (one GPU)
     genotype: Optional[str] = None  # noqa: UP045 - zoo name or genotype.json path
     alphas: Optional[str] = None  # noqa: UP045 - alphas.json path (stage=discretize)
     search_space: SearchSpaceConfig = field(default_factory=SearchSpaceConfig)

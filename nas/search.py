@@ -21,6 +21,7 @@ from nas.step_logging import log_step_and_epoch
 from nas.strategies import Strategy
 from nas.strategies.samplers.uniform import arch_alphas
 from nas.strategies.selection import select
+from supernet.cuda_graphs import SupernetGraphs
 from supernet.spaces.base import SearchSpace
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -39,6 +40,9 @@ class SearchModule(L.LightningModule):
         alpha_init_std: α is initialised as ``alpha_init_std * randn``.
         arch_start_epoch: epochs of weight-only warm-up before α is updated.
         seed: seeds α's initialisation.
+        skip_nonfinite: skip (and count) steps with a non-finite loss or gradient.
+        cuda_graph: replay the supernet's passes of the arch and weight steps as CUDA graphs
+            (``supernet.cuda_graphs``); static-path strategies only, one GPU.
     """
 
     def __init__(
@@ -53,6 +57,7 @@ class SearchModule(L.LightningModule):
         arch_start_epoch: int = 0,
         seed: int = 0,
         skip_nonfinite: bool = False,
+        cuda_graph: bool = False,
     ):
         super().__init__()
         self.automatic_optimization = False
@@ -75,6 +80,7 @@ class SearchModule(L.LightningModule):
         self._standalone_optimizer: torch.optim.Optimizer | None = None
         self.skip_nonfinite = skip_nonfinite
         self.skipped_steps = 0  # steps skipped for a non-finite loss or gradient
+        self.supernet_graphs = SupernetGraphs(self.supernet) if cuda_graph else None
 
     # ---- pieces the arch-gradient modes call -------------------------------------------
     @property
@@ -91,18 +97,24 @@ class SearchModule(L.LightningModule):
         batch: Batch,
         alphas: dict[str, torch.Tensor],
         params: dict[str, torch.Tensor] | None = None,
+        graphable: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Cross-entropy of the supernet mixed by the sampler's weights from ``alphas``.
 
         ``params`` replaces the supernet's weights (virtual steps of second-order DARTS).
+        ``graphable``: the caller consumes the logits and gradients of this call before it
+        calls again, so with ``cuda_graph=true`` the call may be a graph replay.
         """
         x, y = batch
         mixing = self.strategy.mixing(alphas)
         args = (x, mixing.weights, mixing.active, mixing.edge_weights)
-        if params is None:
-            logits = self.supernet(*args)
-        else:
+        graphs = self.supernet_graphs
+        if params is not None:
             logits = functional_call(self.supernet, params, args)
+        elif graphable and graphs is not None and graphs.eligible(mixing.active):
+            logits = graphs(x, mixing.weights, mixing.edge_weights)
+        else:
+            logits = self.supernet(*args)
         return F.cross_entropy(logits, y), logits
 
     def arch_regularization(self) -> torch.Tensor | float:
@@ -118,6 +130,19 @@ class SearchModule(L.LightningModule):
             w_opt, T_max=epochs, eta_min=self.weight_lr_min
         )
         return [w_opt, a_opt], [sched]
+
+    def on_fit_start(self) -> None:
+        graphs = self.supernet_graphs
+        if graphs is not None and graphs.make_graphed is None and self.device.type != "cuda":
+            raise ValueError(
+                f"cuda_graph=true captures the supernet as CUDA graphs, but the search runs on "
+                f"{self.device}. Set cuda_graph=false, or train on a GPU (trainer.accelerator=gpu)."
+            )
+        if graphs is not None and self.trainer.world_size > 1:
+            raise ValueError(
+                f"cuda_graph=true runs on one GPU; this run has {self.trainer.world_size} "
+                "processes. Set cuda_graph=false for multi-GPU (DDP) search."
+            )
 
     def on_train_epoch_start(self) -> None:
         self.strategy.on_epoch_start(self.current_epoch, self.trainer.max_epochs or 1, self)
@@ -162,7 +187,7 @@ class SearchModule(L.LightningModule):
 
         # The weight step sees α as a constant: no α gradient is built here.
         detached = {k: a.detach() for k, a in self.arch.as_dict().items()}
-        loss, logits = self.loss(train, detached)
+        loss, logits = self.loss(train, detached, graphable=True)
         w_opt.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         if self.skip_nonfinite:

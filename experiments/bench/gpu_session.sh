@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU measurements still missing, in parts that each fit a 10-minute device call:
 #
-#   bash experiments/bench/gpu_session.sh check      # GPU tests: Triton kernel, lean step (DrNAS draws on the device), compile
+#   bash experiments/bench/gpu_session.sh check      # GPU tests: Triton kernel, lean step (DrNAS draws on the device), compile, cuda_graph
+#   bash experiments/bench/gpu_session.sh wholegraph # search step, cuda_graph=true (eager and edge-compiled supernet), first + PC-DARTS
 #   bash experiments/bench/gpu_session.sh eager      # search step, eager + Triton kernel, after ReLU sharing / constant weights
 #   bash experiments/bench/gpu_session.sh edge       # search step, compile_scope=edge, default mode (first + second order)
 #   bash experiments/bench/gpu_session.sh graphs     # search step, compile_scope=edge, CUDA graphs (reduce-overhead)
@@ -16,7 +17,11 @@ R=experiments/bench/results
 
 case "${1:-}" in
   check)
-    $PY -m pytest -q tests/test_triton_mix.py tests/test_lean_step.py -m "not slow or slow" ;;
+    $PY -m pytest -q tests/test_triton_mix.py tests/test_lean_step.py tests/test_cuda_graphs.py -m "not slow or slow" ;;
+  wholegraph)
+    $BENCH --batch 64 --modes first,pcdarts --cuda-graph --out $R/search_step_cuda_cudagraph.json
+    $BENCH --batch 64 --modes first --cuda-graph --compile --compile-scope edge \
+      --out $R/search_step_cuda_cudagraph_compiled_edge.json ;;
   eager)
     $BENCH --batch 64 --modes first,second --out $R/search_step_cuda_triton_relu_shared.json ;;
   edge)
@@ -29,6 +34,6 @@ case "${1:-}" in
     $BENCH --modes gdas,pcdarts --compile --compile-scope edge \
       --out $R/search_step_cuda_gdas_pcdarts_compiled_edge.json ;;
   *)
-    echo "usage: $0 check|eager|edge|graphs|sampling" >&2
+    echo "usage: $0 check|wholegraph|eager|edge|graphs|sampling" >&2
     exit 2 ;;
 esac

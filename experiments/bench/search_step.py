@@ -75,6 +75,7 @@ def build(mode: str, args: argparse.Namespace, device: torch.device):
         f"compile={str(args.compile).lower()}",
         f"compile_scope={args.compile_scope}",
         f"compile_mode={args.compile_mode}",
+        f"cuda_graph={str(args.cuda_graph).lower()}",
         f"strategy.batch_size={args.batch[mode]}",
         "strategy.arch_start_epoch=0",
         f"seed={args.seed}",
@@ -128,7 +129,7 @@ def weight_step(module, train: Batch) -> torch.Tensor:
     """
     w_opt = module.weight_optimizer
     detached = {k: a.detach() for k, a in module.arch.as_dict().items()}
-    loss, _ = module.loss(train, detached)
+    loss, _ = module.loss(train, detached, graphable=True)
     w_opt.zero_grad(set_to_none=True)
     loss.backward()
     if module.skip_nonfinite:
@@ -151,6 +152,12 @@ def search_step(
     """One bilevel step: ``SearchModule.training_step`` minus Lightning's metric logging."""
     val_loss = arch_step(module, arch_optimizer, train, val)
     return {"val_loss": val_loss, "train_loss": weight_step(module, train)}
+
+
+def graph_captures(module) -> int | None:
+    """Graph pairs ``cuda_graph=true`` captured (2 in steady state: arch and weight step)."""
+    graphs = module.supernet_graphs
+    return None if graphs is None else graphs.captures
 
 
 def _all_finite(*tensors: torch.Tensor) -> bool:
@@ -230,6 +237,8 @@ def measure(mode: str, args: argparse.Namespace) -> dict[str, Any]:
         "compile": args.compile,
         "compile_scope": args.compile_scope if args.compile else None,
         "compile_mode": args.compile_mode if args.compile else None,
+        "cuda_graph": args.cuda_graph,
+        "graph_captures": graph_captures(module),
         "strategy": STRATEGIES[mode],
         "batch": n,
         "C": args.C,
@@ -347,6 +356,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="compile_mode (reduce-overhead: CUDA graphs on a GPU)",
     )
     p.add_argument(
+        "--cuda-graph",
+        action="store_true",
+        help="cuda_graph=true: the supernet's passes replayed as CUDA graphs (GPU only)",
+    )
+    p.add_argument(
         "--out", default=None, help="JSON path (default: results/search_step_<device>.json)"
     )
     p.add_argument(
@@ -368,6 +382,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--steps must be >= 1 and --warmup >= 0")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         p.error("--device cuda asked for, but torch.cuda.is_available() is False")
+    if args.cuda_graph and not args.device.startswith("cuda"):
+        p.error("--cuda-graph captures CUDA graphs: it needs --device cuda")
     return args
 
 
@@ -405,10 +421,10 @@ def table(rows: list[dict[str, Any]]) -> str:
         ("batch", "batch", ">6", "d"),
         ("kernel", "kernel", ">7", ""),
         ("threads", "thr", ">4", "d"),
-        ("median_s", "median s", ">9", ".2f"),
-        ("min_s", "min s", ">8", ".2f"),
-        ("arch_median_s", "arch s", ">8", ".2f"),
-        ("weight_median_s", "weight s", ">9", ".2f"),
+        ("median_s", "median s", ">9", ".3f"),
+        ("min_s", "min s", ">8", ".3f"),
+        ("arch_median_s", "arch s", ">8", ".3f"),
+        ("weight_median_s", "weight s", ">9", ".3f"),
         ("train_images_per_s", "img/s", ">7", ".1f"),
         ("peak_memory_mb", "peak MiB", ">9", ".0f"),
         ("first_step_s", "1st step s", ">11", ".1f"),

@@ -49,7 +49,9 @@ class FirstOrder:
         arch = module.arch.as_dict()
         params = list(arch.values())
         with constant_weights(module.supernet):
-            loss, logits = module.loss(val if self.split == "val" else train, arch)
+            # The logits and weight gradients are consumed here: a CUDA graph replay may serve.
+            batch = val if self.split == "val" else train
+            loss, logits = module.loss(batch, arch, graphable=True)
             loss = loss + module.arch_regularization()
             grads = torch.autograd.grad(loss, params, materialize_grads=True)
         for a, g in zip(params, grads):
