@@ -48,6 +48,7 @@ class SearchSpaceConfig:
     kernel: str = "auto"
     track_running_stats: bool = True  # BN running statistics in the search cells (nb201: false)
     reduce_cell: str = "searched"  # darts: "searched" or a fixed cell ("gdas_frc", GDAS' FRC)
+    group_edges: bool = True  # edges with inputs ready together run as one op per candidate
     benchmark_file: Optional[str] = None  # noqa: UP045 - NAS-Bench-201/NATS-Bench file (nb201)
 
 

@@ -23,7 +23,7 @@ initialisation (the Net2Net-style widening of the DrNAS authors).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -291,6 +291,7 @@ def mix_node(
     active: Sequence[Sequence[int] | None] | None = None,
     edge_weights: torch.Tensor | None = None,
     kernel: str = "torch",
+    precomputed: Mapping[int, list[torch.Tensor]] | None = None,
 ) -> torch.Tensor:
     """One node of a search cell: ``sum_e sum_k W[e, k] op_{e,k}(inputs[e])``.
 
@@ -304,6 +305,8 @@ def mix_node(
         active: per global edge, the op indices to compute (None = all; ``[]`` = edge unused).
         edge_weights: per global edge factor (PC-DARTS' normalised β); also weights the bypass.
         kernel: weighted-sum backend.
+        precomputed: per global edge, its computed candidates' outputs when they were computed
+            with other edges' (``grouped_edges``; only for edges computing every candidate).
     """
     outputs: list[torch.Tensor] = []
     positions: list[int] = []
@@ -315,7 +318,10 @@ def mix_node(
         act = None if active is None else active[e]
         if act is not None and len(act) == 0:
             continue  # edge not in the sampled architecture
-        outs, idx = op.candidate_outputs(h, act)
+        if precomputed is not None and e in precomputed:
+            outs, idx = precomputed[e], op.computed
+        else:
+            outs, idx = op.candidate_outputs(h, act)
         outputs.extend(outs)
         if active is not None:
             positions.extend(e * n_ops + k for k in (op.computed if act is None else idx))

@@ -154,8 +154,8 @@ def test_skip_mode_counts_nonfinite_steps_and_finishes(tmp_path, monkeypatch):
     calls = {"n": 0}
     original = nas.search.SearchModule.loss
 
-    def poisoned(self, batch, alphas, params=None):
-        loss, logits = original(self, batch, alphas, params)
+    def poisoned(self, batch, alphas, params=None, **kw):
+        loss, logits = original(self, batch, alphas, params, **kw)
         calls["n"] += 1
         if calls["n"] % 2 == 0:  # every second loss (the weight step's) is NaN
             loss = loss * float("nan")

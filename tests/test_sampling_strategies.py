@@ -205,7 +205,8 @@ def test_progressive_pruning_keeps_the_strongest_ops():
 
 def test_drnas_progressive_switches_k_6_to_3_in_place_and_stops_computing_pruned_ops():
     torch.manual_seed(0)
-    space = NB201Space((3, 8, 8), 5, C=12, layers=1)  # cells of 12, 24, 48 channels
+    # Cells of 12, 24, 48 channels; per-edge calls, which the candidates' hooks observe.
+    space = NB201Space((3, 8, 8), 5, C=12, layers=1, group_edges=False)
     prog = ProgressiveLearning(ks=[6, 3], keep=[2], switch_epochs=[3])
     m = module(space, DirichletSampler(), modifiers=[prog])
     mixed = [mo for mo in m.supernet.modules() if isinstance(mo, MixedOp)]

@@ -3,7 +3,9 @@
 On a GPU the eager search step is bound by launches, not arithmetic (``floor.py``): each ATen
 operation is about one kernel (a few are several, views are none). This counts the operations
 of one full step (arch step + weight step, as ``search_step.py`` runs it) with a
-``TorchDispatchMode``, on CPU, for each mode, with the shared edge ReLU on and off. Views and
+``TorchDispatchMode``, on CPU, for each mode, in three variants: every candidate on its own
+(``per_edge``), with the edge's shared ReLU (``shared_relu``), and with the edges whose inputs
+are ready together grouped into one operation per candidate (``grouped``, the default). Views and
 other metadata-only operations are counted separately, since they launch nothing.
 
     python experiments/bench/op_count.py                      # DARTS CIFAR supernet, batch 2
@@ -73,10 +75,26 @@ def share_edge_relu(net: torch.nn.Module, on: bool) -> None:
             m.relu_first = tuple(on and hasattr(c, "after_relu") for c in m.candidates)
 
 
-def count(mode: str, args: argparse.Namespace, shared_relu: bool) -> dict:
+def group_edges(net: torch.nn.Module, on: bool) -> None:
+    """Switches ``search_space.group_edges`` on or off in a built supernet."""
+    for m in net.modules():
+        if hasattr(m, "edge_groups"):
+            m.group_edges = on
+
+
+VARIANTS = {  # name: (shared edge ReLU, grouped edges)
+    "per_edge": (False, False),
+    "shared_relu": (True, False),
+    "grouped": (True, True),
+}
+
+
+def count(mode: str, args: argparse.Namespace, variant: str) -> dict:
     device = torch.device("cpu")
     module, arch_optimizer = build(mode, args, device)
+    shared_relu, grouped = VARIANTS[variant]
     share_edge_relu(module.supernet, shared_relu)
+    group_edges(module.supernet, grouped)
     g = torch.Generator().manual_seed(args.seed)
     n = args.batch[mode]
 
@@ -94,7 +112,9 @@ def count(mode: str, args: argparse.Namespace, shared_relu: bool) -> dict:
     return {
         "mode": mode,
         "strategy": STRATEGIES[mode],
+        "variant": variant,
         "shared_relu": shared_relu,
+        "group_edges": grouped,
         "ops": total,
         "view_ops": views,
         "compute_ops": total - views,
@@ -122,6 +142,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "default",
     )
     args.nonfinite, args.epochs = "stop", 50
+    args.cuda_graph, args.group_edges = False, True
     args.batch = {m: args.batch for m in STRATEGIES}
     return args
 
@@ -129,12 +150,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(1)
-    rows = [count(mode, args, shared) for mode in args.modes.split(",") for shared in (False, True)]
-    head = f"{'mode':<8}{'shared ReLU':>12}{'ops':>9}{'views':>8}{'compute':>9}{'relu+bwd':>10}"
+    rows = [count(mode, args, v) for mode in args.modes.split(",") for v in VARIANTS]
+    head = f"{'mode':<8}{'variant':>12}{'ops':>9}{'views':>8}{'compute':>9}{'relu+bwd':>10}"
     print(head + "\n" + "-" * len(head))
     for r in rows:
         print(
-            f"{r['mode']:<8}{str(r['shared_relu']):>12}{r['ops']:>9}{r['view_ops']:>8}"
+            f"{r['mode']:<8}{r['variant']:>12}{r['ops']:>9}{r['view_ops']:>8}"
             f"{r['compute_ops']:>9}{r['relu_ops']:>10}"
         )
     meta = environment("cpu", 0.0)

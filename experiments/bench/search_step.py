@@ -76,6 +76,7 @@ def build(mode: str, args: argparse.Namespace, device: torch.device):
         f"compile_scope={args.compile_scope}",
         f"compile_mode={args.compile_mode}",
         f"cuda_graph={str(args.cuda_graph).lower()}",
+        f"search_space.group_edges={str(args.group_edges).lower()}",
         f"strategy.batch_size={args.batch[mode]}",
         "strategy.arch_start_epoch=0",
         f"seed={args.seed}",
@@ -238,6 +239,7 @@ def measure(mode: str, args: argparse.Namespace) -> dict[str, Any]:
         "compile_scope": args.compile_scope if args.compile else None,
         "compile_mode": args.compile_mode if args.compile else None,
         "cuda_graph": args.cuda_graph,
+        "group_edges": args.group_edges,
         "graph_captures": graph_captures(module),
         "strategy": STRATEGIES[mode],
         "batch": n,
@@ -354,6 +356,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="default",
         choices=["default", "reduce-overhead", "max-autotune"],
         help="compile_mode (reduce-overhead: CUDA graphs on a GPU)",
+    )
+    p.add_argument(
+        "--no-group-edges",
+        dest="group_edges",
+        action="store_false",
+        help="search_space.group_edges=false: every edge's candidates run on their own",
     )
     p.add_argument(
         "--cuda-graph",

@@ -19,6 +19,7 @@ from torch import nn
 from nas.genotype import CELL_TYPES, Genotype, GenotypeError
 from supernet import kernels
 from supernet.fixed_cells import build_fixed_reduction_cell, check_reduce_cell
+from supernet.grouped_edges import GroupedEdgesCell
 from supernet.mixed import MixedOp, disable_running_stats, mix_node, node_indices
 from supernet.ops import ReLUConvBN, preprocess_previous, validate_op_names
 from supernet.spaces.base import SearchSpace
@@ -64,7 +65,7 @@ def check_sizes(input_shape: Sequence[int], C: int, layers: int, extra_reduction
         )
 
 
-class SearchCell(nn.Module):
+class SearchCell(nn.Module, GroupedEdgesCell):
     """A cell of the supernet: every candidate op on every edge."""
 
     def __init__(
@@ -79,6 +80,7 @@ class SearchCell(nn.Module):
         reduction_prev: bool,
         kernel: str,
         partial_channels: int = 1,
+        group_edges: bool = True,
     ):
         super().__init__()
         self.reduction = reduction
@@ -97,6 +99,9 @@ class SearchCell(nn.Module):
         counts = [2 + i for i in range(steps)]
         for i, index in enumerate(node_indices(self.mixed, counts, len(ops))):
             self.register_buffer(f"node_index_{i}", index, persistent=False)
+        # Edges whose inputs are ready together: those leaving the cell inputs, then those
+        # leaving node 2, node 3, ... (``grouped_edges``).
+        self.init_groups(group_edges, [(0, 1), *((2 + i,) for i in range(steps - 1))])
 
     def forward(
         self,
@@ -113,8 +118,12 @@ class SearchCell(nn.Module):
             weights = weights * edge_weights[:, None]
         flat_weights = weights.reshape(-1)
         n_ops = weights.shape[1]
+        grouped = self.grouped_now(active)
+        done: dict[int, list[torch.Tensor]] = {}
         first = 0
         for i in range(self.steps):
+            if grouped:
+                self.run_group(i, states, done)
             n_in = 2 + i
             states.append(
                 mix_node(
@@ -127,6 +136,7 @@ class SearchCell(nn.Module):
                     active,
                     edge_weights,
                     self.kernel,
+                    done,
                 )
             )
             first += n_in
@@ -149,6 +159,7 @@ class DartsSupernet(nn.Module):
         kernel: str = "torch",
         partial_channels: int = 1,
         reduce_cell: str = "searched",
+        group_edges: bool = True,
     ):
         super().__init__()
         check_sizes(input_shape, C, layers)
@@ -180,6 +191,7 @@ class DartsSupernet(nn.Module):
                     reduction_prev,
                     kernel,
                     partial_channels,
+                    group_edges,
                 )
             self.cells.append(cell)
             reduction_prev = reduction
@@ -231,6 +243,7 @@ class DartsSpace(SearchSpace):
         kernel: str = "torch",
         track_running_stats: bool = True,
         reduce_cell: str = "searched",
+        group_edges: bool = True,
         **_: object,
     ):
         validate_op_names(list(ops))
@@ -251,6 +264,7 @@ class DartsSpace(SearchSpace):
         self.multiplier, self.stem_multiplier = multiplier, stem_multiplier
         self.kernel = kernels.resolve_backend(kernel)
         self.track_running_stats = track_running_stats
+        self.group_edges = group_edges
         self.edges = cell_edges(steps)
 
     def build_supernet(self, partial_channels: int = 1) -> DartsSupernet:
@@ -266,6 +280,7 @@ class DartsSpace(SearchSpace):
             self.kernel,
             partial_channels,
             self.reduce_cell,
+            self.group_edges,
         )
         if not self.track_running_stats:
             for cell in net.cells:

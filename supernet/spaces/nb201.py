@@ -26,6 +26,7 @@ from torch import nn
 
 from nas.genotype import GenotypeError, NB201Genotype
 from supernet import kernels
+from supernet.grouped_edges import GroupedEdgesCell
 from supernet.mixed import MixedOp, disable_running_stats, mix_node, node_indices
 from supernet.ops import ReLUConvBN, build_op, validate_op_names
 from supernet.spaces.base import SearchSpace
@@ -81,11 +82,17 @@ def build_nb201_search_op(name: str, C: int, stride: int) -> nn.Module:
     return build_op(name, C, C, stride, affine=False)
 
 
-class NB201SearchCell(nn.Module):
+class NB201SearchCell(nn.Module, GroupedEdgesCell):
     """Node j = sum over i < j of the mixed op on edge (i→j) applied to node i."""
 
     def __init__(
-        self, ops: Sequence[str], C: int, steps: int, kernel: str, partial_channels: int = 1
+        self,
+        ops: Sequence[str],
+        C: int,
+        steps: int,
+        kernel: str,
+        partial_channels: int = 1,
+        group_edges: bool = True,
     ):
         super().__init__()
         self.steps = steps
@@ -98,6 +105,8 @@ class NB201SearchCell(nn.Module):
         counts = list(range(1, steps + 1))
         for j, index in enumerate(node_indices(self.mixed, counts, len(ops))):
             self.register_buffer(f"node_index_{j}", index, persistent=False)
+        # Before node j, the edges leaving node j - 1 (``grouped_edges``).
+        self.init_groups(group_edges, [(j,) for j in range(steps)])
 
     def forward(
         self,
@@ -110,8 +119,12 @@ class NB201SearchCell(nn.Module):
         if edge_weights is not None:
             weights = weights * edge_weights[:, None]
         flat = weights.reshape(-1)
+        grouped = self.grouped_now(active)
+        done: dict[int, list[torch.Tensor]] = {}
         first = 0
         for j in range(self.steps):
+            if grouped:
+                self.run_group(j, states, done)
             n_in = j + 1
             states.append(
                 mix_node(
@@ -124,6 +137,7 @@ class NB201SearchCell(nn.Module):
                     active,
                     edge_weights,
                     self.kernel,
+                    done,
                 )
             )
             first += n_in
@@ -166,12 +180,13 @@ class NB201Supernet(_Skeleton):
         kernel: str = "torch",
         partial_channels: int = 1,
         track_running_stats: bool = False,
+        group_edges: bool = True,
     ):
         super().__init__()
         check_nb201_sizes(input_shape, C, N)
 
         def make_cell(C_curr: int) -> nn.Module:
-            cell = NB201SearchCell(ops, C_curr, steps, kernel, partial_channels)
+            cell = NB201SearchCell(ops, C_curr, steps, kernel, partial_channels, group_edges)
             return cell if track_running_stats else disable_running_stats(cell)
 
         self._build(input_shape, num_classes, C, N, make_cell)
@@ -265,6 +280,7 @@ class NB201Space(SearchSpace):
         kernel: str = "torch",
         track_running_stats: bool = False,
         reduce_cell: str = "searched",
+        group_edges: bool = True,
         **_: object,
     ):
         validate_op_names(list(ops))
@@ -282,6 +298,7 @@ class NB201Space(SearchSpace):
         self.C, self.layers, self.steps = C, layers, steps
         self.kernel = kernels.resolve_backend(kernel)
         self.track_running_stats = track_running_stats
+        self.group_edges = group_edges
         self.edges = nb201_edges(steps)
 
     def build_supernet(self, partial_channels: int = 1) -> NB201Supernet:
@@ -295,6 +312,7 @@ class NB201Space(SearchSpace):
             self.kernel,
             partial_channels,
             self.track_running_stats,
+            self.group_edges,
         )
 
     def build_child(self, genotype: NB201Genotype, **sizes) -> nn.Module:

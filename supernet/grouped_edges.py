@@ -1,0 +1,209 @@
+"""Edges whose inputs are ready together, computed together (``search_space.group_edges``).
+
+In a DARTS cell the 8 edges leaving the two cell inputs can all run as soon as the cell starts,
+the 3 leaving node 2 as soon as node 2 is summed, and so on. For each candidate op, such a group
+of E edges is one computation on their inputs stacked along the channel axis: a convolution of
+every edge is one grouped convolution (``groups`` times E, the E weights concatenated), batch
+norm and ReLU are per channel anyway, and a pool has no weights. One operation is issued where
+the per-edge path issues E, with the same arithmetic per channel: the same numbers up to float
+rounding of the convolution algorithms (tested), in far fewer operations (a GPU step is bound by
+their count, see ``experiments/bench/op_count.py``).
+
+The parameters stay per edge (state dict, optimizers, PC-DARTS' and DrNAS' resizing are
+unchanged); each call concatenates the E weights of a layer, a small copy. BN running statistics
+of the E edges are concatenated too, updated by the one batch norm call, and copied back with one
+``_foreach_copy_`` per group. Used in training mode for calls that compute every candidate;
+eval mode, sampled paths (GDAS), compiled candidates and op types without a grouped form take the
+per-edge path. Forward hooks on candidate modules see only per-edge calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from supernet.ops import DilConv, FactorizedReduce, Identity, PoolBN, ReLUConvBN, SepConv
+
+
+class _Pending:
+    """Running-statistic writes of one group, done together at the end of the group."""
+
+    def __init__(self) -> None:
+        self.dst: list[torch.Tensor] = []
+        self.src: list[torch.Tensor] = []
+        self.counters: list[torch.Tensor] = []
+
+    def flush(self) -> None:
+        if self.dst:
+            with torch.no_grad():
+                torch._foreach_copy_(self.dst, self.src)
+                torch._foreach_add_(self.counters, 1)
+
+
+def _conv(convs: Sequence[nn.Conv2d], x: torch.Tensor) -> torch.Tensor:
+    """The convolutions of E edges on their stacked inputs: one convolution, E times the groups."""
+    c = convs[0]
+    weight = torch.cat([m.weight for m in convs])
+    bias = None if c.bias is None else torch.cat([m.bias for m in convs])
+    return F.conv2d(x, weight, bias, c.stride, c.padding, c.dilation, c.groups * len(convs))
+
+
+def _batch_norm(bns: Sequence[nn.BatchNorm2d], x: torch.Tensor, pending: _Pending) -> torch.Tensor:
+    """Training-mode batch norm of E edges on their stacked outputs."""
+    b = bns[0]
+    rm = rv = None
+    if b.track_running_stats and b.running_mean is not None:
+        rm = torch.cat([m.running_mean for m in bns])
+        rv = torch.cat([m.running_var for m in bns])
+        pending.dst += [m.running_mean for m in bns] + [m.running_var for m in bns]
+        pending.src += [*rm.chunk(len(bns)), *rv.chunk(len(bns))]
+        pending.counters += [m.num_batches_tracked for m in bns]
+    weight = torch.cat([m.weight for m in bns]) if b.affine else None
+    bias = torch.cat([m.bias for m in bns]) if b.affine else None
+    return F.batch_norm(x, rm, rv, weight, bias, True, b.momentum, b.eps)
+
+
+def _dil_conv(ops: Sequence[DilConv], r: torch.Tensor, pending: _Pending) -> torch.Tensor:
+    """ReLU (already applied: ``r``), depthwise conv, pointwise conv, BN."""
+    y = _conv([m[1] for m in ops], r)
+    y = _conv([m[2] for m in ops], y)
+    return _batch_norm([m[3] for m in ops], y, pending)
+
+
+def _sep_conv(ops: Sequence[SepConv], r: torch.Tensor, pending: _Pending) -> torch.Tensor:
+    y = _dil_conv([m[0] for m in ops], r, pending)
+    return _dil_conv([m[1] for m in ops], torch.relu(y), pending)
+
+
+def _relu_conv_bn(ops: Sequence[ReLUConvBN], r: torch.Tensor, pending: _Pending) -> torch.Tensor:
+    return _batch_norm([m[2] for m in ops], _conv([m[1] for m in ops], r), pending)
+
+
+def _factorized_reduce(
+    ops: Sequence[FactorizedReduce], r: torch.Tensor, pending: _Pending
+) -> torch.Tensor:
+    """Two offset stride-2 1x1 convs, each edge's halves side by side, BN (``FactorizedReduce``)."""
+    if r.shape[-1] % 2 or r.shape[-2] % 2:
+        r = F.pad(r, (0, r.shape[-1] % 2, 0, r.shape[-2] % 2))
+    a = _conv([m.conv_1 for m in ops], r)
+    b = _conv([m.conv_2 for m in ops], r[:, :, 1:, 1:])
+    n, c, h, w = a.shape
+    e = len(ops)
+    # [N, E*C/2] twice -> per edge [conv_1 half, conv_2 half]: [N, E, 2, C/2] flattened
+    y = torch.stack([a.view(n, e, c // e, h, w), b.view(n, e, c // e, h, w)], dim=2)
+    return _batch_norm([m.bn for m in ops], y.view(n, 2 * c, h, w), pending)
+
+
+def _pool_bn(ops: Sequence[PoolBN], x: torch.Tensor, pending: _Pending) -> torch.Tensor:
+    return _batch_norm([m[1] for m in ops], _pool([m[0] for m in ops], x, pending), pending)
+
+
+def _pool(ops: Sequence[nn.Module], x: torch.Tensor, pending: _Pending) -> torch.Tensor:
+    """No weights: one pool of the stacked inputs (functional, like every grouped form: the
+    candidate modules' hooks see only per-edge calls)."""
+    p = ops[0]
+    if isinstance(p, nn.MaxPool2d):
+        return F.max_pool2d(x, p.kernel_size, p.stride, p.padding, p.dilation, p.ceil_mode)
+    return F.avg_pool2d(
+        x, p.kernel_size, p.stride, p.padding, p.ceil_mode, p.count_include_pad, p.divisor_override
+    )
+
+
+# Candidate type -> (grouped form, whether it takes the ReLU of the input)
+GROUPED: dict[type, tuple[Callable, bool]] = {
+    SepConv: (_sep_conv, True),
+    DilConv: (_dil_conv, True),
+    ReLUConvBN: (_relu_conv_bn, True),
+    FactorizedReduce: (_factorized_reduce, True),
+    PoolBN: (_pool_bn, False),
+    nn.MaxPool2d: (_pool, False),  # NAS-Bench-201's pools have no BN
+    nn.AvgPool2d: (_pool, False),
+}
+
+
+def groupable(bns_training: bool, candidates: Sequence[nn.Module]) -> bool:
+    """Whether these candidates (one op on E edges, built alike) have a grouped form that
+    computes what they compute: training mode, and BNs with an exponential running average (or
+    none)."""
+    if not bns_training or type(candidates[0]) not in GROUPED:
+        return False
+    for m in candidates[0].modules():
+        if isinstance(m, nn.BatchNorm2d) and m.track_running_stats and m.momentum is None:
+            return False  # a cumulative average reads each edge's own counter
+    return True
+
+
+def grouped_outputs(
+    mixed: Sequence[nn.Module], inputs: Sequence[torch.Tensor]
+) -> list[list[torch.Tensor]]:
+    """Per edge, the outputs of its computed candidates (``MixedOp.computed`` order), as
+    ``mixed[e].all_outputs(inputs[e])`` gives them, computed for all edges at once.
+
+    Args:
+        mixed: the edges' mixed ops, all with the same ops, widths and stride.
+        inputs: each edge's input (all channels; the partial-channel slice is taken here).
+    """
+    first = mixed[0]
+    e = len(mixed)
+    if first.partial > 1:
+        inputs = [x[:, : first.C_op] for x in inputs]
+    x = torch.cat(list(inputs), dim=1)
+    r = None
+    pending = _Pending()
+    outputs: list[list[torch.Tensor]] = [[] for _ in range(e)]
+    for k in first.computed:
+        candidates = [m.candidates[k] for m in mixed]
+        if isinstance(candidates[0], (Identity, nn.Identity)):
+            for out, inp in zip(outputs, inputs):
+                out.append(inp)
+            continue
+        if not groupable(first.training, candidates):
+            for out, m, inp in zip(outputs, mixed, inputs):
+                out.append(m.candidates[k](inp))
+            continue
+        fn, takes_relu = GROUPED[type(candidates[0])]
+        if takes_relu and r is None:
+            r = torch.relu(x)  # the edges' shared ReLU, once for the whole group
+        stacked = fn(candidates, r if takes_relu else x, pending)
+        for out, y in zip(outputs, stacked.chunk(e, dim=1)):
+            out.append(y)
+    pending.flush()
+    return outputs
+
+
+class GroupedEdgesCell:
+    """Mixin for a search cell (an ``nn.Module`` with ``edges`` as (input, node) pairs and one
+    ``MixedOp`` per edge in ``mixed``) whose edges may run grouped.
+
+    ``ready[t]`` lists the nodes whose outgoing edges run at stage ``t``: the cell computes
+    stage ``t``'s group (``run_group``) before it sums the node that needs them.
+    """
+
+    def init_groups(self, group_edges: bool, ready: Sequence[Sequence[int]]) -> None:
+        self.group_edges = group_edges
+        self.edge_groups = [
+            [e for e, (inp, _) in enumerate(self.edges) if inp in sources] for sources in ready
+        ]
+
+    def grouped_now(self, active: object) -> bool:
+        """Edges run grouped in training mode when every candidate is computed eagerly."""
+        return (
+            self.group_edges
+            and active is None
+            and self.training
+            and self.mixed[0]._compiled_all is None
+        )
+
+    def run_group(
+        self, stage: int, states: Sequence[torch.Tensor], done: dict[int, list[torch.Tensor]]
+    ) -> None:
+        """Adds the outputs of stage ``stage``'s edges to ``done`` (a group of one runs alone,
+        through ``mix_node``, as grouping would only add operations)."""
+        edges = self.edge_groups[stage]
+        if len(edges) > 1:
+            mixed = [self.mixed[e] for e in edges]
+            inputs = [states[self.edges[e][0]] for e in edges]
+            done.update(zip(edges, grouped_outputs(mixed, inputs)))

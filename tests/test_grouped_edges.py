@@ -1,0 +1,192 @@
+"""``search_space.group_edges``: edges whose inputs are ready together run as one operation per
+candidate, and compute what the per-edge path computes (values, gradients, BN statistics)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from supernet import grouped_edges
+from supernet.grouped_edges import GroupedEdgesCell
+from supernet.mixed import MixedOp
+from supernet.spaces.darts import DARTS_OPS, DartsSpace, SearchCell
+from supernet.spaces.nb201 import NB201Space
+
+
+def ungrouped(net: nn.Module) -> nn.Module:
+    twin = copy.deepcopy(net)
+    for m in twin.modules():
+        if isinstance(m, GroupedEdgesCell):
+            m.group_edges = False
+    return twin
+
+
+def random_weights(edges: int, ops: int, seed: int) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {
+        k: torch.softmax(torch.randn(edges, ops, generator=g), -1).requires_grad_()
+        for k in ("normal", "reduce")
+    }
+
+
+def close_to_scale(a: torch.Tensor, b: torch.Tensor, msg: str = "") -> None:
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * float(b.abs().max()) + 1e-7, msg=msg)
+
+
+def assert_twins_agree(
+    a: nn.Module, b: nn.Module, x: torch.Tensor, seed: int = 0, shape=(14, 8), **kw
+) -> None:
+    wa = random_weights(*shape, seed)
+    if shape[0] == 6:  # NAS-Bench-201: one cell type
+        wa = {"cell": wa["normal"]}
+    wb = {k: v.detach().clone().requires_grad_() for k, v in wa.items()}
+    ya, yb = a(x, wa, **kw), b(x, wb, **kw)
+    torch.testing.assert_close(ya, yb, rtol=1e-5, atol=1e-6)
+    g = torch.randn_like(ya)
+    ya.backward(g)
+    yb.backward(g)
+    # Gradients: float rounding of the convolution algorithms, amplified by batch norm over a
+    # few values per channel, measured against each gradient's own scale.
+    for k in wa:
+        close_to_scale(wa[k].grad, wb[k].grad)
+    for (name, p), q in zip(a.named_parameters(), b.parameters()):
+        close_to_scale(p.grad, q.grad, msg=name)
+    for (name, s), t in zip(a.named_buffers(), b.buffers()):
+        if s.is_floating_point():
+            torch.testing.assert_close(s, t, rtol=1e-5, atol=1e-6, msg=name)
+        else:
+            assert torch.equal(s, t), name  # num_batches_tracked, indices
+
+
+@pytest.mark.parametrize("partial_channels", [1, 4])
+@pytest.mark.parametrize("track_running_stats", [True, False])
+def test_grouped_supernet_equals_per_edge(partial_channels, track_running_stats):
+    torch.manual_seed(0)
+    space = DartsSpace((3, 12, 12), 7, C=8, layers=3, track_running_stats=track_running_stats)
+    grouped = space.build_supernet(partial_channels=partial_channels)
+    per_edge = ungrouped(grouped)
+    x = torch.randn(3, 3, 12, 12)
+    for step in range(2):  # the second pass starts from the statistics the first one left
+        assert_twins_agree(grouped, per_edge, x, seed=step)
+
+
+def test_grouped_edges_follow_a_partial_channel_change():
+    """DrNAS' K change (6 → 3) resizes the candidates in place: the groups use the new ones."""
+    torch.manual_seed(5)
+    grouped = DartsSpace((3, 8, 8), 5, C=12, layers=3).build_supernet(partial_channels=6)
+    per_edge = ungrouped(grouped)
+    x = torch.randn(2, 3, 8, 8)
+    assert_twins_agree(grouped, per_edge, x)
+    for net in (grouped, per_edge):
+        for m in net.modules():
+            if isinstance(m, MixedOp):
+                m.set_partial_channels(3)
+    per_edge.load_state_dict(grouped.state_dict())  # the new entries were drawn at random
+    for net in (grouped, per_edge):
+        net.zero_grad(set_to_none=True)  # gradients of the old shapes
+    assert_twins_agree(grouped, per_edge, x, seed=1)
+
+
+def test_grouped_supernet_equals_per_edge_channels_last_and_odd_sizes():
+    torch.manual_seed(1)
+    space = DartsSpace((3, 11, 13), 5, C=6, layers=3)  # odd sizes: FactorizedReduce pads
+    grouped = space.build_supernet().to(memory_format=torch.channels_last)
+    per_edge = ungrouped(grouped)
+    x = torch.randn(2, 3, 11, 13).to(memory_format=torch.channels_last)
+    assert_twins_agree(grouped, per_edge, x)
+
+
+@pytest.mark.parametrize("track_running_stats", [False, True])
+def test_grouped_nb201_supernet_equals_per_edge(track_running_stats):
+    torch.manual_seed(4)
+    space = NB201Space((3, 8, 8), 5, C=4, layers=1, track_running_stats=track_running_stats)
+    grouped = space.build_supernet()
+    per_edge = ungrouped(grouped)
+    assert [len(g) for g in grouped.layers[0].edge_groups] == [3, 2, 1]
+    for step in range(2):
+        assert_twins_agree(grouped, per_edge, torch.randn(2, 3, 8, 8), seed=step, shape=(6, 5))
+
+
+def test_edge_normalization_and_sampled_paths_still_agree():
+    torch.manual_seed(2)
+    grouped = DartsSpace((3, 8, 8), 5, C=4, layers=3).build_supernet(partial_channels=2)
+    per_edge = ungrouped(grouped)
+    x = torch.randn(2, 3, 8, 8)
+    beta = {k: torch.rand(14) for k in ("normal", "reduce")}
+    assert_twins_agree(grouped, per_edge, x, edge_weights=beta)
+    active = {k: [[1, 4], None, [], *([[0]] * 11)] for k in ("normal", "reduce")}
+    assert_twins_agree(grouped, per_edge, x, active=active)  # sampled: the per-edge path
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_every_op_type_grouped_or_not_matches_its_candidates(stride):
+    """``grouped_outputs`` against each edge's own ``all_outputs``, op by op, including ops
+    with no grouped form (computed per edge) and BN with a cumulative average (per edge)."""
+    torch.manual_seed(3)
+    ops = (*DARTS_OPS, "conv_7x1_1x7", "nor_conv_3x3", "sep_conv_7x7")
+    mixed = [MixedOp(ops, 6, stride) for _ in range(3)]
+    for m in mixed:  # sep_conv_3x3 with a cumulative BN average: computed per edge
+        for bn in m.candidates[4].modules():
+            if isinstance(bn, nn.BatchNorm2d):
+                bn.momentum = None
+    twins = copy.deepcopy(mixed)
+    inputs = [torch.randn(2, 6, 9, 7, requires_grad=True) for _ in mixed]
+    twin_inputs = [x.detach().clone().requires_grad_() for x in inputs]
+    got = grouped_edges.grouped_outputs(mixed, inputs)
+    want = [m.all_outputs(x) for m, x in zip(twins, twin_inputs)]
+    assert [len(o) for o in got] == [len(m.computed) for m in mixed]
+    for outs_g, outs_w in zip(got, want):
+        for a, b in zip(outs_g, outs_w):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    sum(o.square().sum() for outs in got for o in outs).backward()
+    sum(o.square().sum() for outs in want for o in outs).backward()
+    for x, y in zip(inputs, twin_inputs):
+        torch.testing.assert_close(x.grad, y.grad, rtol=1e-4, atol=1e-5)
+    for a, b in zip(mixed, twins):
+        for (name, s), t in zip(a.state_dict().items(), b.state_dict().values()):
+            torch.testing.assert_close(s, t, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_eval_mode_and_compiled_candidates_take_the_per_edge_path(monkeypatch):
+    net = DartsSpace((3, 8, 8), 5, C=4, layers=3).build_supernet()
+    calls = []
+    real = grouped_edges.grouped_outputs
+    monkeypatch.setattr(
+        "supernet.grouped_edges.grouped_outputs", lambda *a: calls.append(1) or real(*a)
+    )
+    x, w = torch.randn(2, 3, 8, 8), random_weights(14, len(DARTS_OPS), 0)
+    net(x, w)
+    groups = len(calls)
+    assert groups == 3 * 3  # per cell: edges of nodes 0+1, of node 2, of node 3 (node 4: one)
+    net.eval()
+    net(x, w)
+    net.train()
+    cell = next(m for m in net.modules() if isinstance(m, SearchCell))
+    assert not cell.grouped_now(active={"normal": None})
+    assert len(calls) == groups
+
+
+class ComputeOps(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.n = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if not func.is_view:
+            self.n += 1
+        return func(*args, **(kwargs or {}))
+
+
+def test_grouping_issues_fewer_operations():
+    net = DartsSpace((3, 8, 8), 5, C=4, layers=3).build_supernet()
+    counts = []
+    for model in (net, ungrouped(net)):
+        counter = ComputeOps()
+        with counter:
+            model(torch.randn(2, 3, 8, 8), random_weights(14, len(DARTS_OPS), 0)).sum().backward()
+        counts.append(counter.n)
+    assert counts[0] < 0.8 * counts[1], counts
