@@ -144,3 +144,41 @@ def test_supernet_with_triton_kernel_matches_torch_kernel():
     torch.testing.assert_close(outs["triton"], outs["torch"], rtol=1e-5, atol=1e-6)
     for a, b in zip(grads["triton"], grads["torch"]):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("K", [6, 21])  # 21: two launches
+def test_channel_slices_are_read_in_place(K):
+    """Grouped edges hand the kernel channel slices of one wide tensor (one slice per edge),
+    mixed with dense tensors (skip connections): read at their own batch stride, not copied."""
+    g = torch.Generator().manual_seed(K)
+    wide = torch.randn(3, 4 * 5, 7, 9, generator=g).to(DEVICE).requires_grad_()
+    dense = [torch.randn(3, 5, 7, 9, generator=g).to(DEVICE).requires_grad_() for _ in range(K - 4)]
+    w = torch.randn(K, generator=g).to(DEVICE).requires_grad_()
+    grad_out = torch.randn(3, 5, 7, 9, generator=g).to(DEVICE)
+
+    def inputs():
+        return [*wide.chunk(4, dim=1), *dense]
+
+    laid_out, strides, channels_last = triton_mix_module._layout(inputs())
+    assert all(a.data_ptr() == b.data_ptr() for a, b in zip(laid_out, inputs()))
+    assert strides == [4 * 5 * 7 * 9] * 4 + [5 * 7 * 9] * (K - 4) and not channels_last
+    for t in (wide, *dense, w):
+        t.grad = None
+    out = triton_mix(inputs(), w)
+    out.backward(grad_out)
+    got = out.detach().clone(), wide.grad.clone(), [d.grad.clone() for d in dense], w.grad.clone()
+    ref_out, ref_gxs, ref_gw = reference(inputs(), w, grad_out)
+    assert_rel_close(got[0], ref_out, 1e-5)
+    assert_rel_close(got[1], torch.cat(ref_gxs[:4], dim=1), 1e-5)
+    for gx, ref in zip(got[2], ref_gxs[4:]):
+        assert_rel_close(gx, ref, 1e-5)
+    assert_rel_close(got[3], ref_gw, 1e-5)
+
+
+def test_inputs_not_dense_per_sample_are_copied():
+    x = torch.randn(2, 6, 5, 5, device=DEVICE)
+    odd = x[:, :, :, 1:4]  # not dense within a sample
+    sliced = torch.randn(2, 12, 5, 3, device=DEVICE)[:, 6:]  # dense within a sample
+    laid_out, strides, _ = triton_mix_module._layout([odd, sliced])
+    assert laid_out[0].is_contiguous() and laid_out[1].data_ptr() == sliced.data_ptr()
+    assert strides == [6 * 5 * 3, 12 * 5 * 3]
