@@ -171,3 +171,11 @@ def test_captured_graphs_match_eager_on_gpu(strategy):
     assert graphed.supernet_graphs.captures == 2
     for (name, x), (_, y) in zip(eager.state_dict().items(), graphed.state_dict().items()):
         torch.testing.assert_close(y, x, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_cuda_graph_search_on_cpu_stops_with_a_clear_error(tmp_path, monkeypatch, capsys):
+    from tests.test_train import run_train
+
+    assert run_train(monkeypatch, tmp_path, "stage=search", "cuda_graph=true") != 0
+    err = capsys.readouterr().err
+    assert "cuda_graph=true" in err and "cuda_graph=false" in err
