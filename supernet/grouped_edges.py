@@ -12,9 +12,9 @@ their count, see ``experiments/bench/op_count.py``).
 The parameters stay per edge (state dict, optimizers, PC-DARTS' and DrNAS' resizing are
 unchanged); each call concatenates the E weights of a layer, a small copy. BN running statistics
 of the E edges are concatenated too, updated by the one batch norm call, and copied back with one
-``_foreach_copy_`` per group. Used in training mode for calls that compute every candidate;
-eval mode, sampled paths (GDAS), compiled candidates and op types without a grouped form take the
-per-edge path. Forward hooks on candidate modules see only per-edge calls.
+``_foreach_copy_`` per group. Used in training mode, for every candidate (DARTS) or the sampled ones (GDAS, pruned DrNAS: per
+op, the edges that compute it); eval mode, compiled candidates, op types without a grouped form
+and ops only one edge computes take the per-edge path. Forward hooks on candidate modules see only per-edge calls.
 """
 
 from __future__ import annotations
@@ -137,41 +137,54 @@ def groupable(bns_training: bool, candidates: Sequence[nn.Module]) -> bool:
 
 
 def grouped_outputs(
-    mixed: Sequence[nn.Module], inputs: Sequence[torch.Tensor]
-) -> list[list[torch.Tensor]]:
-    """Per edge, the outputs of its computed candidates (``MixedOp.computed`` order), as
-    ``mixed[e].all_outputs(inputs[e])`` gives them, computed for all edges at once.
+    mixed: Sequence[nn.Module],
+    inputs: Sequence[torch.Tensor],
+    active: Sequence[Sequence[int] | None] | None = None,
+) -> list[tuple[list[torch.Tensor], list[int]]]:
+    """Per edge, the outputs of the candidates it computes and their op indices, as
+    ``mixed[e].candidate_outputs(inputs[e], active[e])`` gives them; for each op, the edges that
+    compute it run as one operation.
 
     Args:
         mixed: the edges' mixed ops, all with the same ops, widths and stride.
         inputs: each edge's input (all channels; the partial-channel slice is taken here).
+        active: per edge, the op indices to compute (None: every op but ``none``; ``[]``: the
+            edge is unused), as sampling strategies and pruning give them.
     """
     first = mixed[0]
-    e = len(mixed)
     if first.partial > 1:
         inputs = [x[:, : first.C_op] for x in inputs]
-    x = torch.cat(list(inputs), dim=1)
-    r = None
+    wanted = [
+        list(m.computed) if a is None else [int(i) for i in a if m.op_names[int(i)] != "none"]
+        for m, a in zip(mixed, active or [None] * len(mixed))
+    ]
+    results: list[dict[int, torch.Tensor]] = [{} for _ in mixed]
+    stacks: dict[tuple[int, ...], list] = {}  # edges -> [stacked inputs, their ReLU]
     pending = _Pending()
-    outputs: list[list[torch.Tensor]] = [[] for _ in range(e)]
     for k in first.computed:
-        candidates = [m.candidates[k] for m in mixed]
-        if isinstance(candidates[0], (Identity, nn.Identity)):
-            for out, inp in zip(outputs, inputs):
-                out.append(inp)
+        users = [i for i, ops in enumerate(wanted) if k in ops]
+        candidates = [mixed[i].candidates[k] for i in users]
+        if not users:
             continue
-        if not groupable(first.training, candidates):
-            for out, m, inp in zip(outputs, mixed, inputs):
-                out.append(m.candidates[k](inp))
+        if isinstance(candidates[0], (Identity, nn.Identity)):
+            for i in users:
+                results[i][k] = inputs[i]
+            continue
+        if len(users) == 1 or not groupable(first.training, candidates):
+            for i, c in zip(users, candidates):
+                results[i][k] = c(inputs[i])
             continue
         fn, takes_relu = GROUPED[type(candidates[0])]
-        if takes_relu and r is None:
-            r = torch.relu(x)  # the edges' shared ReLU, once for the whole group
-        stacked = fn(candidates, r if takes_relu else x, pending)
-        for out, y in zip(outputs, stacked.chunk(e, dim=1)):
-            out.append(y)
+        stack = stacks.setdefault(tuple(users), [None, None])
+        if stack[0] is None:
+            stack[0] = torch.cat([inputs[i] for i in users], dim=1)
+        if takes_relu and stack[1] is None:
+            stack[1] = torch.relu(stack[0])  # the edges' shared ReLU, once for all of them
+        y = fn(candidates, stack[1] if takes_relu else stack[0], pending)
+        for i, part in zip(users, y.chunk(len(users), dim=1)):
+            results[i][k] = part
     pending.flush()
-    return outputs
+    return [([res[k] for k in ops], ops) for res, ops in zip(results, wanted)]
 
 
 class GroupedEdgesCell:
@@ -188,22 +201,23 @@ class GroupedEdgesCell:
             [e for e, (inp, _) in enumerate(self.edges) if inp in sources] for sources in ready
         ]
 
-    def grouped_now(self, active: object) -> bool:
-        """Edges run grouped in training mode when every candidate is computed eagerly."""
-        return (
-            self.group_edges
-            and active is None
-            and self.training
-            and self.mixed[0]._compiled_all is None
-        )
+    def grouped_now(self) -> bool:
+        """Edges run grouped in training mode, with eager candidates (compiled ones run per
+        edge: ``compile_scope=edge`` compiles each edge's candidates)."""
+        return self.group_edges and self.training and self.mixed[0]._compiled_all is None
 
     def run_group(
-        self, stage: int, states: Sequence[torch.Tensor], done: dict[int, list[torch.Tensor]]
+        self,
+        stage: int,
+        states: Sequence[torch.Tensor],
+        active: Sequence[Sequence[int] | None] | None,
+        done: dict[int, tuple[list[torch.Tensor], list[int]]],
     ) -> None:
-        """Adds the outputs of stage ``stage``'s edges to ``done`` (a group of one runs alone,
-        through ``mix_node``, as grouping would only add operations)."""
+        """Adds ``(outputs, op indices)`` of stage ``stage``'s edges to ``done`` (a group of one
+        runs alone, through ``mix_node``, as grouping would only add operations)."""
         edges = self.edge_groups[stage]
         if len(edges) > 1:
             mixed = [self.mixed[e] for e in edges]
             inputs = [states[self.edges[e][0]] for e in edges]
-            done.update(zip(edges, grouped_outputs(mixed, inputs)))
+            act = None if active is None else [active[e] for e in edges]
+            done.update(zip(edges, grouped_outputs(mixed, inputs, act)))

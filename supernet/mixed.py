@@ -291,7 +291,7 @@ def mix_node(
     active: Sequence[Sequence[int] | None] | None = None,
     edge_weights: torch.Tensor | None = None,
     kernel: str = "torch",
-    precomputed: Mapping[int, list[torch.Tensor]] | None = None,
+    precomputed: Mapping[int, tuple[list[torch.Tensor], Sequence[int]]] | None = None,
 ) -> torch.Tensor:
     """One node of a search cell: ``sum_e sum_k W[e, k] op_{e,k}(inputs[e])``.
 
@@ -305,8 +305,8 @@ def mix_node(
         active: per global edge, the op indices to compute (None = all; ``[]`` = edge unused).
         edge_weights: per global edge factor (PC-DARTS' normalised β); also weights the bypass.
         kernel: weighted-sum backend.
-        precomputed: per global edge, its computed candidates' outputs when they were computed
-            with other edges' (``grouped_edges``; only for edges computing every candidate).
+        precomputed: per global edge, ``(outputs, op indices)`` of its computed candidates when
+            they were computed with other edges' (``grouped_edges``).
     """
     outputs: list[torch.Tensor] = []
     positions: list[int] = []
@@ -319,7 +319,7 @@ def mix_node(
         if act is not None and len(act) == 0:
             continue  # edge not in the sampled architecture
         if precomputed is not None and e in precomputed:
-            outs, idx = precomputed[e], op.computed
+            outs, idx = precomputed[e]
         else:
             outs, idx = op.candidate_outputs(h, act)
         outputs.extend(outs)

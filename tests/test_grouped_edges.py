@@ -118,8 +118,16 @@ def test_edge_normalization_and_sampled_paths_still_agree():
     x = torch.randn(2, 3, 8, 8)
     beta = {k: torch.rand(14) for k in ("normal", "reduce")}
     assert_twins_agree(grouped, per_edge, x, edge_weights=beta)
-    active = {k: [[1, 4], None, [], *([[0]] * 11)] for k in ("normal", "reduce")}
-    assert_twins_agree(grouped, per_edge, x, active=active)  # sampled: the per-edge path
+
+    # Sampled and pruned paths: per op, the edges that compute it run grouped.
+    def sampled(seed):
+        g = torch.Generator().manual_seed(seed)
+        single = [[int(torch.randint(8, (1,), generator=g))] for _ in range(14)]  # GDAS
+        pairs = [torch.randperm(8, generator=g)[:2].tolist() for _ in range(14)]  # pruned
+        return {"normal": single, "reduce": [[1, 4], None, [], [0], [0, 3], *pairs[5:]]}
+
+    for seed in range(3):
+        assert_twins_agree(grouped, per_edge, x, seed=seed, active=sampled(seed))
 
 
 @pytest.mark.parametrize("stride", [1, 2])
@@ -136,7 +144,7 @@ def test_every_op_type_grouped_or_not_matches_its_candidates(stride):
     twins = copy.deepcopy(mixed)
     inputs = [torch.randn(2, 6, 9, 7, requires_grad=True) for _ in mixed]
     twin_inputs = [x.detach().clone().requires_grad_() for x in inputs]
-    got = grouped_edges.grouped_outputs(mixed, inputs)
+    got = [outs for outs, _ in grouped_edges.grouped_outputs(mixed, inputs)]
     want = [m.all_outputs(x) for m, x in zip(twins, twin_inputs)]
     assert [len(o) for o in got] == [len(m.computed) for m in mixed]
     for outs_g, outs_w in zip(got, want):
@@ -152,6 +160,8 @@ def test_every_op_type_grouped_or_not_matches_its_candidates(stride):
 
 
 def test_eval_mode_and_compiled_candidates_take_the_per_edge_path(monkeypatch):
+    """Training mode groups (every candidate or sampled ones); eval mode does not; compiled
+    candidates do not."""
     net = DartsSpace((3, 8, 8), 5, C=4, layers=3).build_supernet()
     calls = []
     real = grouped_edges.grouped_outputs
@@ -162,12 +172,16 @@ def test_eval_mode_and_compiled_candidates_take_the_per_edge_path(monkeypatch):
     net(x, w)
     groups = len(calls)
     assert groups == 3 * 3  # per cell: edges of nodes 0+1, of node 2, of node 3 (node 4: one)
+    net(x, w, active={k: [[4]] * 14 for k in w})
+    assert len(calls) == 2 * groups
     net.eval()
     net(x, w)
+    assert len(calls) == 2 * groups
     net.train()
     cell = next(m for m in net.modules() if isinstance(m, SearchCell))
-    assert not cell.grouped_now(active={"normal": None})
-    assert len(calls) == groups
+    assert cell.grouped_now()
+    cell.mixed[0].compile_candidates()  # lazily compiled: nothing runs here
+    assert not cell.grouped_now()
 
 
 class ComputeOps(TorchDispatchMode):

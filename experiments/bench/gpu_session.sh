@@ -3,7 +3,7 @@
 #
 #   bash experiments/bench/gpu_session.sh check      # GPU tests: Triton kernel, lean step (DrNAS draws on the device), compile, cuda_graph
 #   bash experiments/bench/gpu_session.sh wholegraph # search step, cuda_graph=true (eager and edge-compiled supernet), first + PC-DARTS
-#   bash experiments/bench/gpu_session.sh eager      # search step, eager + Triton kernel, after ReLU sharing / constant weights
+#   bash experiments/bench/gpu_session.sh eager      # search step, eager + Triton kernel: grouped edges (default) and per edge
 #   bash experiments/bench/gpu_session.sh edge       # search step, compile_scope=edge, default mode (first + second order)
 #   bash experiments/bench/gpu_session.sh graphs     # search step, compile_scope=edge, CUDA graphs (reduce-overhead)
 #   bash experiments/bench/gpu_session.sh sampling   # GDAS and PC-DARTS at their papers' batches, compiled
@@ -23,7 +23,8 @@ case "${1:-}" in
     $BENCH --batch 64 --modes first --cuda-graph --compile --compile-scope edge \
       --out $R/search_step_cuda_cudagraph_compiled_edge.json ;;
   eager)
-    $BENCH --batch 64 --modes first,second --out $R/search_step_cuda_triton_relu_shared.json ;;
+    $BENCH --batch 64 --modes first,second --out $R/search_step_cuda_triton_grouped.json
+    $BENCH --batch 64 --modes first --no-group-edges --out $R/search_step_cuda_triton_per_edge.json ;;
   edge)
     $BENCH --batch 64 --modes first,second --compile --compile-scope edge \
       --out $R/search_step_cuda_compiled_edge.json ;;

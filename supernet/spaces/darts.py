@@ -118,12 +118,12 @@ class SearchCell(nn.Module, GroupedEdgesCell):
             weights = weights * edge_weights[:, None]
         flat_weights = weights.reshape(-1)
         n_ops = weights.shape[1]
-        grouped = self.grouped_now(active)
-        done: dict[int, list[torch.Tensor]] = {}
+        grouped = self.grouped_now()
+        done: dict[int, tuple[list[torch.Tensor], list[int]]] = {}
         first = 0
         for i in range(self.steps):
             if grouped:
-                self.run_group(i, states, done)
+                self.run_group(i, states, active, done)
             n_in = 2 + i
             states.append(
                 mix_node(

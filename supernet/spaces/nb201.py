@@ -119,12 +119,12 @@ class NB201SearchCell(nn.Module, GroupedEdgesCell):
         if edge_weights is not None:
             weights = weights * edge_weights[:, None]
         flat = weights.reshape(-1)
-        grouped = self.grouped_now(active)
-        done: dict[int, list[torch.Tensor]] = {}
+        grouped = self.grouped_now()
+        done: dict[int, tuple[list[torch.Tensor], list[int]]] = {}
         first = 0
         for j in range(self.steps):
             if grouped:
-                self.run_group(j, states, done)
+                self.run_group(j, states, active, done)
             n_in = j + 1
             states.append(
                 mix_node(
