@@ -76,6 +76,17 @@ def search_module(cfg: DictConfig, space: SearchSpace) -> SearchModule:
             flush=True,
         )
     lean(cfg, module.supernet, compile_ok=static_path)
+    if (
+        cfg.compile
+        and static_path
+        and cfg.compile_scope == "edge"
+        and getattr(space, "group_edges", False)
+    ):
+        print(
+            "[oneshot-nas] compile=true, compile_scope=edge: each edge's candidates run compiled, "
+            "on their own; search_space.group_edges groups edges only on the eager path.",
+            flush=True,
+        )
     return module
 
 
