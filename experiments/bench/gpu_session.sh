@@ -2,7 +2,7 @@
 # The GPU measurements still missing, in parts that each fit a 10-minute device call:
 #
 #   bash experiments/bench/gpu_session.sh check      # GPU tests: Triton kernel, lean step (DrNAS draws on the device), compile, cuda_graph
-#   bash experiments/bench/gpu_session.sh wholegraph # search step, cuda_graph=true (eager and edge-compiled supernet), first + PC-DARTS
+#   bash experiments/bench/gpu_session.sh wholegraph # search step, cuda_graph=true: fp32 first + PC-DARTS, bf16 first, edge-compiled first
 #   bash experiments/bench/gpu_session.sh eager      # search step, eager + Triton kernel: grouped edges (default) and per edge
 #   bash experiments/bench/gpu_session.sh edge       # search step, compile_scope=edge, default mode (first + second order)
 #   bash experiments/bench/gpu_session.sh graphs     # search step, compile_scope=edge, CUDA graphs (reduce-overhead)
@@ -20,6 +20,7 @@ case "${1:-}" in
     $PY -m pytest -q tests/test_triton_mix.py tests/test_lean_step.py tests/test_cuda_graphs.py -m "not slow or slow" ;;
   wholegraph)
     $BENCH --batch 64 --modes first,pcdarts --cuda-graph --out $R/search_step_cuda_cudagraph.json
+    $BENCH --batch 64 --modes first --cuda-graph --bf16 --out $R/search_step_cuda_cudagraph_bf16.json
     $BENCH --batch 64 --modes first --cuda-graph --compile --compile-scope edge \
       --out $R/search_step_cuda_cudagraph_compiled_edge.json ;;
   eager)

@@ -26,6 +26,7 @@ Each mode runs in its own subprocess so the peak memory of one does not hide the
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -155,6 +156,14 @@ def search_step(
     return {"val_loss": val_loss, "train_loss": weight_step(module, train)}
 
 
+def precision(args: argparse.Namespace, device: torch.device):
+    """``trainer.precision=bf16-mixed``: Lightning runs ``training_step`` (backward included)
+    under bf16 autocast; the benchmark runs each half of the step under it."""
+    if args.bf16:
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 def graph_captures(module) -> int | None:
     """Graph pairs ``cuda_graph=true`` captured (2 in steady state: arch and weight step)."""
     graphs = module.supernet_graphs
@@ -210,7 +219,8 @@ def measure(mode: str, args: argparse.Namespace) -> dict[str, Any]:
     warmup_times = []
     for _ in range(args.warmup):
         start = time.perf_counter()
-        search_step(module, arch_optimizer, train, val)
+        with precision(args, device):
+            search_step(module, arch_optimizer, train, val)
         sync(device)
         warmup_times.append(time.perf_counter() - start)
 
@@ -219,10 +229,12 @@ def measure(mode: str, args: argparse.Namespace) -> dict[str, Any]:
     times, arch_times, weight_times = [], [], []
     for _ in range(args.steps):
         start = time.perf_counter()
-        val_loss = arch_step(module, arch_optimizer, train, val)
+        with precision(args, device):
+            val_loss = arch_step(module, arch_optimizer, train, val)
         sync(device)
         mid = time.perf_counter()
-        train_loss = weight_step(module, train)
+        with precision(args, device):
+            train_loss = weight_step(module, train)
         sync(device)
         end = time.perf_counter()
         times.append(end - start)
@@ -239,6 +251,7 @@ def measure(mode: str, args: argparse.Namespace) -> dict[str, Any]:
         "compile_scope": args.compile_scope if args.compile else None,
         "compile_mode": args.compile_mode if args.compile else None,
         "cuda_graph": args.cuda_graph,
+        "precision": "bf16-mixed" if args.bf16 else "32",
         "group_edges": args.group_edges,
         "graph_captures": graph_captures(module),
         "strategy": STRATEGIES[mode],
@@ -362,6 +375,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         dest="group_edges",
         action="store_false",
         help="search_space.group_edges=false: every edge's candidates run on their own",
+    )
+    p.add_argument(
+        "--bf16",
+        action="store_true",
+        help="bf16 autocast around the step, as trainer.precision=bf16-mixed",
     )
     p.add_argument(
         "--cuda-graph",
