@@ -28,80 +28,139 @@ from torch import nn
 from supernet.ops import DilConv, FactorizedReduce, Identity, PoolBN, ReLUConvBN, SepConv
 
 
-class _Pending:
-    """Running-statistic writes of one group, done together at the end of the group."""
+class _GroupTensors:
+    """The stacked parameters and BN running statistics of one group's grouped ops.
 
-    def __init__(self) -> None:
-        self.dst: list[torch.Tensor] = []
-        self.src: list[torch.Tensor] = []
+    The weights of the group are concatenated by one ``cat`` per weight shape (each layer's
+    stacked weight is a view of it), all running means by one and all running variances by
+    one; the statistics the batch norms update in place are copied back to the edges' buffers
+    by one ``_foreach_copy_`` (``flush``). A few concatenations per group instead of one per
+    layer: a DARTS group has 12 convolutions and 8 batch norms, whose per-layer concatenations
+    were a quarter of a GPU step's launches.
+
+    Args:
+        grouped: per grouped op, its candidates on the edges that compute it (built alike).
+    """
+
+    def __init__(self, grouped: Sequence[Sequence[nn.Module]]):
+        # Parameters by per-edge shape: one cat along the first axis per shape (no flattening,
+        # so no view per parameter), then one split into the layers' stacked tensors.
+        by_shape: dict[tuple, list[list[torch.Tensor]]] = {}
+        where: dict[tuple[int, str], tuple[tuple, int]] = {}
+        self.means: list[torch.Tensor] = []  # the edges' buffers, written back by flush
+        self.variances: list[torch.Tensor] = []
         self.counters: list[torch.Tensor] = []
+        stat_sizes: list[int] = []  # per stacked statistic
+        self.stat_index: dict[int, int] = {}
+        for candidates in grouped:
+            for layer in zip(*(c.modules() for c in candidates)):
+                first = layer[0]
+                if isinstance(first, (nn.Conv2d, nn.BatchNorm2d)):
+                    for name in ("weight", "bias"):
+                        tensor = getattr(first, name, None)
+                        if tensor is None:
+                            continue
+                        key = (tuple(tensor.shape), tensor.dtype)
+                        layers = by_shape.setdefault(key, [])
+                        where[(id(first), name)] = (key, len(layers))
+                        layers.append([getattr(m, name) for m in layer])
+                if isinstance(first, nn.BatchNorm2d) and _tracks(first):
+                    self.stat_index[id(first)] = len(stat_sizes)
+                    stat_sizes.append(len(layer) * first.num_features)
+                    self.means += [m.running_mean for m in layer]
+                    self.variances += [m.running_var for m in layer]
+                    self.counters += [m.num_batches_tracked for m in layer]
+        stacked = {
+            key: torch.cat([t for layer in layers for t in layer]).split(
+                [sum(t.shape[0] for t in layer) for layer in layers]
+            )
+            for key, layers in by_shape.items()
+        }
+        self.stacked = {at: stacked[key][i] for at, (key, i) in where.items()}
+        self.mean_parts: Sequence[torch.Tensor] = ()
+        self.var_parts: Sequence[torch.Tensor] = ()
+        if stat_sizes:
+            self.mean = torch.cat(self.means)
+            self.var = torch.cat(self.variances)
+            self.mean_parts = self.mean.split(stat_sizes)
+            self.var_parts = self.var.split(stat_sizes)
+
+    def param(self, module: nn.Module, name: str) -> torch.Tensor | None:
+        """The E edges' ``module.<name>`` stacked along the first axis (a view)."""
+        return self.stacked.get((id(module), name))
+
+    def stats(self, bn: nn.BatchNorm2d) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The E edges' running mean and variance, stacked (views the batch norm updates)."""
+        i = self.stat_index.get(id(bn))
+        return (None, None) if i is None else (self.mean_parts[i], self.var_parts[i])
 
     def flush(self) -> None:
-        if self.dst:
+        """Writes the updated statistics back to the edges' buffers."""
+        if self.means:
+            sizes = [b.numel() for b in self.means]
             with torch.no_grad():
-                torch._foreach_copy_(self.dst, self.src)
+                sources = [*self.mean.split(sizes), *self.var.split(sizes)]
+                torch._foreach_copy_(self.means + self.variances, sources)
                 torch._foreach_add_(self.counters, 1)
 
 
-def _conv(convs: Sequence[nn.Conv2d], x: torch.Tensor) -> torch.Tensor:
+def _tracks(bn: nn.BatchNorm2d) -> bool:
+    return bn.track_running_stats and bn.running_mean is not None
+
+
+def _conv(convs: Sequence[nn.Conv2d], x: torch.Tensor, state: _GroupTensors) -> torch.Tensor:
     """The convolutions of E edges on their stacked inputs: one convolution, E times the groups."""
     c = convs[0]
-    weight = torch.cat([m.weight for m in convs])
-    bias = None if c.bias is None else torch.cat([m.bias for m in convs])
+    weight, bias = state.param(c, "weight"), state.param(c, "bias")
     return F.conv2d(x, weight, bias, c.stride, c.padding, c.dilation, c.groups * len(convs))
 
 
-def _batch_norm(bns: Sequence[nn.BatchNorm2d], x: torch.Tensor, pending: _Pending) -> torch.Tensor:
+def _batch_norm(
+    bns: Sequence[nn.BatchNorm2d], x: torch.Tensor, state: _GroupTensors
+) -> torch.Tensor:
     """Training-mode batch norm of E edges on their stacked outputs."""
     b = bns[0]
-    rm = rv = None
-    if b.track_running_stats and b.running_mean is not None:
-        rm = torch.cat([m.running_mean for m in bns])
-        rv = torch.cat([m.running_var for m in bns])
-        pending.dst += [m.running_mean for m in bns] + [m.running_var for m in bns]
-        pending.src += [*rm.chunk(len(bns)), *rv.chunk(len(bns))]
-        pending.counters += [m.num_batches_tracked for m in bns]
-    weight = torch.cat([m.weight for m in bns]) if b.affine else None
-    bias = torch.cat([m.bias for m in bns]) if b.affine else None
+    rm, rv = state.stats(b)
+    weight, bias = state.param(b, "weight"), state.param(b, "bias")
     return F.batch_norm(x, rm, rv, weight, bias, True, b.momentum, b.eps)
 
 
-def _dil_conv(ops: Sequence[DilConv], r: torch.Tensor, pending: _Pending) -> torch.Tensor:
+def _dil_conv(ops: Sequence[DilConv], r: torch.Tensor, state: _GroupTensors) -> torch.Tensor:
     """ReLU (already applied: ``r``), depthwise conv, pointwise conv, BN."""
-    y = _conv([m[1] for m in ops], r)
-    y = _conv([m[2] for m in ops], y)
-    return _batch_norm([m[3] for m in ops], y, pending)
+    y = _conv([m[1] for m in ops], r, state)
+    y = _conv([m[2] for m in ops], y, state)
+    return _batch_norm([m[3] for m in ops], y, state)
 
 
-def _sep_conv(ops: Sequence[SepConv], r: torch.Tensor, pending: _Pending) -> torch.Tensor:
-    y = _dil_conv([m[0] for m in ops], r, pending)
-    return _dil_conv([m[1] for m in ops], torch.relu(y), pending)
+def _sep_conv(ops: Sequence[SepConv], r: torch.Tensor, state: _GroupTensors) -> torch.Tensor:
+    y = _dil_conv([m[0] for m in ops], r, state)
+    return _dil_conv([m[1] for m in ops], torch.relu(y), state)
 
 
-def _relu_conv_bn(ops: Sequence[ReLUConvBN], r: torch.Tensor, pending: _Pending) -> torch.Tensor:
-    return _batch_norm([m[2] for m in ops], _conv([m[1] for m in ops], r), pending)
+def _relu_conv_bn(ops: Sequence[ReLUConvBN], r: torch.Tensor, state: _GroupTensors) -> torch.Tensor:
+    return _batch_norm([m[2] for m in ops], _conv([m[1] for m in ops], r, state), state)
 
 
 def _factorized_reduce(
-    ops: Sequence[FactorizedReduce], r: torch.Tensor, pending: _Pending
+    ops: Sequence[FactorizedReduce], r: torch.Tensor, state: _GroupTensors
 ) -> torch.Tensor:
     """Two offset stride-2 1x1 convs, each edge's halves side by side, BN (``FactorizedReduce``)."""
     if r.shape[-1] % 2 or r.shape[-2] % 2:
         r = F.pad(r, (0, r.shape[-1] % 2, 0, r.shape[-2] % 2))
-    a = _conv([m.conv_1 for m in ops], r)
-    b = _conv([m.conv_2 for m in ops], r[:, :, 1:, 1:])
+    a = _conv([m.conv_1 for m in ops], r, state)
+    b = _conv([m.conv_2 for m in ops], r[:, :, 1:, 1:], state)
     n, c, h, w = a.shape
     e = len(ops)
     # [N, E*C/2] twice -> per edge [conv_1 half, conv_2 half]: [N, E, 2, C/2] flattened
     y = torch.stack([a.view(n, e, c // e, h, w), b.view(n, e, c // e, h, w)], dim=2)
-    return _batch_norm([m.bn for m in ops], y.view(n, 2 * c, h, w), pending)
+    return _batch_norm([m.bn for m in ops], y.view(n, 2 * c, h, w), state)
 
 
-def _pool_bn(ops: Sequence[PoolBN], x: torch.Tensor, pending: _Pending) -> torch.Tensor:
-    return _batch_norm([m[1] for m in ops], _pool([m[0] for m in ops], x, pending), pending)
+def _pool_bn(ops: Sequence[PoolBN], x: torch.Tensor, state: _GroupTensors) -> torch.Tensor:
+    return _batch_norm([m[1] for m in ops], _pool([m[0] for m in ops], x, state), state)
 
 
-def _pool(ops: Sequence[nn.Module], x: torch.Tensor, pending: _Pending) -> torch.Tensor:
+def _pool(ops: Sequence[nn.Module], x: torch.Tensor, state: _GroupTensors) -> torch.Tensor:
     """No weights: one pool of the stacked inputs (functional, like every grouped form: the
     candidate modules' hooks see only per-edge calls)."""
     p = ops[0]
@@ -159,31 +218,33 @@ def grouped_outputs(
         for m, a in zip(mixed, active or [None] * len(mixed))
     ]
     results: list[dict[int, torch.Tensor]] = [{} for _ in mixed]
-    stacks: dict[tuple[int, ...], list] = {}  # edges -> [stacked inputs, their ReLU]
-    pending = _Pending()
+    plan = []  # (op, edges that compute it, their candidates), for the ops that run grouped
     for k in first.computed:
         users = [i for i, ops in enumerate(wanted) if k in ops]
-        candidates = [mixed[i].candidates[k] for i in users]
         if not users:
             continue
+        candidates = [mixed[i].candidates[k] for i in users]
         if isinstance(candidates[0], (Identity, nn.Identity)):
             for i in users:
                 results[i][k] = inputs[i]
-            continue
-        if len(users) == 1 or not groupable(first.training, candidates):
+        elif len(users) == 1 or not groupable(first.training, candidates):
             for i, c in zip(users, candidates):
                 results[i][k] = c(inputs[i])
-            continue
+        else:
+            plan.append((k, users, candidates))
+    state = _GroupTensors([candidates for _, _, candidates in plan])
+    stacks: dict[tuple[int, ...], list] = {}  # edges -> [stacked inputs, their ReLU]
+    for k, users, candidates in plan:
         fn, takes_relu = GROUPED[type(candidates[0])]
         stack = stacks.setdefault(tuple(users), [None, None])
         if stack[0] is None:
             stack[0] = torch.cat([inputs[i] for i in users], dim=1)
         if takes_relu and stack[1] is None:
             stack[1] = torch.relu(stack[0])  # the edges' shared ReLU, once for all of them
-        y = fn(candidates, stack[1] if takes_relu else stack[0], pending)
+        y = fn(candidates, stack[1] if takes_relu else stack[0], state)
         for i, part in zip(users, y.chunk(len(users), dim=1)):
             results[i][k] = part
-    pending.flush()
+    state.flush()
     return [([res[k] for k in ops], ops) for res, ops in zip(results, wanted)]
 
 
