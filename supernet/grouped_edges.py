@@ -10,11 +10,12 @@ rounding of the convolution algorithms (tested), in far fewer operations (a GPU 
 their count, see ``experiments/bench/op_count.py``).
 
 The parameters stay per edge (state dict, optimizers, PC-DARTS' and DrNAS' resizing are
-unchanged); each call concatenates the E weights of a layer, a small copy. BN running statistics
-of the E edges are concatenated too, updated by the one batch norm call, and copied back with one
-``_foreach_copy_`` per group. Used in training mode, for every candidate (DARTS) or the sampled ones (GDAS, pruned DrNAS: per
-op, the edges that compute it); eval mode, compiled candidates, op types without a grouped form
-and ops only one edge computes take the per-edge path. Forward hooks on candidate modules see only per-edge calls.
+unchanged); each call stacks the group's weights and BN running statistics with a few
+concatenations (``_GroupTensors``) and copies the updated statistics back with one
+``_foreach_copy_``. Used in training mode, for every candidate (DARTS) or for the sampled ones
+(GDAS, pruned DrNAS: per op, the edges that compute it); eval mode, compiled candidates, op types
+without a grouped form and ops that only one edge computes take the per-edge path. Forward hooks
+on candidate modules see only per-edge calls.
 """
 
 from __future__ import annotations
