@@ -3,6 +3,7 @@
 #
 #   bash experiments/bench/gpu_session.sh check      # GPU tests: Triton kernel, lean step (DrNAS draws on the device), compile, cuda_graph
 #   bash experiments/bench/gpu_session.sh wholegraph # search step, cuda_graph=true: fp32 first + PC-DARTS, bf16 first, edge-compiled first
+#   bash experiments/bench/gpu_session.sh kernel     # mixed-op kernel on channel slices (group_edges' layout), fp32 + bf16
 #   bash experiments/bench/gpu_session.sh eager      # search step, eager + Triton kernel: grouped edges (default) and per edge
 #   bash experiments/bench/gpu_session.sh edge       # search step, compile_scope=edge, default mode (first + second order)
 #   bash experiments/bench/gpu_session.sh graphs     # search step, compile_scope=edge, CUDA graphs (reduce-overhead)
@@ -23,6 +24,9 @@ case "${1:-}" in
     $BENCH --batch 64 --modes first --cuda-graph --bf16 --out $R/search_step_cuda_cudagraph_bf16.json
     $BENCH --batch 64 --modes first --cuda-graph --compile --compile-scope edge \
       --out $R/search_step_cuda_cudagraph_compiled_edge.json ;;
+  kernel)
+    $PY experiments/bench/mixed_op.py --device cuda --layout sliced
+    $PY experiments/bench/mixed_op.py --device cuda --layout sliced --dtype bfloat16 ;;
   eager)
     $BENCH --batch 64 --modes first,second --out $R/search_step_cuda_triton_grouped.json
     $BENCH --batch 64 --modes first --no-group-edges --out $R/search_step_cuda_triton_per_edge.json ;;
@@ -36,6 +40,6 @@ case "${1:-}" in
     $BENCH --modes gdas,pcdarts --compile --compile-scope edge \
       --out $R/search_step_cuda_gdas_pcdarts_compiled_edge.json ;;
   *)
-    echo "usage: $0 check|wholegraph|eager|edge|graphs|sampling" >&2
+    echo "usage: $0 check|wholegraph|kernel|eager|edge|graphs|sampling" >&2
     exit 2 ;;
 esac

@@ -8,6 +8,7 @@ output forward; read g and K inputs, write K gradients backward) and the achieve
 It also times one forward+backward of the whole supernet with each backend.
 
     python experiments/bench/mixed_op.py [--device cuda] [--batch 64] [--dtype float32|bfloat16]
+        [--layout dense|sliced]
 
 Writes experiments/bench/results/mixed_op_<device>.json. On CPU the kernel only runs through
 Triton's interpreter, which is not a speed measurement: CPU runs time the eager path only.
@@ -62,14 +63,28 @@ def timer(fn, device: str, reps: int, warmup: int = 5) -> float:
     return statistics.median(times)
 
 
-def cell_inputs(batch, C, S, dtype, device, seed=0):
+def cell_inputs(batch, C, S, dtype, device, seed=0, layout="dense"):
+    """Per node, its K candidate outputs: separate tensors (``dense``: the per-edge path), or
+    channel slices of wider tensors of 4 edges each (``sliced``: what ``group_edges`` hands
+    the kernel, read in place at each slice's batch stride)."""
     g = torch.Generator(device=device).manual_seed(seed)
     nodes = []
     for K in NODE_CANDIDATES:
-        xs = [
-            torch.randn(batch, C, S, S, device=device, dtype=dtype, generator=g).requires_grad_()
-            for _ in range(K)
-        ]
+        if layout == "sliced":
+            wide = [
+                torch.randn(
+                    batch, 4 * C, S, S, device=device, dtype=dtype, generator=g
+                ).requires_grad_()
+                for _ in range(-(-K // 4))
+            ]
+            xs = [wide[i // 4][:, (i % 4) * C : (i % 4 + 1) * C] for i in range(K)]
+        else:
+            xs = [
+                torch.randn(
+                    batch, C, S, S, device=device, dtype=dtype, generator=g
+                ).requires_grad_()
+                for _ in range(K)
+            ]
         w = torch.softmax(torch.randn(K, device=device, generator=g), 0).requires_grad_()
         nodes.append((xs, w))
     grads = [
@@ -130,6 +145,12 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     p.add_argument("--reps", type=int, default=50)
+    p.add_argument(
+        "--layout",
+        default="dense",
+        choices=["dense", "sliced"],
+        help="candidate outputs as separate tensors, or channel slices (group_edges)",
+    )
     p.add_argument("--out", default=None)
     args = p.parse_args()
     device, dtype = args.device, getattr(torch, args.dtype)
@@ -142,7 +163,7 @@ def main() -> None:
     bw = copy_bandwidth(device)
     rows = []
     for name, C, S in CELLS:
-        nodes, grads = cell_inputs(args.batch, C, S, dtype, device)
+        nodes, grads = cell_inputs(args.batch, C, S, dtype, device, layout=args.layout)
         numel = args.batch * C * S * S
         floor_bytes = sum((3 * K + 2) * numel * dtype.itemsize for K in NODE_CANDIDATES)
         row = {"cell": name, "shape": [args.batch, C, S, S], "floor_bytes": floor_bytes}
@@ -168,7 +189,10 @@ def main() -> None:
     device_name = (
         torch.cuda.get_device_name() if device == "cuda" else platform.processor() or "cpu"
     )
-    print(f"\nmixed-op core, DARTS CIFAR shapes, batch {args.batch}, {args.dtype}, {device_name}")
+    print(
+        f"\nmixed-op core, DARTS CIFAR shapes, batch {args.batch}, {args.dtype}, "
+        f"{args.layout} inputs, {device_name}"
+    )
     if bw:
         print(f"measured copy bandwidth: {bw / 1e9:.0f} GB/s")
     head = f"{'cell':<14}" + "".join(f"{b + ' ms':>12}{b + ' GB/s':>12}" for b in backends)
@@ -189,10 +213,11 @@ def main() -> None:
             f"{s['what']}: {s['seconds'] * 1e3:.1f} ms"
             + (f", peak {s['peak_mib']:.0f} MiB" if s["peak_mib"] else "")
         )
-    out = Path(args.out or f"experiments/bench/results/mixed_op_{device}_{args.dtype}.json")
+    suffix = "" if args.layout == "dense" else f"_{args.layout}"
+    out = Path(args.out or f"experiments/bench/results/mixed_op_{device}_{args.dtype}{suffix}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
-        "device": device_name, "torch": torch.__version__, "batch": args.batch, "dtype": args.dtype,
+        "device": device_name, "torch": torch.__version__, "batch": args.batch, "dtype": args.dtype, "layout": args.layout,
         "copy_bandwidth_Bps": bw, "cells": rows, "supernet_node_sums_s": total, "supernet_fwd_bwd": step_rows,
         "command": " ".join(sys.argv),
     }, indent=2))  # fmt: skip
