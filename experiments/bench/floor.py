@@ -57,6 +57,7 @@ H100 = {"fp32_flops": 67e12, "bf16_flops": 990e12, "bandwidth": 3.35e12}
 # ---- counting ------------------------------------------------------------------------------
 def trace(module, x: torch.Tensor, y: torch.Tensor) -> tuple[int, int]:
     """Multiply-adds and activation elements written by one forward of ``module.loss``."""
+    from supernet.grouped_edges import GroupedEdgesCell
     from supernet.ops import Identity, Zero
     from supernet.spaces.darts import SearchCell
 
@@ -85,6 +86,12 @@ def trace(module, x: torch.Tensor, y: torch.Tensor) -> tuple[int, int]:
         leaf = not any(True for _ in m.children())
         if isinstance(m, SearchCell) or (leaf and not isinstance(m, (Identity, Zero))):
             handles.append(m.register_forward_hook(hook))
+    # The per-edge path, whose modules the hooks see (grouped edges do the same arithmetic
+    # through functional calls).
+    cells = [m for m in module.supernet.modules() if isinstance(m, GroupedEdgesCell)]
+    grouping = [c.group_edges for c in cells]
+    for c in cells:
+        c.group_edges = False
     try:
         with torch.no_grad():
             detached = {k: a.detach() for k, a in module.arch.as_dict().items()}
@@ -92,6 +99,8 @@ def trace(module, x: torch.Tensor, y: torch.Tensor) -> tuple[int, int]:
     finally:
         for h in handles:
             h.remove()
+        for c, on in zip(cells, grouping):
+            c.group_edges = on
     return macs, elements
 
 
