@@ -130,6 +130,24 @@ def test_edge_normalization_and_sampled_paths_still_agree():
         assert_twins_agree(grouped, per_edge, x, seed=seed, active=sampled(seed))
 
 
+def test_grouped_sampled_paths_compute_only_the_sampled_ops():
+    """GDAS-style paths, grouped: an op no edge sampled is never run (its weights get no
+    gradient); the sampled ones are."""
+    torch.manual_seed(6)
+    net = DartsSpace((3, 8, 8), 5, C=4, layers=3).build_supernet()
+    g = torch.Generator().manual_seed(0)
+    active = {k: [[int(torch.randint(1, 8, (1,), generator=g))] for _ in range(14)]
+              for k in ("normal", "reduce")}  # fmt: skip
+    w = random_weights(14, len(DARTS_OPS), 0)
+    net(torch.randn(2, 3, 8, 8), w, active=active).square().sum().backward()
+    for cell in net.cells:
+        kind = "reduce" if cell.reduction else "normal"
+        for e, mixed in enumerate(cell.mixed):
+            for k, cand in enumerate(mixed.candidates):
+                for p in cand.parameters():
+                    assert (p.grad is not None) == (k in active[kind][e]), (kind, e, k)
+
+
 @pytest.mark.parametrize("stride", [1, 2])
 def test_every_op_type_grouped_or_not_matches_its_candidates(stride):
     """``grouped_outputs`` against each edge's own ``all_outputs``, op by op, including ops
