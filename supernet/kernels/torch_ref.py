@@ -14,7 +14,10 @@ def weighted_sum(outputs: list[torch.Tensor], weights: torch.Tensor) -> torch.Te
     """
     if len(outputs) != weights.shape[0]:
         raise ValueError(f"{len(outputs)} outputs but {weights.shape[0]} weights.")
-    total = outputs[0] * weights[0]
+    # One unbind, not one indexing per candidate: its backward is one stack of the weight
+    # gradients instead of a zero-filled copy and an add per candidate.
+    w = weights.unbind(0)
+    total = outputs[0] * w[0]
     for i in range(1, len(outputs)):
-        total.addcmul_(outputs[i], weights[i])  # no temporary per candidate
+        total.addcmul_(outputs[i], w[i])  # no temporary per candidate
     return total
