@@ -338,6 +338,10 @@ def mix_node(
         return part
     if edge_weights is None:
         bypass_weights = flat_weights.new_ones(len(bypass))
+    elif bypass_edges == list(range(bypass_edges[0], bypass_edges[-1] + 1)):
+        # A slice, not a list index: indexing with a list copies it to the device first, which
+        # a CUDA graph capture refuses (and costs a host-to-device copy per node eagerly).
+        bypass_weights = edge_weights[bypass_edges[0] : bypass_edges[-1] + 1]
     else:
         bypass_weights = edge_weights[bypass_edges]
     rest = kernels.mix(bypass, bypass_weights, kernel)

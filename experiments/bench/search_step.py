@@ -430,13 +430,14 @@ def parse_batch(spec: str | None, device: str) -> dict[str, int]:
     return out
 
 
-def run_worker(mode: str, argv: list[str]) -> dict[str, Any]:
+def run_worker(mode: str, argv: list[str]) -> dict[str, Any] | None:
     """Runs one mode in a fresh interpreter; its last stdout line is the JSON row."""
     cmd = [sys.executable, str(Path(__file__).resolve()), *argv, "--worker", mode]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     if proc.returncode:
         sys.stderr.write(proc.stdout + proc.stderr)
-        raise SystemExit(f"{mode} worker failed (exit {proc.returncode})")
+        print(f"{mode} worker failed (exit {proc.returncode})", file=sys.stderr)
+        return None  # the other modes still run and are written
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -470,14 +471,18 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     load_before = os.getloadavg()[0]
-    rows = []
+    rows, failed = [], []
     for mode in args.modes:
         print(
             f"[search_step] {STRATEGIES[mode]}, batch {args.batch[mode]}: "
             f"{args.warmup} warm-up + {args.steps} timed steps ...",
             flush=True,
         )
-        rows.append(measure(mode, args) if args.in_process else run_worker(mode, argv))
+        row = measure(mode, args) if args.in_process else run_worker(mode, argv)
+        if row is None:
+            failed.append(mode)
+        else:
+            rows.append(row)
 
     kind = "cuda" if args.device.startswith("cuda") else "cpu"
     out = (
@@ -491,6 +496,7 @@ def main(argv: list[str] | None = None) -> None:
         "what": "one bilevel search step = arch step on a val batch + weight step on a train batch (SearchModule.training_step without Lightning)",
         **environment(args.device, load_before),
         "in_process": args.in_process,
+        "failed_modes": failed,
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
@@ -501,6 +507,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(table(rows))
     print(f"\nwrote {out}")
+    if failed:
+        raise SystemExit(f"failed modes: {', '.join(failed)} (their errors are above)")
 
 
 if __name__ == "__main__":
