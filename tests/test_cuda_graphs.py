@@ -176,6 +176,8 @@ def test_captured_graphs_match_eager_on_gpu(strategy):
 def test_cuda_graph_search_on_cpu_stops_with_a_clear_error(tmp_path, monkeypatch, capsys):
     from tests.test_train import run_train
 
-    assert run_train(monkeypatch, tmp_path, "stage=search", "cuda_graph=true") != 0
+    # On the CPU also where a GPU exists (the auto accelerator would pick it and capture).
+    args = ("stage=search", "cuda_graph=true", "trainer.accelerator=cpu")
+    assert run_train(monkeypatch, tmp_path, *args) != 0
     err = capsys.readouterr().err
     assert "cuda_graph=true" in err and "cuda_graph=false" in err

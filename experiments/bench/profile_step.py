@@ -38,6 +38,8 @@ def profile(mode: str, args: argparse.Namespace, top: int) -> dict[str, Any]:
 
     def batch():
         x = torch.randn(n, 3, args.size, args.size, generator=gen)
+        if args.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         return x.to(device), torch.randint(0, args.classes, (n,), generator=gen).to(device)
 
     train, val = batch(), batch()
@@ -91,6 +93,8 @@ def profile(mode: str, args: argparse.Namespace, top: int) -> dict[str, Any]:
         "precision": "bf16-mixed" if args.bf16 else "32",
         "kernel": args.kernel,
         "group_edges": args.group_edges,
+        "channels_last": args.channels_last,
+        "cudnn_benchmark": args.cudnn_benchmark,
         "wall_ms_per_step": wall * 1e3,
         "gpu_busy_ms_per_step": busy,
         "kernel_launches_per_step": sum(r["launches_per_step"] for r in kernel_rows),
@@ -106,7 +110,8 @@ def short(name: str, width: int = 70) -> str:
 def print_report(r: dict[str, Any]) -> None:
     print(
         f"\n{r['mode']} batch {r['batch']} precision {r['precision']} kernel {r['kernel']} "
-        f"group_edges {r['group_edges']}: wall {r['wall_ms_per_step']:.1f} ms/step, GPU busy "
+        f"group_edges {r['group_edges']} channels_last {r['channels_last']} cudnn_benchmark "
+        f"{r['cudnn_benchmark']}: wall {r['wall_ms_per_step']:.1f} ms/step, GPU busy "
         f"{r['gpu_busy_ms_per_step']:.1f} ms/step, {r['kernel_launches_per_step']:.0f} kernels/step"
     )
     print(f"{'kernel':<72}{'ms/step':>9}{'n/step':>8}{'mean us':>9}")

@@ -78,6 +78,7 @@ def build(mode: str, args: argparse.Namespace, device: torch.device):
         f"compile_mode={args.compile_mode}",
         f"cuda_graph={str(args.cuda_graph).lower()}",
         f"search_space.group_edges={str(args.group_edges).lower()}",
+        f"channels_last={str(args.channels_last).lower()}",
         f"strategy.batch_size={args.batch[mode]}",
         "strategy.arch_start_epoch=0",
         f"seed={args.seed}",
@@ -88,6 +89,8 @@ def build(mode: str, args: argparse.Namespace, device: torch.device):
         cfg = compose(config_name="config", overrides=overrides)
     space = builders.space_from_config(cfg)
     module = builders.search_module(cfg, space).to(device)
+    if args.channels_last:  # what stage=search's builders do to the networks
+        module.to(memory_format=torch.channels_last)
     module.train()
     # What Lightning's on_train_epoch_start does at the first epoch (GDAS: τ = tau_max).
     module.strategy.on_epoch_start(0, args.epochs, module)
@@ -209,6 +212,8 @@ def measure(mode: str, args: argparse.Namespace) -> dict[str, Any]:
     def batch() -> Batch:
         x = torch.randn(n, 3, args.size, args.size, generator=gen)
         y = torch.randint(0, args.classes, (n,), generator=gen)
+        if args.channels_last:  # the data module's batches are NHWC then too
+            x = x.contiguous(memory_format=torch.channels_last)
         return x.to(device), y.to(device)
 
     train, val = batch(), batch()
@@ -253,6 +258,7 @@ def measure(mode: str, args: argparse.Namespace) -> dict[str, Any]:
         "cuda_graph": args.cuda_graph,
         "precision": "bf16-mixed" if args.bf16 else "32",
         "group_edges": args.group_edges,
+        "channels_last": args.channels_last,
         "graph_captures": graph_captures(module),
         "strategy": STRATEGIES[mode],
         "batch": n,
@@ -375,6 +381,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         dest="group_edges",
         action="store_false",
         help="search_space.group_edges=false: every edge's candidates run on their own",
+    )
+    p.add_argument(
+        "--channels-last",
+        action="store_true",
+        help="channels_last=true: NHWC memory format for the supernet and the batches",
     )
     p.add_argument(
         "--bf16",
