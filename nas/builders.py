@@ -19,6 +19,7 @@ from nas.resume import ConfigStamp, check_checkpoint, resolve_checkpoint, run_id
 from nas.retrain import RetrainModule
 from nas.search import SearchModule
 from nas.strategies import Strategy
+from nas.strategies.arch_grad import SecondOrder
 from supernet.mixed import compile_candidates
 from supernet.spaces import build_space
 from supernet.spaces.base import SearchSpace
@@ -47,6 +48,7 @@ def search_module(cfg: DictConfig, space: SearchSpace) -> SearchModule:
     s = cfg.strategy
     check_cuda_graph(cfg)
     strategy = strategy_from_config(cfg)
+    check_cuda_graph_strategy(cfg, strategy)
     static_path = not strategy.sampler.samples_paths
     module = SearchModule(
         space,
@@ -108,6 +110,20 @@ def check_cuda_graph(cfg: DictConfig) -> None:
             f"compile_mode={cfg.compile_mode!r}: that mode makes its own CUDA graphs, which "
             "cannot be captured inside the supernet's graph. Use compile_mode=default (or "
             "max-autotune-no-cudagraphs) with cuda_graph=true, or cuda_graph=false."
+        )
+
+
+def check_cuda_graph_strategy(cfg: DictConfig, strategy: Strategy) -> None:
+    """Second-order DARTS runs its virtual step eagerly (a backward over the weights on the
+    default stream) right before the graphed weight step. On an H100 with torch 2.11 the
+    weight step's capture then fails (cudaErrorStreamCaptureImplicit: the legacy stream would
+    depend on the capturing one), so the combination is refused before the run starts."""
+    if cfg.cuda_graph and isinstance(strategy.arch_grad, SecondOrder):
+        raise ValueError(
+            f"cuda_graph=true does not support strategy={cfg.strategy.name}: its second-order "
+            "arch step runs eager weight gradients right before the captured weight step, and "
+            "the capture fails on the GPU. Use cuda_graph=false with second-order strategies, "
+            "or cuda_graph=true with a first-order one (darts, pcdarts, drnas)."
         )
 
 

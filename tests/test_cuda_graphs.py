@@ -147,6 +147,9 @@ def test_config_wiring_and_errors(capsys):
     cfg = compose_config("cuda_graph=true", "compile=true", "compile_mode=reduce-overhead", *SMALL)
     with pytest.raises(ValueError, match="compile_mode='reduce-overhead'"):
         builders.search_module(cfg, space)
+    cfg = compose_config("cuda_graph=true", "strategy=darts_2nd", *SMALL)
+    with pytest.raises(ValueError, match="strategy=darts_2nd.*cuda_graph=false"):
+        builders.search_module(cfg, space)
 
 
 @pytest.mark.gpu
