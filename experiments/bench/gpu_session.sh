@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
-# The GPU measurements still missing, in parts that each fit a 10-minute device call:
+# GPU measurements, in parts that each fit a 10-minute device call. Measured on an H100
+# (2026-11-23, session 3; README "GPU: CUDA graphs"): check, wholegraph, profile, kernel (fp32).
+# Not measured yet: kernel bf16, edge, graphs, sampling, model.
 #
-#   bash experiments/bench/gpu_session.sh check      # GPU tests: Triton kernel, lean step (DrNAS draws on the device), compile, cuda_graph
-#   bash experiments/bench/gpu_session.sh wholegraph # search step, cuda_graph=true: fp32 first + PC-DARTS, bf16 first, edge-compiled first
+#   bash experiments/bench/gpu_session.sh check      # GPU tests: Triton kernel, lean step, cuda_graph (real capture); ~3 min
+#   bash experiments/bench/gpu_session.sh wholegraph # search step, cuda_graph=true + cudnn.benchmark: fp32/bf16 first, PC-DARTS 256
+#   bash experiments/bench/gpu_session.sh profile    # kernels and GPU busy time per eager first-order step, fp32 + bf16
 #   bash experiments/bench/gpu_session.sh kernel     # mixed-op kernel on channel slices (group_edges' layout), fp32 + bf16
 #   bash experiments/bench/gpu_session.sh eager      # search step, eager + Triton kernel: grouped edges (default) and per edge
 #   bash experiments/bench/gpu_session.sh edge       # search step, compile_scope=edge, default mode (first + second order)
 #   bash experiments/bench/gpu_session.sh graphs     # search step, compile_scope=edge, CUDA graphs (reduce-overhead)
 #   bash experiments/bench/gpu_session.sh sampling   # GDAS and PC-DARTS at their papers' batches, compiled
+#   bash experiments/bench/gpu_session.sh model      # compile_scope=model inside cuda_graph=true, bf16 (cold compile: minutes)
 #
+# On the device image hydra-core, omegaconf and antlr4 are missing: carry their wheels (see
+# /work/.library/device/README.md) and put them on PYTHONPATH first.
 # Results go to experiments/bench/results/*_cuda_*.json (device name inside); the tables print.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -21,9 +27,21 @@ case "${1:-}" in
     $PY -m pytest -q tests/test_triton_mix.py tests/test_lean_step.py tests/test_cuda_graphs.py -m "not slow or slow" ;;
   wholegraph)
     $BENCH --batch 64 --modes first,pcdarts --cuda-graph --out $R/search_step_cuda_cudagraph.json
-    $BENCH --batch 64 --modes first --cuda-graph --bf16 --out $R/search_step_cuda_cudagraph_bf16.json
-    $BENCH --batch 64 --modes first --cuda-graph --compile --compile-scope edge \
-      --out $R/search_step_cuda_cudagraph_compiled_edge.json ;;
+    $BENCH --batch 64 --modes first --cuda-graph --cudnn-benchmark \
+      --out $R/search_step_cuda_cudagraph_cudnnbench.json
+    $BENCH --batch 64 --modes first --cuda-graph --cudnn-benchmark --bf16 \
+      --out $R/search_step_cuda_cudagraph_bf16_cudnnbench.json
+    $BENCH --batch 64 --modes first --cuda-graph --cudnn-benchmark --no-group-edges \
+      --out $R/search_step_cuda_cudagraph_cudnnbench_per_edge.json
+    $BENCH --batch 256 --modes pcdarts --cuda-graph --bf16 --cudnn-benchmark \
+      --out $R/search_step_cuda_cudagraph_bf16_pcdarts256.json ;;
+  profile)
+    PROFILE="$PY experiments/bench/profile_step.py --device cuda --kernel triton --batch 64 --modes first --steps 2 --warmup 2 --top 30"
+    $PROFILE --out $R/profile_step_cuda.json
+    $PROFILE --bf16 --out $R/profile_step_cuda_bf16.json ;;
+  model)
+    $BENCH --batch 64 --modes first --cuda-graph --bf16 --compile --compile-scope model \
+      --out $R/search_step_cuda_cudagraph_bf16_compiled_model.json ;;
   kernel)
     $PY experiments/bench/mixed_op.py --device cuda --layout sliced
     $PY experiments/bench/mixed_op.py --device cuda --layout sliced --dtype bfloat16 ;;
@@ -40,6 +58,6 @@ case "${1:-}" in
     $BENCH --modes gdas,pcdarts --compile --compile-scope edge \
       --out $R/search_step_cuda_gdas_pcdarts_compiled_edge.json ;;
   *)
-    echo "usage: $0 check|wholegraph|kernel|eager|edge|graphs|sampling" >&2
+    echo "usage: $0 check|wholegraph|profile|kernel|eager|edge|graphs|sampling|model" >&2
     exit 2 ;;
 esac
