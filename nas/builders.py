@@ -115,9 +115,11 @@ def check_cuda_graph(cfg: DictConfig) -> None:
 
 def check_cuda_graph_strategy(cfg: DictConfig, strategy: Strategy) -> None:
     """Second-order DARTS runs its virtual step eagerly (a backward over the weights on the
-    default stream) right before the graphed weight step. On an H100 with torch 2.11 the
-    weight step's capture then fails (cudaErrorStreamCaptureImplicit: the legacy stream would
-    depend on the capturing one), so the combination is refused before the run starts."""
+    default stream) right before the graphed weight step. On an H100 (torch 2.11, bf16
+    autocast, cudnn.benchmark, Triton sum; fp32 not tried) the weight step's backward capture
+    then failed with cudaErrorStreamCaptureImplicit (the legacy stream would depend on the
+    capturing one). The cause is not pinned down (no reference cycle keeps the eager graph
+    alive, checked on CPU), so the combination is refused before the run starts."""
     if cfg.cuda_graph and isinstance(strategy.arch_grad, SecondOrder):
         raise ValueError(
             f"cuda_graph=true does not support strategy={cfg.strategy.name}: its second-order "
