@@ -222,3 +222,16 @@ def test_grouping_issues_fewer_operations():
             model(torch.randn(2, 3, 8, 8), random_weights(14, len(DARTS_OPS), 0)).sum().backward()
         counts.append(counter.n)
     assert counts[0] < 0.8 * counts[1], counts
+
+
+def test_grouped_supernet_traces_as_one_graph():
+    """``compile_scope=model`` (the route to fused kernels inside ``cuda_graph=true``) needs the
+    grouped path to trace without graph breaks: each break would be another compiled frame."""
+    torch._dynamo.reset()
+    net = DartsSpace((3, 8, 8), 5, C=4, layers=3).build_supernet().train()
+    assert all(cell.grouped_now() for cell in net.cells)  # the grouped path is what traces
+    weights = random_weights(14, len(DARTS_OPS), 0)
+    explained = torch._dynamo.explain(net)(torch.randn(2, 3, 8, 8), weights)
+    torch._dynamo.reset()
+    assert explained.graph_break_count == 0, explained.break_reasons
+    assert explained.graph_count == 1
