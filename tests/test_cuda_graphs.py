@@ -9,7 +9,9 @@ that the warm-up leaves no trace (BN running statistics) in what the step comput
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import functools
 from pathlib import Path
 
 import pytest
@@ -152,12 +154,11 @@ def test_config_wiring_and_errors(capsys):
         builders.search_module(cfg, space)
 
 
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-@pytest.mark.parametrize("strategy", ["darts", "pcdarts", "drnas"])
-def test_captured_graphs_match_eager_on_gpu(strategy):
-    """The real capture: three bilevel steps replayed from graphs equal the eager ones
-    (PC-DARTS: β is a second graph input per cell type; DrNAS: Dirichlet draws stay eager)."""
+def graphed_matches_eager_on_gpu(
+    strategy: str, captures: int, dtype: torch.dtype | None = None
+) -> None:
+    """Three bilevel steps replayed from real captures equal the eager ones (under autocast to
+    ``dtype`` when given, around each whole step as Lightning's bf16-mixed does)."""
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False
     cfg = compose_config(f"strategy={strategy}", *SMALL, "data.num_classes=5")
@@ -165,15 +166,44 @@ def test_captured_graphs_match_eager_on_gpu(strategy):
     graphed = copy.deepcopy(eager)
     graphed.supernet_graphs = SupernetGraphs(graphed.supernet)
     opts = adam(eager), adam(graphed)
+    precision = (
+        contextlib.nullcontext
+        if dtype is None
+        else functools.partial(torch.autocast, "cuda", dtype=dtype)
+    )
     for i in range(3):
         train = tuple(t.cuda() for t in random_batch(seed=2 * i))
         val = tuple(t.cuda() for t in random_batch(seed=2 * i + 1))
-        torch.testing.assert_close(
-            step(graphed, opts[1], train, val), step(eager, opts[0], train, val)
-        )
-    assert graphed.supernet_graphs.captures == 2
+        with precision():
+            loss_g = step(graphed, opts[1], train, val)
+        with precision():
+            loss_e = step(eager, opts[0], train, val)
+        torch.testing.assert_close(loss_g, loss_e)
+    assert graphed.supernet_graphs.captures == captures
     for (name, x), (_, y) in zip(eager.state_dict().items(), graphed.state_dict().items()):
         torch.testing.assert_close(y, x, rtol=1e-5, atol=1e-6, msg=name)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("strategy", ["darts", "pcdarts", "drnas"])
+def test_captured_graphs_match_eager_on_gpu(strategy):
+    """The real capture (PC-DARTS: β is a second graph input per cell type; DrNAS: Dirichlet
+    draws stay eager). Passed on an H100, 2026-11-23."""
+    graphed_matches_eager_on_gpu(strategy, captures=2)  # arch step and weight step
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.xfail(
+    reason="second-order DARTS: the weight step's backward capture failed on an H100 after the "
+    "eager virtual step (bf16 run, cudaErrorStreamCaptureImplicit); builders refuse the "
+    "combination. An XPASS here is the evidence for lifting that refusal.",
+    strict=False,
+)
+@pytest.mark.parametrize("dtype", [None, torch.bfloat16], ids=["fp32", "bf16"])
+def test_second_order_capture_on_gpu(dtype):
+    graphed_matches_eager_on_gpu("darts_2nd", captures=1, dtype=dtype)  # the weight step
 
 
 def test_cuda_graph_search_on_cpu_stops_with_a_clear_error(tmp_path, monkeypatch, capsys):
