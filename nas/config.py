@@ -138,7 +138,10 @@ class Config:
     resume: Optional[str] = None  # noqa: UP045 - auto (run dir's last.ckpt) or a checkpoint path
     # A non-finite loss or gradient: stop the run, or skip the step and count it.
     nonfinite: NonFinite = NonFinite.stop
-    channels_last: bool = False  # NHWC memory format for the networks and their batches
+    # NHWC memory format for the networks and their batches: true | false | auto (on when the run
+    # is on the CPU, where oneDNN's NHWC convolutions made search steps ~1.46x faster; off on a
+    # GPU, where it measured 8-15% slower).
+    channels_last: Any = "auto"
     compile: bool = False  # torch.compile the supernet / child network (static-graph strategies)
     compile_mode: str = "default"  # default | reduce-overhead (CUDA graphs) | max-autotune
     compile_scope: str = "edge"  # supernet: edge (graphs shared by same-shape edges) | model

@@ -154,7 +154,7 @@ def _factorized_reduce(
     e = len(ops)
     # [N, E*C/2] twice -> per edge [conv_1 half, conv_2 half]: [N, E, 2, C/2] flattened
     y = torch.stack([a.view(n, e, c // e, h, w), b.view(n, e, c // e, h, w)], dim=2)
-    return _batch_norm([m.bn for m in ops], y.view(n, 2 * c, h, w), state)
+    return _batch_norm([m.bn for m in ops], y.reshape(n, 2 * c, h, w), state)
 
 
 def _pool_bn(ops: Sequence[PoolBN], x: torch.Tensor, state: _GroupTensors) -> torch.Tensor:

@@ -34,7 +34,9 @@ def random_weights(edges: int, ops: int, seed: int) -> dict[str, torch.Tensor]:
 
 
 def close_to_scale(a: torch.Tensor, b: torch.Tensor, msg: str = "") -> None:
-    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * float(b.abs().max()) + 1e-7, msg=msg)
+    # The 1e-6 floor: a one-channel conv feeding a batch norm without affine has a gradient of
+    # exactly zero (BN is scale-invariant); computed, it is rounding noise of ~1e-7 either way.
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * float(b.abs().max()) + 1e-6, msg=msg)
 
 
 def assert_twins_agree(
@@ -91,10 +93,15 @@ def test_grouped_edges_follow_a_partial_channel_change():
     assert_twins_agree(grouped, per_edge, x, seed=1)
 
 
-def test_grouped_supernet_equals_per_edge_channels_last_and_odd_sizes():
+@pytest.mark.parametrize("partial_channels", [1, 2, 4])
+def test_grouped_supernet_equals_per_edge_channels_last_and_odd_sizes(partial_channels):
+    # channels_last is the CPU default. With 4 channels split 4 ways the grouped
+    # FactorizedReduce's halves have one channel each, and their stack was not viewable as
+    # NCHW (found by the CPU default; reshape now).
     torch.manual_seed(1)
-    space = DartsSpace((3, 11, 13), 5, C=6, layers=3)  # odd sizes: FactorizedReduce pads
-    grouped = space.build_supernet().to(memory_format=torch.channels_last)
+    space = DartsSpace((3, 11, 13), 5, C=4, layers=3)  # odd sizes: FactorizedReduce pads
+    grouped = space.build_supernet(partial_channels=partial_channels)
+    grouped = grouped.to(memory_format=torch.channels_last)
     per_edge = ungrouped(grouped)
     x = torch.randn(2, 3, 11, 13).to(memory_format=torch.channels_last)
     assert_twins_agree(grouped, per_edge, x)

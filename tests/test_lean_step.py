@@ -42,7 +42,7 @@ def test_bf16_autocast_pipeline_runs_and_stays_close(strategy, tmp_path, monkeyp
 
 
 def test_channels_last_gives_the_same_search(tmp_path, monkeypatch):
-    assert run_train(monkeypatch, tmp_path / "nchw", *SEARCH) == 0
+    assert run_train(monkeypatch, tmp_path / "nchw", *SEARCH, "channels_last=false") == 0
     assert run_train(monkeypatch, tmp_path / "nhwc", *SEARCH, "channels_last=true") == 0
     a, b = read_alphas(tmp_path / "nchw"), read_alphas(tmp_path / "nhwc")
     for k in a:
@@ -314,3 +314,42 @@ def test_compiled_child_does_not_recompile_as_drop_path_ramps():
         out.square().mean().backward()
         graphs.append(counters["stats"]["unique_graphs"])
     assert graphs == [1, 2, 2, 2], graphs
+
+
+@pytest.mark.parametrize(
+    ("value", "accelerator", "expected"),
+    [
+        ("auto", "cpu", True),  # oneDNN's NHWC convolutions: the faster format on the CPU
+        ("auto", "gpu", False),  # NCHW measured faster on an H100
+        ("auto", "auto", not (torch.cuda.is_available() or torch.backends.mps.is_available())),
+        ("true", "gpu", True),
+        ("false", "cpu", False),
+    ],
+)
+def test_channels_last_auto_follows_the_device(value, accelerator, expected):
+    from nas import builders
+    from tests.test_config import compose_cfg
+
+    overrides = [f"channels_last={value}", f"trainer.accelerator={accelerator}"]
+    # RGB input: the stem's weight then has 3 input channels, so its two formats differ.
+    cfg = compose_cfg(
+        ["experiment=smoke", "data=synthetic", "data.input_shape=[3,8,8]", *overrides]
+    )
+    assert builders.channels_last(cfg) is expected
+    module = builders.search_module(cfg, builders.space_from_config(cfg))
+    conv = next(
+        m
+        for m in module.supernet.modules()
+        if isinstance(m, torch.nn.Conv2d) and m.weight.shape[1] > 1 and m.weight.shape[2] > 1
+    )
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last) == expected
+    assert builders.search_data(cfg).channels_last is expected
+
+
+def test_unknown_channels_last_is_a_clear_error():
+    from nas import builders
+    from tests.test_config import compose_cfg
+
+    cfg = compose_cfg(["experiment=smoke", "channels_last=maybe"])
+    with pytest.raises(ValueError, match=r"channels_last='maybe'.*true, false, auto"):
+        builders.search_module(cfg, builders.space_from_config(cfg))

@@ -60,6 +60,7 @@ def build(args: argparse.Namespace, device: torch.device):
         f"genotype={args.genotype}",
         f"seed={args.seed}",
         "logger=none",
+        f"channels_last={str(args.channels_last).lower()}",
     ]
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="config", overrides=overrides)
@@ -107,6 +108,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
     gen = torch.Generator().manual_seed(args.seed)
     x = torch.randn(args.batch, 3, args.size, args.size, generator=gen).to(device)
+    if args.channels_last:  # the data module's batches are NHWC then too
+        x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, args.classes, (args.batch,), generator=gen).to(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -133,6 +136,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "auxiliary": not args.no_auxiliary,
         "drop_path": module.model.drop_path_prob,
         "precision": args.precision,
+        "channels_last": args.channels_last,
         "batch": args.batch,
         "params": params,
         "macs_per_image": macs,
@@ -169,6 +173,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--cudnn-benchmark", action="store_true")
+    p.add_argument(
+        "--channels-last", action="store_true", help="channels_last=true (NHWC model and batch)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="JSON (default: results/retrain_step_<device>.json)")
     args = p.parse_args(argv)

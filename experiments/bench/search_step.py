@@ -385,7 +385,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--channels-last",
         action="store_true",
-        help="channels_last=true: NHWC memory format for the supernet and the batches",
+        help="channels_last=true: NHWC memory format for the supernet and the batches "
+        "(default: channels_last=false, whatever the device; the config's default is auto)",
     )
     p.add_argument(
         "--bf16",
