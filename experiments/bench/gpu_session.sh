@@ -13,14 +13,22 @@
 #   bash experiments/bench/gpu_session.sh sampling   # GDAS and PC-DARTS at their papers' batches, compiled
 #   bash experiments/bench/gpu_session.sh model      # compile_scope=model inside cuda_graph=true, bf16 (cold compile: minutes)
 #
-# On the device image hydra-core, omegaconf and antlr4 are missing: carry their wheels (see
-# /work/.library/device/README.md) and put them on PYTHONPATH first.
+# On the device image hydra-core, omegaconf and antlr4 are missing: carry them as wheels in
+# .whl/ (git-ignored via .git/info/exclude; carry=[".whl"]), made here once with
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux2014_x86_64 -d .whl hydra-core==1.3.8 omegaconf==2.3.1
+#   pip download --no-deps -d .whl antlr4-python3-runtime==4.9.3 && pip wheel --no-deps -w .whl .whl/antlr4*.tar.gz
+# and this script installs them when hydra does not import.
 # Results go to experiments/bench/results/*_cuda_*.json (device name inside); the tables print.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-PY=${PYTHON:-python}
+PY=${PYTHON:-python3}
 BENCH="$PY experiments/bench/search_step.py --device cuda --kernel triton --steps 5 --warmup 3"
 R=experiments/bench/results
+if ! $PY -c "import hydra" 2>/dev/null && ls .whl/*.whl >/dev/null 2>&1; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
+  export PYTHONPATH="/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
+fi
 
 case "${1:-}" in
   check)
