@@ -129,22 +129,19 @@ def check_cuda_graph_strategy(cfg: DictConfig, strategy: Strategy) -> None:
         )
 
 
-CHANNELS_LAST = (True, False, "auto")
-
-
 def channels_last(cfg: DictConfig) -> bool:
     """``channels_last``: true, false, or auto (true where the run is on the CPU: oneDNN's NHWC
     convolutions made a first-order search step 1.46x faster and a second-order one 1.48x on
     2 cores; false on a GPU, where NHWC measured 8-15% slower, experiments/bench/README.md)."""
     value = cfg.channels_last
-    if value not in CHANNELS_LAST or (value != "auto" and not isinstance(value, bool)):
-        raise ValueError(
-            f"Unknown channels_last={value!r}. Valid choices are: true, false, auto (NHWC on "
-            "the CPU, NCHW on a GPU)."
-        )
-    if value != "auto":
+    if value == "auto":
+        return runs_on_cpu(cfg)
+    if isinstance(value, bool):
         return value
-    return runs_on_cpu(cfg)
+    raise ValueError(
+        f"Unknown channels_last={value!r}. Valid choices are: true, false, auto (NHWC on the "
+        "CPU, NCHW on a GPU)."
+    )
 
 
 def runs_on_cpu(cfg: DictConfig) -> bool:

@@ -338,7 +338,7 @@ def mix_node(
         return part
     if edge_weights is None:
         bypass_weights = flat_weights.new_ones(len(bypass))
-    elif bypass_edges == list(range(bypass_edges[0], bypass_edges[-1] + 1)):
+    elif bypass_edges[-1] - bypass_edges[0] + 1 == len(bypass_edges):  # increasing: contiguous
         # A slice, not a list index: indexing with a list copies it to the device first, which
         # a CUDA graph capture refuses (and costs a host-to-device copy per node eagerly).
         bypass_weights = edge_weights[bypass_edges[0] : bypass_edges[-1] + 1]

@@ -221,8 +221,8 @@ def test_cuda_graph_search_on_cpu_stops_with_a_clear_error(tmp_path, monkeypatch
 @pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
 def test_cuda_graph_search_runs_end_to_end_on_gpu(precision, tmp_path, monkeypatch):
     """``train.py stage=search cuda_graph=true`` under Lightning on one GPU (bf16 too): it
-    finishes and writes finite α and a genotype. Not run yet: the GPU comparison with eager
-    steps is ``test_captured_graphs_match_eager_on_gpu``."""
+    finishes and writes finite α and a genotype. Not run on a GPU yet; the comparison with
+    eager steps is ``test_captured_graphs_match_eager_on_gpu``."""
     import json
 
     from tests.test_train import run_train

@@ -89,8 +89,6 @@ def build(mode: str, args: argparse.Namespace, device: torch.device):
         cfg = compose(config_name="config", overrides=overrides)
     space = builders.space_from_config(cfg)
     module = builders.search_module(cfg, space).to(device)
-    if args.channels_last:  # what stage=search's builders do to the networks
-        module.to(memory_format=torch.channels_last)
     module.train()
     # What Lightning's on_train_epoch_start does at the first epoch (GDAS: τ = tau_max).
     module.strategy.on_epoch_start(0, args.epochs, module)
