@@ -49,6 +49,7 @@ class SearchSpaceConfig:
     track_running_stats: bool = True  # BN running statistics in the search cells (nb201: false)
     reduce_cell: str = "searched"  # darts: "searched" or a fixed cell ("gdas_frc", GDAS' FRC)
     group_edges: bool = True  # edges with inputs ready together run as one op per candidate
+    batch_norm_kernel: str = "torch"  # grouped edge ops' batch norm: torch | triton (GPU)
     benchmark_file: Optional[str] = None  # noqa: UP045 - NAS-Bench-201/NATS-Bench file (nb201)
 
 

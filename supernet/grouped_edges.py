@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from supernet import kernels
 from supernet.ops import DilConv, FactorizedReduce, Identity, PoolBN, ReLUConvBN, SepConv
 
 
@@ -41,9 +42,11 @@ class _GroupTensors:
 
     Args:
         grouped: per grouped op, its candidates on the edges that compute it (built alike).
+        batch_norm_kernel: the backend of the grouped batch norms (``kernels.batch_norm``).
     """
 
-    def __init__(self, grouped: Sequence[Sequence[nn.Module]]):
+    def __init__(self, grouped: Sequence[Sequence[nn.Module]], batch_norm_kernel: str = "torch"):
+        self.batch_norm_kernel = batch_norm_kernel
         # Parameters by per-edge shape: one cat along the first axis per shape (no flattening,
         # so no view per parameter), then one split into the layers' stacked tensors.
         by_shape: dict[tuple, list[list[torch.Tensor]]] = {}
@@ -123,7 +126,7 @@ def _batch_norm(
     b = bns[0]
     rm, rv = state.stats(b)
     weight, bias = state.param(b, "weight"), state.param(b, "bias")
-    return F.batch_norm(x, rm, rv, weight, bias, True, b.momentum, b.eps)
+    return kernels.batch_norm(x, rm, rv, weight, bias, b.momentum, b.eps, state.batch_norm_kernel)
 
 
 def _dil_conv(ops: Sequence[DilConv], r: torch.Tensor, state: _GroupTensors) -> torch.Tensor:
@@ -200,6 +203,7 @@ def grouped_outputs(
     mixed: Sequence[nn.Module],
     inputs: Sequence[torch.Tensor],
     active: Sequence[Sequence[int] | None] | None = None,
+    batch_norm_kernel: str = "torch",
 ) -> list[tuple[list[torch.Tensor], list[int]]]:
     """Per edge, the outputs of the candidates it computes and their op indices, as
     ``mixed[e].candidate_outputs(inputs[e], active[e])`` gives them; for each op, the edges that
@@ -233,7 +237,7 @@ def grouped_outputs(
                 results[i][k] = c(inputs[i])
         else:
             plan.append((k, users, candidates))
-    state = _GroupTensors([candidates for _, _, candidates in plan])
+    state = _GroupTensors([candidates for _, _, candidates in plan], batch_norm_kernel)
     stacks: dict[tuple[int, ...], list] = {}  # edges -> [stacked inputs, their ReLU]
     for k, users, candidates in plan:
         fn, takes_relu = GROUPED[type(candidates[0])]
@@ -257,8 +261,11 @@ class GroupedEdgesCell:
     stage ``t``'s group (``run_group``) before it sums the node that needs them.
     """
 
-    def init_groups(self, group_edges: bool, ready: Sequence[Sequence[int]]) -> None:
+    def init_groups(
+        self, group_edges: bool, ready: Sequence[Sequence[int]], batch_norm_kernel: str = "torch"
+    ) -> None:
         self.group_edges = group_edges
+        self.batch_norm_kernel = kernels.resolve_batch_norm_backend(batch_norm_kernel)
         self.edge_groups = [
             [e for e, (inp, _) in enumerate(self.edges) if inp in sources] for sources in ready
         ]
@@ -282,4 +289,5 @@ class GroupedEdgesCell:
             mixed = [self.mixed[e] for e in edges]
             inputs = [states[self.edges[e][0]] for e in edges]
             act = None if active is None else [active[e] for e in edges]
-            done.update(zip(edges, grouped_outputs(mixed, inputs, act)))
+            outputs = grouped_outputs(mixed, inputs, act, self.batch_norm_kernel)
+            done.update(zip(edges, outputs))

@@ -112,12 +112,13 @@ def copy_bandwidth(device: str) -> float | None:
     return 2 * a.numel() / t
 
 
-def supernet_step(backend: str, batch: int, dtype, device: str, reps: int) -> dict:
+def supernet_step(what: str, batch: int, dtype, device: str, reps: int, **space_options) -> dict:
+    """One forward+backward of the DARTS CIFAR supernet built with ``space_options``."""
     from supernet.spaces.darts import DartsSpace
 
     torch.manual_seed(0)
     net = (
-        DartsSpace(input_shape=(3, 32, 32), num_classes=10, kernel=backend)
+        DartsSpace(input_shape=(3, 32, 32), num_classes=10, **space_options)
         .build_supernet()
         .to(device)
     )
@@ -136,7 +137,7 @@ def supernet_step(backend: str, batch: int, dtype, device: str, reps: int) -> di
         torch.cuda.reset_peak_memory_stats()
     t = timer(run, device, reps=reps, warmup=3)
     peak = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None
-    return {"what": f"supernet fwd+bwd ({backend})", "seconds": t, "peak_mib": peak}
+    return {"what": what, "seconds": t, "peak_mib": peak}
 
 
 def main() -> None:
@@ -183,8 +184,11 @@ def main() -> None:
         del nodes, grads
 
     total = {b: sum(r[f"{b}_s"] * CELL_COUNTS[r["cell"]] for r in rows) for b in backends}
-    step_rows = [supernet_step(b, args.batch, dtype, device, reps=10 if device == "cuda" else 1)
-                 for b in backends]  # fmt: skip
+    step_rows = [
+        supernet_step(f"supernet fwd+bwd ({b})", args.batch, dtype, device,
+                      reps=10 if device == "cuda" else 1, kernel=b)
+        for b in backends
+    ]  # fmt: skip
 
     device_name = (
         torch.cuda.get_device_name() if device == "cuda" else platform.processor() or "cpu"

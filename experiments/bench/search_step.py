@@ -78,6 +78,7 @@ def build(mode: str, args: argparse.Namespace, device: torch.device):
         f"compile_mode={args.compile_mode}",
         f"cuda_graph={str(args.cuda_graph).lower()}",
         f"search_space.group_edges={str(args.group_edges).lower()}",
+        f"search_space.batch_norm_kernel={args.batch_norm_kernel}",
         f"channels_last={str(args.channels_last).lower()}",
         f"strategy.batch_size={args.batch[mode]}",
         "strategy.arch_start_epoch=0",
@@ -256,6 +257,7 @@ def measure(mode: str, args: argparse.Namespace) -> dict[str, Any]:
         "cuda_graph": args.cuda_graph,
         "precision": "bf16-mixed" if args.bf16 else "32",
         "group_edges": args.group_edges,
+        "batch_norm_kernel": args.batch_norm_kernel,
         "channels_last": args.channels_last,
         "graph_captures": graph_captures(module),
         "strategy": STRATEGIES[mode],
@@ -379,6 +381,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         dest="group_edges",
         action="store_false",
         help="search_space.group_edges=false: every edge's candidates run on their own",
+    )
+    p.add_argument(
+        "--batch-norm-kernel",
+        default="torch",
+        choices=["torch", "triton"],
+        help="search_space.batch_norm_kernel: the grouped edge ops' batch norm",
     )
     p.add_argument(
         "--channels-last",

@@ -1,11 +1,16 @@
-"""Backends for the mixed-op core: the weighted sum of candidate outputs.
+"""Backends for the mixed-op core: the weighted sum of candidate outputs, and batch norm.
 
-``mix(outputs, weights, backend)`` computes ``sum_i weights[i] * outputs[i]``:
+``mix(outputs, weights, backend)`` computes ``sum_i weights[i] * outputs[i]``
+(``search_space.kernel``):
 
 - ``torch``: the eager reference, always available;
 - ``triton``: the fused kernel of ``triton_mix`` (CUDA tensors, or CPU tensors under Triton's
   interpreter with ``TRITON_INTERPRET=1``); asking for it where it cannot run is an error;
 - ``auto``: ``triton`` for CUDA tensors when Triton imports, ``torch`` otherwise.
+
+``batch_norm(..., backend)`` is training-mode batch norm (``search_space.batch_norm_kernel``):
+``torch`` (``F.batch_norm``) or ``triton`` (``triton_batch_norm``: split reductions, for the
+grouped edge ops). It has no ``auto`` until a GPU measurement shows which is faster.
 """
 
 from __future__ import annotations
@@ -14,16 +19,19 @@ import functools
 import os
 
 import torch
+import torch.nn.functional as F
 
 from supernet.kernels.torch_ref import weighted_sum
 
 BACKENDS = ("auto", "torch", "triton")
+BATCH_NORM_BACKENDS = ("torch", "triton")
 
 
 @functools.cache
 def triton_import_error() -> str | None:
     """None when the Triton kernel imports, else why it does not."""
     try:
+        import supernet.kernels.triton_batch_norm  # noqa: F401
         import supernet.kernels.triton_mix  # noqa: F401
     except Exception as err:  # ImportError, or a broken Triton install
         return f"{type(err).__name__}: {err}"
@@ -46,19 +54,64 @@ def resolve_backend(name: str, device: torch.device | None = None) -> str:
     if name == "auto":
         return "triton" if on_cuda and triton_import_error() is None else "torch"
     if name == "triton":
-        reason = triton_import_error()
-        if reason is not None:
-            raise RuntimeError(
-                f"supernet.kernel=triton was asked for, but the Triton kernel cannot be imported "
-                f"({reason}). Install the extra (pip install 'oneshot-nas[triton]') or use "
-                "supernet.kernel=torch (or auto)."
-            )
-        if not on_cuda and not _interpreting():
-            raise RuntimeError(
-                f"supernet.kernel=triton needs CUDA tensors, but the supernet runs on {device}. "
-                "Use kernel=auto or torch, or set TRITON_INTERPRET=1 (slow) to run it on the CPU."
-            )
+        check_triton_runs(device, "search_space.kernel")
     return name
+
+
+def check_triton_runs(device: torch.device, key: str) -> None:
+    """Raises a clear error where ``key=triton`` cannot run: no Triton, or no CUDA device and no
+    interpreter."""
+    reason = triton_import_error()
+    if reason is not None:
+        raise RuntimeError(
+            f"{key}=triton was asked for, but the Triton kernels cannot be imported "
+            f"({reason}). Install the extra (pip install 'oneshot-nas[triton]') or use "
+            f"{key}=torch."
+        )
+    if torch.device(device).type != "cuda" and not _interpreting():
+        raise RuntimeError(
+            f"{key}=triton needs CUDA tensors, but the supernet runs on {device}. Use "
+            f"{key}=torch, or set TRITON_INTERPRET=1 (slow) to run it on the CPU."
+        )
+
+
+def resolve_batch_norm_backend(name: str, device: torch.device | None = None) -> str:
+    """Checks a batch-norm backend name; with a device, that it can run there."""
+    if name not in BATCH_NORM_BACKENDS:
+        raise ValueError(
+            f"Unknown search_space.batch_norm_kernel={name!r}. Valid choices are: "
+            f"{', '.join(BATCH_NORM_BACKENDS)} (triton: split-reduction batch norm for the "
+            "grouped edge ops, on a GPU)."
+        )
+    if name == "triton" and device is not None:
+        check_triton_runs(device, "search_space.batch_norm_kernel")
+    return name
+
+
+def batch_norm(
+    x: torch.Tensor,
+    running_mean: torch.Tensor | None,
+    running_var: torch.Tensor | None,
+    weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    momentum: float,
+    eps: float,
+    backend: str = "torch",
+) -> torch.Tensor:
+    """Training-mode ``F.batch_norm``. The Triton kernel takes contiguous 4-d inputs with more
+    than one value per channel; anything else (channels_last included, where PyTorch's kernels
+    already split the reduction) runs ``F.batch_norm``."""
+    if (
+        backend == "triton"
+        and x.dim() == 4
+        and x.is_contiguous()
+        and x.numel() > x.shape[1]
+        and resolve_batch_norm_backend(backend, x.device) == "triton"
+    ):
+        from supernet.kernels.triton_batch_norm import triton_batch_norm
+
+        return triton_batch_norm(x, running_mean, running_var, weight, bias, momentum, eps)
+    return F.batch_norm(x, running_mean, running_var, weight, bias, True, momentum, eps)
 
 
 def mix(outputs: list[torch.Tensor], weights: torch.Tensor, backend: str = "torch") -> torch.Tensor:

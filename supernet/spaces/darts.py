@@ -81,6 +81,7 @@ class SearchCell(nn.Module, GroupedEdgesCell):
         kernel: str,
         partial_channels: int = 1,
         group_edges: bool = True,
+        batch_norm_kernel: str = "torch",
     ):
         super().__init__()
         self.reduction = reduction
@@ -101,7 +102,8 @@ class SearchCell(nn.Module, GroupedEdgesCell):
             self.register_buffer(f"node_index_{i}", index, persistent=False)
         # Edges whose inputs are ready together: those leaving the cell inputs, then those
         # leaving node 2, node 3, ... (``grouped_edges``).
-        self.init_groups(group_edges, [(0, 1), *((2 + i,) for i in range(steps - 1))])
+        ready = [(0, 1), *((2 + i,) for i in range(steps - 1))]
+        self.init_groups(group_edges, ready, batch_norm_kernel)
 
     def forward(
         self,
@@ -160,6 +162,7 @@ class DartsSupernet(nn.Module):
         partial_channels: int = 1,
         reduce_cell: str = "searched",
         group_edges: bool = True,
+        batch_norm_kernel: str = "torch",
     ):
         super().__init__()
         check_sizes(input_shape, C, layers)
@@ -192,6 +195,7 @@ class DartsSupernet(nn.Module):
                     kernel,
                     partial_channels,
                     group_edges,
+                    batch_norm_kernel,
                 )
             self.cells.append(cell)
             reduction_prev = reduction
@@ -244,6 +248,7 @@ class DartsSpace(SearchSpace):
         track_running_stats: bool = True,
         reduce_cell: str = "searched",
         group_edges: bool = True,
+        batch_norm_kernel: str = "torch",
         **_: object,
     ):
         validate_op_names(list(ops))
@@ -265,6 +270,7 @@ class DartsSpace(SearchSpace):
         self.kernel = kernels.resolve_backend(kernel)
         self.track_running_stats = track_running_stats
         self.group_edges = group_edges
+        self.batch_norm_kernel = kernels.resolve_batch_norm_backend(batch_norm_kernel)
         self.edges = cell_edges(steps)
 
     def build_supernet(self, partial_channels: int = 1) -> DartsSupernet:
@@ -281,6 +287,7 @@ class DartsSpace(SearchSpace):
             partial_channels,
             self.reduce_cell,
             self.group_edges,
+            self.batch_norm_kernel,
         )
         if not self.track_running_stats:
             for cell in net.cells:

@@ -93,6 +93,7 @@ class NB201SearchCell(nn.Module, GroupedEdgesCell):
         kernel: str,
         partial_channels: int = 1,
         group_edges: bool = True,
+        batch_norm_kernel: str = "torch",
     ):
         super().__init__()
         self.steps = steps
@@ -106,7 +107,7 @@ class NB201SearchCell(nn.Module, GroupedEdgesCell):
         for j, index in enumerate(node_indices(self.mixed, counts, len(ops))):
             self.register_buffer(f"node_index_{j}", index, persistent=False)
         # Before node j, the edges leaving node j - 1 (``grouped_edges``).
-        self.init_groups(group_edges, [(j,) for j in range(steps)])
+        self.init_groups(group_edges, [(j,) for j in range(steps)], batch_norm_kernel)
 
     def forward(
         self,
@@ -181,12 +182,15 @@ class NB201Supernet(_Skeleton):
         partial_channels: int = 1,
         track_running_stats: bool = False,
         group_edges: bool = True,
+        batch_norm_kernel: str = "torch",
     ):
         super().__init__()
         check_nb201_sizes(input_shape, C, N)
 
         def make_cell(C_curr: int) -> nn.Module:
-            cell = NB201SearchCell(ops, C_curr, steps, kernel, partial_channels, group_edges)
+            cell = NB201SearchCell(
+                ops, C_curr, steps, kernel, partial_channels, group_edges, batch_norm_kernel
+            )
             return cell if track_running_stats else disable_running_stats(cell)
 
         self._build(input_shape, num_classes, C, N, make_cell)
@@ -281,6 +285,7 @@ class NB201Space(SearchSpace):
         track_running_stats: bool = False,
         reduce_cell: str = "searched",
         group_edges: bool = True,
+        batch_norm_kernel: str = "torch",
         **_: object,
     ):
         validate_op_names(list(ops))
@@ -299,6 +304,7 @@ class NB201Space(SearchSpace):
         self.kernel = kernels.resolve_backend(kernel)
         self.track_running_stats = track_running_stats
         self.group_edges = group_edges
+        self.batch_norm_kernel = kernels.resolve_batch_norm_backend(batch_norm_kernel)
         self.edges = nb201_edges(steps)
 
     def build_supernet(self, partial_channels: int = 1) -> NB201Supernet:
@@ -313,6 +319,7 @@ class NB201Space(SearchSpace):
             partial_channels,
             self.track_running_stats,
             self.group_edges,
+            self.batch_norm_kernel,
         )
 
     def build_child(self, genotype: NB201Genotype, **sizes) -> nn.Module:
