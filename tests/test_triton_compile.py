@@ -1,6 +1,6 @@
 """The Triton kernels compile for an H100 (sm_90) here, without a GPU.
 
-The interpreter tests (``test_triton_mix.py``) check what the kernels compute; the interpreter
+The interpreter tests (``test_triton_mix.py``, ``test_triton_batch_norm.py``) check what the kernels compute; the interpreter
 runs them as Python and never type-checks or lowers them, so a kernel can pass there and still
 fail to compile on a GPU. This compiles every kernel variant to a cubin with Triton's own
 compiler and ``ptxas`` for a CUDA target, in a subprocess without ``TRITON_INTERPRET``.
@@ -50,6 +50,49 @@ for dtype, int_t in (("*fp32", "i32"), ("*bf16", "i64")):
             triton.compile(ASTSource(tm._mix_bwd_kernel, bwd, consts), target=GPUTarget("cuda", 90, 32))
             done += 2
 print("compiled", done)
+
+from supernet.kernels import triton_batch_norm as tb
+
+ints = dict(C="i32", M="i32", chunk="i32", S="i32")
+target = GPUTarget("cuda", 90, 32)
+
+
+def compile_bn(kernel, sig, consts):
+    # What Triton's launcher specializes at run time: 16-aligned pointers, sizes divisible by 16
+    names = list(sig)
+    aligned = [n for n in names if sig[n].startswith("*") or n in ("M", "chunk")]
+    attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in aligned}
+    return triton.compile(ASTSource(kernel, sig, consts, attrs), target=target)
+
+
+done = 0
+for dtype in ("*fp32", "*bf16"):
+    sig = dict(x_ptr=dtype, count_ptr="*fp32", mean_ptr="*fp32", m2_ptr="*fp32", **ints)
+    sig.update(HW="constexpr", BLOCK_SIZE="constexpr")
+    for HW in (1024, 64, 561):  # block within a plane; planes within a block; neither
+        k = compile_bn(tb._stats_kernel, sig, {"HW": HW, "BLOCK_SIZE": 1024})
+        print("stats", dtype, HW, "vector loads" if "ld.global.v4" in k.asm["ptx"] else "scalar")
+    sig = dict(x_ptr=dtype, dy_ptr=dtype, mean_ptr="*fp32", rstd_ptr="*fp32", sum_dy_ptr="*fp32",
+               sum_dyx_ptr="*fp32", **ints, HW="constexpr", BLOCK_SIZE="constexpr")
+    compile_bn(tb._grad_sums_kernel, sig, {"HW": 1024, "BLOCK_SIZE": 1024})
+    done += 4
+    for flags in ((False, False), (True, True)):
+        sig = dict(x_ptr=dtype, y_ptr=dtype, count_ptr="*fp32", part_mean_ptr="*fp32",
+                   m2_ptr="*fp32", mean_ptr="*fp32", rstd_ptr="*fp32", running_mean_ptr="*fp32",
+                   running_var_ptr="*fp32", w_ptr="*fp32", b_ptr="*fp32", **ints,
+                   momentum="fp32", eps="fp32", HW="constexpr", S_PAD="constexpr",
+                   HAS_RUNNING="constexpr", HAS_AFFINE="constexpr", BLOCK_SIZE="constexpr")
+        consts = {"HW": 561, "S_PAD": 64, "HAS_RUNNING": flags[0], "HAS_AFFINE": flags[1],
+                  "BLOCK_SIZE": 1024}
+        compile_bn(tb._normalize_kernel, sig, consts)
+        sig = dict(x_ptr=dtype, dy_ptr=dtype, dx_ptr=dtype, mean_ptr="*fp32", rstd_ptr="*fp32",
+                   sum_dy_ptr="*fp32", sum_dyx_ptr="*fp32", w_ptr="*fp32", dw_ptr="*fp32",
+                   db_ptr="*fp32", **ints, HW="constexpr", S_PAD="constexpr",
+                   HAS_AFFINE="constexpr", BLOCK_SIZE="constexpr")
+        consts = {"HW": 64, "S_PAD": 64, "HAS_AFFINE": flags[1], "BLOCK_SIZE": 1024}
+        compile_bn(tb._grad_input_kernel, sig, consts)
+        done += 2
+print("batch norm compiled", done)
 """
 
 
@@ -63,3 +106,8 @@ def test_kernels_compile_for_sm90(tmp_path):
         pytest.skip("Triton's CUDA toolchain (ptxas) is not available")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "compiled 16" in proc.stdout
+    assert "batch norm compiled 16" in proc.stdout
+    # The supernet's planes (32x32, 16x16, 8x8) divide or are divided by the block: 128-bit loads
+    for dtype in ("*fp32", "*bf16"):
+        for HW in (1024, 64):
+            assert f"stats {dtype} {HW} vector loads" in proc.stdout, proc.stdout

@@ -99,13 +99,14 @@ def batch_norm(
     backend: str = "torch",
 ) -> torch.Tensor:
     """Training-mode ``F.batch_norm``. The Triton kernel takes contiguous 4-d inputs with more
-    than one value per channel; anything else (channels_last included, where PyTorch's kernels
-    already split the reduction) runs ``F.batch_norm``."""
+    than one and fewer than 2^30 values per channel (it indexes them in int32); anything else
+    (channels_last included, where PyTorch's kernels already split the reduction) runs
+    ``F.batch_norm``."""
     if (
         backend == "triton"
         and x.dim() == 4
         and x.is_contiguous()
-        and x.numel() > x.shape[1]
+        and x.shape[1] < x.numel() < x.shape[1] * 2**30
         and resolve_batch_norm_backend(backend, x.device) == "triton"
     ):
         from supernet.kernels.triton_batch_norm import triton_batch_norm

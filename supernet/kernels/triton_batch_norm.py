@@ -34,16 +34,24 @@ TARGET_PROGRAMS = 1024  # channels x chunks to aim for (~8 per SM on an H100)
 
 
 @triton.jit
-def _offsets(j, c, C, HW):
-    """Memory offsets of flat positions ``j`` (over N*H*W) of channel ``c`` in NCHW."""
-    j = j.to(tl.int64)
-    n = j // HW
-    return (n * C + c) * HW + (j - n * HW)
+def _block(off, stop, c, C, HW: tl.constexpr, BLOCK_SIZE: tl.constexpr):
+    """The block of flat positions (over N*H*W, int32) of channel ``c`` starting at ``off``, a
+    multiple of the block: ``(memory offsets in NCHW, mask)``. The plane size ``HW`` is a
+    compile-time constant, so the division is a shift or a multiply (a kernel per spatial size;
+    a supernet has three or four); where a block lies within one plane, its sample is one scalar
+    and the offsets are visibly contiguous (vector loads)."""
+    j = off + tl.arange(0, BLOCK_SIZE)
+    if HW % BLOCK_SIZE == 0:
+        n = off // HW
+    else:
+        n = j // HW
+    return (n.to(tl.int64) * C + c) * HW + (j - n * HW), j < stop
 
 
 @triton.jit
 def _stats_kernel(
-    x_ptr, count_ptr, mean_ptr, m2_ptr, C, HW, M, chunk, S, BLOCK_SIZE: tl.constexpr
+    x_ptr, count_ptr, mean_ptr, m2_ptr, C, M, chunk, S,
+    HW: tl.constexpr, BLOCK_SIZE: tl.constexpr,
 ):  # fmt: skip
     c = tl.program_id(0)
     s = tl.program_id(1)
@@ -53,9 +61,8 @@ def _stats_kernel(
     mean = tl.zeros([], dtype=tl.float32)
     m2 = tl.zeros([], dtype=tl.float32)
     for off in range(start, stop, BLOCK_SIZE):
-        j = off + tl.arange(0, BLOCK_SIZE)
-        mask = j < stop
-        x = tl.load(x_ptr + _offsets(j, c, C, HW), mask=mask, other=0.0).to(tl.float32)
+        at, mask = _block(off, stop, c, C, HW, BLOCK_SIZE)
+        x = tl.load(x_ptr + at, mask=mask, other=0.0).to(tl.float32)
         n_block = tl.sum(mask.to(tl.float32), axis=0)
         block_mean = tl.sum(x, axis=0) / n_block
         d = tl.where(mask, x - block_mean, 0.0)
@@ -74,8 +81,8 @@ def _stats_kernel(
 def _normalize_kernel(
     x_ptr, y_ptr, count_ptr, part_mean_ptr, m2_ptr, mean_ptr, rstd_ptr,
     running_mean_ptr, running_var_ptr, w_ptr, b_ptr,
-    C, HW, M, chunk, S, momentum, eps,
-    S_PAD: tl.constexpr, HAS_RUNNING: tl.constexpr, HAS_AFFINE: tl.constexpr,
+    C, M, chunk, S, momentum, eps,
+    HW: tl.constexpr, S_PAD: tl.constexpr, HAS_RUNNING: tl.constexpr, HAS_AFFINE: tl.constexpr,
     BLOCK_SIZE: tl.constexpr,
 ):  # fmt: skip
     c = tl.program_id(0)
@@ -108,9 +115,7 @@ def _normalize_kernel(
     start = s * chunk
     stop = tl.minimum(start + chunk, M)
     for off in range(start, stop, BLOCK_SIZE):
-        j = off + tl.arange(0, BLOCK_SIZE)
-        mask = j < stop
-        at = _offsets(j, c, C, HW)
+        at, mask = _block(off, stop, c, C, HW, BLOCK_SIZE)
         x = tl.load(x_ptr + at, mask=mask, other=0.0).to(tl.float32)
         y = x * scale + shift
         tl.store(y_ptr + at, y.to(y_ptr.dtype.element_ty, fp_downcast_rounding="rtne"), mask=mask)
@@ -118,8 +123,8 @@ def _normalize_kernel(
 
 @triton.jit
 def _grad_sums_kernel(
-    x_ptr, dy_ptr, mean_ptr, rstd_ptr, sum_dy_ptr, sum_dyx_ptr, C, HW, M, chunk, S,
-    BLOCK_SIZE: tl.constexpr,
+    x_ptr, dy_ptr, mean_ptr, rstd_ptr, sum_dy_ptr, sum_dyx_ptr, C, M, chunk, S,
+    HW: tl.constexpr, BLOCK_SIZE: tl.constexpr,
 ):  # fmt: skip
     c = tl.program_id(0)
     s = tl.program_id(1)
@@ -130,9 +135,7 @@ def _grad_sums_kernel(
     sum_dy = tl.zeros([], dtype=tl.float32)
     sum_dyx = tl.zeros([], dtype=tl.float32)
     for off in range(start, stop, BLOCK_SIZE):
-        j = off + tl.arange(0, BLOCK_SIZE)
-        mask = j < stop
-        at = _offsets(j, c, C, HW)
+        at, mask = _block(off, stop, c, C, HW, BLOCK_SIZE)
         x = tl.load(x_ptr + at, mask=mask, other=0.0).to(tl.float32)
         dy = tl.load(dy_ptr + at, mask=mask, other=0.0).to(tl.float32)
         sum_dy += tl.sum(dy, axis=0)
@@ -144,8 +147,8 @@ def _grad_sums_kernel(
 @triton.jit
 def _grad_input_kernel(
     x_ptr, dy_ptr, dx_ptr, mean_ptr, rstd_ptr, sum_dy_ptr, sum_dyx_ptr, w_ptr, dw_ptr, db_ptr,
-    C, HW, M, chunk, S,
-    S_PAD: tl.constexpr, HAS_AFFINE: tl.constexpr, BLOCK_SIZE: tl.constexpr,
+    C, M, chunk, S,
+    HW: tl.constexpr, S_PAD: tl.constexpr, HAS_AFFINE: tl.constexpr, BLOCK_SIZE: tl.constexpr,
 ):  # fmt: skip
     c = tl.program_id(0)
     s = tl.program_id(1)
@@ -166,9 +169,7 @@ def _grad_input_kernel(
     start = s * chunk
     stop = tl.minimum(start + chunk, M)
     for off in range(start, stop, BLOCK_SIZE):
-        j = off + tl.arange(0, BLOCK_SIZE)
-        mask = j < stop
-        at = _offsets(j, c, C, HW)
+        at, mask = _block(off, stop, c, C, HW, BLOCK_SIZE)
         x = tl.load(x_ptr + at, mask=mask, other=0.0).to(tl.float32)
         dy = tl.load(dy_ptr + at, mask=mask, other=0.0).to(tl.float32)
         dx = gain * (dy - mean_dy - (x - mean) * rstd * mean_dyx)
@@ -204,15 +205,15 @@ def batch_norm_forward(
     mean, rstd = torch.empty(C, **f32), torch.empty(C, **f32)
     y = torch.empty_like(x)
     grid = (C, S)
-    _stats_kernel[grid](x, count, part_mean, m2, C, H * W, M, chunk, S, BLOCK_SIZE=BLOCK)
+    _stats_kernel[grid](x, count, part_mean, m2, C, M, chunk, S, HW=H * W, BLOCK_SIZE=BLOCK)
     has_running = running_mean is not None
     has_affine = weight is not None
     _normalize_kernel[grid](
         x, y, count, part_mean, m2, mean, rstd,
         running_mean if has_running else mean, running_var if has_running else rstd,
         weight if has_affine else mean, bias if has_affine else mean,
-        C, H * W, M, chunk, S, float(momentum), float(eps),
-        S_PAD=triton.next_power_of_2(S), HAS_RUNNING=has_running, HAS_AFFINE=has_affine,
+        C, M, chunk, S, float(momentum), float(eps),
+        HW=H * W, S_PAD=triton.next_power_of_2(S), HAS_RUNNING=has_running, HAS_AFFINE=has_affine,
         BLOCK_SIZE=BLOCK,
     )  # fmt: skip
     return y, mean, rstd
@@ -233,7 +234,7 @@ def batch_norm_backward(
     sum_dy, sum_dyx = torch.empty(C, S, **f32), torch.empty(C, S, **f32)
     grid = (C, S)
     _grad_sums_kernel[grid](
-        x, dy, mean, rstd, sum_dy, sum_dyx, C, H * W, M, chunk, S, BLOCK_SIZE=BLOCK
+        x, dy, mean, rstd, sum_dy, sum_dyx, C, M, chunk, S, HW=H * W, BLOCK_SIZE=BLOCK
     )
     has_affine = weight is not None
     dw = torch.empty(C, **f32) if has_affine else None
@@ -242,8 +243,8 @@ def batch_norm_backward(
     _grad_input_kernel[grid](
         x, dy, dx, mean, rstd, sum_dy, sum_dyx,
         weight if has_affine else mean, dw if has_affine else mean, db if has_affine else mean,
-        C, H * W, M, chunk, S,
-        S_PAD=triton.next_power_of_2(S), HAS_AFFINE=has_affine, BLOCK_SIZE=BLOCK,
+        C, M, chunk, S,
+        HW=H * W, S_PAD=triton.next_power_of_2(S), HAS_AFFINE=has_affine, BLOCK_SIZE=BLOCK,
     )  # fmt: skip
     if has_affine:
         dw, db = dw.to(weight.dtype), db.to(weight.dtype)
