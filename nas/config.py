@@ -50,6 +50,7 @@ class SearchSpaceConfig:
     reduce_cell: str = "searched"  # darts: "searched" or a fixed cell ("gdas_frc", GDAS' FRC)
     group_edges: bool = True  # edges with inputs ready together run as one op per candidate
     batch_norm_kernel: str = "torch"  # grouped edge ops' batch norm: torch | triton (GPU)
+    depthwise_kernel: str = "torch"  # grouped edge ops' depthwise convs: torch | triton (GPU)
     benchmark_file: Optional[str] = None  # noqa: UP045 - NAS-Bench-201/NATS-Bench file (nb201)
 
 

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from supernet import kernels
+from supernet.kernels.op_kernels import TORCH_KERNELS, OpKernels, batch_norm, depthwise_conv2d
 from supernet.ops import DilConv, FactorizedReduce, Identity, PoolBN, ReLUConvBN, SepConv
 
 
@@ -42,11 +42,11 @@ class _GroupTensors:
 
     Args:
         grouped: per grouped op, its candidates on the edges that compute it (built alike).
-        batch_norm_kernel: the backend of the grouped batch norms (``kernels.batch_norm``).
+        op_kernels: the backends of the grouped batch norms and depthwise convolutions.
     """
 
-    def __init__(self, grouped: Sequence[Sequence[nn.Module]], batch_norm_kernel: str = "torch"):
-        self.batch_norm_kernel = batch_norm_kernel
+    def __init__(self, grouped: Sequence[Sequence[nn.Module]], op_kernels: OpKernels):
+        self.op_kernels = op_kernels
         # Parameters by per-edge shape: one cat along the first axis per shape (no flattening,
         # so no view per parameter), then one split into the layers' stacked tensors.
         by_shape: dict[tuple, list[list[torch.Tensor]]] = {}
@@ -116,6 +116,9 @@ def _conv(convs: Sequence[nn.Conv2d], x: torch.Tensor, state: _GroupTensors) -> 
     """The convolutions of E edges on their stacked inputs: one convolution, E times the groups."""
     c = convs[0]
     weight, bias = state.param(c, "weight"), state.param(c, "bias")
+    if c.groups == c.in_channels == c.out_channels and bias is None:  # depthwise
+        backend = state.op_kernels.depthwise
+        return depthwise_conv2d(x, weight, c.stride, c.padding, c.dilation, backend)
     return F.conv2d(x, weight, bias, c.stride, c.padding, c.dilation, c.groups * len(convs))
 
 
@@ -126,7 +129,7 @@ def _batch_norm(
     b = bns[0]
     rm, rv = state.stats(b)
     weight, bias = state.param(b, "weight"), state.param(b, "bias")
-    return kernels.batch_norm(x, rm, rv, weight, bias, b.momentum, b.eps, state.batch_norm_kernel)
+    return batch_norm(x, rm, rv, weight, bias, b.momentum, b.eps, state.op_kernels.batch_norm)
 
 
 def _dil_conv(ops: Sequence[DilConv], r: torch.Tensor, state: _GroupTensors) -> torch.Tensor:
@@ -203,7 +206,7 @@ def grouped_outputs(
     mixed: Sequence[nn.Module],
     inputs: Sequence[torch.Tensor],
     active: Sequence[Sequence[int] | None] | None = None,
-    batch_norm_kernel: str = "torch",
+    op_kernels: OpKernels = TORCH_KERNELS,
 ) -> list[tuple[list[torch.Tensor], list[int]]]:
     """Per edge, the outputs of the candidates it computes and their op indices, as
     ``mixed[e].candidate_outputs(inputs[e], active[e])`` gives them; for each op, the edges that
@@ -237,7 +240,7 @@ def grouped_outputs(
                 results[i][k] = c(inputs[i])
         else:
             plan.append((k, users, candidates))
-    state = _GroupTensors([candidates for _, _, candidates in plan], batch_norm_kernel)
+    state = _GroupTensors([candidates for _, _, candidates in plan], op_kernels)
     stacks: dict[tuple[int, ...], list] = {}  # edges -> [stacked inputs, their ReLU]
     for k, users, candidates in plan:
         fn, takes_relu = GROUPED[type(candidates[0])]
@@ -262,10 +265,10 @@ class GroupedEdgesCell:
     """
 
     def init_groups(
-        self, group_edges: bool, ready: Sequence[Sequence[int]], batch_norm_kernel: str = "torch"
+        self, group_edges: bool, ready: Sequence[Sequence[int]], op_kernels: OpKernels
     ) -> None:
         self.group_edges = group_edges
-        self.batch_norm_kernel = kernels.resolve_batch_norm_backend(batch_norm_kernel)
+        self.op_kernels = op_kernels
         self.edge_groups = [
             [e for e, (inp, _) in enumerate(self.edges) if inp in sources] for sources in ready
         ]
@@ -289,5 +292,5 @@ class GroupedEdgesCell:
             mixed = [self.mixed[e] for e in edges]
             inputs = [states[self.edges[e][0]] for e in edges]
             act = None if active is None else [active[e] for e in edges]
-            outputs = grouped_outputs(mixed, inputs, act, self.batch_norm_kernel)
+            outputs = grouped_outputs(mixed, inputs, act, self.op_kernels)
             done.update(zip(edges, outputs))

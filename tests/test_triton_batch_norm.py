@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from supernet import kernels
+from supernet.kernels import op_kernels
 
 tbn = pytest.importorskip("supernet.kernels.triton_batch_norm", reason="triton not installed")
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -88,8 +88,9 @@ def test_fp32_matches_reference(shape, affine, running, block):
 
 def test_small_blocks_split_channels_into_chunks_of_several_blocks(block):
     M = 4 * 33 * 17
-    chunk, chunks = tbn.plan(C=7, M=M)
-    assert chunk % block == 0 and (chunks - 1) * chunk < M <= chunks * chunk
+    used, chunk, chunks = tbn.plan(C=7, M=M)
+    assert used == min(block, 4096) and chunk % used == 0
+    assert (chunks - 1) * chunk < M <= chunks * chunk
     if block == 16:
         assert chunks > 1 and chunk > block
 
@@ -125,33 +126,33 @@ def test_results_are_bitwise_deterministic(block):
     assert all(torch.equal(a, c) for a, c in zip(first[1], second[1]))
 
 
-# --- the dispatcher: search_space.batch_norm_kernel -------------------------------------------
+# --- the dispatcher: search_space.batch_norm_kernel (op_kernels) -------------------------------------------
 def test_dispatch_takes_triton_for_contiguous_nchw(monkeypatch):
     calls = []
     monkeypatch.setattr(tbn, "triton_batch_norm", lambda *a: calls.append(a) or a[0] * 1)
     x = torch.randn(2, 3, 4, 4, device=DEVICE)
-    kernels.batch_norm(x, None, None, None, None, 0.1, 1e-5, "triton")
+    op_kernels.batch_norm(x, None, None, None, None, 0.1, 1e-5, "triton")
     assert len(calls) == 1
     # channels_last, or the torch backend: F.batch_norm
-    kernels.batch_norm(
+    op_kernels.batch_norm(
         x.to(memory_format=torch.channels_last), None, None, None, None, 0.1, 1e-5, "triton"
     )
-    kernels.batch_norm(x, None, None, None, None, 0.1, 1e-5, "torch")
+    op_kernels.batch_norm(x, None, None, None, None, 0.1, 1e-5, "torch")
     assert len(calls) == 1
 
 
 def test_one_value_per_channel_is_pytorchs_error():
     with pytest.raises(ValueError, match="more than 1 value per channel"):
-        kernels.batch_norm(torch.randn(1, 3, 1, 1), None, None, None, None, 0.1, 1e-5, "triton")
+        op_kernels.batch_norm(torch.randn(1, 3, 1, 1), None, None, None, None, 0.1, 1e-5, "triton")
 
 
 def test_backend_errors_name_the_value_and_the_choices(monkeypatch):
     with pytest.raises(ValueError, match=r"batch_norm_kernel='auto'.*torch, triton"):
-        kernels.resolve_batch_norm_backend("auto")
+        op_kernels.OpKernels(batch_norm="auto")
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="batch_norm_kernel=triton needs CUDA tensors"):
-            kernels.resolve_batch_norm_backend("triton", torch.device("cpu"))
+            op_kernels.resolve_op_backend("triton", "batch_norm_kernel", torch.device("cpu"))
 
 
 @pytest.mark.parametrize("space_name", ["darts", "nb201"])
@@ -206,8 +207,10 @@ def test_config_key_reaches_the_grouped_cells():
     cfg = compose_cfg(["experiment=smoke", "search_space.batch_norm_kernel=triton"])
     net = builders.space_from_config(cfg).build_supernet()
     cells = [m for m in net.modules() if isinstance(m, GroupedEdgesCell)]
-    assert cells and all(c.batch_norm_kernel == "triton" for c in cells)
+    assert cells and all(c.op_kernels.batch_norm == "triton" for c in cells)
     default = builders.space_from_config(compose_cfg(["experiment=smoke"])).build_supernet()
     assert all(
-        m.batch_norm_kernel == "torch" for m in default.modules() if isinstance(m, GroupedEdgesCell)
+        m.op_kernels.batch_norm == "torch"
+        for m in default.modules()
+        if isinstance(m, GroupedEdgesCell)
     )

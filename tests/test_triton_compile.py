@@ -1,6 +1,7 @@
 """The Triton kernels compile for an H100 (sm_90) here, without a GPU.
 
-The interpreter tests (``test_triton_mix.py``, ``test_triton_batch_norm.py``) check what the kernels compute; the interpreter
+The interpreter tests (``test_triton_mix.py``, ``test_triton_batch_norm.py``,
+``test_triton_depthwise.py``) check what the kernels compute; the interpreter
 runs them as Python and never type-checks or lowers them, so a kernel can pass there and still
 fail to compile on a GPU. This compiles every kernel variant to a cubin with Triton's own
 compiler and ``ptxas`` for a CUDA target, in a subprocess without ``TRITON_INTERPRET``.
@@ -93,6 +94,29 @@ for dtype in ("*fp32", "*bf16"):
         compile_bn(tb._grad_input_kernel, sig, consts)
         done += 2
 print("batch norm compiled", done)
+
+from supernet.kernels import triton_depthwise as td
+
+done = 0
+for dtype in ("*fp32", "*bf16"):
+    # sep_conv_5x5 (32x32), sep_conv_3x3 at stride 2 (32x32 -> 16x16), dil_conv_5x5 (8x8)
+    for C, H, HO, K, S, PAD, DIL in ((128, 32, 32, 5, 1, 2, 1), (64, 32, 16, 3, 2, 1, 1),
+                                     (512, 8, 8, 5, 1, 4, 2)):
+        geo = dict(C=C, H=H, W=H, HO=HO, WO=HO, K=K, STRIDE=S, PAD=PAD, DIL=DIL)
+        const = {k: "constexpr" for k in (*geo, "BLOCK_H", "BLOCK_W")}
+        block_h, block_w = td._tile(HO, 10**6)
+        sig = dict(x_ptr=dtype, w_ptr=dtype, y_ptr=dtype, rows="i32", **const)
+        compile_bn(td._dw_forward_kernel, sig, {**geo, "BLOCK_H": block_h, "BLOCK_W": block_w})
+        sig = dict(dy_ptr=dtype, w_ptr=dtype, dx_ptr=dtype, rows="i32", **const)
+        block_h, block_w = td._tile(H, 10**6)
+        compile_bn(td._dw_input_grad_kernel, sig, {**geo, "BLOCK_H": block_h, "BLOCK_W": block_w})
+        sig = dict(x_ptr=dtype, dy_ptr=dtype, partial_ptr="*fp32", chunk_rows="i32",
+                   total_rows="i32", S="i32", **const, TAPS="constexpr")
+        block_h, block_w = td._tile(HO, 10**6)
+        consts = {**geo, "TAPS": 32, "BLOCK_H": block_h, "BLOCK_W": block_w}
+        compile_bn(td._dw_weight_grad_kernel, sig, consts)
+        done += 3
+print("depthwise compiled", done)
 """
 
 
@@ -107,6 +131,7 @@ def test_kernels_compile_for_sm90(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "compiled 16" in proc.stdout
     assert "batch norm compiled 16" in proc.stdout
+    assert "depthwise compiled 18" in proc.stdout
     # The supernet's planes (32x32, 16x16, 8x8) divide or are divided by the block: 128-bit loads
     for dtype in ("*fp32", "*bf16"):
         for HW in (1024, 64):

@@ -1,7 +1,7 @@
 """Benchmark: the grouped edge ops' batch norm, Triton split reductions vs PyTorch's kernels.
 
 The shapes are the ones a DARTS CIFAR supernet (C=16, 8 cells, 32x32, ``group_edges``) hands
-``kernels.batch_norm`` in one training forward pass at the given batch, recorded, with how often
+``op_kernels.batch_norm`` in one training forward pass at the given batch, recorded, with how often
 each occurs. For each shape this times forward+backward of that batch norm (median of many runs,
 CUDA events) with ``F.batch_norm`` and with ``triton_batch_norm``, and reports the byte floor
 (read x, write y; read x and dy, write dx: 5 tensor passes) at the measured copy bandwidth.
@@ -36,7 +36,7 @@ import torch.nn.functional as F  # noqa: E402
 from mixed_op import copy_bandwidth, supernet_step, timer  # noqa: E402
 from search_step import environment  # noqa: E402
 
-from supernet import kernels  # noqa: E402
+from supernet import grouped_edges  # noqa: E402
 from supernet.spaces.darts import DartsSpace  # noqa: E402
 
 Shape = tuple[tuple[int, ...], bool, bool]  # (x shape, affine, running statistics)
@@ -52,7 +52,7 @@ def recorded_shapes(batch: int, device: str) -> Counter[Shape]:
     """The grouped batch norms of one training forward pass: shape -> calls."""
     net = supernet("torch", device)
     seen: Counter[Shape] = Counter()
-    original = kernels.batch_norm
+    original = grouped_edges.batch_norm
 
     def spy(x, running_mean, running_var, weight, bias, momentum, eps, backend="torch"):
         seen[(tuple(x.shape), weight is not None, running_mean is not None)] += 1
@@ -60,7 +60,7 @@ def recorded_shapes(batch: int, device: str) -> Counter[Shape]:
 
     x = torch.randn(batch, 3, 32, 32, device=device)
     weights = {k: torch.full((14, 8), 1 / 8, device=device) for k in ("normal", "reduce")}
-    with mock.patch.object(kernels, "batch_norm", spy), torch.no_grad():
+    with mock.patch.object(grouped_edges, "batch_norm", spy), torch.no_grad():
         net(x, weights)
     return seen
 

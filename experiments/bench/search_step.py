@@ -79,6 +79,7 @@ def build(mode: str, args: argparse.Namespace, device: torch.device):
         f"cuda_graph={str(args.cuda_graph).lower()}",
         f"search_space.group_edges={str(args.group_edges).lower()}",
         f"search_space.batch_norm_kernel={args.batch_norm_kernel}",
+        f"search_space.depthwise_kernel={args.depthwise_kernel}",
         f"channels_last={str(args.channels_last).lower()}",
         f"strategy.batch_size={args.batch[mode]}",
         "strategy.arch_start_epoch=0",
@@ -258,6 +259,7 @@ def measure(mode: str, args: argparse.Namespace) -> dict[str, Any]:
         "precision": "bf16-mixed" if args.bf16 else "32",
         "group_edges": args.group_edges,
         "batch_norm_kernel": args.batch_norm_kernel,
+        "depthwise_kernel": args.depthwise_kernel,
         "channels_last": args.channels_last,
         "graph_captures": graph_captures(module),
         "strategy": STRATEGIES[mode],
@@ -387,6 +389,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="torch",
         choices=["torch", "triton"],
         help="search_space.batch_norm_kernel: the grouped edge ops' batch norm",
+    )
+    p.add_argument(
+        "--depthwise-kernel",
+        default="torch",
+        choices=["torch", "triton"],
+        help="search_space.depthwise_kernel: the grouped edge ops' depthwise convolutions",
     )
     p.add_argument(
         "--channels-last",

@@ -1,4 +1,4 @@
-"""Backends for the mixed-op core: the weighted sum of candidate outputs, and batch norm.
+"""Backends for the mixed-op core: the weighted sum of candidate outputs.
 
 ``mix(outputs, weights, backend)`` computes ``sum_i weights[i] * outputs[i]``
 (``search_space.kernel``):
@@ -8,9 +8,8 @@
   interpreter with ``TRITON_INTERPRET=1``); asking for it where it cannot run is an error;
 - ``auto``: ``triton`` for CUDA tensors when Triton imports, ``torch`` otherwise.
 
-``batch_norm(..., backend)`` is training-mode batch norm (``search_space.batch_norm_kernel``):
-``torch`` (``F.batch_norm``) or ``triton`` (``triton_batch_norm``: split reductions, for the
-grouped edge ops). It has no ``auto`` until a GPU measurement shows which is faster.
+The grouped edge ops' batch norm and depthwise convolutions have their own backends
+(``supernet.kernels.op_kernels``).
 """
 
 from __future__ import annotations
@@ -19,12 +18,10 @@ import functools
 import os
 
 import torch
-import torch.nn.functional as F
 
 from supernet.kernels.torch_ref import weighted_sum
 
 BACKENDS = ("auto", "torch", "triton")
-BATCH_NORM_BACKENDS = ("torch", "triton")
 
 
 @functools.cache
@@ -32,6 +29,7 @@ def triton_import_error() -> str | None:
     """None when the Triton kernel imports, else why it does not."""
     try:
         import supernet.kernels.triton_batch_norm  # noqa: F401
+        import supernet.kernels.triton_depthwise  # noqa: F401
         import supernet.kernels.triton_mix  # noqa: F401
     except Exception as err:  # ImportError, or a broken Triton install
         return f"{type(err).__name__}: {err}"
@@ -73,46 +71,6 @@ def check_triton_runs(device: torch.device, key: str) -> None:
             f"{key}=triton needs CUDA tensors, but the supernet runs on {device}. Use "
             f"{key}=torch, or set TRITON_INTERPRET=1 (slow) to run it on the CPU."
         )
-
-
-def resolve_batch_norm_backend(name: str, device: torch.device | None = None) -> str:
-    """Checks a batch-norm backend name; with a device, that it can run there."""
-    if name not in BATCH_NORM_BACKENDS:
-        raise ValueError(
-            f"Unknown search_space.batch_norm_kernel={name!r}. Valid choices are: "
-            f"{', '.join(BATCH_NORM_BACKENDS)} (triton: split-reduction batch norm for the "
-            "grouped edge ops, on a GPU)."
-        )
-    if name == "triton" and device is not None:
-        check_triton_runs(device, "search_space.batch_norm_kernel")
-    return name
-
-
-def batch_norm(
-    x: torch.Tensor,
-    running_mean: torch.Tensor | None,
-    running_var: torch.Tensor | None,
-    weight: torch.Tensor | None,
-    bias: torch.Tensor | None,
-    momentum: float,
-    eps: float,
-    backend: str = "torch",
-) -> torch.Tensor:
-    """Training-mode ``F.batch_norm``. The Triton kernel takes contiguous 4-d inputs with more
-    than one and fewer than 2^30 values per channel (it indexes them in int32); anything else
-    (channels_last included, where PyTorch's kernels already split the reduction) runs
-    ``F.batch_norm``."""
-    if (
-        backend == "triton"
-        and x.dim() == 4
-        and x.is_contiguous()
-        and x.shape[1] < x.numel() < x.shape[1] * 2**30
-        and resolve_batch_norm_backend(backend, x.device) == "triton"
-    ):
-        from supernet.kernels.triton_batch_norm import triton_batch_norm
-
-        return triton_batch_norm(x, running_mean, running_var, weight, bias, momentum, eps)
-    return F.batch_norm(x, running_mean, running_var, weight, bias, True, momentum, eps)
 
 
 def mix(outputs: list[torch.Tensor], weights: torch.Tensor, backend: str = "torch") -> torch.Tensor:

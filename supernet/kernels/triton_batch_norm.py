@@ -178,13 +178,14 @@ def _grad_input_kernel(
         )
 
 
-def plan(C: int, M: int) -> tuple[int, int]:
-    """``(chunk, chunks)``: each channel's M values in ``chunks`` runs of ``chunk`` (a multiple
-    of the block), enough programs to fill the GPU, none empty. Depends on the shape only, so a
-    shape is always reduced in the same order."""
-    chunks = max(1, min(MAX_CHUNKS, TARGET_PROGRAMS // max(C, 1), triton.cdiv(M, BLOCK)))
-    chunk = triton.cdiv(triton.cdiv(M, chunks), BLOCK) * BLOCK
-    return chunk, triton.cdiv(M, chunk)
+def plan(C: int, M: int) -> tuple[int, int, int]:
+    """``(block, chunk, chunks)``: each channel's M values in ``chunks`` runs of ``chunk`` (a
+    multiple of the block: at most ``BLOCK``, less for small M), enough programs to fill the GPU,
+    none empty. Depends on the shape only, so a shape is always reduced in the same order."""
+    block = min(BLOCK, triton.next_power_of_2(M))
+    chunks = max(1, min(MAX_CHUNKS, TARGET_PROGRAMS // max(C, 1), triton.cdiv(M, block)))
+    chunk = triton.cdiv(triton.cdiv(M, chunks), block) * block
+    return block, chunk, triton.cdiv(M, chunk)
 
 
 def batch_norm_forward(
@@ -199,13 +200,13 @@ def batch_norm_forward(
     """``(y, mean, rstd)`` of contiguous NCHW ``x``; the running statistics are updated in place."""
     N, C, H, W = x.shape
     M = N * H * W
-    chunk, S = plan(C, M)
+    block, chunk, S = plan(C, M)
     f32 = dict(device=x.device, dtype=torch.float32)
     count, part_mean, m2 = (torch.empty(C, S, **f32) for _ in range(3))
     mean, rstd = torch.empty(C, **f32), torch.empty(C, **f32)
     y = torch.empty_like(x)
     grid = (C, S)
-    _stats_kernel[grid](x, count, part_mean, m2, C, M, chunk, S, HW=H * W, BLOCK_SIZE=BLOCK)
+    _stats_kernel[grid](x, count, part_mean, m2, C, M, chunk, S, HW=H * W, BLOCK_SIZE=block)
     has_running = running_mean is not None
     has_affine = weight is not None
     _normalize_kernel[grid](
@@ -214,7 +215,7 @@ def batch_norm_forward(
         weight if has_affine else mean, bias if has_affine else mean,
         C, M, chunk, S, float(momentum), float(eps),
         HW=H * W, S_PAD=triton.next_power_of_2(S), HAS_RUNNING=has_running, HAS_AFFINE=has_affine,
-        BLOCK_SIZE=BLOCK,
+        BLOCK_SIZE=block,
     )  # fmt: skip
     return y, mean, rstd
 
@@ -229,12 +230,12 @@ def batch_norm_backward(
     """``(dx, dweight, dbias)`` (the last two None without an affine transform)."""
     N, C, H, W = x.shape
     M = N * H * W
-    chunk, S = plan(C, M)
+    block, chunk, S = plan(C, M)
     f32 = dict(device=x.device, dtype=torch.float32)
     sum_dy, sum_dyx = torch.empty(C, S, **f32), torch.empty(C, S, **f32)
     grid = (C, S)
     _grad_sums_kernel[grid](
-        x, dy, mean, rstd, sum_dy, sum_dyx, C, M, chunk, S, HW=H * W, BLOCK_SIZE=BLOCK
+        x, dy, mean, rstd, sum_dy, sum_dyx, C, M, chunk, S, HW=H * W, BLOCK_SIZE=block
     )
     has_affine = weight is not None
     dw = torch.empty(C, **f32) if has_affine else None
@@ -244,7 +245,7 @@ def batch_norm_backward(
         x, dy, dx, mean, rstd, sum_dy, sum_dyx,
         weight if has_affine else mean, dw if has_affine else mean, db if has_affine else mean,
         C, M, chunk, S,
-        HW=H * W, S_PAD=triton.next_power_of_2(S), HAS_AFFINE=has_affine, BLOCK_SIZE=BLOCK,
+        HW=H * W, S_PAD=triton.next_power_of_2(S), HAS_AFFINE=has_affine, BLOCK_SIZE=block,
     )  # fmt: skip
     if has_affine:
         dw, db = dw.to(weight.dtype), db.to(weight.dtype)

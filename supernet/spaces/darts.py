@@ -20,6 +20,7 @@ from nas.genotype import CELL_TYPES, Genotype, GenotypeError
 from supernet import kernels
 from supernet.fixed_cells import build_fixed_reduction_cell, check_reduce_cell
 from supernet.grouped_edges import GroupedEdgesCell
+from supernet.kernels.op_kernels import TORCH_KERNELS, OpKernels
 from supernet.mixed import MixedOp, disable_running_stats, mix_node, node_indices
 from supernet.ops import ReLUConvBN, preprocess_previous, validate_op_names
 from supernet.spaces.base import SearchSpace
@@ -81,7 +82,7 @@ class SearchCell(nn.Module, GroupedEdgesCell):
         kernel: str,
         partial_channels: int = 1,
         group_edges: bool = True,
-        batch_norm_kernel: str = "torch",
+        op_kernels: OpKernels = TORCH_KERNELS,
     ):
         super().__init__()
         self.reduction = reduction
@@ -103,7 +104,7 @@ class SearchCell(nn.Module, GroupedEdgesCell):
         # Edges whose inputs are ready together: those leaving the cell inputs, then those
         # leaving node 2, node 3, ... (``grouped_edges``).
         ready = [(0, 1), *((2 + i,) for i in range(steps - 1))]
-        self.init_groups(group_edges, ready, batch_norm_kernel)
+        self.init_groups(group_edges, ready, op_kernels)
 
     def forward(
         self,
@@ -162,7 +163,7 @@ class DartsSupernet(nn.Module):
         partial_channels: int = 1,
         reduce_cell: str = "searched",
         group_edges: bool = True,
-        batch_norm_kernel: str = "torch",
+        op_kernels: OpKernels = TORCH_KERNELS,
     ):
         super().__init__()
         check_sizes(input_shape, C, layers)
@@ -195,7 +196,7 @@ class DartsSupernet(nn.Module):
                     kernel,
                     partial_channels,
                     group_edges,
-                    batch_norm_kernel,
+                    op_kernels,
                 )
             self.cells.append(cell)
             reduction_prev = reduction
@@ -249,6 +250,7 @@ class DartsSpace(SearchSpace):
         reduce_cell: str = "searched",
         group_edges: bool = True,
         batch_norm_kernel: str = "torch",
+        depthwise_kernel: str = "torch",
         **_: object,
     ):
         validate_op_names(list(ops))
@@ -270,7 +272,7 @@ class DartsSpace(SearchSpace):
         self.kernel = kernels.resolve_backend(kernel)
         self.track_running_stats = track_running_stats
         self.group_edges = group_edges
-        self.batch_norm_kernel = kernels.resolve_batch_norm_backend(batch_norm_kernel)
+        self.op_kernels = OpKernels(batch_norm_kernel, depthwise_kernel)
         self.edges = cell_edges(steps)
 
     def build_supernet(self, partial_channels: int = 1) -> DartsSupernet:
@@ -287,7 +289,7 @@ class DartsSpace(SearchSpace):
             partial_channels,
             self.reduce_cell,
             self.group_edges,
-            self.batch_norm_kernel,
+            self.op_kernels,
         )
         if not self.track_running_stats:
             for cell in net.cells:

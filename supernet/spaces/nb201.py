@@ -27,6 +27,7 @@ from torch import nn
 from nas.genotype import GenotypeError, NB201Genotype
 from supernet import kernels
 from supernet.grouped_edges import GroupedEdgesCell
+from supernet.kernels.op_kernels import TORCH_KERNELS, OpKernels
 from supernet.mixed import MixedOp, disable_running_stats, mix_node, node_indices
 from supernet.ops import ReLUConvBN, build_op, validate_op_names
 from supernet.spaces.base import SearchSpace
@@ -93,7 +94,7 @@ class NB201SearchCell(nn.Module, GroupedEdgesCell):
         kernel: str,
         partial_channels: int = 1,
         group_edges: bool = True,
-        batch_norm_kernel: str = "torch",
+        op_kernels: OpKernels = TORCH_KERNELS,
     ):
         super().__init__()
         self.steps = steps
@@ -107,7 +108,7 @@ class NB201SearchCell(nn.Module, GroupedEdgesCell):
         for j, index in enumerate(node_indices(self.mixed, counts, len(ops))):
             self.register_buffer(f"node_index_{j}", index, persistent=False)
         # Before node j, the edges leaving node j - 1 (``grouped_edges``).
-        self.init_groups(group_edges, [(j,) for j in range(steps)], batch_norm_kernel)
+        self.init_groups(group_edges, [(j,) for j in range(steps)], op_kernels)
 
     def forward(
         self,
@@ -182,14 +183,14 @@ class NB201Supernet(_Skeleton):
         partial_channels: int = 1,
         track_running_stats: bool = False,
         group_edges: bool = True,
-        batch_norm_kernel: str = "torch",
+        op_kernels: OpKernels = TORCH_KERNELS,
     ):
         super().__init__()
         check_nb201_sizes(input_shape, C, N)
 
         def make_cell(C_curr: int) -> nn.Module:
             cell = NB201SearchCell(
-                ops, C_curr, steps, kernel, partial_channels, group_edges, batch_norm_kernel
+                ops, C_curr, steps, kernel, partial_channels, group_edges, op_kernels
             )
             return cell if track_running_stats else disable_running_stats(cell)
 
@@ -286,6 +287,7 @@ class NB201Space(SearchSpace):
         reduce_cell: str = "searched",
         group_edges: bool = True,
         batch_norm_kernel: str = "torch",
+        depthwise_kernel: str = "torch",
         **_: object,
     ):
         validate_op_names(list(ops))
@@ -304,7 +306,7 @@ class NB201Space(SearchSpace):
         self.kernel = kernels.resolve_backend(kernel)
         self.track_running_stats = track_running_stats
         self.group_edges = group_edges
-        self.batch_norm_kernel = kernels.resolve_batch_norm_backend(batch_norm_kernel)
+        self.op_kernels = OpKernels(batch_norm_kernel, depthwise_kernel)
         self.edges = nb201_edges(steps)
 
     def build_supernet(self, partial_channels: int = 1) -> NB201Supernet:
@@ -319,7 +321,7 @@ class NB201Space(SearchSpace):
             partial_channels,
             self.track_running_stats,
             self.group_edges,
-            self.batch_norm_kernel,
+            self.op_kernels,
         )
 
     def build_child(self, genotype: NB201Genotype, **sizes) -> nn.Module:

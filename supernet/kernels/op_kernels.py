@@ -1,0 +1,113 @@
+"""Backends of the grouped edge ops' batch norm and depthwise convolutions.
+
+``search_space.batch_norm_kernel`` and ``search_space.depthwise_kernel`` pick, for the
+operations ``supernet.grouped_edges`` issues, PyTorch's kernels (``torch``, the default) or the
+Triton ones (``triton``: ``triton_batch_norm``, ``triton_depthwise``), written because
+PyTorch's NCHW kernels for these two took 32 and 38.5 ms of a 125 ms bf16 search step on an
+H100 (``experiments/bench/README.md``). They have no ``auto`` until a GPU measurement shows
+which is faster. Inputs the Triton kernels do not take (channels_last, non-square or unequal
+geometry) run PyTorch's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from supernet.kernels import check_triton_runs
+
+OP_BACKENDS = ("torch", "triton")
+
+
+def resolve_op_backend(name: str, key: str, device: torch.device | None = None) -> str:
+    """Checks the backend ``name`` of config key ``key``; with a device, that it runs there."""
+    if name not in OP_BACKENDS:
+        raise ValueError(
+            f"Unknown search_space.{key}={name!r}. Valid choices are: {', '.join(OP_BACKENDS)} "
+            "(triton: the Triton kernels for the grouped edge ops, on a GPU)."
+        )
+    if name == "triton" and device is not None:
+        check_triton_runs(device, f"search_space.{key}")
+    return name
+
+
+@dataclass(frozen=True)
+class OpKernels:
+    """The backends of the grouped edge ops' batch norm and depthwise convolutions."""
+
+    batch_norm: str = "torch"
+    depthwise: str = "torch"
+
+    def __post_init__(self) -> None:
+        resolve_op_backend(self.batch_norm, "batch_norm_kernel")
+        resolve_op_backend(self.depthwise, "depthwise_kernel")
+
+
+TORCH_KERNELS = OpKernels()  # the default: PyTorch's kernels throughout
+
+
+def batch_norm(
+    x: torch.Tensor,
+    running_mean: torch.Tensor | None,
+    running_var: torch.Tensor | None,
+    weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    momentum: float,
+    eps: float,
+    backend: str = "torch",
+) -> torch.Tensor:
+    """Training-mode ``F.batch_norm``. The Triton kernel takes contiguous 4-d inputs with more
+    than one and fewer than 2^30 values per channel (it indexes them in int32); anything else
+    (channels_last included, where PyTorch's kernels already split the reduction) runs
+    ``F.batch_norm``."""
+    if (
+        backend == "triton"
+        and x.dim() == 4
+        and x.is_contiguous()
+        and x.shape[1] < x.numel() < x.shape[1] * 2**30
+        and resolve_op_backend(backend, "batch_norm_kernel", x.device) == "triton"
+    ):
+        from supernet.kernels.triton_batch_norm import triton_batch_norm
+
+        return triton_batch_norm(x, running_mean, running_var, weight, bias, momentum, eps)
+    return F.batch_norm(x, running_mean, running_var, weight, bias, True, momentum, eps)
+
+
+def _same(pair: int | tuple[int, ...]) -> int | None:
+    """The value of a square geometry parameter (``3`` or ``(3, 3)``), else None."""
+    values = (pair,) if isinstance(pair, int) else tuple(pair)
+    return values[0] if len(set(values)) == 1 else None
+
+
+def depthwise_conv2d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    stride: int | tuple[int, int],
+    padding: int | tuple[int, int],
+    dilation: int | tuple[int, int],
+    backend: str = "torch",
+) -> torch.Tensor:
+    """``F.conv2d(x, weight, None, stride, padding, dilation, groups=C)`` for ``weight`` of shape
+    ``[C, 1, K, K]``. The Triton kernel takes contiguous 4-d inputs with a square geometry
+    (autocast's dtype applied as ``F.conv2d`` applies it); anything else runs ``F.conv2d``."""
+    s, p, d = _same(stride), _same(padding), _same(dilation)
+    if (
+        backend == "triton"
+        and x.dim() == 4
+        and x.is_contiguous()
+        and weight.shape[1] == 1
+        and weight.shape[-1] == weight.shape[-2]
+        and None not in (s, p, d)
+        and isinstance(p, int)
+        and resolve_op_backend(backend, "depthwise_kernel", x.device) == "triton"
+    ):
+        from supernet.kernels.triton_depthwise import triton_depthwise_conv
+
+        device_type = x.device.type
+        if torch.is_autocast_enabled(device_type):
+            dtype = torch.get_autocast_dtype(device_type)
+            x, weight = x.to(dtype), weight.to(dtype)
+        return triton_depthwise_conv(x, weight.contiguous(), s, p, d)
+    return F.conv2d(x, weight, None, stride, padding, dilation, x.shape[1])
