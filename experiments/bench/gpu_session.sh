@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU measurements, in parts that each fit a 10-minute device call. Measured on an H100
 # (2026-11-23, session 3; README "GPU: CUDA graphs"): check, wholegraph, profile, kernel (fp32).
-# Not measured yet: kernel bf16, edge, graphs, sampling, model, bn (written in session 4, no GPU).
+# Not measured yet: kernel bf16, edge, graphs, sampling, model, ops (written in session 4, no GPU).
 #
 #   bash experiments/bench/gpu_session.sh check      # GPU tests: Triton kernel, lean step, cuda_graph (real capture); ~3 min
 #   bash experiments/bench/gpu_session.sh wholegraph # search step, cuda_graph=true + cudnn.benchmark: fp32/bf16 first, PC-DARTS 256
@@ -12,7 +12,8 @@
 #   bash experiments/bench/gpu_session.sh graphs     # search step, compile_scope=edge, CUDA graphs (reduce-overhead)
 #   bash experiments/bench/gpu_session.sh sampling   # GDAS and PC-DARTS at their papers' batches, compiled
 #   bash experiments/bench/gpu_session.sh model      # compile_scope=model inside cuda_graph=true, bf16 (cold compile: minutes)
-#   bash experiments/bench/gpu_session.sh bn         # Triton batch norm: GPU tests, per-shape bench, graphed step with it, profile
+#   bash experiments/bench/gpu_session.sh ops        # Triton batch norm + depthwise conv: GPU tests, per-shape benches (fp32, bf16)
+#   bash experiments/bench/gpu_session.sh opsstep    # graphed bf16 first-order step with either or both, and its profile
 #
 # On the device image hydra-core, omegaconf and antlr4 are missing: carry them as wheels in
 # .whl/ (git-ignored via .git/info/exclude; carry=[".whl"]), made here once with
@@ -36,7 +37,8 @@ case "${1:-}" in
     # -rfxX lists failures, xfails and xpasses (second order under cuda_graph is an xfail; an
     # XPASS is the evidence for lifting builders' refusal). The slow compile test runs last.
     $PY -m pytest -q -rfxX -p no:cacheprovider tests/test_cuda_graphs.py tests/test_triton_mix.py \
-      tests/test_triton_batch_norm.py tests/test_lean_step.py -m "not slow or slow" ;;
+      tests/test_triton_batch_norm.py tests/test_triton_depthwise.py tests/test_lean_step.py \
+      -m "not slow or slow" ;;
   wholegraph)
     $BENCH --batch 64 --modes first,pcdarts --cuda-graph --out $R/search_step_cuda_cudagraph.json
     $BENCH --batch 64 --modes first --cuda-graph --cudnn-benchmark \
@@ -69,18 +71,23 @@ case "${1:-}" in
   sampling)
     $BENCH --modes gdas,pcdarts --compile --compile-scope edge \
       --out $R/search_step_cuda_gdas_pcdarts_compiled_edge.json ;;
-  bn)
-    $PY -m pytest -q -rfxX -p no:cacheprovider tests/test_triton_batch_norm.py
-    $PY experiments/bench/batch_norm.py --device cuda
-    $PY experiments/bench/batch_norm.py --device cuda --dtype bfloat16
+  ops)
+    $PY -m pytest -q -rfxX -p no:cacheprovider tests/test_triton_batch_norm.py tests/test_triton_depthwise.py
+    for op in batch_norm depthwise; do
+      $PY experiments/bench/grouped_ops.py --device cuda --op $op
+      $PY experiments/bench/grouped_ops.py --device cuda --op $op --dtype bfloat16
+    done ;;
+  opsstep)
     $BENCH --batch 64 --modes first --cuda-graph --bf16 --batch-norm-kernel triton \
       --out $R/search_step_cuda_cudagraph_bf16_triton_bn.json
-    $BENCH --batch 64 --modes first --cuda-graph --cudnn-benchmark --batch-norm-kernel triton \
-      --out $R/search_step_cuda_cudagraph_cudnnbench_triton_bn.json
+    $BENCH --batch 64 --modes first --cuda-graph --bf16 --depthwise-kernel triton \
+      --out $R/search_step_cuda_cudagraph_bf16_triton_dw.json
+    $BENCH --batch 64 --modes first --cuda-graph --bf16 --batch-norm-kernel triton --depthwise-kernel triton \
+      --out $R/search_step_cuda_cudagraph_bf16_triton_ops.json
     $PY experiments/bench/profile_step.py --device cuda --kernel triton --batch 64 --modes first \
-      --steps 2 --warmup 2 --top 30 --bf16 --batch-norm-kernel triton \
-      --out $R/profile_step_cuda_bf16_triton_bn.json ;;
+      --steps 2 --warmup 2 --top 30 --bf16 --batch-norm-kernel triton --depthwise-kernel triton \
+      --out $R/profile_step_cuda_bf16_triton_ops.json ;;
   *)
-    echo "usage: $0 check|wholegraph|profile|kernel|eager|edge|graphs|sampling|model|bn" >&2
+    echo "usage: $0 check|wholegraph|profile|kernel|eager|edge|graphs|sampling|model|ops|opsstep" >&2
     exit 2 ;;
 esac
