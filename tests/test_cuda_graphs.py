@@ -155,13 +155,13 @@ def test_config_wiring_and_errors(capsys):
 
 
 def graphed_matches_eager_on_gpu(
-    strategy: str, captures: int, dtype: torch.dtype | None = None
+    strategy: str, captures: int, dtype: torch.dtype | None = None, *overrides: str
 ) -> None:
     """Three bilevel steps replayed from real captures equal the eager ones (under autocast to
     ``dtype`` when given, around each whole step as Lightning's bf16-mixed does)."""
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False
-    cfg = compose_config(f"strategy={strategy}", *SMALL, "data.num_classes=5")
+    cfg = compose_config(f"strategy={strategy}", *SMALL, "data.num_classes=5", *overrides)
     eager = builders.search_module(cfg, builders.space_from_config(cfg)).cuda()
     graphed = copy.deepcopy(eager)
     graphed.supernet_graphs = SupernetGraphs(graphed.supernet)
@@ -195,6 +195,19 @@ def test_captured_graphs_match_eager_on_gpu(strategy):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_captured_graphs_with_triton_op_kernels_match_eager_on_gpu():
+    """The Triton batch norm and depthwise kernels inside real captures (not run on a GPU yet)."""
+    graphed_matches_eager_on_gpu(
+        "darts",
+        2,
+        None,
+        "search_space.batch_norm_kernel=triton",
+        "search_space.depthwise_kernel=triton",
+    )
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.xfail(
     reason="second-order DARTS: the weight step's backward capture failed on an H100 after the "
     "eager virtual step (bf16 run, cudaErrorStreamCaptureImplicit); builders refuse the "
@@ -219,16 +232,22 @@ def test_cuda_graph_search_on_cpu_stops_with_a_clear_error(tmp_path, monkeypatch
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
-def test_cuda_graph_search_runs_end_to_end_on_gpu(precision, tmp_path, monkeypatch):
-    """``train.py stage=search cuda_graph=true`` under Lightning on one GPU (bf16 too): it
-    finishes and writes finite α and a genotype. Not run on a GPU yet; the comparison with
-    eager steps is ``test_captured_graphs_match_eager_on_gpu``."""
+@pytest.mark.parametrize("op_kernels", ["torch", "triton"])
+def test_cuda_graph_search_runs_end_to_end_on_gpu(precision, op_kernels, tmp_path, monkeypatch):
+    """``train.py stage=search cuda_graph=true`` under Lightning on one GPU (bf16 too, and with
+    the Triton batch norm and depthwise kernels captured in the graphs): it finishes and writes
+    finite α and a genotype. Not run on a GPU yet; the comparison with eager steps is
+    ``test_captured_graphs_match_eager_on_gpu``."""
     import json
 
     from tests.test_train import run_train
 
     args = ("stage=search", "cuda_graph=true", "trainer.accelerator=gpu", "seed=5")
-    assert run_train(monkeypatch, tmp_path, *args, f"trainer.precision={precision}") == 0
+    kernels = (
+        f"search_space.batch_norm_kernel={op_kernels}",
+        f"search_space.depthwise_kernel={op_kernels}",
+    )
+    assert run_train(monkeypatch, tmp_path, *args, *kernels, f"trainer.precision={precision}") == 0
     alphas = json.loads((tmp_path / "alphas.json").read_text())["alphas"]
     values = torch.tensor([v for rows in alphas.values() for row in rows for v in row])
     assert torch.isfinite(values).all()
