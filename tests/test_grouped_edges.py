@@ -25,10 +25,10 @@ def ungrouped(net: nn.Module) -> nn.Module:
     return twin
 
 
-def random_weights(edges: int, ops: int, seed: int) -> dict[str, torch.Tensor]:
+def random_weights(edges: int, ops: int, seed: int, device="cpu") -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     return {
-        k: torch.softmax(torch.randn(edges, ops, generator=g), -1).requires_grad_()
+        k: torch.softmax(torch.randn(edges, ops, generator=g), -1).to(device).requires_grad_()
         for k in ("normal", "reduce")
     }
 
@@ -42,7 +42,7 @@ def close_to_scale(a: torch.Tensor, b: torch.Tensor, msg: str = "") -> None:
 def assert_twins_agree(
     a: nn.Module, b: nn.Module, x: torch.Tensor, seed: int = 0, shape=(14, 8), **kw
 ) -> None:
-    wa = random_weights(*shape, seed)
+    wa = random_weights(*shape, seed, device=x.device)
     if shape[0] == 6:  # NAS-Bench-201: one cell type
         wa = {"cell": wa["normal"]}
     wb = {k: v.detach().clone().requires_grad_() for k, v in wa.items()}

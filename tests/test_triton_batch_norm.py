@@ -160,36 +160,17 @@ def test_grouped_supernet_with_triton_batch_norm_matches_torch(space_name):
     """The same supernet with either batch norm: output, α and weight gradients, running
     statistics after a training pass (the grouped edge ops use the kernel)."""
     from supernet.spaces import build_space
+    from tests.test_grouped_edges import assert_twins_agree
 
-    sizes = (
-        dict(C=4, layers=3, steps=2, multiplier=2) if space_name == "darts" else dict(C=4, layers=1)
-    )
-    nets = {}
-    for backend in ("torch", "triton"):
+    darts = space_name == "darts"
+    sizes = dict(C=4, layers=3, steps=2, multiplier=2) if darts else dict(C=4, layers=1)
+    nets = []
+    for backend in ("triton", "torch"):
         torch.manual_seed(0)
         space = build_space(space_name, [3, 8, 8], 4, batch_norm_kernel=backend, **sizes)
-        nets[backend] = space.build_supernet().to(DEVICE)
-    edges = len(space.edges)
-    g = torch.Generator().manual_seed(1)
-    x = torch.randn(3, 3, 8, 8, generator=g).to(DEVICE)
-    kinds = space.cell_types
-    alphas = {k: torch.randn(edges, len(space.ops), generator=g).to(DEVICE) for k in kinds}
-    results = {}
-    for backend, net in nets.items():
-        a = {k: v.clone().requires_grad_() for k, v in alphas.items()}
-        out = net(x, {k: torch.softmax(v, -1) for k, v in a.items()})
-        out.square().sum().backward()
-        results[backend] = (out.detach(), [v.grad for v in a.values()], net)
-    (out_t, ga_t, net_t), (out_k, ga_k, net_k) = results["torch"], results["triton"]
-    torch.testing.assert_close(out_k, out_t, rtol=1e-4, atol=1e-5)
-    for got, want in zip(ga_k, ga_t):
-        torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-4 * float(want.abs().max()))
-    for (name, p), q in zip(net_k.named_parameters(), net_t.parameters()):
-        tol = 1e-3 * float(q.grad.abs().max()) + 1e-6
-        torch.testing.assert_close(p.grad, q.grad, rtol=1e-3, atol=tol, msg=name)
-    for (name, s), t in zip(net_k.named_buffers(), net_t.buffers()):
-        if s.is_floating_point():
-            torch.testing.assert_close(s, t, rtol=1e-5, atol=1e-6, msg=name)
+        nets.append(space.build_supernet().to(DEVICE))
+    x = torch.randn(3, 3, 8, 8, generator=torch.Generator().manual_seed(1)).to(DEVICE)
+    assert_twins_agree(*nets, x, shape=(len(space.edges), len(space.ops)))
 
 
 def test_unknown_batch_norm_kernel_in_the_config_is_a_clear_error():

@@ -1,10 +1,10 @@
 """Training-mode batch norm of NCHW tensors in Triton, with split (multi-program) reductions.
 
 PyTorch's CUDA batch norm for contiguous NCHW input reduces each channel in one thread block,
-for the statistics and again for the backward. The supernet's normalizations have 16-256
-channels (a grouped edge op: E edges x C), so at batch 64 those kernels keep few of an H100's
-132 SMs busy: 15 µs (statistics) and 35 µs (backward) on average on 2-8 MB tensors whose
-bandwidth floor is 1-3 µs, 32 ms of a 125 ms bf16 search step (``experiments/bench/README.md``).
+for the statistics and again for the backward. The supernet's grouped normalizations have
+32-512 channels (a grouped edge op: E edges x C), so at batch 64 those kernels keep few of an
+H100's 132 SMs busy: 15 µs (statistics) and 35 µs (backward) on average on 2-17 MB tensors whose
+bandwidth floor is 1-6 µs, 32 ms of a 125 ms bf16 search step (``experiments/bench/README.md``).
 
 Here each channel's N*H*W values are cut into chunks and channels x chunks programs share the
 work. Forward: one launch writes each chunk's count, mean and M2 (Welford/Chan merges of whole
