@@ -171,3 +171,73 @@ def test_factorized_reduce_sizes(H: int, W: int) -> None:
 def test_factorized_reduce_rejects_odd_channels() -> None:
     with pytest.raises(ValueError, match="5"):
         FactorizedReduce(C, 5)
+
+
+# --- DepthwiseConv2d: on the CPU the input gradient is a flipped-kernel forward convolution ---
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+@pytest.mark.parametrize(
+    "K,padding,dilation", [(3, 1, 1), (5, 2, 1), (3, 2, 2), (5, 4, 2), (3, 0, 1), (5, 1, 2)]
+)
+def test_depthwise_conv_matches_float64_conv2d(K, padding, dilation, channels_last):
+    from supernet.ops import DepthwiseConv2d
+
+    g = torch.Generator().manual_seed(K * 10 + padding + dilation)
+    conv = DepthwiseConv2d(5, K, 1, padding, dilation)
+    x = torch.randn(3, 5, 11, 9, generator=g)
+    if channels_last:
+        x, conv = (
+            x.contiguous(memory_format=torch.channels_last),
+            conv.to(memory_format=torch.channels_last),
+        )
+    x.requires_grad_()
+    y = conv(x)
+    dy = torch.randn(y.shape, generator=g)
+    dx, dw = torch.autograd.grad(y, (x, conv.weight), dy)
+    x64, w64 = x.detach().double().requires_grad_(), conv.weight.detach().double().requires_grad_()
+    ref = torch.nn.functional.conv2d(x64, w64, None, 1, padding, dilation, 5)
+    rdx, rdw = torch.autograd.grad(ref, (x64, w64), dy.double())
+    for got, want in ((y, ref), (dx, rdx), (dw, rdw)):
+        assert got.shape == want.shape
+        torch.testing.assert_close(got.double(), want.detach(), rtol=1e-5, atol=1e-5)
+    assert dx.is_contiguous(memory_format=torch.channels_last) == channels_last
+
+
+def test_depthwise_conv_under_cpu_autocast_runs_in_bf16():
+    from supernet.ops import DepthwiseConv2d
+
+    torch.manual_seed(0)
+    conv = DepthwiseConv2d(4, 3, 1, 2, 2)
+    x = torch.randn(2, 4, 8, 8, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = conv(x)
+        want = torch.nn.functional.conv2d(x, conv.weight, None, 1, 2, 2, 4)
+    assert y.dtype == want.dtype == torch.bfloat16
+    torch.testing.assert_close(y, want)
+    y.float().square().sum().backward()
+    assert x.grad.dtype == conv.weight.grad.dtype == torch.float32
+    assert torch.isfinite(x.grad).all() and torch.isfinite(conv.weight.grad).all()
+
+
+def test_depthwise_conv_keeps_the_conv2d_state_dict():
+    from supernet.ops import DepthwiseConv2d
+
+    plain = nn.Conv2d(6, 6, 5, 2, 4, dilation=2, groups=6, bias=False)
+    conv = DepthwiseConv2d(6, 5, 2, 4, 2)
+    conv.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 6, 9, 9)
+    torch.testing.assert_close(conv(x), plain(x))  # stride 2: plain F.conv2d
+
+
+def test_cpu_stride_one_depthwise_takes_the_flipped_kernel_gradient(monkeypatch):
+    from supernet.kernels import op_kernels
+    from supernet.ops import DepthwiseConv2d
+
+    calls = []
+    original = op_kernels.FlippedKernelInputGrad.apply
+    monkeypatch.setattr(
+        op_kernels.FlippedKernelInputGrad, "apply", lambda *a: calls.append(a[2:]) or original(*a)
+    )
+    x = torch.randn(2, 3, 8, 8)
+    DepthwiseConv2d(3, 5, 1, 4, 2)(x)
+    DepthwiseConv2d(3, 3, 2, 1, 1)(x)  # stride 2: F.conv2d
+    assert calls == [(4, 2)]

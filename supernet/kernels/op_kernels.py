@@ -91,8 +91,11 @@ def depthwise_conv2d(
 ) -> torch.Tensor:
     """``F.conv2d(x, weight, None, stride, padding, dilation, groups=C)`` for ``weight`` of shape
     ``[C, 1, K, K]``. The Triton kernel takes contiguous 4-d inputs with a square geometry
-    (autocast's dtype applied as ``F.conv2d`` applies it); anything else runs ``F.conv2d``."""
+    (autocast's dtype applied as ``F.conv2d`` applies it); on the CPU, eager, stride-1 square
+    convolutions take their input gradient from ``FlippedKernelInputGrad``; anything else runs
+    ``F.conv2d``."""
     s, p, d = _same(stride), _same(padding), _same(dilation)
+    K = weight.shape[-1]
     if (
         backend == "triton"
         and x.dim() == 4
@@ -110,4 +113,41 @@ def depthwise_conv2d(
             dtype = torch.get_autocast_dtype(device_type)
             x, weight = x.to(dtype), weight.to(dtype)
         return triton_depthwise_conv(x, weight.contiguous(), s, p, d)
+    square = weight.shape[1] == 1 and K == weight.shape[-2] and isinstance(p, int) and d
+    eager = not torch.compiler.is_compiling()  # compiled graphs lower the convolution themselves
+    if x.device.type == "cpu" and eager and square and s == 1 and 0 <= p <= d * (K - 1):
+        return FlippedKernelInputGrad.apply(x, weight, p, d)
     return F.conv2d(x, weight, None, stride, padding, dilation, x.shape[1])
+
+
+class FlippedKernelInputGrad(torch.autograd.Function):
+    """A stride-1 depthwise convolution whose input gradient is computed as the forward
+    convolution of the output gradient with the flipped kernel (the same sums). On the CPU,
+    oneDNN's backward-data for depthwise kernels is far slower than its forward: 16x128x32x32,
+    NHWC, 1 thread, dilation 2: 5.5 ms (3x3) and 16.8 ms (5x5) against 0.9 and 1.3 ms this way
+    (``experiments/bench/README.md``). The weight gradient stays PyTorch's."""
+
+    @staticmethod
+    @torch.amp.custom_fwd(device_type="cpu")
+    def forward(ctx, x, weight, padding: int, dilation: int):
+        ctx.save_for_backward(x, weight)
+        ctx.geometry = padding, dilation
+        return F.conv2d(x, weight, None, 1, padding, dilation, x.shape[1])
+
+    @staticmethod
+    @torch.amp.custom_bwd(device_type="cpu")
+    def backward(ctx, dy):
+        x, weight = ctx.saved_tensors
+        padding, dilation = ctx.geometry
+        C, K = x.shape[1], weight.shape[-1]
+        x, weight = x.to(dy.dtype), weight.to(dy.dtype)  # autocast's dtype, as in forward
+        dx = dw = None
+        if ctx.needs_input_grad[0]:
+            flipped = weight.flip(-1, -2)
+            dx = F.conv2d(dy, flipped, None, 1, dilation * (K - 1) - padding, dilation, C)
+        if ctx.needs_input_grad[1]:
+            dw = torch.ops.aten.convolution_backward(
+                dy, x, weight, None, (1, 1), (padding, padding), (dilation, dilation),
+                False, (0, 0), C, (False, True, False),
+            )[1]  # fmt: skip
+        return dx, dw, None, None
