@@ -155,19 +155,17 @@ def test_backend_errors_name_the_value_and_the_choices(monkeypatch):
             op_kernels.resolve_op_backend("triton", "batch_norm_kernel", torch.device("cpu"))
 
 
-@pytest.mark.parametrize("space_name", ["darts", "nb201"])
-def test_grouped_supernet_with_triton_batch_norm_matches_torch(space_name):
-    """The same supernet with either batch norm: output, α and weight gradients, running
-    statistics after a training pass (the grouped edge ops use the kernel)."""
+def test_grouped_supernet_with_triton_batch_norm_matches_torch():
+    """A NAS-Bench-201 supernet with either batch norm: output, α and weight gradients, running
+    statistics after a training pass (the grouped edge ops use the kernel; the DARTS supernet
+    with both Triton kernels is in tests/test_triton_depthwise.py)."""
     from supernet.spaces import build_space
     from tests.test_grouped_edges import assert_twins_agree
 
-    darts = space_name == "darts"
-    sizes = dict(C=4, layers=3, steps=2, multiplier=2) if darts else dict(C=4, layers=1)
     nets = []
     for backend in ("triton", "torch"):
         torch.manual_seed(0)
-        space = build_space(space_name, [3, 8, 8], 4, batch_norm_kernel=backend, **sizes)
+        space = build_space("nb201", [3, 8, 8], 4, C=4, layers=1, batch_norm_kernel=backend)
         nets.append(space.build_supernet().to(DEVICE))
     x = torch.randn(3, 3, 8, 8, generator=torch.Generator().manual_seed(1)).to(DEVICE)
     assert_twins_agree(*nets, x, shape=(len(space.edges), len(space.ops)))

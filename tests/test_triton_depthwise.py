@@ -48,10 +48,11 @@ def assert_rel_close(got, want, rtol, what=""):
 
 @pytest.fixture(params=["default", "small"])
 def tile(request, monkeypatch):
-    """The default tile (whole planes, several per program) and 32 elements, which cuts planes
-    into row tiles and makes the weight gradient reduce over several chunks."""
+    """The default tile (whole planes, several per program) and 64 elements, which cuts planes
+    into row tiles that straddle planes and makes the weight gradient reduce over several
+    chunks."""
     if request.param == "small":
-        monkeypatch.setattr(tdw, "TILE", 32)
+        monkeypatch.setattr(tdw, "TILE", 64)
     return tdw.TILE
 
 
@@ -76,8 +77,8 @@ def test_small_tiles_split_the_weight_gradient_into_chunks(tile):
     block_h, block_w = tdw._tile(8, rows=4 * 8)
     chunk, chunks = tdw.weight_grad_plan(C=3, total_rows=4 * 8, block_h=block_h)
     assert chunk % block_h == 0 and (chunks - 1) * chunk < 32 <= chunks * chunk
-    assert block_w == 8 and block_h == (4 if tile == 32 else 32)
-    if tile == 32:
+    assert block_w == 8 and block_h == (8 if tile == 64 else 32)
+    if tile == 64:
         assert chunks > 1
 
 
