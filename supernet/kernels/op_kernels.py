@@ -96,14 +96,13 @@ def depthwise_conv2d(
     ``F.conv2d``."""
     s, p, d = _same(stride), _same(padding), _same(dilation)
     K = weight.shape[-1]
+    square = weight.shape[1] == 1 and K == weight.shape[-2] and isinstance(p, int)
+    square = square and s is not None and d is not None
     if (
         backend == "triton"
+        and square
         and x.dim() == 4
         and x.is_contiguous()
-        and weight.shape[1] == 1
-        and weight.shape[-1] == weight.shape[-2]
-        and None not in (s, p, d)
-        and isinstance(p, int)
         and resolve_op_backend(backend, "depthwise_kernel", x.device) == "triton"
     ):
         from supernet.kernels.triton_depthwise import triton_depthwise_conv
@@ -113,7 +112,6 @@ def depthwise_conv2d(
             dtype = torch.get_autocast_dtype(device_type)
             x, weight = x.to(dtype), weight.to(dtype)
         return triton_depthwise_conv(x, weight.contiguous(), s, p, d)
-    square = weight.shape[1] == 1 and K == weight.shape[-2] and isinstance(p, int) and d
     eager = not torch.compiler.is_compiling()  # compiled graphs lower the convolution themselves
     if x.device.type == "cpu" and eager and square and s == 1 and 0 <= p <= d * (K - 1):
         return FlippedKernelInputGrad.apply(x, weight, p, d)
