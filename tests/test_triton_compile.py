@@ -112,8 +112,9 @@ for dtype in ("*fp32", "*bf16"):
         compile_bn(td._dw_input_grad_kernel, sig, {**geo, "BLOCK_H": block_h, "BLOCK_W": block_w})
         sig = dict(x_ptr=dtype, dy_ptr=dtype, partial_ptr="*fp32", chunk_rows="i32",
                    total_rows="i32", S="i32", **const, TAPS="constexpr")
-        block_h, block_w = td._tile(HO, 10**6)
-        consts = {**geo, "TAPS": 32, "BLOCK_H": block_h, "BLOCK_W": block_w}
+        block_h, block_w = td._tile(HO, 10**6, td.WEIGHT_GRAD_TILE)
+        taps = triton.next_power_of_2(K * K)
+        consts = {**geo, "TAPS": taps, "BLOCK_H": block_h, "BLOCK_W": block_w}
         compile_bn(td._dw_weight_grad_kernel, sig, consts)
         done += 3
 print("depthwise compiled", done)

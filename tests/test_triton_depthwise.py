@@ -53,6 +53,7 @@ def tile(request, monkeypatch):
     chunks."""
     if request.param == "small":
         monkeypatch.setattr(tdw, "TILE", 64)
+        monkeypatch.setattr(tdw, "WEIGHT_GRAD_TILE", 64)
     return tdw.TILE
 
 
@@ -74,7 +75,7 @@ def test_fp32_matches_reference(shape, K, stride, dilation, tile):
 
 
 def test_small_tiles_split_the_weight_gradient_into_chunks(tile):
-    block_h, block_w = tdw._tile(8, rows=4 * 8)
+    block_h, block_w = tdw._tile(8, rows=4 * 8, budget=tdw.WEIGHT_GRAD_TILE)
     chunk, chunks = tdw.weight_grad_plan(C=3, total_rows=4 * 8, block_h=block_h)
     assert chunk % block_h == 0 and (chunks - 1) * chunk < 32 <= chunks * chunk
     assert block_w == 8 and block_h == (8 if tile == 64 else 32)

@@ -29,6 +29,9 @@ import triton.language as tl
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 # Elements per program (rows x columns); the interpreter runs each program in Python.
 TILE = 16384 if INTERPRET else 1024
+# The weight gradient holds a [taps, tile] fp32 block per program: a smaller tile on a GPU
+# (32 x 128 values = 32 registers per thread at 4 warps).
+WEIGHT_GRAD_TILE = 4096 if INTERPRET else 128
 TARGET_PROGRAMS = 1024  # weight gradient: channels x chunks to aim for
 MAX_CHUNKS = 64
 
@@ -106,40 +109,41 @@ def _dw_weight_grad_kernel(
 ):  # fmt: skip
     """Per channel ``c`` and chunk ``s`` of its output rows (over samples), the partial
     ``sum dy[oh, ow] * x[oh * STRIDE - PAD + kh * DIL, ...]`` of every tap, at
-    ``partial[c, s, kh * K + kw]``."""
+    ``partial[c, s, kh * K + kw]``. All taps' products accumulate elementwise in one
+    ``[taps, tile]`` block (one gathered load of x per tile) and are summed once at the end:
+    no reduction per tile and tap."""
     c = tl.program_id(0)
     s = tl.program_id(1)
-    taps = tl.arange(0, TAPS)
-    sums = tl.zeros([TAPS], dtype=tl.float32)
-    ow = tl.arange(0, BLOCK_W)[None, :]
+    tap = tl.arange(0, TAPS)[:, None]
+    kh = tap // K
+    kw = tap - kh * K
+    e = tl.arange(0, BLOCK_H * BLOCK_W)[None, :]  # flat tile element
+    row = e // BLOCK_W
+    ow = e - row * BLOCK_W
+    acc = tl.zeros([TAPS, BLOCK_H * BLOCK_W], dtype=tl.float32)
     start = s * chunk_rows
     stop = tl.minimum(start + chunk_rows, total_rows)
     for off in range(start, stop, BLOCK_H):
-        r = off + tl.arange(0, BLOCK_H)[:, None]  # output rows of channel c, over samples
+        r = off + row  # output rows of channel c, over samples
         n = r // HO
         oh = r - n * HO
         plane = (n * C + c).to(tl.int64)
         out_mask = (r < stop) & (ow < WO)
         dy = tl.load(dy_ptr + plane * (HO * WO) + oh * WO + ow, mask=out_mask, other=0.0)
-        dy = dy.to(tl.float32)
-        x_plane = x_ptr + plane * (H * W)
-        for kh in tl.static_range(K):
-            ih = oh * STRIDE - PAD + kh * DIL
-            row_ok = out_mask & (ih >= 0) & (ih < H)
-            for kw in tl.static_range(K):
-                iw = ow * STRIDE - PAD + kw * DIL
-                m = row_ok & (iw >= 0) & (iw < W)
-                x = tl.load(x_plane + ih * W + iw, mask=m, other=0.0).to(tl.float32)
-                tap_sum = tl.sum(tl.sum(x * dy, axis=1), axis=0)
-                sums += tl.where(taps == kh * K + kw, tap_sum, 0.0)
-    tl.store(partial_ptr + (c * S + s) * TAPS + taps, sums)
+        ih = oh * STRIDE - PAD + kh * DIL
+        iw = ow * STRIDE - PAD + kw * DIL
+        m = out_mask & (tap < K * K) & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+        x = tl.load(x_ptr + plane * (H * W) + ih * W + iw, mask=m, other=0.0)
+        acc += x.to(tl.float32) * dy.to(tl.float32)
+    tl.store(partial_ptr + (c * S + s) * TAPS + tl.arange(0, TAPS), tl.sum(acc, axis=1))
 
 
-def _tile(width: int, rows: int) -> tuple[int, int]:
+def _tile(width: int, rows: int, budget: int | None = None) -> tuple[int, int]:
     """``(BLOCK_H, BLOCK_W)``: whole rows (``BLOCK_W`` the row width's power of two), about
-    ``TILE`` elements per program, no more rows than there are."""
+    ``budget`` (default ``TILE``) elements per tile, no more rows than there are."""
     block_w = triton.next_power_of_2(width)
-    return max(1, min(TILE // block_w, triton.next_power_of_2(rows))), block_w
+    budget = TILE if budget is None else budget
+    return max(1, min(budget // block_w, triton.next_power_of_2(rows))), block_w
 
 
 def _geometry(x_shape: torch.Size, weight: torch.Tensor, stride: int, padding: int, dilation: int):
@@ -187,7 +191,7 @@ def depthwise_weight_grad(x, dy, weight, stride: int, padding: int, dilation: in
     g = _geometry(x.shape, weight, stride, padding, dilation)
     taps = g["K"] * g["K"]
     total_rows = x.shape[0] * g["HO"]
-    block_h, block_w = _tile(g["WO"], total_rows)
+    block_h, block_w = _tile(g["WO"], total_rows, WEIGHT_GRAD_TILE)
     chunk, S = weight_grad_plan(g["C"], total_rows, block_h)
     partial = torch.empty(
         g["C"], S, triton.next_power_of_2(taps), device=x.device, dtype=torch.float32
