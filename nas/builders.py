@@ -20,6 +20,7 @@ from nas.retrain import RetrainModule
 from nas.search import SearchModule
 from nas.strategies import Strategy
 from nas.strategies.arch_grad import SecondOrder
+from supernet.kernels import check_triton_runs
 from supernet.mixed import compile_candidates
 from supernet.spaces import build_space
 from supernet.spaces.base import SearchSpace
@@ -46,6 +47,7 @@ def strategy_from_config(cfg: DictConfig) -> Strategy:
 
 def search_module(cfg: DictConfig, space: SearchSpace) -> SearchModule:
     s = cfg.strategy
+    check_triton_kernels(cfg)
     check_cuda_graph(cfg)
     strategy = strategy_from_config(cfg)
     check_cuda_graph_strategy(cfg, strategy)
@@ -99,6 +101,18 @@ def search_data(cfg: DictConfig) -> SearchDataModule:
 
 
 COMPILE_SCOPES = ("edge", "model")
+TRITON_KERNEL_KEYS = ("kernel", "batch_norm_kernel", "depthwise_kernel")
+
+
+def check_triton_kernels(cfg: DictConfig) -> None:
+    """A Triton kernel asked for (``search_space.<key>=triton``) on a run that will be on the
+    CPU fails before any work rather than at the first step (Triton's interpreter,
+    ``TRITON_INTERPRET=1``, excepted)."""
+    if not runs_on_cpu(cfg):
+        return
+    for key in TRITON_KERNEL_KEYS:
+        if cfg.search_space.get(key) == "triton":
+            check_triton_runs(torch.device("cpu"), f"search_space.{key}")
 
 
 def check_cuda_graph(cfg: DictConfig) -> None:

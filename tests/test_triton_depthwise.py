@@ -165,3 +165,17 @@ def test_config_key_reaches_the_grouped_cells():
     net = builders.space_from_config(cfg).build_supernet()
     cells = [m for m in net.modules() if isinstance(m, GroupedEdgesCell)]
     assert cells and all(c.op_kernels == op_kernels.OpKernels("torch", "triton") for c in cells)
+
+
+@pytest.mark.parametrize("key", ["kernel", "batch_norm_kernel", "depthwise_kernel"])
+def test_triton_on_a_cpu_run_fails_before_any_work(key, monkeypatch):
+    from nas import builders
+    from tests.test_config import compose_cfg
+
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    overrides = ["experiment=smoke", "trainer.accelerator=cpu", f"search_space.{key}=triton"]
+    cfg = compose_cfg(overrides)
+    with pytest.raises(RuntimeError, match=f"search_space.{key}=triton needs CUDA tensors"):
+        builders.search_module(cfg, builders.space_from_config(cfg))
+    monkeypatch.setenv("TRITON_INTERPRET", "1")  # the interpreter runs them on the CPU
+    builders.search_module(cfg, builders.space_from_config(cfg))
