@@ -179,3 +179,14 @@ def test_triton_on_a_cpu_run_fails_before_any_work(key, monkeypatch):
         builders.search_module(cfg, builders.space_from_config(cfg))
     monkeypatch.setenv("TRITON_INTERPRET", "1")  # the interpreter runs them on the CPU
     builders.search_module(cfg, builders.space_from_config(cfg))
+
+
+def test_train_py_reports_triton_on_the_cpu_as_a_config_error(tmp_path, monkeypatch, capsys):
+    from tests.test_train import run_train
+
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    args = ("stage=search", "trainer.accelerator=cpu", "search_space.depthwise_kernel=triton")
+    assert run_train(monkeypatch, tmp_path, *args) == 2
+    err = capsys.readouterr().err
+    assert "search_space.depthwise_kernel=triton needs CUDA tensors" in err
+    assert "Traceback" not in err and not (tmp_path / "alphas.json").exists()

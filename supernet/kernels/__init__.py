@@ -24,6 +24,11 @@ from supernet.kernels.torch_ref import weighted_sum
 BACKENDS = ("auto", "torch", "triton")
 
 
+class KernelUnavailableError(ValueError, RuntimeError):
+    """A kernel asked for where it cannot run. A configuration error (a ``ValueError``, which
+    ``train.py`` reports as one paragraph), and a ``RuntimeError`` as it was before."""
+
+
 @functools.cache
 def triton_import_error() -> str | None:
     """None when the Triton kernel imports, else why it does not."""
@@ -61,13 +66,13 @@ def check_triton_runs(device: torch.device, key: str) -> None:
     interpreter."""
     reason = triton_import_error()
     if reason is not None:
-        raise RuntimeError(
+        raise KernelUnavailableError(
             f"{key}=triton was asked for, but the Triton kernels cannot be imported "
             f"({reason}). Install the extra (pip install 'oneshot-nas[triton]') or use "
             f"{key}=torch."
         )
     if torch.device(device).type != "cuda" and not _interpreting():
-        raise RuntimeError(
+        raise KernelUnavailableError(
             f"{key}=triton needs CUDA tensors, but the supernet runs on {device}. Use "
             f"{key}=torch, or set TRITON_INTERPRET=1 (slow) to run it on the CPU."
         )
