@@ -58,7 +58,7 @@ ints = dict(C="i32", M="i32", chunk="i32", S="i32")
 target = GPUTarget("cuda", 90, 32)
 
 
-def compile_bn(kernel, sig, consts):
+def compile_for_sm90(kernel, sig, consts):
     # What Triton's launcher specializes at run time: 16-aligned pointers, sizes divisible by 16
     names = list(sig)
     aligned = [n for n in names if sig[n].startswith("*") or n in ("M", "chunk")]
@@ -71,11 +71,11 @@ for dtype in ("*fp32", "*bf16"):
     sig = dict(x_ptr=dtype, count_ptr="*fp32", mean_ptr="*fp32", m2_ptr="*fp32", **ints)
     sig.update(HW="constexpr", BLOCK_SIZE="constexpr")
     for HW in (1024, 64, 561):  # block within a plane; planes within a block; neither
-        k = compile_bn(tb._stats_kernel, sig, {"HW": HW, "BLOCK_SIZE": 1024})
+        k = compile_for_sm90(tb._stats_kernel, sig, {"HW": HW, "BLOCK_SIZE": 1024})
         print("stats", dtype, HW, "vector loads" if "ld.global.v4" in k.asm["ptx"] else "scalar")
     sig = dict(x_ptr=dtype, dy_ptr=dtype, mean_ptr="*fp32", rstd_ptr="*fp32", sum_dy_ptr="*fp32",
                sum_dyx_ptr="*fp32", **ints, HW="constexpr", BLOCK_SIZE="constexpr")
-    compile_bn(tb._grad_sums_kernel, sig, {"HW": 1024, "BLOCK_SIZE": 1024})
+    compile_for_sm90(tb._grad_sums_kernel, sig, {"HW": 1024, "BLOCK_SIZE": 1024})
     done += 4
     for flags in ((False, False), (True, True)):
         sig = dict(x_ptr=dtype, y_ptr=dtype, count_ptr="*fp32", part_mean_ptr="*fp32",
@@ -85,13 +85,13 @@ for dtype in ("*fp32", "*bf16"):
                    HAS_RUNNING="constexpr", HAS_AFFINE="constexpr", BLOCK_SIZE="constexpr")
         consts = {"HW": 561, "S_PAD": 64, "HAS_RUNNING": flags[0], "HAS_AFFINE": flags[1],
                   "BLOCK_SIZE": 1024}
-        compile_bn(tb._normalize_kernel, sig, consts)
+        compile_for_sm90(tb._normalize_kernel, sig, consts)
         sig = dict(x_ptr=dtype, dy_ptr=dtype, dx_ptr=dtype, mean_ptr="*fp32", rstd_ptr="*fp32",
                    sum_dy_ptr="*fp32", sum_dyx_ptr="*fp32", w_ptr="*fp32", dw_ptr="*fp32",
                    db_ptr="*fp32", **ints, HW="constexpr", S_PAD="constexpr",
                    HAS_AFFINE="constexpr", BLOCK_SIZE="constexpr")
         consts = {"HW": 64, "S_PAD": 64, "HAS_AFFINE": flags[1], "BLOCK_SIZE": 1024}
-        compile_bn(tb._grad_input_kernel, sig, consts)
+        compile_for_sm90(tb._grad_input_kernel, sig, consts)
         done += 2
 print("batch norm compiled", done)
 
@@ -106,16 +106,16 @@ for dtype in ("*fp32", "*bf16"):
         const = {k: "constexpr" for k in (*geo, "BLOCK_H", "BLOCK_W")}
         block_h, block_w = td._tile(HO, 10**6)
         sig = dict(x_ptr=dtype, w_ptr=dtype, y_ptr=dtype, rows="i32", **const)
-        compile_bn(td._dw_forward_kernel, sig, {**geo, "BLOCK_H": block_h, "BLOCK_W": block_w})
+        compile_for_sm90(td._dw_forward_kernel, sig, {**geo, "BLOCK_H": block_h, "BLOCK_W": block_w})
         sig = dict(dy_ptr=dtype, w_ptr=dtype, dx_ptr=dtype, rows="i32", **const)
         block_h, block_w = td._tile(H, 10**6)
-        compile_bn(td._dw_input_grad_kernel, sig, {**geo, "BLOCK_H": block_h, "BLOCK_W": block_w})
+        compile_for_sm90(td._dw_input_grad_kernel, sig, {**geo, "BLOCK_H": block_h, "BLOCK_W": block_w})
         sig = dict(x_ptr=dtype, dy_ptr=dtype, partial_ptr="*fp32", chunk_rows="i32",
                    total_rows="i32", S="i32", **const, TAPS="constexpr")
         block_h, block_w = td._tile(HO, 10**6, td.WEIGHT_GRAD_TILE)
         taps = triton.next_power_of_2(K * K)
         consts = {**geo, "TAPS": taps, "BLOCK_H": block_h, "BLOCK_W": block_w}
-        compile_bn(td._dw_weight_grad_kernel, sig, consts)
+        compile_for_sm90(td._dw_weight_grad_kernel, sig, consts)
         done += 3
 print("depthwise compiled", done)
 """

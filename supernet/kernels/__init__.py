@@ -78,6 +78,22 @@ def check_triton_runs(device: torch.device, key: str) -> None:
         )
 
 
+def split_reduction(
+    channels: int, length: int, block: int, target: int, max_chunks: int
+) -> tuple[int, int]:
+    """``(chunk, chunks)`` for a per-channel reduction over ``length`` values split into programs
+    (the Triton batch norm and depthwise weight gradient): ``chunks`` runs of ``chunk`` values,
+    a multiple of ``block``, none empty, about ``target`` programs in all (at most ``max_chunks``
+    per channel). It depends on the shape only, so a shape is always reduced in the same order."""
+
+    def cdiv(a: int, b: int) -> int:
+        return -(-a // b)
+
+    chunks = max(1, min(max_chunks, target // max(channels, 1), cdiv(length, block)))
+    chunk = cdiv(cdiv(length, chunks), block) * block
+    return chunk, cdiv(length, chunk)
+
+
 def mix(outputs: list[torch.Tensor], weights: torch.Tensor, backend: str = "torch") -> torch.Tensor:
     """Weighted sum of same-shaped candidate outputs; ``weights`` has one entry per output."""
     if backend != "torch" and resolve_backend(backend, outputs[0].device) == "triton":

@@ -27,6 +27,8 @@ import torch
 import triton
 import triton.language as tl
 
+from supernet.kernels import split_reduction
+
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 # The interpreter runs each program in Python: few, large blocks keep it tolerable.
 BLOCK = 8192 if INTERPRET else 1024
@@ -191,9 +193,7 @@ def plan(C: int, M: int) -> tuple[int, int, int]:
     multiple of the block: at most ``BLOCK``, less for small M), enough programs to fill the GPU,
     none empty. Depends on the shape only, so a shape is always reduced in the same order."""
     block = min(BLOCK, triton.next_power_of_2(M))
-    chunks = max(1, min(MAX_CHUNKS, TARGET_PROGRAMS // max(C, 1), triton.cdiv(M, block)))
-    chunk = triton.cdiv(triton.cdiv(M, chunks), block) * block
-    return block, chunk, triton.cdiv(M, chunk)
+    return block, *split_reduction(C, M, block, TARGET_PROGRAMS, MAX_CHUNKS)
 
 
 def batch_norm_forward(

@@ -26,6 +26,8 @@ import torch
 import triton
 import triton.language as tl
 
+from supernet.kernels import split_reduction
+
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 # Elements per program (rows x columns); the interpreter runs each program in Python.
 TILE = 16384 if INTERPRET else 1024
@@ -182,9 +184,7 @@ def depthwise_input_grad(dy, weight, x_shape, stride: int, padding: int, dilatio
 def weight_grad_plan(C: int, total_rows: int, block_h: int) -> tuple[int, int]:
     """``(chunk_rows, chunks)``: each channel's output rows (over samples) in ``chunks`` runs of
     ``chunk_rows`` (a multiple of the tile's rows), none empty. Depends on the shape only."""
-    chunks = max(1, min(MAX_CHUNKS, TARGET_PROGRAMS // C, triton.cdiv(total_rows, block_h)))
-    chunk = triton.cdiv(triton.cdiv(total_rows, chunks), block_h) * block_h
-    return chunk, triton.cdiv(total_rows, chunk)
+    return split_reduction(C, total_rows, block_h, TARGET_PROGRAMS, MAX_CHUNKS)
 
 
 def depthwise_weight_grad(x, dy, weight, stride: int, padding: int, dilation: int):
