@@ -35,8 +35,13 @@ OpBuilder = Callable[[str, int, int], nn.Module]
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
-    """ShuffleNet's channel shuffle: ``[N, g*c, H, W]`` → interleave the ``g`` groups."""
+    """ShuffleNet's channel shuffle: ``[N, g*c, H, W]`` → interleave the ``g`` groups, in the
+    memory format of ``x`` (a channels-last input shuffled as NCHW would turn the rest of the
+    network NCHW, the slow layout on the CPU)."""
     n, c, h, w = x.shape
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        nhwc = x.permute(0, 2, 3, 1).view(n, h, w, groups, c // groups).transpose(3, 4)
+        return nhwc.reshape(n, h, w, c).permute(0, 3, 1, 2)
     return x.view(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
 
 

@@ -281,6 +281,10 @@ def test_pcdarts_sends_only_c_over_k_channels_through_the_ops():
     assert seen == [C // K, C // K] and out.shape == x.shape
     # skip_connect with weight 1: the output is x with its channels shuffled into K groups.
     torch.testing.assert_close(out, channel_shuffle(x, K))
+    x_cl = x.contiguous(memory_format=torch.channels_last)  # the same values, NHWC kept
+    shuffled = channel_shuffle(x_cl, K)
+    assert torch.equal(shuffled, channel_shuffle(x, K))
+    assert shuffled.is_contiguous(memory_format=torch.channels_last)
     stride2 = MixedOp(("none", "max_pool_3x3"), C, 2, partial_channels=K)
     assert stride2(x, torch.tensor([0.0, 1.0])).shape == (2, C, 3, 3)
     with pytest.raises(ValueError, match="positive integer"):
