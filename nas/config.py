@@ -51,6 +51,7 @@ class SearchSpaceConfig:
     group_edges: bool = True  # edges with inputs ready together run as one op per candidate
     batch_norm_kernel: str = "torch"  # grouped edge ops' batch norm: torch | triton (GPU)
     depthwise_kernel: str = "torch"  # grouped edge ops' depthwise convs: torch | triton (GPU)
+    pointwise_kernel: str = "auto"  # grouped edge ops' 1x1 convs: auto | conv | matmul
     benchmark_file: Optional[str] = None  # noqa: UP045 - NAS-Bench-201/NATS-Bench file (nb201)
 
 

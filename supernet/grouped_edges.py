@@ -26,7 +26,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from supernet.kernels.op_kernels import TORCH_KERNELS, OpKernels, batch_norm, depthwise_conv2d
+from supernet.kernels.op_kernels import (
+    TORCH_KERNELS,
+    OpKernels,
+    batch_norm,
+    depthwise_conv2d,
+    pointwise_conv2d,
+)
 from supernet.ops import DilConv, FactorizedReduce, Identity, PoolBN, ReLUConvBN, SepConv
 
 
@@ -42,7 +48,7 @@ class _GroupTensors:
 
     Args:
         grouped: per grouped op, its candidates on the edges that compute it (built alike).
-        op_kernels: the backends of the grouped batch norms and depthwise convolutions.
+        op_kernels: the backends of the grouped batch norms, depthwise and pointwise convolutions.
     """
 
     def __init__(self, grouped: Sequence[Sequence[nn.Module]], op_kernels: OpKernels):
@@ -119,7 +125,10 @@ def _conv(convs: Sequence[nn.Conv2d], x: torch.Tensor, state: _GroupTensors) -> 
     if c.groups == c.in_channels == c.out_channels and bias is None:  # depthwise
         backend = state.op_kernels.depthwise
         return depthwise_conv2d(x, weight, c.stride, c.padding, c.dilation, backend)
-    return F.conv2d(x, weight, bias, c.stride, c.padding, c.dilation, c.groups * len(convs))
+    groups = c.groups * len(convs)
+    if c.kernel_size == (1, 1) and c.padding == (0, 0) and bias is None:
+        return pointwise_conv2d(x, weight, c.stride, groups, state.op_kernels.pointwise)
+    return F.conv2d(x, weight, bias, c.stride, c.padding, c.dilation, groups)
 
 
 def _batch_norm(

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from supernet.kernels.op_kernels import depthwise_conv2d
+from supernet.kernels.op_kernels import depthwise_conv2d, pointwise_conv2d
 
 OpFactory = Callable[[int, int, int, bool], nn.Module]
 
@@ -37,7 +37,9 @@ class ReLUConvBN(StartsWithReLU):
     ):
         super().__init__(
             nn.ReLU(inplace=False),
-            nn.Conv2d(C_in, C_out, kernel, stride=stride, padding=padding, bias=False),
+            PointwiseConv2d(C_in, C_out, stride)
+            if kernel == 1 and padding == 0
+            else nn.Conv2d(C_in, C_out, kernel, stride=stride, padding=padding, bias=False),
             nn.BatchNorm2d(C_out, affine=affine),
         )
 
@@ -52,6 +54,18 @@ class DepthwiseConv2d(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return depthwise_conv2d(x, self.weight, self.stride, self.padding, self.dilation)
+
+
+class PointwiseConv2d(nn.Conv2d):
+    """A 1x1 convolution (no bias) through ``op_kernels.pointwise_conv2d``: on the CPU, for
+    NCHW inputs, a batched matrix product (3-4x faster than oneDNN's NCHW convolution);
+    elsewhere ``F.conv2d``."""
+
+    def __init__(self, C_in: int, C_out: int, stride: int = 1):
+        super().__init__(C_in, C_out, 1, stride, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return pointwise_conv2d(x, self.weight, self.stride, self.groups)
 
 
 class DilConv(StartsWithReLU):
@@ -70,7 +84,7 @@ class DilConv(StartsWithReLU):
         super().__init__(
             nn.ReLU(inplace=False),
             DepthwiseConv2d(C_in, kernel, stride, padding, dilation),
-            nn.Conv2d(C_in, C_out, 1, bias=False),
+            PointwiseConv2d(C_in, C_out),
             nn.BatchNorm2d(C_out, affine=affine),
         )
 
@@ -128,8 +142,8 @@ class FactorizedReduce(nn.Module):
                 f"FactorizedReduce needs an even number of output channels, got {C_out}."
             )
         self.relu = nn.ReLU(inplace=False)
-        self.conv_1 = nn.Conv2d(C_in, C_out // 2, 1, stride=2, padding=0, bias=False)
-        self.conv_2 = nn.Conv2d(C_in, C_out // 2, 1, stride=2, padding=0, bias=False)
+        self.conv_1 = PointwiseConv2d(C_in, C_out // 2, stride=2)
+        self.conv_2 = PointwiseConv2d(C_in, C_out // 2, stride=2)
         self.bn = nn.BatchNorm2d(C_out, affine=affine)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

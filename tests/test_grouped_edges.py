@@ -242,3 +242,61 @@ def test_grouped_supernet_traces_as_one_graph():
     torch._dynamo.reset()
     assert explained.graph_break_count == 0, explained.break_reasons
     assert explained.graph_count == 1
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+def test_grouped_pointwise_matmul_equals_conv(channels_last):
+    """``search_space.pointwise_kernel``: the grouped 1x1 convolutions (sep/dil convs,
+    FactorizedReduce at stride 2 with partial channels) as batched matrix products or as
+    ``F.conv2d`` give the same supernet (NHWC inputs take the convolution either way)."""
+    from nas import builders
+    from supernet.kernels import op_kernels
+    from tests.test_config import compose_cfg
+
+    nets = []
+    for backend in ("matmul", "conv"):
+        torch.manual_seed(3)
+        space = DartsSpace((3, 10, 10), 5, C=6, layers=3, pointwise_kernel=backend)
+        nets.append(space.build_supernet(partial_channels=2))
+        if channels_last:
+            nets[-1] = nets[-1].to(memory_format=torch.channels_last)
+    x = torch.randn(2, 3, 10, 10)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    assert_twins_agree(*nets, x)
+    calls = []
+    matmul = torch.matmul
+    counts = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(op_kernels.torch, "matmul", lambda *a: calls.append(a) or matmul(*a))
+        for net in nets:
+            calls.clear()
+            net(x, random_weights(14, 8, 0))
+            counts.append(len(calls))
+    # NCHW: the matmul net's grouped 1x1 convs are matrix products, the conv net's only its
+    # per-edge ones (preprocessing, CPU default: auto); NHWC: none are
+    assert (counts[0] > counts[1] > 0) if not channels_last else counts == [0, 0]
+    cfg = compose_cfg(["experiment=smoke", "search_space.pointwise_kernel=conv"])
+    net = builders.space_from_config(cfg).build_supernet()
+    cells = [m for m in net.modules() if isinstance(m, GroupedEdgesCell)]
+    assert cells and all(c.op_kernels.pointwise == "conv" for c in cells)
+
+
+@pytest.mark.parametrize("partial_channels", [1, 4])
+@pytest.mark.parametrize("group_edges", [True, False])
+def test_channels_last_supernet_stays_channels_last(partial_channels, group_edges):
+    """Every cell of an NHWC supernet (the CPU default) outputs NHWC, PC-DARTS' channel
+    shuffle included: a shuffle done in NCHW turned every later cell NCHW, the slow layout on
+    the CPU."""
+    torch.manual_seed(0)
+    space = DartsSpace((3, 16, 16), 5, C=8, layers=5, group_edges=group_edges)
+    net = space.build_supernet(partial_channels=partial_channels)
+    net = net.to(memory_format=torch.channels_last)
+    layouts = []
+    for cell in net.cells:
+        cell.register_forward_hook(
+            lambda m, i, out: layouts.append(out.is_contiguous(memory_format=torch.channels_last))
+        )
+    x = torch.randn(2, 3, 16, 16).contiguous(memory_format=torch.channels_last)
+    net(x, random_weights(14, 8, 0))
+    assert layouts == [True] * 5

@@ -241,3 +241,95 @@ def test_cpu_stride_one_depthwise_takes_the_flipped_kernel_gradient(monkeypatch)
     DepthwiseConv2d(3, 5, 1, 4, 2)(x)
     DepthwiseConv2d(3, 3, 2, 1, 1)(x)  # stride 2: F.conv2d
     assert calls == [(4, 2)]
+
+
+# --- pointwise_conv2d: 1x1 convolutions as batched matrix products on NCHW inputs ---
+def _float64_conv_grads(x, w, stride, groups, dy):
+    x64, w64 = x.detach().double().requires_grad_(), w.detach().double().requires_grad_()
+    ref = torch.nn.functional.conv2d(x64, w64, None, stride, 0, 1, groups)
+    return (ref.detach(), *torch.autograd.grad(ref, (x64, w64), dy.double()))
+
+
+@pytest.mark.parametrize("layout", ["nchw", "nhwc", "sliced"])
+@pytest.mark.parametrize("backend", ["matmul", "conv", "auto"])
+@pytest.mark.parametrize(
+    "N,C,C_out,groups,stride,H,W",
+    [
+        (3, 6, 9, 3, 1, 7, 5),
+        (2, 4, 4, 1, 2, 9, 11),
+        (1, 8, 2, 2, (1, 2), 6, 7),
+        (2, 5, 3, 1, 1, 1, 1),
+    ],
+)
+def test_pointwise_conv_matches_float64_conv2d(N, C, C_out, groups, stride, H, W, backend, layout):
+    from supernet.kernels.op_kernels import pointwise_conv2d
+
+    g = torch.Generator().manual_seed(N * 100 + C * 10 + C_out)
+    x = torch.randn(N, C, H + 1, W + 1, generator=g)
+    x = x[:, :, 1:, 1:] if layout == "sliced" else x[:, :, :H, :W].contiguous()  # an NCHW view
+    if layout == "nhwc":
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+    w = torch.randn(C_out, C // groups, 1, 1, generator=g, requires_grad=True)
+    y = pointwise_conv2d(x, w, stride, groups, backend)
+    dy = torch.randn(y.shape, generator=g)
+    dx, dw = torch.autograd.grad(y, (x, w), dy)
+    for got, want in zip((y, dx, dw), _float64_conv_grads(x, w, stride, groups, dy)):
+        assert got.shape == want.shape
+        torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5)
+
+
+def test_pointwise_conv_takes_the_matmul_only_for_nchw_inputs(monkeypatch):
+    from supernet.kernels import op_kernels
+
+    calls = []
+    monkeypatch.setattr(
+        op_kernels.torch, "matmul", lambda *a: calls.append(a) or torch.Tensor.matmul(*a)
+    )
+    x, w = torch.randn(2, 6, 5, 5), torch.randn(4, 3, 1, 1)
+    op_kernels.pointwise_conv2d(x, w, 1, 2, "auto")  # CPU: matmul
+    op_kernels.pointwise_conv2d(x, w, 1, 2, "matmul")
+    op_kernels.pointwise_conv2d(x, w, 1, 2, "conv")
+    op_kernels.pointwise_conv2d(x.contiguous(memory_format=torch.channels_last), w, 1, 2, "auto")
+    assert len(calls) == 2
+
+
+def test_pointwise_conv_under_cpu_autocast_runs_in_bf16():
+    from supernet.ops import PointwiseConv2d
+
+    torch.manual_seed(0)
+    conv = PointwiseConv2d(6, 4, stride=2)
+    x = torch.randn(2, 6, 9, 9, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = conv(x)
+        want = torch.nn.functional.conv2d(x, conv.weight, None, 2)
+    assert y.dtype == want.dtype == torch.bfloat16
+    torch.testing.assert_close(y, want)
+    y.float().square().sum().backward()
+    assert x.grad.dtype == conv.weight.grad.dtype == torch.float32
+
+
+def test_pointwise_modules_keep_the_conv2d_state_dict():
+    from supernet.ops import OPS, PointwiseConv2d
+
+    plain = nn.Conv2d(6, 4, 1, 2, bias=False)
+    conv = PointwiseConv2d(6, 4, stride=2)
+    conv.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 6, 9, 9)
+    torch.testing.assert_close(conv(x), plain(x))
+    # the ops that hold 1x1 convolutions: same parameter names and shapes as before
+    shapes = {k: tuple(v.shape) for k, v in OPS["sep_conv_3x3"](8, 8, 1, True).state_dict().items()}
+    assert shapes["1.2.weight"] == (8, 8, 1, 1) and shapes["0.1.weight"] == (8, 1, 3, 3)
+    fr = OPS["skip_connect"](8, 8, 2, True)
+    assert isinstance(fr.conv_1, PointwiseConv2d) and tuple(fr.conv_2.weight.shape) == (4, 8, 1, 1)
+
+
+def test_unknown_pointwise_kernel_lists_the_choices():
+    from supernet.kernels.op_kernels import OpKernels
+    from supernet.spaces.darts import DartsSpace
+
+    with pytest.raises(ValueError, match=r"pointwise_kernel='cudnn'.*auto, conv, matmul"):
+        OpKernels(pointwise="cudnn")
+    with pytest.raises(ValueError, match="pointwise_kernel"):
+        DartsSpace((3, 8, 8), 5, pointwise_kernel="gemm")
+    assert DartsSpace((3, 8, 8), 5, pointwise_kernel="conv").op_kernels.pointwise == "conv"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GPU measurements, in parts that each fit a 10-minute device call. Measured on an H100
 # (2026-11-23, session 3; README "GPU: CUDA graphs"): check, wholegraph, profile, kernel (fp32).
-# Not measured yet: kernel bf16, edge, graphs, sampling, model, ops (written in session 4, no GPU).
+# Not measured yet: kernel bf16, edge, graphs, sampling, model, ops and opsstep (written in
+# sessions 4 and 5, no GPU).
 #
 #   bash experiments/bench/gpu_session.sh check      # GPU tests: Triton kernel, lean step, cuda_graph (real capture); ~3 min
 #   bash experiments/bench/gpu_session.sh wholegraph # search step, cuda_graph=true + cudnn.benchmark: fp32/bf16 first, PC-DARTS 256
@@ -12,8 +13,9 @@
 #   bash experiments/bench/gpu_session.sh graphs     # search step, compile_scope=edge, CUDA graphs (reduce-overhead)
 #   bash experiments/bench/gpu_session.sh sampling   # GDAS and PC-DARTS at their papers' batches, compiled
 #   bash experiments/bench/gpu_session.sh model      # compile_scope=model inside cuda_graph=true, bf16 (cold compile: minutes)
-#   bash experiments/bench/gpu_session.sh ops        # Triton batch norm + depthwise conv: GPU tests, per-shape benches (fp32, bf16)
-#   bash experiments/bench/gpu_session.sh opsstep    # graphed bf16 first-order step with either or both, and its profile
+#   bash experiments/bench/gpu_session.sh ops        # Triton batch norm + depthwise conv: GPU tests; per-shape benches of those and of
+#                                                    # the matmul 1x1 conv (fp32, bf16)
+#   bash experiments/bench/gpu_session.sh opsstep    # graphed bf16 first-order step with each, all three, and its profile
 #
 # On the device image hydra-core, omegaconf and antlr4 are missing: carry them as wheels in
 # .whl/ (git-ignored via .git/info/exclude; carry=[".whl"]), made here once with
@@ -73,7 +75,7 @@ case "${1:-}" in
       --out $R/search_step_cuda_gdas_pcdarts_compiled_edge.json ;;
   ops)
     $PY -m pytest -q -rfxX -p no:cacheprovider tests/test_triton_batch_norm.py tests/test_triton_depthwise.py
-    for op in batch_norm depthwise; do
+    for op in batch_norm depthwise pointwise; do
       $PY experiments/bench/grouped_ops.py --device cuda --op $op
       $PY experiments/bench/grouped_ops.py --device cuda --op $op --dtype bfloat16
     done ;;
@@ -82,11 +84,15 @@ case "${1:-}" in
       --out $R/search_step_cuda_cudagraph_bf16_triton_bn.json
     $BENCH --batch 64 --modes first --cuda-graph --bf16 --depthwise-kernel triton \
       --out $R/search_step_cuda_cudagraph_bf16_triton_dw.json
+    $BENCH --batch 64 --modes first --cuda-graph --bf16 --pointwise-kernel matmul \
+      --out $R/search_step_cuda_cudagraph_bf16_matmul_pw.json
     $BENCH --batch 64 --modes first --cuda-graph --bf16 --batch-norm-kernel triton --depthwise-kernel triton \
       --out $R/search_step_cuda_cudagraph_bf16_triton_ops.json
+    $BENCH --batch 64 --modes first --cuda-graph --bf16 --batch-norm-kernel triton --depthwise-kernel triton \
+      --pointwise-kernel matmul --out $R/search_step_cuda_cudagraph_bf16_all_ops.json
     $PY experiments/bench/profile_step.py --device cuda --kernel triton --batch 64 --modes first \
       --steps 2 --warmup 2 --top 30 --bf16 --batch-norm-kernel triton --depthwise-kernel triton \
-      --out $R/profile_step_cuda_bf16_triton_ops.json ;;
+      --pointwise-kernel matmul --out $R/profile_step_cuda_bf16_all_ops.json ;;
   *)
     echo "usage: $0 check|wholegraph|profile|kernel|eager|edge|graphs|sampling|model|ops|opsstep" >&2
     exit 2 ;;

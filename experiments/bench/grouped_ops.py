@@ -1,21 +1,22 @@
-"""Benchmark: the grouped edge ops' batch norm and depthwise convolutions, Triton vs PyTorch.
+"""Benchmark: the grouped edge ops' batch norm, depthwise and pointwise convolutions, by backend.
 
 The calls are the ones a DARTS CIFAR supernet (C=16, 8 cells, 32x32, ``group_edges``) makes to
-``op_kernels.batch_norm`` and ``op_kernels.depthwise_conv2d`` in one training forward pass at the
-given batch, recorded with how often each call shape occurs. For each shape this times
-forward+backward with PyTorch's kernels and with the Triton ones (median of many runs, CUDA
-events) and reports the byte floor at the measured copy bandwidth: batch norm 5 tensor passes
-(read x, write y; read x and dy, write dx), a depthwise convolution 6 (read x, write y; read dy,
-write dx; read x and dy for the weight gradient). The per-pass total weighs each shape by its
-count; a search step runs the supernet twice (arch step and weight step), so it pays about
-twice that. Last, one forward+backward of the whole supernet with either backend for the op.
+``op_kernels.batch_norm``, ``op_kernels.depthwise_conv2d`` or ``op_kernels.pointwise_conv2d`` in
+one training forward pass at the given batch, recorded with how often each call shape occurs.
+For each shape this times forward+backward with each backend of the op (batch norm and depthwise:
+PyTorch's kernels vs the Triton ones; pointwise: ``F.conv2d`` vs the batched matrix product;
+median of many runs, CUDA events) and reports the byte floor at the measured copy bandwidth:
+batch norm reads x and writes y, reads x and dy and writes dx; a convolution reads x and writes
+y, reads dy and writes dx, reads x and dy for the weight gradient. The per-pass total weighs
+each shape by its count; a search step runs the supernet twice (arch step and weight step), so
+it pays about twice that. Last, one forward+backward of the whole supernet with each backend.
 
-    python experiments/bench/grouped_ops.py --device cuda [--op batch_norm|depthwise]
+    python experiments/bench/grouped_ops.py --device cuda [--op batch_norm|depthwise|pointwise]
         [--batch 64] [--dtype float32|bfloat16]
 
 Writes experiments/bench/results/grouped_ops_<op>_<device>_<dtype>.json. On CPU the Triton
 kernels run only through the interpreter, which is not a speed measurement: CPU runs time
-PyTorch only.
+PyTorch's backends only.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ import math
 import os
 import sys
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from unittest import mock
 
@@ -41,6 +44,7 @@ from mixed_op import copy_bandwidth, supernet_step, timer  # noqa: E402
 from search_step import environment  # noqa: E402
 
 from supernet import grouped_edges  # noqa: E402
+from supernet.kernels.op_kernels import pointwise_conv2d  # noqa: E402
 from supernet.spaces.darts import DartsSpace  # noqa: E402
 
 # A recorded call: the input shape and what else fixes the work (BN: affine, running statistics;
@@ -52,19 +56,40 @@ def _square(v) -> int:
     return v if isinstance(v, int) else v[0]
 
 
+@dataclass(frozen=True)
+class GroupedOp:
+    key: str  # the search_space config key
+    attr: str  # the function grouped_edges calls
+    call: Callable[..., Call]  # its arguments -> the recorded call
+    passes: tuple[int, int]  # tensor passes of forward+backward over the input, over the output
+    backends: tuple[str, str]  # the baseline, the candidate
+    cpu_backends: tuple[str, ...]  # those that are a speed measurement on the CPU
+
+
 OPS = {
-    # name: (config key, function grouped_edges calls, call key from its arguments, passes)
-    "batch_norm": (
+    "batch_norm": GroupedOp(
         "batch_norm_kernel",
         "batch_norm",
         lambda x, rm, rv, w, b, *_: (tuple(x.shape), (w is not None, rm is not None)),
-        5,
+        (3, 2),
+        ("torch", "triton"),
+        ("torch",),
     ),
-    "depthwise": (
+    "depthwise": GroupedOp(
         "depthwise_kernel",
         "depthwise_conv2d",
         lambda x, w, s, p, d, *_: (tuple(x.shape), (w.shape[-1], *map(_square, (s, p, d)))),
-        6,
+        (3, 3),
+        ("torch", "triton"),
+        ("torch",),
+    ),
+    "pointwise": GroupedOp(
+        "pointwise_kernel",
+        "pointwise_conv2d",
+        lambda x, w, s, g, *_: (tuple(x.shape), (w.shape[0], _square(s), g)),
+        (3, 3),
+        ("conv", "matmul"),
+        ("conv", "matmul"),
     ),
 }
 
@@ -73,7 +98,7 @@ def recorded_calls(op: str, batch: int, device: str) -> Counter[Call]:
     """The grouped ``op`` calls of one training forward pass: call -> count."""
     torch.manual_seed(0)
     net = DartsSpace((3, 32, 32), 10).build_supernet().to(device).train()
-    _, attr, key, _ = OPS[op]
+    attr, key = OPS[op].attr, OPS[op].call
     original = getattr(grouped_edges, attr)
     seen: Counter[Call] = Counter()
 
@@ -108,6 +133,12 @@ def fwd_bwd(op: str, backend: str, call: Call, dtype: torch.dtype, device: str):
 
             def forward():
                 return F.batch_norm(x, rm, rv, w, b, True, 0.1, 1e-5)
+    elif op == "pointwise":
+        out, stride, groups = rest
+        w = torch.randn(out, C // groups, 1, 1, device=device, dtype=dtype, requires_grad=True)
+
+        def forward():
+            return pointwise_conv2d(x, w, stride, groups, backend)
     else:
         K, stride, padding, dilation = rest
         w = torch.randn(C, 1, K, K, device=device, dtype=dtype, requires_grad=True)
@@ -126,7 +157,7 @@ def fwd_bwd(op: str, backend: str, call: Call, dtype: torch.dtype, device: str):
     def run():
         torch.autograd.backward(forward(), dy)
 
-    return run
+    return run, dy.numel()
 
 
 def main() -> None:
@@ -142,20 +173,24 @@ def main() -> None:
     if device == "cpu" and os.environ.get("TRITON_INTERPRET") == "1":
         raise SystemExit("Unset TRITON_INTERPRET: interpreted kernels are not a speed measurement.")
     load_before = os.getloadavg()[0]
-    backends = ["torch", "triton"] if device == "cuda" else ["torch"]
-    key_name, _, _, passes = OPS[op]
+    spec = OPS[op]
+    backends = list(spec.backends if device == "cuda" else spec.cpu_backends)
+    key_name = spec.key
+    compared = len(backends) == 2  # a speedup column: baseline time / candidate time
     reps = args.reps if device == "cuda" else 3
     bw = copy_bandwidth(device)
     rows = []
     for call, count in sorted(recorded_calls(op, args.batch, device).items()):
         row = {"shape": list(call[0]), "params": list(call[1]), "calls": count}
-        row["floor_bytes"] = passes * math.prod(call[0]) * dtype.itemsize
+        for b in backends:
+            run, out_numel = fwd_bwd(op, b, call, dtype, device)
+            row[f"{b}_s"] = timer(run, device, reps)
+        in_passes, out_passes = spec.passes
+        row["floor_bytes"] = (in_passes * math.prod(call[0]) + out_passes * out_numel) * dtype.itemsize
         if bw:
             row["floor_s"] = row["floor_bytes"] / bw
-        for b in backends:
-            row[f"{b}_s"] = timer(fwd_bwd(op, b, call, dtype, device), device, reps)
-        if "triton" in backends:
-            row["speedup"] = row["torch_s"] / row["triton_s"]
+        if compared:
+            row["speedup"] = row[f"{backends[0]}_s"] / row[f"{backends[1]}_s"]
         rows.append(row)
     per_pass = {b: sum(r[f"{b}_s"] * r["calls"] for r in rows) for b in backends}
     floor_pass = sum(r.get("floor_s", 0.0) * r["calls"] for r in rows)
@@ -175,11 +210,11 @@ def main() -> None:
     head = f"{'shape':<18}{'params':<14}{'calls':>6}" + "".join(
         f"{b + ' us':>11}" for b in backends
     )
-    print(head + (f"{'floor us':>10}{'speedup':>9}" if "triton" in backends else ""))
+    print(head + (f"{'floor us':>10}{'speedup':>9}" if compared else ""))
     for r in rows:
         line = f"{'x'.join(map(str, r['shape'])):<18}{str(r['params']):<14}{r['calls']:>6}"
         line += "".join(f"{r[f'{b}_s'] * 1e6:>11.1f}" for b in backends)
-        if "triton" in backends:
+        if compared:
             line += f"{r.get('floor_s', 0) * 1e6:>10.1f}{r['speedup']:>9.2f}"
         print(line)
     print(

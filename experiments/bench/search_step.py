@@ -80,6 +80,7 @@ def build(mode: str, args: argparse.Namespace, device: torch.device):
         f"search_space.group_edges={str(args.group_edges).lower()}",
         f"search_space.batch_norm_kernel={args.batch_norm_kernel}",
         f"search_space.depthwise_kernel={args.depthwise_kernel}",
+        f"search_space.pointwise_kernel={args.pointwise_kernel}",
         f"channels_last={str(args.channels_last).lower()}",
         f"strategy.batch_size={args.batch[mode]}",
         "strategy.arch_start_epoch=0",
@@ -260,6 +261,7 @@ def measure(mode: str, args: argparse.Namespace) -> dict[str, Any]:
         "group_edges": args.group_edges,
         "batch_norm_kernel": args.batch_norm_kernel,
         "depthwise_kernel": args.depthwise_kernel,
+        "pointwise_kernel": args.pointwise_kernel,
         "channels_last": args.channels_last,
         "graph_captures": graph_captures(module),
         "strategy": STRATEGIES[mode],
@@ -395,6 +397,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="torch",
         choices=["torch", "triton"],
         help="search_space.depthwise_kernel: the grouped edge ops' depthwise convolutions",
+    )
+    p.add_argument(
+        "--pointwise-kernel",
+        default="auto",
+        choices=["auto", "conv", "matmul"],
+        help="search_space.pointwise_kernel: the grouped edge ops' 1x1 convolutions "
+        "(auto: matmul on the CPU, conv on a GPU)",
     )
     p.add_argument(
         "--channels-last",

@@ -1,4 +1,4 @@
-"""Backends of the grouped edge ops' batch norm and depthwise convolutions.
+"""Backends of the grouped edge ops' batch norm, depthwise and pointwise convolutions.
 
 ``search_space.batch_norm_kernel`` and ``search_space.depthwise_kernel`` pick, for the
 operations ``supernet.grouped_edges`` issues, PyTorch's kernels (``torch``, the default) or the
@@ -7,6 +7,12 @@ PyTorch's NCHW kernels for these two took 32 and 38.5 ms of a 125 ms bf16 search
 H100 (``experiments/bench/README.md``). They have no ``auto`` until a GPU measurement shows
 which is faster. Inputs the Triton kernels do not take (channels_last, non-square or unequal
 geometry) run PyTorch's.
+
+``search_space.pointwise_kernel`` picks how 1x1 convolutions run (``pointwise_conv2d``):
+``conv`` (``F.conv2d``: oneDNN, cuDNN), ``matmul`` (one batched matrix product on NCHW inputs),
+or ``auto``: matmul on the CPU, where it is 3-4x faster than oneDNN's NCHW convolution, and
+``conv`` on a GPU until a measurement there says otherwise (cuDNN's tensor-core kernels are
+NHWC: in NCHW each call transposes its operands, 3,829 of 13,974 kernels of a bf16 H100 step).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import torch.nn.functional as F
 from supernet.kernels import check_triton_runs
 
 OP_BACKENDS = ("torch", "triton")
+POINTWISE_BACKENDS = ("auto", "conv", "matmul")
 
 
 def resolve_op_backend(name: str, key: str, device: torch.device | None = None) -> str:
@@ -33,19 +40,32 @@ def resolve_op_backend(name: str, key: str, device: torch.device | None = None) 
     return name
 
 
+def check_pointwise_backend(name: str) -> str:
+    """Checks ``search_space.pointwise_kernel``."""
+    if name not in POINTWISE_BACKENDS:
+        raise ValueError(
+            f"Unknown search_space.pointwise_kernel={name!r}. Valid choices are: "
+            f"{', '.join(POINTWISE_BACKENDS)} (how 1x1 convolutions run: conv = F.conv2d, "
+            "matmul = a batched matrix product on NCHW inputs, auto = matmul on the CPU)."
+        )
+    return name
+
+
 @dataclass(frozen=True)
 class OpKernels:
-    """The backends of the grouped edge ops' batch norm and depthwise convolutions."""
+    """The backends of the grouped edge ops' batch norm, depthwise and pointwise convolutions."""
 
     batch_norm: str = "torch"
     depthwise: str = "torch"
+    pointwise: str = "auto"
 
     def __post_init__(self) -> None:
         resolve_op_backend(self.batch_norm, "batch_norm_kernel")
         resolve_op_backend(self.depthwise, "depthwise_kernel")
+        check_pointwise_backend(self.pointwise)
 
 
-TORCH_KERNELS = OpKernels()  # the default: PyTorch's kernels throughout
+TORCH_KERNELS = OpKernels()  # the defaults: PyTorch's batch norm and depthwise kernels
 
 
 def batch_norm(
@@ -149,3 +169,38 @@ class FlippedKernelInputGrad(torch.autograd.Function):
                 False, (0, 0), C, (False, True, False),
             )[1]  # fmt: skip
         return dx, dw, None, None
+
+
+def pointwise_conv2d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    stride: int | tuple[int, int] = 1,
+    groups: int = 1,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """``F.conv2d(x, weight, None, stride, 0, 1, groups)`` for a 1x1 ``weight`` of shape
+    ``[O, C / groups, 1, 1]``.
+
+    ``matmul`` computes it, for NCHW inputs, as one batched matrix product: per sample and
+    group, ``[O/g, C/g] @ [C/g, H*W]``, the output already in NCHW, so no layout transposes
+    (cuDNN's) and no oneDNN reorders; a stride subsamples first (one copy of the smaller input).
+    Channels-last inputs, where the convolution libraries already run a plain matrix product,
+    take ``F.conv2d``. ``auto``: ``matmul`` on the CPU, ``conv`` elsewhere (module docstring).
+    """
+    nchw = x.dim() == 4 and x.stride(1) >= x.stride(2) >= x.stride(3)
+    if backend == "auto":
+        backend = "matmul" if x.device.type == "cpu" else "conv"
+    if backend != "matmul" or not nchw:
+        return F.conv2d(x, weight, None, stride, 0, 1, groups)
+    s = _same(stride)
+    if s is None:
+        sh, sw = stride
+        x = x[:, :, ::sh, ::sw]
+    elif s > 1:
+        x = x[:, :, ::s, ::s]
+    n, c, h, w = x.shape
+    out = weight.shape[0]
+    y = torch.matmul(
+        weight.reshape(groups, out // groups, c // groups), x.reshape(n, groups, c // groups, h * w)
+    )
+    return y.view(n, out, h, w)

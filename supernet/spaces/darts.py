@@ -251,6 +251,7 @@ class DartsSpace(SearchSpace):
         group_edges: bool = True,
         batch_norm_kernel: str = "torch",
         depthwise_kernel: str = "torch",
+        pointwise_kernel: str = "auto",
         **_: object,
     ):
         validate_op_names(list(ops))
@@ -272,7 +273,7 @@ class DartsSpace(SearchSpace):
         self.kernel = kernels.resolve_backend(kernel)
         self.track_running_stats = track_running_stats
         self.group_edges = group_edges
-        self.op_kernels = OpKernels(batch_norm_kernel, depthwise_kernel)
+        self.op_kernels = OpKernels(batch_norm_kernel, depthwise_kernel, pointwise_kernel)
         self.edges = cell_edges(steps)
 
     def build_supernet(self, partial_channels: int = 1) -> DartsSupernet:
