@@ -186,7 +186,9 @@ def main() -> None:
             run, out_numel = fwd_bwd(op, b, call, dtype, device)
             row[f"{b}_s"] = timer(run, device, reps)
         in_passes, out_passes = spec.passes
-        row["floor_bytes"] = (in_passes * math.prod(call[0]) + out_passes * out_numel) * dtype.itemsize
+        row["floor_bytes"] = (
+            in_passes * math.prod(call[0]) + out_passes * out_numel
+        ) * dtype.itemsize
         if bw:
             row["floor_s"] = row["floor_bytes"] / bw
         if compared:
@@ -215,7 +217,8 @@ def main() -> None:
         line = f"{'x'.join(map(str, r['shape'])):<18}{str(r['params']):<14}{r['calls']:>6}"
         line += "".join(f"{r[f'{b}_s'] * 1e6:>11.1f}" for b in backends)
         if compared:
-            line += f"{r.get('floor_s', 0) * 1e6:>10.1f}{r['speedup']:>9.2f}"
+            floor = f"{r['floor_s'] * 1e6:.1f}" if "floor_s" in r else "-"
+            line += f"{floor:>10}{r['speedup']:>9.2f}"
         print(line)
     print(
         f"per forward+backward pass ({sum(r['calls'] for r in rows)} calls): "
