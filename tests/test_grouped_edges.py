@@ -94,10 +94,18 @@ def test_grouped_edges_follow_a_partial_channel_change():
 
 
 @pytest.mark.parametrize("partial_channels", [1, 2, 4])
-def test_grouped_supernet_equals_per_edge_channels_last_and_odd_sizes(partial_channels):
+def test_grouped_supernet_equals_per_edge_channels_last_and_odd_sizes(
+    partial_channels, monkeypatch
+):
     # channels_last is the CPU default. With 4 channels split 4 ways the grouped
     # FactorizedReduce's halves have one channel each, and their stack was not viewable as
-    # NCHW (found by the CPU default; reshape now).
+    # NCHW (found by the CPU default; reshape now). In NHWC the grouped FactorizedReduces run
+    # as one 2x2 convolution (_offset_pair_as_one_conv), the per-edge ones as the pair.
+    calls = []
+    original = grouped_edges._offset_pair_as_one_conv
+    monkeypatch.setattr(
+        grouped_edges, "_offset_pair_as_one_conv", lambda *a: calls.append(a[3]) or original(*a)
+    )
     torch.manual_seed(1)
     space = DartsSpace((3, 11, 13), 5, C=4, layers=3)  # odd sizes: FactorizedReduce pads
     grouped = space.build_supernet(partial_channels=partial_channels)
@@ -105,6 +113,7 @@ def test_grouped_supernet_equals_per_edge_channels_last_and_odd_sizes(partial_ch
     per_edge = ungrouped(grouped)
     x = torch.randn(2, 3, 11, 13).to(memory_format=torch.channels_last)
     assert_twins_agree(grouped, per_edge, x)
+    assert calls and set(calls) == {8}  # the reduction cells' 8 edges leaving the inputs
 
 
 @pytest.mark.parametrize("track_running_stats", [False, True])

@@ -202,6 +202,43 @@ def test_depthwise_conv_matches_float64_conv2d(K, padding, dilation, channels_la
     assert dx.is_contiguous(memory_format=torch.channels_last) == channels_last
 
 
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+@pytest.mark.parametrize("size", [(12, 12), (11, 9)])
+@pytest.mark.parametrize("K,padding", [(3, 2), (5, 4), (3, 0), (5, 2)])
+def test_dilation_two_stride_two_depthwise_conv_matches_float64_conv2d(
+    K, padding, size, channels_last, monkeypatch
+):
+    """dil_conv at stride 2 (dilation = stride): computed on the CPU as a stride-1 convolution
+    of x[::2, ::2]: every output and gradient element as float64 ``F.conv2d``, the layout kept."""
+    from supernet.kernels import op_kernels
+    from supernet.ops import DepthwiseConv2d
+
+    subsampled = []
+    original = op_kernels._subsampled
+    monkeypatch.setattr(
+        op_kernels, "_subsampled", lambda x, s: subsampled.append(s) or original(x, s)
+    )
+    g = torch.Generator().manual_seed(K + padding + size[1])
+    conv = DepthwiseConv2d(6, K, 2, padding, 2)
+    x = torch.randn(3, 6, *size, generator=g)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+    y = conv(x)
+    assert subsampled == [2]
+    dy = torch.randn(y.shape, generator=g)
+    dx, dw = torch.autograd.grad(y, (x, conv.weight), dy)
+    x64, w64 = x.detach().double().requires_grad_(), conv.weight.detach().double().requires_grad_()
+    ref = torch.nn.functional.conv2d(x64, w64, None, 2, padding, 2, 6)
+    rdx, rdw = torch.autograd.grad(ref, (x64, w64), dy.double())
+    for got, want in ((y, ref), (dx, rdx), (dw, rdw)):
+        assert got.shape == want.shape
+        torch.testing.assert_close(got.double(), want.detach(), rtol=1e-5, atol=1e-5)
+    assert y.is_contiguous(memory_format=torch.channels_last) == channels_last
+    DepthwiseConv2d(6, 3, 2, 1, 2)(x)  # padding not a multiple of the stride: F.conv2d
+    assert subsampled == [2]
+
+
 def test_depthwise_conv_under_cpu_autocast_runs_in_bf16():
     from supernet.ops import DepthwiseConv2d
 

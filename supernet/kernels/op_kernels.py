@@ -111,9 +111,10 @@ def depthwise_conv2d(
 ) -> torch.Tensor:
     """``F.conv2d(x, weight, None, stride, padding, dilation, groups=C)`` for ``weight`` of shape
     ``[C, 1, K, K]``. The Triton kernel takes contiguous 4-d inputs with a square geometry
-    (autocast's dtype applied as ``F.conv2d`` applies it); on the CPU, eager, stride-1 square
-    convolutions take their input gradient from ``FlippedKernelInputGrad``; anything else runs
-    ``F.conv2d``."""
+    (autocast's dtype applied as ``F.conv2d`` applies it); on the CPU, eager, square
+    convolutions whose dilation equals their stride run as stride-1 convolutions of the
+    subsampled input, and stride-1 ones take their input gradient from
+    ``FlippedKernelInputGrad``; anything else runs ``F.conv2d``."""
     s, p, d = _same(stride), _same(padding), _same(dilation)
     K = weight.shape[-1]
     square = weight.shape[1] == 1 and K == weight.shape[-2] and isinstance(p, int)
@@ -133,9 +134,25 @@ def depthwise_conv2d(
             x, weight = x.to(dtype), weight.to(dtype)
         return triton_depthwise_conv(x, weight.contiguous(), s, p, d)
     eager = not torch.compiler.is_compiling()  # compiled graphs lower the convolution themselves
-    if x.device.type == "cpu" and eager and square and s == 1 and 0 <= p <= d * (K - 1):
+    cpu = x.device.type == "cpu" and eager and square
+    if cpu and s > 1 and d == s and p % s == 0:
+        # Dilation = stride: every tap reads x at multiples of s, so this is the stride-1,
+        # dilation-1 convolution of x's (0, 0) polyphase component x[::s, ::s] with padding
+        # p / s (the same sums, same output size). oneDNN's stride-2 dilated backward is
+        # 8-14x slower than that (``experiments/bench/README.md``).
+        x, s, p, d = _subsampled(x, s), 1, p // s, 1
+        stride, padding, dilation = s, p, d
+    if cpu and s == 1 and 0 <= p <= d * (K - 1):
         return FlippedKernelInputGrad.apply(x, weight, p, d)
     return F.conv2d(x, weight, None, stride, padding, dilation, x.shape[1])
+
+
+def _subsampled(x: torch.Tensor, s: int) -> torch.Tensor:
+    """``x[:, :, ::s, ::s]``, copied into x's memory format (a strided view of a channels-last
+    tensor is not recognised as one: the convolution would return NCHW)."""
+    channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    return x[:, :, ::s, ::s].contiguous(memory_format=fmt)
 
 
 class FlippedKernelInputGrad(torch.autograd.Function):
