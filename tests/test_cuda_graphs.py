@@ -208,6 +208,14 @@ def test_captured_graphs_with_triton_op_kernels_match_eager_on_gpu():
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_captured_graphs_with_matmul_pointwise_convs_match_eager_on_gpu():
+    """The grouped 1x1 convolutions as batched matrix products inside real captures (not run on
+    a GPU yet)."""
+    graphed_matches_eager_on_gpu("darts", 2, None, "search_space.pointwise_kernel=matmul")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.xfail(
     reason="second-order DARTS: the weight step's backward capture failed on an H100 after the "
     "eager virtual step (bf16 run, cudaErrorStreamCaptureImplicit); builders refuse the "

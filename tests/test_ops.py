@@ -316,6 +316,30 @@ def test_pointwise_conv_matches_float64_conv2d(N, C, C_out, groups, stride, H, W
         torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def test_pointwise_matmul_matches_conv_on_gpu(dtype):
+    """cuBLAS' batched GEMM against cuDNN's convolution, fp32 and under bf16 autocast (not run
+    on a GPU yet)."""
+    from supernet.kernels.op_kernels import pointwise_conv2d
+
+    torch.manual_seed(0)
+    x = torch.randn(8, 128, 16, 16, device="cuda", requires_grad=True)
+    w = torch.randn(128, 16, 1, 1, device="cuda", requires_grad=True)
+    outs = []
+    for backend in ("conv", "matmul"):
+        with torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32):
+            y = pointwise_conv2d(x, w, 1, 8, backend)
+        outs.append((y, *torch.autograd.grad(y.float().square().sum(), (x, w))))
+    tol = {"rtol": 1e-4, "atol": 1e-4} if dtype == torch.float32 else {"rtol": 2e-2, "atol": 2e-2}
+    for a, b in zip(*outs):
+        assert a.dtype == b.dtype
+        torch.testing.assert_close(
+            b.float() / a.float().abs().max(), a.float() / a.float().abs().max(), **tol
+        )
+
+
 def test_pointwise_conv_takes_the_matmul_only_for_nchw_inputs(monkeypatch):
     from supernet.kernels import op_kernels
 

@@ -75,6 +75,7 @@ case "${1:-}" in
       --out $R/search_step_cuda_gdas_pcdarts_compiled_edge.json ;;
   ops)
     $PY -m pytest -q -rfxX -p no:cacheprovider tests/test_triton_batch_norm.py tests/test_triton_depthwise.py
+    $PY -m pytest -q -rfxX -p no:cacheprovider -m gpu tests/test_ops.py   # matmul vs cuDNN 1x1 convs
     for op in batch_norm depthwise pointwise; do
       $PY experiments/bench/grouped_ops.py --device cuda --op $op
       $PY experiments/bench/grouped_ops.py --device cuda --op $op --dtype bfloat16
