@@ -31,6 +31,7 @@ from supernet.kernels.op_kernels import (
     OpKernels,
     batch_norm,
     depthwise_conv2d,
+    is_channels_last,
     pointwise_conv2d,
 )
 from supernet.ops import DilConv, FactorizedReduce, Identity, PoolBN, ReLUConvBN, SepConv
@@ -165,7 +166,7 @@ def _factorized_reduce(
         r = F.pad(r, (0, r.shape[-1] % 2, 0, r.shape[-2] % 2))
     w1, w2 = state.param(ops[0].conv_1, "weight"), state.param(ops[0].conv_2, "weight")
     e = len(ops)
-    if r.is_contiguous(memory_format=torch.channels_last) and not r.is_contiguous():
+    if is_channels_last(r):
         y = _offset_pair_as_one_conv(r, w1, w2, e)
     else:
         a = _conv([m.conv_1 for m in ops], r, state)

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from supernet import kernels
+from supernet.kernels.op_kernels import is_channels_last
 from supernet.ops import build_search_op
 
 OpBuilder = Callable[[str, int, int], nn.Module]
@@ -39,7 +40,7 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     memory format of ``x`` (a channels-last input shuffled as NCHW would turn the rest of the
     network NCHW, the slow layout on the CPU)."""
     n, c, h, w = x.shape
-    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+    if is_channels_last(x):
         nhwc = x.permute(0, 2, 3, 1).view(n, h, w, groups, c // groups).transpose(3, 4)
         return nhwc.reshape(n, h, w, c).permute(0, 3, 1, 2)
     return x.view(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)

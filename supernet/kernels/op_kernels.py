@@ -147,11 +147,15 @@ def depthwise_conv2d(
     return F.conv2d(x, weight, None, stride, padding, dilation, x.shape[1])
 
 
+def is_channels_last(x: torch.Tensor) -> bool:
+    """Whether ``x`` is laid out NHWC (and not also NCHW, as size-1 dimensions allow)."""
+    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
 def _subsampled(x: torch.Tensor, s: int) -> torch.Tensor:
     """``x[:, :, ::s, ::s]``, copied into x's memory format (a strided view of a channels-last
     tensor is not recognised as one: the convolution would return NCHW)."""
-    channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    fmt = torch.channels_last if is_channels_last(x) else torch.contiguous_format
     return x[:, :, ::s, ::s].contiguous(memory_format=fmt)
 
 
@@ -209,12 +213,9 @@ def pointwise_conv2d(
         backend = "matmul" if x.device.type == "cpu" else "conv"
     if backend != "matmul" or not nchw:
         return F.conv2d(x, weight, None, stride, 0, 1, groups)
-    s = _same(stride)
-    if s is None:
-        sh, sw = stride
+    sh, sw = (stride, stride) if isinstance(stride, int) else stride
+    if sh > 1 or sw > 1:
         x = x[:, :, ::sh, ::sw]
-    elif s > 1:
-        x = x[:, :, ::s, ::s]
     n, c, h, w = x.shape
     out = weight.shape[0]
     y = torch.matmul(
