@@ -88,7 +88,9 @@ def search_module(cfg: DictConfig, space: SearchSpace) -> SearchModule:
     ):
         print(
             "[oneshot-nas] compile=true, compile_scope=edge: each edge's candidates run compiled, "
-            "on their own; search_space.group_edges groups edges only on the eager path.",
+            "on their own; search_space.group_edges groups edges only on the eager path. "
+            "Partial-channel edges (PC-DARTS) stay eager and grouped: they gain nothing from "
+            "compiling.",
             flush=True,
         )
     return module

@@ -13,9 +13,9 @@ The parameters stay per edge (state dict, optimizers, PC-DARTS' and DrNAS' resiz
 unchanged); each call stacks the group's weights and BN running statistics with a few
 concatenations (``_GroupTensors``) and copies the updated statistics back with one
 ``_foreach_copy_``. Used in training mode, for every candidate (DARTS) or for the sampled ones
-(GDAS, pruned DrNAS: per op, the edges that compute it); eval mode, compiled candidates, op types
-without a grouped form and ops that only one edge computes take the per-edge path. Forward hooks
-on candidate modules see only per-edge calls.
+(GDAS, pruned DrNAS: per op, the edges that compute it); eval mode, compiled full-width
+candidates, op types without a grouped form and ops that only one edge computes take the per-edge
+path. Forward hooks on candidate modules see only per-edge calls.
 """
 
 from __future__ import annotations
@@ -306,8 +306,8 @@ class GroupedEdgesCell:
 
     def grouped_now(self) -> bool:
         """Edges run grouped in training mode, with eager candidates (compiled ones run per
-        edge: ``compile_scope=edge`` compiles each edge's candidates)."""
-        return self.group_edges and self.training and self.mixed[0]._compiled_all is None
+        edge: ``compile_scope=edge`` compiles each edge's candidates, ``MixedOp.runs_compiled``)."""
+        return self.group_edges and self.training and not self.mixed[0].runs_compiled
 
     def run_group(
         self,

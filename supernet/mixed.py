@@ -154,10 +154,18 @@ class MixedOp(nn.Module):
         idx = [int(i) for i in active if self.op_names[int(i)] != "none"]
         return self.outputs(x, idx), idx
 
+    @property
+    def runs_compiled(self) -> bool:
+        """Whether ``all_outputs`` runs the compiled candidates: compiled, and full-width.
+        Partial-channel edges (PC-DARTS) stay eager and grouped (``GroupedEdgesCell``): a
+        quarter as wide, they gain nothing from compiling (CPU, batch 16: 2.4-2.8 s per step
+        compiled per edge, 2.42 s eager per edge, 1.80 s eager grouped)."""
+        return self._compiled_all is not None and self.partial == 1
+
     def all_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Every candidate but ``none`` on ``x``: the static part, compiled by
         ``compile_candidates``."""
-        if self._compiled_all is not None:
+        if self.runs_compiled:
             return self._compiled_all(x)
         return self._all_outputs(x)
 

@@ -195,7 +195,7 @@ def test_every_op_type_grouped_or_not_matches_its_candidates(stride):
 
 def test_eval_mode_and_compiled_candidates_take_the_per_edge_path(monkeypatch):
     """Training mode groups (every candidate or sampled ones); eval mode does not; compiled
-    candidates do not."""
+    candidates do not, unless they are partial-channel edges (PC-DARTS), which group anyway."""
     net = DartsSpace((3, 8, 8), 5, C=4, layers=3).build_supernet()
     calls = []
     real = grouped_edges.grouped_outputs
@@ -216,6 +216,14 @@ def test_eval_mode_and_compiled_candidates_take_the_per_edge_path(monkeypatch):
     assert cell.grouped_now()
     cell.mixed[0].compile_candidates()  # lazily compiled: nothing runs here
     assert not cell.grouped_now()
+    for m in cell.mixed:
+        m.set_partial_channels(2)
+    assert cell.grouped_now()
+    # ... and their edges that run alone take the eager candidates too.
+    edge = cell.mixed[0]
+    edge._compiled_all = lambda x: pytest.fail("a partial-channel edge ran compiled")
+    assert not edge.runs_compiled
+    assert len(edge.all_outputs(torch.randn(2, edge.C_op, 8, 8))) == len(edge.computed)
 
 
 class ComputeOps(TorchDispatchMode):
