@@ -235,6 +235,7 @@ def test_dilation_two_stride_two_depthwise_conv_matches_float64_conv2d(
         assert got.shape == want.shape
         torch.testing.assert_close(got.double(), want.detach(), rtol=1e-5, atol=1e-5)
     assert y.is_contiguous(memory_format=torch.channels_last) == channels_last
+    assert dx.is_contiguous(memory_format=torch.channels_last) == channels_last  # no NCHW detour
     DepthwiseConv2d(6, 3, 2, 1, 2)(x)  # padding not a multiple of the stride: F.conv2d
     assert subsampled == [2]
 

@@ -155,9 +155,30 @@ def is_channels_last(x: torch.Tensor) -> bool:
 
 def _subsampled(x: torch.Tensor, s: int) -> torch.Tensor:
     """``x[:, :, ::s, ::s]``, copied into x's memory format (a strided view of a channels-last
-    tensor is not recognised as one: the convolution would return NCHW)."""
-    fmt = torch.channels_last if is_channels_last(x) else torch.contiguous_format
-    return x[:, :, ::s, ::s].contiguous(memory_format=fmt)
+    tensor is not recognised as one: the convolution would return NCHW), with its gradient in
+    that format too (``Subsample``)."""
+    return Subsample.apply(x, s)
+
+
+class Subsample(torch.autograd.Function):
+    """``x[:, :, ::s, ::s]`` in x's memory format. Autograd's own backward of the two slices
+    zero-fills two NCHW gradients whatever x's layout, scatters the NHWC gradient into them and
+    hands an NCHW gradient to the NHWC graph; this backward writes one zeroed tensor in x's
+    layout. 16x256x32x32, NHWC, CPU, 1 thread, backward plus the add into the input's
+    gradient: 17-39 ms -> 10-13 ms per call (8 calls per first-order step)."""
+
+    @staticmethod
+    def forward(ctx, x, s: int):
+        fmt = torch.channels_last if is_channels_last(x) else torch.contiguous_format
+        ctx.s, ctx.shape, ctx.fmt = s, x.shape, fmt
+        return x[:, :, ::s, ::s].contiguous(memory_format=fmt)
+
+    @staticmethod
+    def backward(ctx, dy):
+        s = ctx.s
+        dx = torch.empty(ctx.shape, dtype=dy.dtype, device=dy.device, memory_format=ctx.fmt)
+        dx.zero_()[:, :, ::s, ::s] = dy
+        return dx, None
 
 
 class FlippedKernelInputGrad(torch.autograd.Function):
