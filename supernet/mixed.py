@@ -238,7 +238,18 @@ def compile_candidates(net: nn.Module, mode: str = "default") -> int:
     edges = [m for m in net.modules() if isinstance(m, MixedOp)]
     for m in edges:
         m.compile_candidates(mode)  # the state dict, names and hooks are unchanged
+    # Every edge shares one code object (``_all_outputs``), whose compiled variants Dynamo caps
+    # at ``recompile_limit`` (8) before it runs the rest eager: the DARTS CIFAR supernet needs
+    # one per edge shape and step kind (weight step, α-only arch step, no_grad, eval).
+    shapes = {(m.C_op, m.stride) for m in edges}
+    limit = GRAPHS_PER_EDGE_SHAPE * len(shapes)
+    if torch._dynamo.config.recompile_limit < limit:
+        torch._dynamo.config.recompile_limit = limit
     return len(edges)
+
+
+# Compiled variants allowed per edge shape: the step kinds above, autocast and headroom.
+GRAPHS_PER_EDGE_SHAPE = 8
 
 
 def _check_k(k: int, C: int) -> None:

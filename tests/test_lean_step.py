@@ -241,6 +241,25 @@ def test_edge_compiled_supernet_matches_eager_with_one_graph_per_edge_shape():
     assert graphs == [len(shapes)] * 3, graphs
 
 
+def test_edge_compilation_allows_a_compiled_graph_per_edge_shape_and_step_kind():
+    """All edges share one code object; Dynamo's default cap of 8 compiled variants would leave
+    the edges past it eager on the full DARTS supernet (5 edge shapes x weight step, alpha-only
+    step, ...), silently."""
+    from supernet.mixed import GRAPHS_PER_EDGE_SHAPE, MixedOp, compile_candidates
+    from supernet.spaces.darts import DartsSpace
+
+    net = DartsSpace((3, 32, 32), 10, C=16, layers=8).build_supernet()
+    shapes = {(m.C_op, m.stride) for m in net.modules() if isinstance(m, MixedOp)}
+    assert len(shapes) == 5
+    with torch._dynamo.config.patch(recompile_limit=8):
+        compile_candidates(net)
+        assert torch._dynamo.config.recompile_limit == GRAPHS_PER_EDGE_SHAPE * 5 > 8
+        compile_candidates(net)  # never lowers a limit set higher
+        torch._dynamo.config.recompile_limit = 1000
+        compile_candidates(net)
+        assert torch._dynamo.config.recompile_limit == 1000
+
+
 @pytest.mark.slow
 def test_edge_compiled_second_order_matches_eager():
     """Second order runs the compiled edges on the unrolled weights (functional_call) and under
