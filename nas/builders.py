@@ -195,13 +195,42 @@ def retrain_data(cfg: DictConfig) -> RetrainDataModule:
     return data
 
 
+def child_size(cfg: DictConfig) -> tuple[int, int]:
+    """The child network's (C, layers): the retrain recipe's, or, where it leaves them null
+    (``retrain=nb201``), the search space's (NAS-Bench-201 trains the benchmark's own C=16,
+    N=5 network, the one it searches)."""
+    r, ss = cfg.retrain, cfg.search_space
+    return (ss.C if r.C is None else r.C), (ss.layers if r.layers is None else r.layers)
+
+
+# A CIFAR-style child network (one stride-1 stem) on larger images than this is a config
+# mistake (e.g. data=imagenet with the default retrain recipe), not a smaller ImageNet model.
+CIFAR_NETWORK_MAX_SIDE = 64
+
+
+def check_child_network(cfg: DictConfig) -> None:
+    """Refuses a child network that does not fit the data, naming both choices."""
+    network = cfg.retrain.get("network", "cifar")
+    side = max(cfg.data.input_shape[1:])
+    if network == "cifar" and side > CIFAR_NETWORK_MAX_SIDE:
+        raise ValueError(
+            f"retrain={cfg.retrain.name} builds a CIFAR-style network (retrain.network=cifar, one "
+            f"stride-1 stem for 32x32 images), but data={cfg.data.name} has "
+            f"{side}x{side} images. Use the ImageNet recipe (retrain=darts_imagenet: DARTS' "
+            "NetworkImageNet, C=48, 14 cells, three stride-2 stems) or set "
+            "retrain.network=imagenet."
+        )
+
+
 def child_network(cfg: DictConfig, space: SearchSpace, genotype: Genotype):
     """The space's child network (``retrain.network=cifar``) or, for the DARTS space, the
     ImageNet-mobile network (``retrain.network=imagenet``: three stride-2 stems, 224x224)."""
     r = cfg.retrain
     network = r.get("network", "cifar")
+    C, layers = child_size(cfg)
+    check_child_network(cfg)
     if network == "cifar":
-        return space.build_child(genotype, C=r.C, layers=r.layers, auxiliary=r.auxiliary)
+        return space.build_child(genotype, C=C, layers=layers, auxiliary=r.auxiliary)
     if network == "imagenet":
         if space.name != "darts":
             raise ValueError(
@@ -215,8 +244,8 @@ def child_network(cfg: DictConfig, space: SearchSpace, genotype: Genotype):
             genotype,
             list(cfg.data.input_shape),
             cfg.data.num_classes,
-            C=r.C,
-            layers=r.layers,
+            C=C,
+            layers=layers,
             auxiliary=r.auxiliary,
         )
     raise ValueError(f"Unknown retrain.network={network!r}; valid: cifar, imagenet.")

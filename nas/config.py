@@ -82,8 +82,9 @@ class RetrainConfig:
 
     name: str = MISSING
     network: str = "cifar"  # cifar (NetworkCIFAR) | imagenet (DARTS' NetworkImageNet, 224x224)
-    C: int = 36
-    layers: int = 20
+    # Child width and depth; None = the search space's (NAS-Bench-201: the benchmark's network).
+    C: Optional[int] = 36  # noqa: UP045
+    layers: Optional[int] = 20  # noqa: UP045
     auxiliary: bool = True
     auxiliary_weight: float = 0.4
     epochs: int = 600

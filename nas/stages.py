@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 
 from nas import builders
 from nas.arch import load_alphas
+from nas.experiment_check import check_experiment_choices
 from nas.genotype import Genotype, resolve_genotype
 from nas.profile import count_macs, count_params
 from nas.strategies.selection import select
@@ -32,11 +33,12 @@ def _log(msg: str) -> None:
 def profile_fields(cfg: DictConfig, space: SearchSpace, genotype: Genotype) -> dict[str, Any]:
     """Params (without the auxiliary head) and multiply-adds of the child network."""
     model = builders.child_network(cfg, space, genotype)
+    C, layers = builders.child_size(cfg)
     return {
         "params": count_params(model),
         "macs": count_macs(model, list(cfg.data.input_shape)),
-        "retrain_C": cfg.retrain.C,
-        "retrain_layers": cfg.retrain.layers,
+        "retrain_C": C,
+        "retrain_layers": layers,
     }
 
 
@@ -178,6 +180,7 @@ def profile(cfg: DictConfig, run_dir: Path, genotype: Genotype) -> dict[str, Any
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Runs ``cfg.stage`` and returns its summary fields."""
     stage = cfg.stage.value
+    check_experiment_choices()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
