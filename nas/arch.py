@@ -124,57 +124,95 @@ def parse_alphas(data: Any, space: SearchSpace, source: str = "alphas") -> dict[
         raise fail(f"it is for space {data['space']!r}, not {space.name!r}.")
     ops, edges = data["ops"], data["edges"]
     if not isinstance(ops, (list, tuple)) or list(ops) != list(space.ops):
-        raise fail(f"its op list {ops!r} differs from the space's.")
+        raise fail(f"its op list is {_found(ops)}; expected {list(space.ops)}.")
     if not (
         isinstance(edges, (list, tuple))
         and all(isinstance(e, (list, tuple)) for e in edges)
         and [list(e) for e in edges] == [list(e) for e in space.edges]
     ):
-        raise fail(f"its edge list {edges!r} differs from the space's.")
+        raise fail(
+            f"its edge list is {_found(edges)}; expected the {len(space.edges)} edges "
+            f"{[list(e) for e in space.edges]}."
+        )
     alphas = data["alphas"]
     if not isinstance(alphas, dict) or sorted(alphas) != sorted(space.cell_types):
-        raise fail(f"'alphas' must hold exactly the cell types {list(space.cell_types)}.")
+        found = sorted(alphas) if isinstance(alphas, dict) else _found(alphas)
+        raise fail(f"'alphas' holds the cell types {found}; expected {list(space.cell_types)}.")
     out = {}
+    shape = (len(space.edges), len(space.ops))
     for cell in space.cell_types:
-        rows = alphas[cell]
-        ok = (
-            isinstance(rows, list)
-            and len(rows) == len(space.edges)
-            and all(isinstance(r, list) and len(r) == len(space.ops) for r in rows)
-            and all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                for r in rows
-                for v in r
-            )
-        )
-        if not ok:
-            raise fail(
-                f"alphas[{cell!r}] is not a {len(space.edges)}x{len(space.ops)} matrix of finite numbers."
-            )
-        out[cell] = torch.tensor(rows, dtype=torch.float64)
+        problem = _matrix_problem(alphas[cell], shape)
+        if problem:
+            raise fail(f"alphas[{cell!r}] {problem}.")
+        out[cell] = torch.tensor(alphas[cell], dtype=torch.float64)
     betas = data.get("betas", {})
     if not isinstance(betas, dict) or not set(betas) <= set(space.cell_types):
-        raise fail(f"'betas' must map cell types {list(space.cell_types)} to per-edge lists.")
+        found = sorted(betas) if isinstance(betas, dict) else _found(betas)
+        raise fail(
+            f"'betas' holds {found}; expected a map from cell types {list(space.cell_types)} "
+            "to per-edge lists."
+        )
     for cell, row in betas.items():
-        ok = isinstance(row, list) and len(row) == len(space.edges)
-        if not ok or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-            for v in row
-        ):
-            raise fail(f"betas[{cell!r}] is not a list of {len(space.edges)} finite numbers.")
+        problem = _vector_problem(row, len(space.edges), "edge")
+        if problem:
+            raise fail(f"betas[{cell!r}] {problem}.")
         out[BETA_PREFIX + cell] = torch.tensor(row, dtype=torch.float64)
     masks = data.get("op_masks", {})
     if not isinstance(masks, dict) or not set(masks) <= set(space.cell_types):
-        raise fail(f"'op_masks' must map cell types {list(space.cell_types)} to 0/1 matrices.")
+        found = sorted(masks) if isinstance(masks, dict) else _found(masks)
+        raise fail(
+            f"'op_masks' holds {found}; expected a map from cell types "
+            f"{list(space.cell_types)} to 0/1 matrices."
+        )
     for cell, rows in masks.items():
         try:
             mask = torch.tensor(rows, dtype=torch.bool)
         except (TypeError, ValueError):
-            raise fail(f"op_masks[{cell!r}] is not a 0/1 matrix.") from None
+            raise fail(f"op_masks[{cell!r}] is not a 0/1 matrix: found {_found(rows)}.") from None
         if tuple(mask.shape) != space.alpha_shape:
-            raise fail(f"op_masks[{cell!r}] is not a {len(space.edges)}x{len(space.ops)} matrix.")
+            raise fail(
+                f"op_masks[{cell!r}] is a {'x'.join(map(str, mask.shape)) or 'scalar'} matrix; "
+                f"expected {len(space.edges)}x{len(space.ops)}."
+            )
         out[MASK_PREFIX + cell] = mask
     return out
+
+
+def _found(value: Any, limit: int = 120) -> str:
+    """A short description of a bad value for an error message."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({type(value).__name__})"
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _vector_problem(row: Any, n: int, per: str) -> str | None:
+    """What is wrong with ``row`` as a list of ``n`` finite numbers (None: nothing)."""
+    if not isinstance(row, list):
+        return f"is {_found(row)}; expected a list of {n} finite numbers"
+    if len(row) != n:
+        return f"has {len(row)} values; expected {n} (one per {per})"
+    for j, v in enumerate(row):
+        if not _is_number(v):
+            return f"value {j} is {_found(v)}; expected a finite number"
+    return None
+
+
+def _matrix_problem(rows: Any, shape: tuple[int, int]) -> str | None:
+    """What is wrong with ``rows`` as a ``shape`` matrix of finite numbers (None: nothing),
+    naming what was found next to what was expected."""
+    n, k = shape
+    if not isinstance(rows, list):
+        return f"is {_found(rows)}; expected a list of {n} rows of {k} finite numbers"
+    if len(rows) != n:
+        return f"has {len(rows)} rows; expected {n} (one per edge), each of {k} numbers"
+    for i, row in enumerate(rows):
+        problem = _vector_problem(row, k, "op")
+        if problem:
+            return f"row {i} {problem}"
+    return None
 
 
 def load_alphas(path: str | Path, space: SearchSpace) -> dict[str, torch.Tensor]:
