@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from omegaconf import DictConfig, OmegaConf
 
 from nas.callbacks import ArchLogger
 from nas.data.modules import RetrainDataModule, SearchDataModule
 from nas.genotype import Genotype
-from nas.guards import NonFiniteGuard, PreemptionCheckpoint, RNGState
+from nas.guards import LastCheckpoint, NonFiniteGuard, PreemptionCheckpoint, RNGState
 from nas.resume import ConfigStamp, check_checkpoint, resolve_checkpoint, run_identity
 from nas.retrain import RetrainModule
 from nas.search import SearchModule
@@ -293,6 +295,9 @@ def logger_from_config(cfg: DictConfig, run_dir: Path):
     raise ValueError(f"Unknown logger {lg.name!r}. Valid choices are: wandb, csv, none.")
 
 
+RESUMABLE_WARNING = "You're resuming from a checkpoint that ended before the epoch ended"
+
+
 def trainer(
     cfg: DictConfig, run_dir: Path, stage: str, logger, max_epochs: int | None = None, callbacks=()
 ) -> L.Trainer:
@@ -303,21 +308,27 @@ def trainer(
     if max_epochs is not None:
         options["max_epochs"] = max_epochs
     ckpt_dir = run_dir / "checkpoints" / stage
-    # One last.ckpt per stage, overwritten (also after a preemption save), never last-v1.ckpt.
-    checkpoint = ModelCheckpoint(
-        dirpath=ckpt_dir, save_last=True, save_top_k=0, enable_version_counter=False
+    # One last.ckpt per stage, overwritten, never last-v1.ckpt; a mid-epoch stop's (SIGTERM,
+    # max_steps) is kept as it is, so resuming continues inside that epoch.
+    stop = PreemptionCheckpoint(ckpt_dir)
+    checkpoint = LastCheckpoint(
+        stop, dirpath=ckpt_dir, save_last=True, save_top_k=0, enable_version_counter=False
     )
     guards = [
         NonFiniteGuard(),  # before ModelCheckpoint: a diverged state is never saved
         ConfigStamp(run_identity(cfg, stage)),
         RNGState(),
-        PreemptionCheckpoint(ckpt_dir),
+        stop,
     ]
     # The bar reads the logged values (a host sync on a GPU) when it redraws: every
     # log_every_n_steps steps, as the loggers do, not every step.
     bar = []
     if options.get("enable_progress_bar", True):
         bar = [TQDMProgressBar(refresh_rate=options.get("log_every_n_steps", 50))]
+    # Lightning warns that a mid-epoch checkpoint cannot resume a DataLoader without state_dict;
+    # ours resume through their datamodule's own state (ResumableBatchSampler: the pass's
+    # generator state and the batches already delivered), tested bitwise in test_resume.py.
+    warnings.filterwarnings("ignore", message=RESUMABLE_WARNING, category=PossibleUserWarning)
     return L.Trainer(
         default_root_dir=str(run_dir),
         logger=logger,

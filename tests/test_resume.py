@@ -59,6 +59,24 @@ def test_resume_at_epoch_boundary_is_bitwise_exact(uninterrupted, tmp_path, monk
     assert_same_run(uninterrupted, tmp_path)
 
 
+def test_max_steps_mid_epoch_then_resume_is_bitwise_exact(uninterrupted, tmp_path, monkeypatch):
+    """Stopped by max_steps after batch 2 of 3 (2 optimizer steps per batch): the checkpoint is
+    the mid-epoch state (not the cut-short epoch's end), and resuming needs no warning."""
+    import warnings
+
+    args = (*SEARCH, "trainer.max_epochs=2")
+    assert run_train(monkeypatch, tmp_path, *args, "trainer.max_steps=4") == 0
+    saved = torch.load(
+        tmp_path / "checkpoints/search/last.ckpt", map_location="cpu", weights_only=False
+    )
+    assert saved["global_step"] == 4 and saved["epoch"] == 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        assert run_train(monkeypatch, tmp_path, *args, "resume=auto") == 0
+    assert not [w for w in caught if "not resumable" in str(w.message)]
+    assert_same_run(uninterrupted, tmp_path)
+
+
 def run_with_sigterm(monkeypatch, run_dir: Path, *overrides: str, at_step: int = 4) -> int:
     """Runs train.py and sends the process a real SIGTERM once ``at_step`` optimizer steps are done."""
     original = PreemptionCheckpoint.on_train_batch_end
