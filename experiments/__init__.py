@@ -1,0 +1,1 @@
+"""Paper recipes, benchmarks and result tools (``python -m experiments.collect``)."""

@@ -1,0 +1,368 @@
+"""Collects a Hydra multirun into the results table of a NAS paper.
+
+Usage: ``python -m experiments.collect MULTIRUN_DIR [--out DIR] [--metric test_acc]``.
+
+Every directory below MULTIRUN_DIR holding a ``summary.json`` is a job (sweeps may nest). Jobs
+are grouped by their ``.hydra/overrides.yaml`` minus ``seed=`` and ``hydra.*``; a group's label
+is its overrides that not every job shares (the shared ones are printed above the table), or
+``default``. Per group: the seeds, and mean ± sample std (ddof=1; std ``–`` for one seed) of
+test and search-validation accuracy, params, MACs, search time and ``skip_connect`` count. A
+value a job does not report (a search-only run has no test accuracy) is ``–``, never 0.
+
+Incomplete jobs are listed, never averaged nor silently dropped: a ``.hydra/`` without
+``summary.json`` (failed or running), or a corrupt ``summary.json`` (a warning names it, and
+collection goes on). Exit status 2, with one paragraph on stderr, for a missing directory or
+one without any finished job. Writes, into ``--out`` (default MULTIRUN_DIR): ``results.md``
+(table, genotypes per group and seed, incomplete jobs), ``results.csv`` (per group:
+``<metric>_mean``, ``_std``, ``_n`` in the table's units), ``results_jobs.csv`` (per job) and
+``accuracy_vs_params.png`` (``--metric`` against params, error bars = std over seeds; falls back
+to search validation accuracy when no job has a test accuracy, and its axis says so).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import statistics
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from nas.genotype import Genotype, GenotypeError, NB201Genotype
+
+try:
+    from nas.genotype import count_op
+except ImportError:  # checkouts older than the shared helper
+
+    def count_op(genotype: Genotype | NB201Genotype, op: str) -> int:
+        """How many kept edges of the genotype (all its cells) carry ``op``."""
+        if isinstance(genotype, NB201Genotype):
+            return sum(name == op for node in genotype.nodes for name, _ in node)
+        return sum(name == op for name, _ in (*genotype.normal, *genotype.reduce))
+
+
+class Metric(NamedTuple):
+    """A column. ``digits`` > 0: significant digits of the mean (the std to the same decimal
+    place); <= 0: ``-digits`` decimals."""
+
+    key: str
+    label: str
+    column: str
+    scale: float
+    digits: int
+
+
+METRICS = (
+    Metric("test_acc", "test acc (%)", "test_acc_pct", 100.0, -2),
+    Metric("search_val_acc", "search val acc (%)", "search_val_acc_pct", 100.0, -2),
+    Metric("params", "params (M)", "params_M", 1e-6, 4),
+    Metric("macs", "MACs (M)", "macs_M", 1e-6, 4),
+    Metric("search_wall_time_s", "search time (min)", "search_time_min", 1 / 60, 3),
+    Metric("skip_count", "skip_connect ops", "skip_connect_ops", 1.0, -1),  # from the genotype
+)
+LEGEND = (
+    "test acc: the retrained network on the test split; search val acc: the supernet on the "
+    "search's validation split at the end of search; params (auxiliary head excluded) and MACs: "
+    "the child network; search time: wall clock of the search stage; skip_connect ops: kept "
+    "edges of the genotype (all searched cells) that are skip connections."
+)
+NOTE = (
+    "Mean ± sample std (ddof=1) over seeds; std – with one seed; – alone: not reported; "
+    "(n=k): mean over the k jobs that report it."
+)
+DASH = "–"
+
+
+class CollectError(Exception):
+    """A multirun directory that cannot be collected."""
+
+
+@dataclass
+class Job:
+    """One finished job: its directory, overrides, seed, metrics (table units), genotype."""
+
+    path: Path
+    overrides: tuple[str, ...]
+    seed: int | None
+    metrics: dict[str, float]
+    genotype: str | None
+    label: str = ""
+
+
+@dataclass
+class Group:
+    """The jobs of one configuration, in seed order."""
+
+    label: str
+    jobs: list[Job] = field(default_factory=list)
+
+    def values(self, key: str) -> list[float]:
+        return [j.metrics[key] for j in self.jobs if key in j.metrics]
+
+
+def parse_genotype(job_dir: Path, summary: dict[str, Any]) -> Genotype | NB201Genotype | None:
+    """The job's genotype from its ``genotype.json``, else from the summary's text form."""
+    text = summary.get("genotype")
+    try:
+        if (job_dir / "genotype.json").is_file():
+            return Genotype.load(job_dir / "genotype.json")
+        if isinstance(text, str) and text.startswith("|"):
+            return NB201Genotype.from_text(text)
+        if isinstance(text, str):
+            return Genotype.from_text(text, space=summary.get("space") or "darts")
+    except (GenotypeError, ValueError):
+        pass
+    return None
+
+
+def config_overrides(job_dir: Path) -> tuple[tuple[str, ...], int | None]:
+    """The job's overrides without ``seed`` and ``hydra``, and its seed override if any."""
+    path = job_dir / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        return (), None
+    from omegaconf import OmegaConf
+
+    kept, seed = [], None
+    for item in OmegaConf.to_container(OmegaConf.load(path)) or []:
+        key, _, value = str(item).partition("=")
+        key = key.lstrip("+~")
+        if key == "seed":
+            seed = int(value) if value.lstrip("-").isdigit() else None
+        elif not key.startswith(("hydra.", "hydra/")):
+            kept.append(str(item))
+    return tuple(kept), seed
+
+
+def read_job(job_dir: Path) -> Job:
+    """The job of a directory with a ``summary.json``; ValueError if that file is corrupt."""
+    summary = json.loads((job_dir / "summary.json").read_text())  # ValueError if corrupt
+    if not isinstance(summary, dict):
+        raise ValueError(f"a JSON {type(summary).__name__}, not an object")
+    overrides, seed = config_overrides(job_dir)
+    metrics = {
+        m.key: float(summary[m.key]) * m.scale
+        for m in METRICS
+        if isinstance(summary.get(m.key), (int, float)) and not isinstance(summary[m.key], bool)
+    }
+    genotype = parse_genotype(job_dir, summary)
+    if genotype is not None:
+        metrics["skip_count"] = float(count_op(genotype, "skip_connect"))
+    text = str(genotype) if genotype is not None else summary.get("genotype")
+    if isinstance(summary.get("seed"), int):
+        seed = summary["seed"]
+    return Job(job_dir, overrides, seed, metrics, text)
+
+
+def find_jobs(root: Path) -> tuple[list[Job], list[tuple[Path, str]]]:
+    """The finished jobs below ``root`` and the incomplete ones with the reason."""
+    jobs, incomplete = [], []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        here = Path(dirpath)
+        if "summary.json" not in filenames:
+            if (here / ".hydra").is_dir():
+                incomplete.append((here, "no summary.json: failed or still running"))
+            continue
+        try:
+            jobs.append(read_job(here))
+        except ValueError as err:
+            why = f"corrupt summary.json: {err}"
+            print(f"warning: {here}: {why}; listed as incomplete, not averaged", file=sys.stderr)
+            incomplete.append((here, why))
+    return jobs, incomplete
+
+
+def group_jobs(jobs: list[Job]) -> tuple[list[Group], list[str]]:
+    """Groups jobs by their override set; returns the groups and the overrides all share."""
+    keys = {tuple(sorted(j.overrides)) for j in jobs}
+    common = sorted(set.intersection(*(set(k) for k in keys))) if len(keys) > 1 else []
+    groups: dict[tuple[str, ...], Group] = {}
+    for job in jobs:
+        label = " ".join(o for o in job.overrides if o not in common) or "default"
+        groups.setdefault(tuple(sorted(job.overrides)), Group(label)).jobs.append(job)
+    for g in groups.values():
+        for job in g.jobs:
+            job.label = g.label
+        g.jobs.sort(key=lambda j: (j.seed is None, j.seed or 0, str(j.path)))
+    return sorted(groups.values(), key=lambda g: g.label), common
+
+
+def mean_std(values: list[float]) -> tuple[float | None, float | None]:
+    """Mean and sample standard deviation (ddof=1; None for fewer than two values)."""
+    if not values:
+        return None, None
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
+
+
+def cell(group: Group, metric: Metric) -> str:
+    """``mean ± std`` of a metric over the group's jobs, or ``–``."""
+    values = group.values(metric.key)
+    mean, std = mean_std(values)
+    if mean is None:
+        return DASH
+    decimals = -metric.digits
+    if metric.digits > 0:  # significant digits of the mean
+        exponent = math.floor(math.log10(abs(mean))) if mean else 0
+        decimals = max(0, metric.digits - 1 - exponent)
+    text = f"{mean:.{decimals}f} ± " + (DASH if std is None else f"{std:.{decimals}f}")
+    return text + (f" (n={len(values)})" if len(values) < len(group.jobs) else "")
+
+
+def markdown(
+    root: Path, groups: list[Group], common: list[str], incomplete: list[tuple[Path, str]]
+) -> tuple[str, str]:
+    """The results table alone and the whole ``results.md``."""
+    seeds = [", ".join(DASH if j.seed is None else str(j.seed) for j in g.jobs) for g in groups]
+    rows = [
+        ["configuration", "n", "seeds", *(m.label for m in METRICS)],
+        ["---"] * (3 + len(METRICS)),
+        *(
+            [g.label, str(len(g.jobs)), s, *(cell(g, m) for m in METRICS)]
+            for g, s in zip(groups, seeds)
+        ),
+    ]
+    table = "\n".join("| " + " | ".join(r) + " |" for r in rows)
+    n_jobs = sum(len(g.jobs) for g in groups)
+    broken = "; ".join(f"`{p}` ({why})" for p, why in incomplete) or "none"
+    shared = " ".join(common) or "none"
+    lines = [
+        f"# Results of `{root}`\n\n{n_jobs} finished jobs in {len(groups)} configurations. "
+        f"Overrides shared by every job: `{shared}`.\n\n{table}\n\n{NOTE} {LEGEND}\n\n"
+        f"Incomplete jobs (not averaged): {broken}.\n\n## Genotypes"
+    ]
+    for g in groups:
+        lines += ["", f"### {g.label}", ""]
+        lines += [
+            f"- seed {DASH if j.seed is None else j.seed} (`{j.path}`): `{j.genotype or DASH}`"
+            for j in g.jobs
+        ]
+    return table, "\n".join(lines) + "\n"
+
+
+def _num(value: float | None) -> str:
+    return "" if value is None else repr(round(value, 10))
+
+
+def write_csvs(out: Path, groups: list[Group]) -> tuple[Path, Path]:
+    """``results.csv`` (per configuration) and ``results_jobs.csv`` (per job); empty = missing."""
+    path, jobs_path = out / "results.csv", out / "results_jobs.csv"
+    stats = [f"{m.column}_{s}" for m in METRICS for s in ("mean", "std", "n")]
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["config", "n", "seeds", *stats])
+        for g in groups:
+            row = [g.label, len(g.jobs), " ".join(str(j.seed) for j in g.jobs)]
+            for m in METRICS:
+                vals = g.values(m.key)
+                row += [*map(_num, mean_std(vals)), len(vals)]
+            w.writerow(row)
+    with jobs_path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["config", "seed", *(m.column for m in METRICS), "genotype", "job_dir"])
+        for j in (j for g in groups for j in g.jobs):
+            metrics = [_num(j.metrics.get(m.key)) for m in METRICS]
+            w.writerow(
+                [j.label, "" if j.seed is None else j.seed, *metrics, j.genotype or "", j.path]
+            )
+    return path, jobs_path
+
+
+def plot(out: Path, groups: list[Group], metric: str, root: Path) -> Path:
+    """Accuracy against params per configuration: mean ± std with error bars, seeds faint."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = {m.key: m.label for m in METRICS}
+    note = ""
+    if not any(g.values(metric) for g in groups):
+        other = "search_val_acc" if metric == "test_acc" else "test_acc"
+        note, metric = f"; no job has {metric}", other
+    fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=120)
+    for i, g in enumerate(groups):
+        pts = [
+            (j.metrics["params"], j.metrics[metric])
+            for j in g.jobs
+            if {"params", metric} <= j.metrics.keys()
+        ]
+        if not pts:
+            continue
+        xs, ys = zip(*pts)
+        style = {"color": f"C{i % 10}", "marker": "osD^v<>Pp*hX"[i % 12]}
+        ax.scatter(xs, ys, alpha=0.3, s=25, **style)
+        (mx, sx), (my, sy) = mean_std(list(xs)), mean_std(list(ys))
+        bars = {"xerr": sx or 0, "yerr": sy or 0, "ms": 8, "capsize": 4, "ls": "none"}
+        ax.errorbar(mx, my, label=f"{g.label} (n={len(pts)})", **bars, **style)
+    ax.set_xlabel("params without auxiliary head (M)")
+    ax.set_ylabel(labels[metric] + note)
+    ax.set_title(f"{root}: mean ± std over seeds; faint: one point per seed", fontsize=9)
+    ax.grid(alpha=0.3)
+    if ax.has_data():
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no job reports params and accuracy", transform=ax.transAxes)
+    path = out / "accuracy_vs_params.png"
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def collect(root: Path, out: Path | None = None, metric: str = "test_acc") -> list[Path]:
+    """Writes the four result files for the multirun ``root``; returns their paths."""
+    if not root.is_dir():
+        raise CollectError(
+            f"The multirun directory {str(root)!r} does not exist or is not a directory: pass "
+            "the folder that `python train.py -m ...` wrote its jobs into (hydra.sweep.dir, by "
+            "default multirun/<date>/<time>/)."
+        )
+    jobs, incomplete = find_jobs(root)
+    if not jobs:
+        seen = "".join(f" Incomplete: {p} ({why})." for p, why in incomplete)
+        raise CollectError(
+            f"No finished job under {str(root)!r}: looked recursively for directories holding "
+            "a valid summary.json (which train.py writes when a job ends) and found none; is "
+            f"this the sweep directory of a multirun, and did its jobs finish?{seen}"
+        )
+    out = out or root
+    out.mkdir(parents=True, exist_ok=True)
+    groups, common = group_jobs(jobs)
+    table, text = markdown(root, groups, common, incomplete)
+    (out / "results.md").write_text(text)
+    paths = [out / "results.md", *write_csvs(out, groups), plot(out, groups, metric, root)]
+    print(table)
+    for p, why in incomplete:
+        print(f"incomplete, not averaged: {p} ({why})")
+    print("wrote: " + ", ".join(str(p) for p in paths))
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line; returns the exit status."""
+    parser = argparse.ArgumentParser(
+        prog="python -m experiments.collect", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("multirun_dir", type=Path, help="the sweep directory of a multirun")
+    parser.add_argument("--out", type=Path, help="output directory (default: multirun_dir)")
+    parser.add_argument(
+        "--metric",
+        default="test_acc",
+        choices=["test_acc", "search_val_acc"],
+        help="accuracy on the figure's y axis (default: test_acc)",
+    )
+    args = parser.parse_args(argv)
+    try:
+        collect(args.multirun_dir, args.out, args.metric)
+    except CollectError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

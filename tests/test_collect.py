@@ -1,0 +1,187 @@
+"""``python -m experiments.collect``: tested on a real tiny multirun and on hand-written jobs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from experiments.collect import main
+from nas.genotype import Genotype
+
+REPO = Path(__file__).resolve().parents[1]
+SWEEP = ["experiment=smoke", "data=synthetic", "logger=none", "threads=1"]
+
+
+@pytest.fixture(scope="module")
+def multirun(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One real 4-job multirun (DARTS and GDAS, seeds 0 and 1), every stage in seconds."""
+    sweep = tmp_path_factory.mktemp("multirun")
+    cmd = [sys.executable, "train.py", "-m", *SWEEP, "strategy=darts,gdas", "seed=0,1"]
+    proc = subprocess.run(
+        [*cmd, f"hydra.sweep.dir={sweep}"], cwd=REPO, capture_output=True, text=True, timeout=600
+    )
+    if proc.returncode != 0:
+        pytest.fail(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return sweep
+
+
+def jobs_by_strategy(sweep: Path) -> dict[str, list[Path]]:
+    """The job dirs of a sweep, by the strategy= override in their .hydra/overrides.yaml."""
+    out: dict[str, list[Path]] = {}
+    for overrides in sorted(sweep.glob("*/.hydra/overrides.yaml")):
+        strategy = next(line for line in overrides.read_text().split() if "strategy=" in line)
+        out.setdefault(strategy, []).append(overrides.parent.parent)
+    return out
+
+
+def read_csv_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def read_csv(path: Path) -> dict[str, dict[str, str]]:
+    return {row["config"]: row for row in read_csv_rows(path)}
+
+
+def test_real_multirun(multirun: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "experiments.collect", str(multirun), "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "| strategy=darts | 2 | 0, 1 |" in proc.stdout and "results.csv" in proc.stdout
+    rows = read_csv(out / "results.csv")
+    jobs = jobs_by_strategy(multirun)
+    assert sorted(rows) == sorted(jobs) == ["strategy=darts", "strategy=gdas"]
+    scales = {"test_acc_pct": ("test_acc", 100), "params_M": ("params", 1e-6)}
+    scales |= {"macs_M": ("macs", 1e-6), "search_val_acc_pct": ("search_val_acc", 100)}
+    scales |= {"search_time_min": ("search_wall_time_s", 1 / 60)}
+    for label, dirs in jobs.items():
+        row = rows[label]
+        assert (row["n"], row["seeds"]) == ("2", "0 1")
+        summaries = [json.loads((d / "summary.json").read_text()) for d in dirs]
+        for column, (key, scale) in scales.items():
+            values = [s[key] * scale for s in summaries]
+            assert float(row[f"{column}_mean"]) == pytest.approx(statistics.fmean(values))
+            assert float(row[f"{column}_std"]) == pytest.approx(statistics.stdev(values), abs=1e-9)
+        md = (out / "results.md").read_text()
+        job_rows = {r["job_dir"]: r for r in read_csv_rows(out / "results_jobs.csv")}
+        section = md.split(f"### {label}\n")[1].split("###")[0]
+        for d, s in zip(dirs, summaries):
+            genotype = str(Genotype.load(d / "genotype.json"))
+            assert f"- seed {s['seed']} (`{d}`): `{genotype}`" in section
+            job_row = job_rows[str(d)]
+            assert (job_row["config"], job_row["genotype"]) == (label, genotype)
+            assert float(job_row["skip_connect_ops"]) == genotype.count("'skip_connect'")
+    assert "Incomplete jobs (not averaged): none." in md
+    pixels = np.asarray(Image.open(out / "accuracy_vs_params.png").convert("L"), dtype=float)
+    assert pixels.shape[0] > 200 and pixels.std() > 10
+
+
+def test_broken_and_unfinished_jobs_are_listed_not_averaged(
+    multirun: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sweep = tmp_path / "sweep"
+    shutil.copytree(multirun, sweep, ignore=shutil.ignore_patterns("checkpoints"))
+    broken = sweep / "nested" / "9"
+    shutil.copytree(sweep / "0", broken)
+    (broken / "summary.json").write_text('{"test_acc": 0.99, "params": ')
+    unfinished = sweep / "10"
+    shutil.copytree(sweep / "0" / ".hydra", unfinished / ".hydra")
+    assert main([str(sweep)]) == 0
+    assert f"warning: {broken}: corrupt summary.json" in capsys.readouterr().err
+    rows = read_csv(sweep / "results.csv")
+    assert {r["n"] for r in rows.values()} == {"2"}
+    darts = jobs_by_strategy(multirun)["strategy=darts"]
+    accs = [json.loads((d / "summary.json").read_text())["test_acc"] * 100 for d in darts]
+    assert float(rows["strategy=darts"]["test_acc_pct_mean"]) == pytest.approx(
+        statistics.fmean(accs)
+    )
+    incomplete = (sweep / "results.md").read_text().split("Incomplete jobs (not averaged): ")[1]
+    assert f"`{broken}` (corrupt summary.json" in incomplete
+    assert f"`{unfinished}` (no summary.json" in incomplete
+
+
+def fake_job(root: Path, name: str, overrides: list[str], **summary: object) -> Path:
+    """A job directory as train.py writes it, without running anything."""
+    job = root / name
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+    (job / "summary.json").write_text(json.dumps(summary))
+    return job
+
+
+# 4 + 4 skip connections in the DARTS text; 2 in the NAS-Bench-201 string.
+DARTS = (
+    "Genotype(normal=" + str([("skip_connect", 0), ("sep_conv_3x3", 1)] * 4) + ", normal_concat="
+    "[2, 3, 4, 5], reduce=" + str([("max_pool_3x3", 0), ("skip_connect", 1)] * 4) + ", "
+    "reduce_concat=[2, 3, 4, 5])"
+)
+NB201 = "|skip_connect~0|+|nor_conv_3x3~0|skip_connect~1|+|none~0|nor_conv_1x1~1|avg_pool_3x3~2|"
+
+
+def test_grouping_and_mean_std_on_fake_jobs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    common = ["data=synthetic", "hydra.run.dir=x", "hydra/launcher=basic"]
+    for seed, acc in enumerate([0.90, 0.92, 0.97]):
+        overrides = [*common, "strategy=darts", f"seed={seed}"]
+        metrics = {"test_acc": acc, "params": 2_000_000 + seed * 1000, "macs": 3e8}
+        fake_job(
+            tmp_path,
+            f"a{seed}",
+            overrides,
+            seed=seed,
+            **metrics,
+            search_wall_time_s=120.0,
+            genotype=DARTS,
+        )
+    # A search-only NAS-Bench-201 job: no test accuracy, params or MACs.
+    fake_job(
+        tmp_path,
+        "sub/b0",
+        [*common, "strategy=nb", "seed=5"],
+        seed=5,
+        test_acc=None,
+        search_val_acc=0.5,
+        genotype=NB201,
+        stage="search",
+    )
+    assert main([str(tmp_path), "--out", str(tmp_path / "o")]) == 0
+    table = capsys.readouterr().out
+    a = next(line for line in table.splitlines() if line.startswith("| strategy=darts |"))
+    assert a.split(" | ")[1:4] == ["3", "0, 1, 2", f"93.00 ± {statistics.stdev([90, 92, 97]):.2f}"]
+    assert "| 2.001 ± 0.001 | 300.0 ± 0.0 | 2.00 ± 0.00 | 8.0 ± 0.0 |" in a
+    b = next(line for line in table.splitlines() if line.startswith("| strategy=nb |"))
+    assert b == "| strategy=nb | 1 | 5 | – | 50.00 ± – | – | – | – | 2.0 ± – |"
+    rows = read_csv(tmp_path / "o" / "results.csv")
+    assert (
+        rows["strategy=nb"]["test_acc_pct_mean"] == ""
+        and rows["strategy=nb"]["test_acc_pct_n"] == "0"
+    )
+    assert float(rows["strategy=darts"]["params_M_std"]) == pytest.approx(0.001)
+    assert (
+        "Overrides shared by every job: `data=synthetic`"
+        in (tmp_path / "o" / "results.md").read_text()
+    )
+
+
+def test_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path) in err and "summary.json" in err and "\n" not in err.strip()
+    assert main([str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
