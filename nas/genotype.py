@@ -336,3 +336,43 @@ def resolve_genotype(spec: str | Path) -> Genotype:
 
 def canonical(genotype: Genotype | NB201Genotype) -> str:
     return str(genotype)
+
+
+# Ops without weights of their own (in search the pools are followed by a non-affine BN, and a
+# stride-2 skip is a FactorizedReduce, but both are "parameter-free" in the DARTS-collapse
+# sense: Zela et al., ICLR 2020; Chu et al., DARTS-, ICLR 2021). ``none`` is not counted.
+PARAM_FREE_OPS = frozenset({"skip_connect", "max_pool_3x3", "avg_pool_3x3"})
+# NAS-Bench-201's one cell type: the key of its α (``NB201Space.cell_types``).
+NB201_CELL_TYPE = "cell"
+
+KeptEdge = tuple[str, int, int]  # (op, input node, node)
+
+
+def kept_edges(genotype: Genotype | NB201Genotype) -> dict[str, tuple[KeptEdge, ...]]:
+    """(op, input, node) per kept edge, by searched cell type, keyed as the space keys α.
+
+    DARTS-style: ``"normal"`` and ``"reduce"`` (no ``"reduce"`` with a fixed reduction cell);
+    pair k feeds node ``2 + k // 2``. NAS-Bench-201: ``"cell"``, node j = 1, 2, ...
+    """
+    if isinstance(genotype, NB201Genotype):
+        return {
+            NB201_CELL_TYPE: tuple(
+                (op, i, j) for j, node in enumerate(genotype.nodes, start=1) for op, i in node
+            )
+        }
+    cells = ("normal",) if genotype.fixed_reduction else CELL_TYPES
+    return {
+        cell: tuple((op, i, 2 + k // 2) for k, (op, i) in enumerate(getattr(genotype, cell)))
+        for cell in cells
+    }
+
+
+def count_op(genotype: Genotype | NB201Genotype, op: str) -> int:
+    """How many kept edges carry ``op``, over all searched cells."""
+    return sum(o == op for edges in kept_edges(genotype).values() for o, _, _ in edges)
+
+
+def param_free_ops(genotype: Genotype | NB201Genotype) -> int:
+    """How many kept edges carry a parameter-free op (``PARAM_FREE_OPS``), over all searched
+    cells: the count that grows when DARTS collapses to skip connections."""
+    return sum(o in PARAM_FREE_OPS for edges in kept_edges(genotype).values() for o, _, _ in edges)

@@ -1,0 +1,215 @@
+"""Figures: the α heatmap centred on uniform, genotype cells, cell diagrams, PNG writing."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from matplotlib.patches import FancyArrowPatch
+from PIL import Image
+
+from nas.figures import (
+    CHOSEN_GID,
+    DPI,
+    FAMILIES,
+    alpha_heatmap,
+    cell_diagram,
+    chosen_cells,
+    genotype_figures,
+    save_png,
+)
+from nas.genotype import (
+    PARAM_FREE_OPS,
+    ZOO_FILE,
+    NB201Genotype,
+    count_op,
+    param_free_ops,
+    resolve_genotype,
+)
+from supernet.ops import OPS
+from supernet.spaces.darts import DartsSpace
+from supernet.spaces.nb201 import NB201Space
+
+NB201_ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+
+
+@pytest.fixture(scope="module")
+def darts() -> DartsSpace:
+    return DartsSpace(input_shape=(3, 8, 8), num_classes=5, C=4, layers=3)
+
+
+@pytest.fixture(scope="module")
+def nb201() -> NB201Space:
+    return NB201Space((3, 32, 32), 10)
+
+
+def _image(fig):
+    return fig.axes[0].images[0]
+
+
+def _assert_png(path, fig_size_inches) -> np.ndarray:
+    """The PNG decodes, has the figure's pixel size and is not blank."""
+    assert path.is_file()
+    with Image.open(path) as img:
+        pixels = np.asarray(img.convert("RGB"))
+    w, h = (np.asarray(fig_size_inches) * DPI).round()
+    assert abs(pixels.shape[1] - w) <= 1 and abs(pixels.shape[0] - h) <= 1
+    assert pixels.std() > 20
+    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 50
+    return pixels
+
+
+def test_uniform_alpha_is_the_colormaps_centre(darts):
+    E, K = darts.alpha_shape
+    fig = alpha_heatmap(torch.zeros(E, K).softmax(-1), darts.ops, darts.edges)
+    im = _image(fig)
+    assert im.norm(1.0 / K) == pytest.approx(0.5)
+    colours = im.to_rgba(np.asarray(im.get_array()))
+    assert np.allclose(colours, im.cmap(0.5), atol=1e-6)
+
+
+def test_peaked_alpha_departs_from_centre(nb201):
+    E, K = nb201.alpha_shape
+    probs = np.full((E, K), 0.05)
+    probs[:, 3] = 0.8  # above 2/K: the norm stretches to it
+    im = _image(alpha_heatmap(probs, nb201.ops, nb201.edges))
+    assert im.norm(1.0 / K) == pytest.approx(0.5)
+    assert im.norm.vmax == pytest.approx(0.8) and im.norm.vmin == 0.0
+    colours = im.to_rgba(probs)
+    centre = np.asarray(im.cmap(0.5))
+    assert not np.allclose(colours[:, 3], centre, atol=0.05)
+    assert (colours[:, 3, 0] > colours[:, 3, 2]).all()  # above uniform: red
+    assert (colours[:, 0, 2] > colours[:, 0, 0]).all()  # below uniform: blue
+
+
+def test_heatmap_annotations_outlines_and_labels(darts):
+    E, K = darts.alpha_shape
+    probs = torch.rand(E, K, generator=torch.Generator().manual_seed(0)).softmax(-1)
+    chosen = {(0, 4), (5, 3), (11, 6)}
+    fig = alpha_heatmap(probs, darts.ops, darts.edges, chosen=chosen, title="t")
+    ax = fig.axes[0]
+    values = {(round(t.get_position()[1]), round(t.get_position()[0])): t for t in ax.texts}
+    assert len(ax.texts) == E * K == len(values)
+    for (e, o), text in values.items():
+        assert text.get_text() == f"{probs[e, o].item():.3f}"
+    rects = [p for p in ax.patches if p.get_gid() == CHOSEN_GID]
+    assert len(rects) == len(chosen)
+    assert {(round(r.get_y() + 0.5), round(r.get_x() + 0.5)) for r in rects} == chosen
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["kept by genotype"]
+    assert [t.get_text() for t in ax.get_yticklabels()][:3] == ["0->2", "1->2", "0->3"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(darts.ops)
+    assert "uniform" in fig.axes[1].get_ylabel()  # the colourbar
+    with pytest.raises(ValueError, match="shape"):
+        alpha_heatmap(probs.T, darts.ops, darts.edges)
+
+
+def test_chosen_cells_darts_v2(darts):
+    g = resolve_genotype("darts_v2")
+    cells = chosen_cells(g, darts.edges, darts.ops)
+    assert set(cells) == set(darts.cell_types) == {"normal", "reduce"}
+    assert all(len(c) == 8 for c in cells.values())
+    sep3, skip, dil3 = (
+        darts.ops.index(o) for o in ("sep_conv_3x3", "skip_connect", "dil_conv_3x3")
+    )
+    # normal: nodes 2 and 3 take sep_conv_3x3 from inputs 0, 1 (edges 0..3); node 4 sep from 1
+    # (edge 1->4 = 6) and skip from 0 (0->4 = 5); node 5 skip from 0 (0->5 = 9), dil from 2 (2->5 = 11).
+    expected = {(0, sep3), (1, sep3), (2, sep3), (3, sep3), (6, sep3), (5, skip), (9, skip)}
+    assert cells["normal"] == expected | {(11, dil3)}
+    for cell, pairs in (("normal", g.normal), ("reduce", g.reduce)):
+        for k, (op, i) in enumerate(pairs):
+            assert (darts.edges.index((i, 2 + k // 2)), darts.ops.index(op)) in cells[cell]
+
+
+def test_chosen_cells_fixed_reduction_nb201_and_skipped_ops(darts, nb201):
+    frc = resolve_genotype("gdas_frc")
+    assert set(chosen_cells(frc, darts.edges, darts.ops)) == {"normal"}
+    g = NB201Genotype.from_text(NB201_ARCH)
+    cells = chosen_cells(g, nb201.edges, nb201.ops)
+    assert set(cells) == set(nb201.cell_types) == {"cell"}  # the α key of the NB201 space
+    conv3, skip = nb201.ops.index("nor_conv_3x3"), nb201.ops.index("skip_connect")
+    assert cells["cell"] == {(0, conv3), (1, conv3), (2, conv3), (3, skip), (4, conv3), (5, conv3)}
+    without_conv = [op for op in nb201.ops if op != "nor_conv_3x3"]
+    assert chosen_cells(g, nb201.edges, without_conv)["cell"] == {(3, skip)}
+    with pytest.raises(ValueError, match="not in"):
+        chosen_cells(resolve_genotype("darts_v2"), nb201.edges, nb201.ops)
+
+
+def _op_labels(fig) -> list:
+    return [t for t in fig.axes[0].texts if t.get_text() in OPS]
+
+
+def test_cell_diagrams_and_pngs(tmp_path, darts):
+    v2 = resolve_genotype("darts_v2")
+    figs = genotype_figures(v2, title_prefix="epoch 3: ")
+    assert set(figs) == {"normal", "reduce"}
+    assert figs["normal"].axes[0].get_title() == "epoch 3: normal cell"
+    for cell, fig in figs.items():
+        labels = _op_labels(fig)
+        assert sorted(t.get_text() for t in labels) == sorted(op for op, _ in getattr(v2, cell))
+        for t in labels:  # coloured by family: the skips stand out
+            family = {"skip_connect": "skip", "max_pool_3x3": "pool"}.get(t.get_text(), "conv")
+            assert t.get_color() == FAMILIES[family][0]
+        out = tmp_path / "a" / "b" / f"{cell}.png"
+        size = fig.get_size_inches()
+        assert save_png(fig, out) == out  # parents created
+        _assert_png(out, size)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["normal.png", "reduce.png"]  # no temps
+
+    E, K = darts.alpha_shape
+    probs = torch.randn(E, K, generator=torch.Generator().manual_seed(1)).softmax(-1)
+    fig = alpha_heatmap(probs, darts.ops, darts.edges, {(0, 1)})
+    size = fig.get_size_inches()
+    _assert_png(save_png(fig, tmp_path / "heatmap.png"), size)
+    fig = alpha_heatmap(np.eye(6, 5), list("abcde"), darts.edges[:6])
+    _assert_png(save_png(fig, tmp_path / "heatmap.png"), (0.78 * 5 + 2.6, 0.36 * 6 + 1.9))
+
+
+def test_fixed_reduction_and_nb201_diagrams(tmp_path):
+    frc = resolve_genotype("gdas_frc")
+    figs = genotype_figures(frc)
+    assert set(figs) == {"normal"}
+    with pytest.raises(ValueError, match="fixed"):
+        cell_diagram(frc, "reduce")
+    with pytest.raises(ValueError, match="unknown cell type"):
+        cell_diagram(frc, "cell")
+    size = figs["normal"].get_size_inches()
+    _assert_png(save_png(figs["normal"], tmp_path / "frc.png"), size)
+
+    g = NB201Genotype.from_text(NB201_ARCH.replace("nor_conv_3x3~1|+", "none~1|+"))
+    figs = genotype_figures(g, "nb201: ")
+    assert set(figs) == {"cell"} and figs["cell"].axes[0].get_title() == "nb201: cell"
+    ax = figs["cell"].axes[0]
+    assert len(_op_labels(figs["cell"])) == 6
+    dashed = [p for p in ax.patches if isinstance(p, FancyArrowPatch) and p.get_linestyle() == "--"]
+    assert len(dashed) == 1  # the none edge
+    size = figs["cell"].get_size_inches()
+    _assert_png(save_png(figs["cell"], tmp_path / "nb201.png"), size)
+
+
+def test_param_free_ops_match_the_zoo_by_hand():
+    zoo = json.loads(ZOO_FILE.read_text())
+    for name, expected, skips in (("darts_v1", 3 + 8, 3 + 3), ("darts_v2", 2 + 8, 2 + 3)):
+        entry = zoo[name]["genotype"]
+        by_hand = sum(op in PARAM_FREE_OPS for op, _ in entry["normal"] + entry["reduce"])
+        g = resolve_genotype(name)
+        assert param_free_ops(g) == by_hand == expected
+        assert count_op(g, "skip_connect") == skips
+    frc = resolve_genotype("gdas_frc")  # only the searched normal cell counts
+    assert param_free_ops(frc) == count_op(frc, "skip_connect") == 5
+    assert PARAM_FREE_OPS == {"skip_connect", "max_pool_3x3", "avg_pool_3x3"}
+    nb = NB201Genotype.from_text(
+        "|nor_conv_3x3~0|+|nor_conv_3x3~0|none~1|+|skip_connect~0|nor_conv_3x3~1|avg_pool_3x3~2|"
+    )
+    assert param_free_ops(nb) == 2  # skip + avg pool; none is not counted
+    assert count_op(nb, "none") == 1 and count_op(nb, "nor_conv_3x3") == 3
+    assert param_free_ops(NB201Genotype.from_text(NB201_ARCH)) == 1
+
+
+def test_wandb_image_takes_the_figures():
+    wandb = pytest.importorskip("wandb")
+    g = NB201Genotype.from_text(NB201_ARCH)
+    fig = genotype_figures(g)["cell"]
+    w, h = (fig.get_size_inches() * DPI).round()
+    assert wandb.Image(fig).image.size == (w, h)
