@@ -6,12 +6,14 @@ options: ``python train.py --help``; files and formats: README.md.
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from nas.config import register_configs
@@ -24,9 +26,58 @@ USER_ERRORS = (ValueError, FileNotFoundError, TypeError, KeyError)
 
 CONFIG_DIR = str(Path(__file__).resolve().parent / "conf")
 
+# `objective: auto`: the summary.json field a sweeper optimises, per stage (none for the others).
+AUTO_OBJECTIVE = {"search": "search_val_acc", "retrain": "test_acc", "pipeline": "test_acc"}
+
+
+def optimizing_sweep() -> bool:
+    """Whether this run is a job of a sweeper that uses the return value (Optuna, Nevergrad,
+    Ax: any but Hydra's basic sweeper)."""
+    if not HydraConfig.initialized():
+        return False
+    hydra_cfg = HydraConfig.get()
+    target = str(hydra_cfg.sweeper.get("_target_", ""))
+    return hydra_cfg.mode == RunMode.MULTIRUN and not target.endswith(".BasicSweeper")
+
+
+def objective(cfg: DictConfig, summary: dict) -> float | None:
+    """The value ``main`` returns: the ``summary.json`` field named by ``cfg.objective``.
+
+    ``auto`` takes the search's supernet validation accuracy for ``stage=search`` and the
+    test accuracy for ``retrain`` and ``pipeline``; other stages have none.
+
+    Raises:
+        ValueError: in the job of an optimizing sweeper, when there is no numeric value to
+            return (a sweeper would fail on ``None`` without saying why).
+    """
+    stage = cfg.stage.value
+    name = AUTO_OBJECTIVE.get(stage) if cfg.objective == "auto" else cfg.objective
+    value = summary.get(name) if name else None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if not optimizing_sweep():
+        return None
+    numeric = sorted(
+        k for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+    )
+    if name is None:
+        problem = f"objective=auto has no field for stage={stage}"
+    elif name not in summary:
+        problem = f"summary.json of stage={stage} has no field {name!r} (objective={cfg.objective})"
+    else:
+        problem = (
+            f"summary.json field {name!r} of stage={stage} is {value!r}, not a number "
+            f"(objective={cfg.objective})"
+        )
+    raise ValueError(
+        f"{problem}: the sweeper has no value to optimise. Set objective=<a numeric field: "
+        f"{', '.join(numeric)}> (auto: search_val_acc for stage=search, test_acc for retrain "
+        "and pipeline)."
+    )
+
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> float | None:
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from nas import stages
@@ -62,7 +113,7 @@ def main(cfg: DictConfig) -> None:
         print(f"params: {fields['params']:,} (without auxiliary head), MACs: {fields['macs']:,}")
     print(f"results: {run_dir} (summary.json, config in .hydra/)")
     print("=" * 72)
-    del path
+    return objective(cfg, json.loads(path.read_text()))
 
 
 if __name__ == "__main__":

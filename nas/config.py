@@ -150,6 +150,9 @@ class Config:
     compile_mode: str = "default"  # default | reduce-overhead (CUDA graphs) | max-autotune
     compile_scope: str = "edge"  # supernet: edge (graphs shared by same-shape edges) | model
     cuda_graph: bool = False  # search: replay the supernet's passes as CUDA graphs (one GPU)
+    # The value train.py returns to a sweeper: auto (stage=search: search_val_acc; retrain,
+    # pipeline: test_acc; other stages: none) or the name of a numeric summary.json field.
+    objective: str = "auto"
     genotype: Optional[str] = None  # noqa: UP045 - zoo name or genotype.json path
     alphas: Optional[str] = None  # noqa: UP045 - alphas.json path (stage=discretize)
     search_space: SearchSpaceConfig = field(default_factory=SearchSpaceConfig)
