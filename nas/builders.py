@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from omegaconf import DictConfig, OmegaConf
 
-from nas.callbacks import ArchLogger
+from nas.callbacks import SearchReport
+from nas.console import progress_bar
 from nas.data.modules import RetrainDataModule, SearchDataModule
 from nas.genotype import Genotype
 from nas.guards import LastCheckpoint, NonFiniteGuard, PreemptionCheckpoint, RNGState
@@ -269,8 +268,15 @@ def retrain_module(cfg: DictConfig, model) -> RetrainModule:
     )
 
 
-def logger_from_config(cfg: DictConfig, run_dir: Path):
-    """``wandb`` (offline unless logger.mode=online: no key or network needed), ``csv`` or ``none``."""
+def logger_from_config(
+    cfg: DictConfig,
+    run_dir: Path,
+    job_type: str = "search",
+    group: str | None = None,
+    search_run: dict | None = None,
+):
+    """``wandb`` (offline unless logger.mode=online: no key or network needed; one W&B run per
+    stage, ``nas.wandb_run``), ``csv`` or ``none``."""
     lg = cfg.logger
     if lg.name == "none":
         return False
@@ -279,19 +285,9 @@ def logger_from_config(cfg: DictConfig, run_dir: Path):
 
         return CSVLogger(save_dir=str(run_dir), name="csv", version="")
     if lg.name == "wandb":
-        from lightning.pytorch.loggers import WandbLogger
+        from nas.wandb_run import make_logger
 
-        if lg.mode not in ("offline", "online", "disabled"):
-            raise ValueError(f"logger.mode must be offline, online or disabled, got {lg.mode!r}.")
-        os.environ.setdefault("WANDB_SILENT", "true")
-        return WandbLogger(
-            project=lg.project,
-            entity=lg.entity,
-            save_dir=str(run_dir),
-            mode=lg.mode,
-            tags=list(lg.tags),
-            config=OmegaConf.to_container(cfg, resolve=True),
-        )
+        return make_logger(cfg, run_dir, job_type, group=group, search_run=search_run)
     raise ValueError(f"Unknown logger {lg.name!r}. Valid choices are: wandb, csv, none.")
 
 
@@ -322,9 +318,10 @@ def trainer(
     ]
     # The bar reads the logged values (a host sync on a GPU) when it redraws: every
     # log_every_n_steps steps, as the loggers do, not every step.
+    # Listed after the stage's callbacks, so an epoch's line shows what they logged for it.
     bar = []
     if options.get("enable_progress_bar", True):
-        bar = [TQDMProgressBar(refresh_rate=options.get("log_every_n_steps", 50))]
+        bar = [progress_bar(stage, refresh_rate=options.get("log_every_n_steps", 50))]
     # Lightning warns that a mid-epoch checkpoint cannot resume a DataLoader without state_dict;
     # ours resume through their datamodule's own state (ResumableBatchSampler: the pass's
     # generator state and the batches already delivered), tested bitwise in test_resume.py.
@@ -332,7 +329,7 @@ def trainer(
     return L.Trainer(
         default_root_dir=str(run_dir),
         logger=logger,
-        callbacks=[*guards, checkpoint, *bar, *callbacks],
+        callbacks=[*guards, checkpoint, *callbacks, *bar],
         # The datamodules' seeded samplers shard batches across ranks themselves.
         use_distributed_sampler=False,
         **options,
@@ -349,5 +346,5 @@ def resume_checkpoint(cfg: DictConfig, run_dir: Path, stage: str) -> str | None:
     return str(path)
 
 
-def arch_logger(cfg: DictConfig) -> ArchLogger:
-    return ArchLogger(images=cfg.logger.alpha_images)
+def search_report(cfg: DictConfig, run_dir: Path) -> SearchReport:
+    return SearchReport(run_dir, images=cfg.logger.alpha_images)

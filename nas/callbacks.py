@@ -1,12 +1,32 @@
-"""What a search logs beyond losses: the per-edge α softmax, its entropy, the genotype, heatmaps."""
+"""What a search reports per epoch, to every logger and to disk.
+
+Per search epoch (``SearchReport``): the per-edge op distribution and its entropy, the current
+genotype (text, skip and parameter-free op counts, edges changed since the last epoch), the
+learning rates and the sampler's temperature as metrics; α heatmaps (coloured relative to the
+uniform 1/K, genotype cells outlined) and cell diagrams as PNGs under
+``<run dir>/figures/search/epoch_<n>/``, sent as images to W&B; one line per epoch in
+``<run dir>/search_history.jsonl``. At the end of the search ``finalize`` draws the final
+genotype's figures into ``<run dir>/figures/`` (listed in ``summary.json``). The same pictures
+exist with ``logger=csv`` and ``logger=none``: they are files first, W&B images second.
+
+Reads α once per epoch, so the training step stays free of host synchronisation.
+"""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
 from lightning.pytorch.loggers import WandbLogger
 
 from nas.arch import ArchParams
+from nas.genotype import count_op, kept_edges, param_free_ops
+
+HISTORY_FILE = "search_history.jsonl"
+FIGURES_DIR = "figures"
 
 
 def edge_label(edge: tuple[int, int]) -> str:
@@ -21,61 +41,139 @@ def alpha_metrics(probs: dict[str, torch.Tensor], arch: ArchParams) -> dict[str,
         for e, edge in enumerate(arch.edges):
             for o, op in enumerate(arch.ops):
                 out[f"alpha/{cell}/{edge_label(edge)}/{op}"] = float(rows[e, o])
-        entropy = -(rows * rows.clamp_min(1e-12).log()).sum(-1).mean()
-        out[f"alpha_entropy/{cell}"] = float(entropy)
+        out[f"alpha_entropy/{cell}"] = mean_entropy(rows)
     return out
 
 
-def alpha_heatmap(probs: torch.Tensor, arch: ArchParams, title: str):
-    """A matplotlib figure of one cell type's ``[edges, ops]`` probabilities."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(0.6 * len(arch.ops) + 2, 0.3 * len(arch.edges) + 1.5))
-    im = ax.imshow(probs.cpu().numpy(), cmap="viridis", vmin=0.0, aspect="auto")
-    ax.set_xticks(range(len(arch.ops)), arch.ops, rotation=45, ha="right", fontsize=7)
-    ax.set_yticks(range(len(arch.edges)), [edge_label(e) for e in arch.edges], fontsize=7)
-    ax.set_title(title, fontsize=9)
-    fig.colorbar(im, ax=ax)
-    fig.tight_layout()
-    return fig
+def mean_entropy(rows: torch.Tensor) -> float:
+    """Mean over edges of the op distribution's entropy (nats; log K when uniform)."""
+    rows = rows.double()
+    return float(-(rows * rows.clamp_min(1e-12).log()).sum(-1).mean())
 
 
-class ArchLogger(L.Callback):
-    """At every search epoch end: α softmax per edge, entropies, genotype text, heatmaps (W&B).
+def edges_changed(before, after) -> int:
+    """How many kept (op, input, node) edges of ``after`` are not in ``before``."""
+    if before is None:
+        return 0
+    old, new = kept_edges(before), kept_edges(after)
+    return sum(len(set(new[c]) - set(old.get(c, ()))) for c in new)
 
-    Reads α once per epoch, so the training step stays free of host synchronisation.
+
+def genotype_metrics(genotype, previous=None) -> dict[str, float]:
+    return {
+        "genotype/skip_connect": float(count_op(genotype, "skip_connect")),
+        "genotype/param_free_ops": float(param_free_ops(genotype)),
+        "genotype/edges_changed": float(edges_changed(previous, genotype)),
+    }
+
+
+def schedule_metrics(pl_module) -> dict[str, float]:
+    """The α optimizer's learning rate and the sampler's temperature τ, where it has one (the
+    weights' rate is logged by the module after its scheduler steps)."""
+    out: dict[str, float] = {}
+    trainer = pl_module._trainer
+    if trainer is not None and len(trainer.optimizers) > 1:
+        out["lr/arch"] = float(trainer.optimizers[1].param_groups[0]["lr"])
+    tau = getattr(pl_module.strategy.sampler, "tau", None)
+    if tau is not None:
+        out["temperature/tau"] = float(tau)
+    return out
+
+
+def draw_figures(probs, arch: ArchParams, genotype, out_dir: Path, title: str) -> dict[str, Path]:
+    """α heatmaps and cell diagrams of ``genotype`` as PNGs in ``out_dir``: ``alpha_<cell>``,
+    ``cell_<cell>`` (one per searched cell type)."""
+    from nas.figures import alpha_heatmap, chosen_cells, genotype_figures, save_png
+
+    marks = chosen_cells(genotype, arch.edges, arch.ops)
+    paths: dict[str, Path] = {}
+    for cell, p in probs.items():
+        fig = alpha_heatmap(
+            p.detach().double().cpu(), arch.ops, arch.edges, marks.get(cell, ()),
+            title=f"{title}: {cell} cell α (outlined: kept by the genotype)",
+        )  # fmt: skip
+        paths[f"alpha_{cell}"] = save_png(fig, out_dir / f"alpha_{cell}.png")
+    for cell, fig in genotype_figures(genotype, title_prefix=f"{title}: ").items():
+        paths[f"cell_{cell}"] = save_png(fig, out_dir / f"cell_{cell}.png")
+    return paths
+
+
+def wandb_loggers(trainer: L.Trainer) -> list[WandbLogger]:
+    return [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
+
+
+def log_images(loggers, paths: dict[str, Path], prefix: str, step: int) -> None:
+    for logger in loggers:
+        for name, path in paths.items():
+            logger.log_image(f"{prefix}/{name}", images=[str(path)], step=step)
+
+
+class SearchReport(L.Callback):
+    """Per search epoch: metrics to every logger, figures to disk and W&B, a history line.
+
+    Args:
+        run_dir: the run directory (figures and the history file go there).
+        images: draw the per-epoch figures (``logger.alpha_images``); the final ones always are.
     """
 
-    def __init__(self, images: bool = True):
+    def __init__(self, run_dir: Path | str, images: bool = True):
+        self.run_dir = Path(run_dir)
         self.images = images
+        self.previous: str | None = None  # last epoch's genotype text (edges changed)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"previous": self.previous}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.previous = state.get("previous")
+
+    def _previous_genotype(self, pl_module):
+        if self.previous is None:
+            return None
+        from nas.genotype import parse_genotype_text
+
+        return parse_genotype_text(self.previous, pl_module.space.name)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module) -> None:
         probs = pl_module.probabilities()
-        metrics = alpha_metrics(probs, pl_module.arch)
         genotype = pl_module.genotype()
+        scalars = {
+            "alpha_entropy": sum(mean_entropy(p) for p in probs.values()) / len(probs),
+            **genotype_metrics(genotype, self._previous_genotype(pl_module)),
+            **schedule_metrics(pl_module),
+        }
+        # Through the module: every logger, and the bar shows skips and entropy.
+        pl_module.log_dict(scalars, on_step=False, on_epoch=True, sync_dist=False)
+        self.previous = str(genotype)
         if not trainer.is_global_zero:
             return
+        epoch, step = trainer.current_epoch, trainer.global_step
         for logger in trainer.loggers:
-            logger.log_metrics(metrics, step=trainer.global_step)
-            if isinstance(logger, WandbLogger):
-                logger.log_text(
-                    "search/genotype",
-                    columns=["epoch", "genotype"],
-                    data=[[trainer.current_epoch, str(genotype)]],
-                    step=trainer.global_step,
-                )
-                if self.images:
-                    import matplotlib.pyplot as plt
+            logger.log_metrics(alpha_metrics(probs, pl_module.arch), step=step)
+        history = {"epoch": epoch, "step": step, **scalars, "genotype": str(genotype)}
+        with open(self.run_dir / HISTORY_FILE, "a") as f:
+            f.write(json.dumps(history) + "\n")
+        loggers = wandb_loggers(trainer)
+        for logger in loggers:
+            logger.log_text(
+                "search/genotype",
+                columns=["epoch", "genotype"],
+                data=[[epoch, str(genotype)]],
+                step=step,
+            )
+        if self.images:
+            out_dir = self.run_dir / FIGURES_DIR / "search" / f"epoch_{epoch:03d}"
+            paths = draw_figures(probs, pl_module.arch, genotype, out_dir, f"epoch {epoch}")
+            log_images(loggers, paths, "search", step)
 
-                    figs = [
-                        alpha_heatmap(p, pl_module.arch, f"{c} cell, epoch {trainer.current_epoch}")
-                        for c, p in probs.items()
-                    ]
-                    logger.log_image(
-                        "search/alpha", images=figs, caption=list(probs), step=trainer.global_step
-                    )
-                    for f in figs:
-                        plt.close(f)
+    def finalize(self, trainer: L.Trainer, pl_module) -> dict[str, str]:
+        """The final genotype's heatmaps and cell diagrams in ``<run dir>/figures/`` (and W&B
+        under ``final/``); returns ``{name: path}`` for ``summary.json``."""
+        if not trainer.is_global_zero:
+            return {}
+        paths = draw_figures(
+            pl_module.probabilities(), pl_module.arch, pl_module.genotype(),
+            self.run_dir / FIGURES_DIR, "final",
+        )  # fmt: skip
+        log_images(wandb_loggers(trainer), paths, "final", trainer.global_step)
+        return {name: str(path) for name, path in paths.items()}

@@ -376,3 +376,9 @@ def param_free_ops(genotype: Genotype | NB201Genotype) -> int:
     """How many kept edges carry a parameter-free op (``PARAM_FREE_OPS``), over all searched
     cells: the count that grows when DARTS collapses to skip connections."""
     return sum(o in PARAM_FREE_OPS for edges in kept_edges(genotype).values() for o, _, _ in edges)
+
+
+def parse_genotype_text(text: str, space: str) -> Genotype | NB201Genotype:
+    """A genotype from its canonical text form (``str(genotype)``) in ``space``."""
+    cls = GENOTYPE_TYPES.get(space, Genotype)
+    return cls.from_text(text, space=space)

@@ -14,10 +14,12 @@ import lightning as L
 import torch
 from omegaconf import DictConfig
 
-from nas import builders
+from nas import builders, wandb_run
 from nas.arch import load_alphas
+from nas.callbacks import HISTORY_FILE
+from nas.console import banner, quiet_lightning
 from nas.experiment_check import check_experiment_choices
-from nas.genotype import Genotype, resolve_genotype
+from nas.genotype import Genotype, count_op, param_free_ops, resolve_genotype
 from nas.profile import count_macs, count_params
 from nas.strategies.selection import select
 from supernet.spaces.base import SearchSpace
@@ -67,13 +69,18 @@ def benchmark_fields(cfg: DictConfig, space: SearchSpace, genotype) -> dict[str,
     return {"benchmark": result}
 
 
+def is_wandb(logger) -> bool:
+    from lightning.pytorch.loggers import WandbLogger
+
+    return isinstance(logger, WandbLogger)
+
+
 def search(cfg: DictConfig, run_dir: Path, logger) -> dict[str, Any]:
     space = builders.space_from_config(cfg)
     module = builders.search_module(cfg, space)
     data = builders.search_data(cfg)
-    trainer = builders.trainer(
-        cfg, run_dir, "search", logger, callbacks=[builders.arch_logger(cfg)]
-    )
+    report = builders.search_report(cfg, run_dir)
+    trainer = builders.trainer(cfg, run_dir, "search", logger, callbacks=[report])
     _log(f"search: space={space.name} strategy={cfg.strategy.name} epochs={trainer.max_epochs}")
     start = time.perf_counter()
     trainer.fit(
@@ -93,7 +100,7 @@ def search(cfg: DictConfig, run_dir: Path, logger) -> dict[str, Any]:
     _log(f"search done: {genotype}")
     extra = {} if selection is None else {"selection": selection}
     extra.update(benchmark_fields(cfg, space, genotype))
-    return {
+    fields = {
         **extra,
         "genotype": str(genotype),
         "search_wall_time_s": time.perf_counter() - start,
@@ -101,9 +108,23 @@ def search(cfg: DictConfig, run_dir: Path, logger) -> dict[str, Any]:
         "skipped_steps": module.skipped_steps,
         "search_val_acc": metrics.get("supernet/val_acc"),
         "supernet_params": sum(p.numel() for p in module.supernet.parameters()),
+        "skip_connect": count_op(genotype, "skip_connect"),
+        "param_free_ops": param_free_ops(genotype),
         "alphas_file": str(run_dir / ALPHAS_FILE),
         "genotype_file": str(run_dir / GENOTYPE_FILE),
+        "history_file": str(run_dir / HISTORY_FILE),
+        "figures": report.finalize(trainer, module),
     }
+    if is_wandb(logger) and trainer.is_global_zero:
+        files = {
+            "alphas": ("alphas", run_dir / ALPHAS_FILE),
+            "genotype": ("genotype", run_dir / GENOTYPE_FILE),
+            "supernet": ("model", run_dir / "checkpoints" / "search" / "last.ckpt"),
+        }
+        artifacts = wandb_run.log_artifacts(logger, cfg, files)
+        wandb_run.update_summary(logger, fields)
+        fields["wandb"] = {"search": {**wandb_run.run_fields(logger), "artifacts": artifacts}}
+    return fields
 
 
 def discretize(cfg: DictConfig, run_dir: Path, alphas_path: str | Path) -> dict[str, Any]:
@@ -135,7 +156,9 @@ def load_genotype_arg(cfg: DictConfig, space: SearchSpace) -> Genotype:
     return genotype
 
 
-def retrain(cfg: DictConfig, run_dir: Path, logger, genotype: Genotype) -> dict[str, Any]:
+def retrain(
+    cfg: DictConfig, run_dir: Path, logger, genotype: Genotype, search_run: dict | None = None
+) -> dict[str, Any]:
     space = builders.space_from_config(cfg)
     model = builders.child_network(cfg, space, genotype)
     fields = profile_fields(cfg, space, genotype)
@@ -153,7 +176,7 @@ def retrain(cfg: DictConfig, run_dir: Path, logger, genotype: Genotype) -> dict[
         raise KeyboardInterrupt("retrain interrupted; no results written")
     results = trainer.test(module, datamodule=data, verbose=False)
     test_acc = results[0]["retrain/test_acc"] if results else None
-    return {
+    fields = {
         **fields,
         "genotype": str(genotype),
         "test_acc": test_acc,
@@ -161,6 +184,15 @@ def retrain(cfg: DictConfig, run_dir: Path, logger, genotype: Genotype) -> dict[
         "retrain_skipped_steps": module.skipped_steps,
         "retrain_wall_time_s": time.perf_counter() - start,
     }
+    if is_wandb(logger) and trainer.is_global_zero:
+        ckpt = run_dir / "checkpoints" / "retrain" / "last.ckpt"
+        artifacts = wandb_run.log_artifacts(logger, cfg, {"retrained": ("model", ckpt)})
+        wandb_run.update_summary(logger, fields)
+        retrain_run = {**wandb_run.run_fields(logger), "artifacts": artifacts}
+        if search_run:
+            retrain_run["search_run_id"] = search_run.get("run_id")
+        fields["wandb"] = {"retrain": retrain_run}
+    return fields
 
 
 def profile(cfg: DictConfig, run_dir: Path, genotype: Genotype) -> dict[str, Any]:
@@ -177,12 +209,22 @@ def profile(cfg: DictConfig, run_dir: Path, genotype: Genotype) -> dict[str, Any
     }
 
 
+def _is_global_zero() -> bool:
+    """Rank 0 of a launched DDP job (the banner is printed once)."""
+    import os
+
+    return os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) == "0"
+
+
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Runs ``cfg.stage`` and returns its summary fields."""
     stage = cfg.stage.value
     check_experiment_choices()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    quiet_lightning()
+    if _is_global_zero():
+        print(banner(cfg, run_dir), flush=True)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     if stage == "discretize":
         if not cfg.alphas:
@@ -194,13 +236,42 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     if stage == "retrain":
         space = builders.space_from_config(cfg)
         genotype = load_genotype_arg(cfg, space)
-        return retrain(cfg, run_dir, builders.logger_from_config(cfg, run_dir), genotype)
+        search_run = wandb_run.search_run_of(cfg.genotype)
+        logger = retrain_logger(cfg, run_dir, search_run)
+        try:
+            return retrain(cfg, run_dir, logger, genotype, search_run)
+        finally:
+            finish(logger)
 
-    logger = builders.logger_from_config(cfg, run_dir)
-    fields = search(cfg, run_dir, logger)
+    logger = builders.logger_from_config(cfg, run_dir, "search")
+    try:
+        fields = search(cfg, run_dir, logger)
+    finally:
+        finish(logger)
     if stage == "pipeline":
         genotype = Genotype.load(run_dir / GENOTYPE_FILE)
         L.seed_everything(cfg.seed, workers=True, verbose=False)
-        retrain_fields = retrain(cfg, run_dir, logger, genotype)
-        fields = {**fields, **retrain_fields}
+        search_run = fields.get("wandb", {}).get("search")
+        logger = retrain_logger(cfg, run_dir, search_run) if is_wandb(logger) else logger
+        try:
+            retrain_fields = retrain(cfg, run_dir, logger, genotype, search_run)
+        finally:
+            finish(logger)
+        wandb = {**fields.get("wandb", {}), **retrain_fields.pop("wandb", {})}
+        fields = {**fields, **retrain_fields, **({"wandb": wandb} if wandb else {})}
     return fields
+
+
+def retrain_logger(cfg: DictConfig, run_dir: Path, search_run: dict | None):
+    """The retrain stage's logger: for W&B a run in the search run's group, linked to it."""
+    group = (search_run or {}).get("group")
+    logger = builders.logger_from_config(cfg, run_dir, "retrain", group, search_run)
+    if is_wandb(logger):
+        wandb_run.use_search_genotype(logger, search_run)
+    return logger
+
+
+def finish(logger) -> None:
+    """Ends a stage's W&B run (the next stage or multirun job starts its own)."""
+    if is_wandb(logger):
+        wandb_run.finish(logger)
