@@ -29,6 +29,7 @@ from nas.genotype import Genotype, NB201Genotype, kept_edges
 
 DPI = 120
 CMAP = "RdBu_r"
+MIN_SPREAD = 1e-4  # smallest half-range of the colour scale (an exactly uniform α is white)
 CHOSEN_GID = "chosen"  # gid of the outline rectangles, so tests and callers can find them
 
 # Op family -> (colour, line style) of the diagrams' edges.
@@ -65,9 +66,12 @@ def alpha_heatmap(
 ) -> Figure:
     """One cell type's ``[edges, ops]`` weights as an annotated heatmap centred on uniform.
 
-    The norm is ``TwoSlopeNorm(vmin=min(0, min), vcenter=1/K, vmax=max(2/K, max))`` on the
-    ``RdBu_r`` map: exactly 1/K is white, [0, 2/K] is symmetric around it when the weights stay
-    below 2/K, and a weight above 2/K stretches the red half only (the blue half still ends at 0).
+    The colour is the departure from uniform: a ``TwoSlopeNorm`` on the ``RdBu_r`` map centred
+    at 1/K (white) whose two halves reach the largest departure below and above it
+    (``1/K - d_low`` and ``1/K + d_high``, each at least ``MIN_SPREAD``), so the early epochs of a
+    search, when every weight is within 1e-3 of 1/K, are not one flat block: the strongest and
+    weakest ops of the moment are full red and blue, and the colourbar gives the scale. Values
+    are printed with enough decimals to tell them apart (4 while all are within 0.01 of 1/K).
 
     Args:
         probs: ``[E, K]`` tensor or array of per-edge op weights (rows need not sum to 1).
@@ -87,8 +91,10 @@ def alpha_heatmap(
     if data.shape != (E, K):
         raise ValueError(f"probs has shape {data.shape}, expected [edges, ops] = {(E, K)}.")
     uniform = 1.0 / K
-    vmax = max(2 * uniform, float(np.nanmax(data)) if data.size else 0.0)
-    norm = TwoSlopeNorm(vmin=min(0.0, float(np.nanmin(data))), vcenter=uniform, vmax=vmax)
+    high = max(MIN_SPREAD, float(np.nanmax(data)) - uniform) if data.size else MIN_SPREAD
+    low = max(MIN_SPREAD, uniform - float(np.nanmin(data))) if data.size else MIN_SPREAD
+    norm = TwoSlopeNorm(vmin=uniform - low, vcenter=uniform, vmax=uniform + high)
+    digits = 4 if max(low, high) < 0.01 else 3
 
     fig = Figure(figsize=(0.78 * K + 2.6, 0.36 * E + 1.9), dpi=DPI)
     ax = fig.subplots()
@@ -98,7 +104,7 @@ def alpha_heatmap(
             r, g, b, _ = im.cmap(norm(data[e, o]))
             dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5
             colour = "white" if dark else "black"
-            ax.text(o, e, f"{data[e, o]:.3f}", fontsize=7, color=colour, **_CENTRED)
+            ax.text(o, e, f"{data[e, o]:.{digits}f}", fontsize=7, color=colour, **_CENTRED)
     chosen = sorted(set(chosen))
     for e, o in chosen:
         box = Rectangle((o - 0.5, e - 0.5), 1, 1, fill=False, ec="black", lw=2.2, gid=CHOSEN_GID)
@@ -115,7 +121,9 @@ def alpha_heatmap(
         legend = {"fontsize": 7, "frameon": False, "borderaxespad": 0.2, "handlelength": 1.2}
         ax.legend(handles=[outline], loc="lower right", bbox_to_anchor=(1.0, 1.0), **legend)
     bar = fig.colorbar(im, ax=ax, fraction=0.05, pad=0.03)
-    bar.set_label(f"weight (centre = uniform 1/K = {uniform:.3g})", fontsize=8)
+    bar.set_label(
+        f"weight (white = uniform 1/K = {uniform:.3g}; ends = largest departures)", fontsize=8
+    )
     bar.ax.tick_params(labelsize=7)
     fig.tight_layout()
     return fig

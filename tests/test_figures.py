@@ -70,13 +70,28 @@ def test_uniform_alpha_is_the_colormaps_centre(darts):
     assert np.allclose(colours, im.cmap(0.5), atol=1e-6)
 
 
+def test_near_uniform_alpha_still_shows_its_departures(darts):
+    """The first epochs of a DARTS search: every weight within 1e-3 of 1/K, yet the strongest
+    op of an edge is full red and the weakest full blue, and the values print 4 decimals."""
+    E, K = darts.alpha_shape
+    gen = torch.Generator().manual_seed(0)
+    probs = (1e-2 * torch.randn(E, K, generator=gen)).softmax(-1).double()
+    assert (probs - 1 / K).abs().max() < 5e-3
+    fig = alpha_heatmap(probs, darts.ops, darts.edges)
+    im = _image(fig)
+    assert im.norm(float(probs.max())) == pytest.approx(1.0)
+    assert im.norm(float(probs.min())) == pytest.approx(0.0)
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert all(len(t.split(".")[1]) == 4 for t in texts)
+
+
 def test_peaked_alpha_departs_from_centre(nb201):
     E, K = nb201.alpha_shape
     probs = np.full((E, K), 0.05)
-    probs[:, 3] = 0.8  # above 2/K: the norm stretches to it
+    probs[:, 3] = 0.8  # the scale's ends are the largest departures each way
     im = _image(alpha_heatmap(probs, nb201.ops, nb201.edges))
     assert im.norm(1.0 / K) == pytest.approx(0.5)
-    assert im.norm.vmax == pytest.approx(0.8) and im.norm.vmin == 0.0
+    assert im.norm.vmax == pytest.approx(0.8) and im.norm.vmin == pytest.approx(0.05)
     colours = im.to_rgba(probs)
     centre = np.asarray(im.cmap(0.5))
     assert not np.allclose(colours[:, 3], centre, atol=0.05)
