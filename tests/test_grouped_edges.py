@@ -248,6 +248,7 @@ def test_grouping_issues_fewer_operations():
     assert counts[0] < 0.8 * counts[1], counts
 
 
+@pytest.mark.slow  # 25 s of Dynamo tracing
 def test_grouped_supernet_traces_as_one_graph():
     """``compile_scope=model`` (the route to fused kernels inside ``cuda_graph=true``) needs the
     grouped path to trace without graph breaks: each break would be another compiled frame."""

@@ -25,7 +25,9 @@ def read_alphas(run_dir) -> dict[str, torch.Tensor]:
     return {k: torch.tensor(v) for k, v in data.items()}
 
 
-@pytest.mark.parametrize("strategy", ["darts", "darts_2nd"])
+@pytest.mark.parametrize(
+    "strategy", ["darts", pytest.param("darts_2nd", marks=pytest.mark.slow)]  # 2nd: +10 s
+)
 def test_bf16_autocast_pipeline_runs_and_stays_close(strategy, tmp_path, monkeypatch):
     assert run_train(monkeypatch, tmp_path / "fp32", *SEARCH, f"strategy={strategy}") == 0
     args = (*SEARCH, f"strategy={strategy}", "trainer.precision=bf16-mixed")
@@ -208,6 +210,7 @@ def test_compile_leaves_single_path_supernets_eager(strategy, compiled, capsys):
 # --- compile_scope=edge: one graph per edge shape, shared --------------------------------
 
 
+@pytest.mark.slow  # 62 s of cold torch.compile on 2 cores
 def test_edge_compiled_supernet_matches_eager_with_one_graph_per_edge_shape():
     """compile_candidates: every mixed op's candidates compiled; edges of one width and stride
     share a graph (a 1-cell supernet has two: stride 2 from the cell inputs, stride 1 inside),
@@ -310,6 +313,7 @@ def test_unknown_compile_scope_is_a_clear_error():
         builders.search_module(cfg, builders.space_from_config(cfg))
 
 
+@pytest.mark.slow  # 21 s of cold torch.compile
 def test_compiled_child_does_not_recompile_as_drop_path_ramps():
     """Retraining raises drop_path_prob every epoch; it lives in a buffer, so a compiled child
     compiles once with drop path off (epoch 0) and once with it on, not once per epoch."""

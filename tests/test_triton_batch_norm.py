@@ -155,6 +155,7 @@ def test_backend_errors_name_the_value_and_the_choices(monkeypatch):
             op_kernels.resolve_op_backend("triton", "batch_norm_kernel", torch.device("cpu"))
 
 
+@pytest.mark.slow  # 8 s in Triton's interpreter; the op-level tests stay
 def test_grouped_supernet_with_triton_batch_norm_matches_torch():
     """A NAS-Bench-201 supernet with either batch norm: output, α and weight gradients, running
     statistics after a training pass (the grouped edge ops use the kernel; the DARTS supernet

@@ -138,6 +138,7 @@ def test_backend_errors_name_the_value_and_the_choices(monkeypatch):
             op_kernels.resolve_op_backend("triton", "depthwise_kernel", torch.device("cpu"))
 
 
+@pytest.mark.slow  # 18 s in Triton's interpreter; the op-level tests stay
 def test_grouped_supernet_with_triton_kernels_matches_torch():
     """The DARTS supernet with both Triton kernels for its grouped ops against PyTorch's:
     output, α and weight gradients, running statistics after a training pass."""
