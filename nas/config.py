@@ -48,6 +48,7 @@ class SearchSpaceConfig:
     kernel: str = "auto"
     track_running_stats: bool = True  # BN running statistics in the search cells (nb201: false)
     reduce_cell: str = "searched"  # darts: "searched" or a fixed cell ("gdas_frc", GDAS' FRC)
+    pool_bn: bool = True  # darts: BN after the pools of the search cells (DrNAS' code: none)
     group_edges: bool = True  # edges with inputs ready together run as one op per candidate
     batch_norm_kernel: str = "torch"  # grouped edge ops' batch norm: torch | triton (GPU)
     depthwise_kernel: str = "torch"  # grouped edge ops' depthwise convs: torch | triton (GPU)

@@ -73,7 +73,7 @@ class PhaseMetrics:
         epochs = trainer.max_epochs or 1
         done = trainer.current_epoch - getattr(self, "_first_epoch", 0)
         batches = trainer.num_training_batches or 1
-        fraction = (done + trainer.fit_loop.epoch_loop.batch_progress.current.completed / batches)
+        fraction = done + trainer.fit_loop.epoch_loop.batch_progress.current.completed / batches
         if fraction <= 0:
             return None
         elapsed = time.perf_counter() - self._start
@@ -138,7 +138,9 @@ class EpochLines(PhaseMetrics, ProgressBar):
     def _left_after_epoch(self, trainer) -> float:
         done = trainer.current_epoch + 1 - self._first_epoch
         elapsed = time.perf_counter() - (self._start or time.perf_counter())
-        return elapsed / max(1, done) * max(0, (trainer.max_epochs or 1) - trainer.current_epoch - 1)
+        return (
+            elapsed / max(1, done) * max(0, (trainer.max_epochs or 1) - trainer.current_epoch - 1)
+        )
 
 
 def progress_bar(phase: str, refresh_rate: int) -> ProgressBar:
@@ -180,23 +182,37 @@ def banner(cfg: DictConfig, run_dir) -> str:
 
     stage = cfg.stage.value
     lines = [f"oneshot-nas  stage={stage}  seed={cfg.seed}"]
-    rows = [("space", f"{ss.name} (C={ss.C}, {ss.layers} {'cells per stage' if ss.name == 'nb201' else 'cells'}, {len(ss.ops)} ops)")]
+    rows = [
+        (
+            "space",
+            f"{ss.name} (C={ss.C}, {ss.layers} {'cells per stage' if ss.name == 'nb201' else 'cells'}, {len(ss.ops)} ops)",
+        )
+    ]
     if stage in ("pipeline", "search", "discretize"):
         rows.append(("strategy", f"{cfg.strategy.name}: {cfg.strategy.paper or '-'}"))
     rows.append(
-        ("data", f"{cfg.data.name} {'x'.join(map(str, cfg.data.input_shape))}, {cfg.data.num_classes} classes")
+        (
+            "data",
+            f"{cfg.data.name} {'x'.join(map(str, cfg.data.input_shape))}, {cfg.data.num_classes} classes",
+        )
     )
     if stage in ("pipeline", "search"):
         rows.append(("search", f"{t.max_epochs} epochs, batch {cfg.strategy.batch_size}"))
     if stage in ("pipeline", "retrain", "profile"):
         C, layers = child_size(cfg)
         rows.append(
-            ("retrain", f"{r.name}: {r.network} network C={C}, {layers} cells, {r.epochs} epochs, batch {r.batch_size}")
+            (
+                "retrain",
+                f"{r.name}: {r.network} network C={C}, {layers} cells, {r.epochs} epochs, batch {r.batch_size}",
+            )
         )
     if stage in ("pipeline", "search", "retrain"):
         rows.append(("device", device_text(cfg)))
         rows.append(
-            ("precision", f"{t.precision}, channels_last={channels_last(cfg)}, compile={cfg.compile}")
+            (
+                "precision",
+                f"{t.precision}, channels_last={channels_last(cfg)}, compile={cfg.compile}",
+            )
         )
         logger = cfg.logger.name + (f" ({cfg.logger.mode})" if cfg.logger.name == "wandb" else "")
         rows.append(("logger", logger))

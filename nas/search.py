@@ -65,6 +65,7 @@ class SearchModule(L.LightningModule):
         self.strategy = strategy
         strategy.setup(space=space, seed=seed)
         self.supernet = space.build_supernet(**strategy.supernet_options())
+        strategy.check_supernet(self.supernet)
         gen = torch.Generator().manual_seed(seed)
         self.arch = ArchParams(space, alpha_init_std, generator=gen, **strategy.arch_options())
         # Under DDP, α is kept out of the weight reducer (the weight step never touches it);
@@ -156,6 +157,16 @@ class SearchModule(L.LightningModule):
         self.strategy.restore(self)  # e.g. DrNAS' second-stage K, before the weights load
         self.skipped_steps = checkpoint.get("skipped_steps", 0)
 
+    def updates_arch(self) -> bool:
+        """Whether this epoch takes α steps: a learned α, past the warm-up of the search
+        (``arch_start_epoch``) and of the strategy's current stage (DrNAS)."""
+        epoch = self.current_epoch
+        return (
+            self.strategy.arch_grad is not None
+            and epoch >= self.arch_start_epoch
+            and self.strategy.updates_arch(epoch)
+        )
+
     def _arch_grads(self) -> list[torch.Tensor]:
         return [a.grad for a in self.arch.parameters() if a.grad is not None]
 
@@ -174,7 +185,7 @@ class SearchModule(L.LightningModule):
         w_opt, a_opt = self.optimizers()
         train, val = batch["train"], batch["val"]
 
-        if self.strategy.arch_grad is not None and self.current_epoch >= self.arch_start_epoch:
+        if self.updates_arch():
             a_opt.zero_grad(set_to_none=True)
             val_loss, val_logits = self.strategy.arch_grad(self, train, val)
             self._average_arch_grads()

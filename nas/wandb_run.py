@@ -40,9 +40,7 @@ def make_logger(
 
     lg = cfg.logger
     if lg.mode not in WANDB_MODES:
-        raise ValueError(
-            f"logger.mode must be one of {', '.join(WANDB_MODES)}, got {lg.mode!r}."
-        )
+        raise ValueError(f"logger.mode must be one of {', '.join(WANDB_MODES)}, got {lg.mode!r}.")
     os.environ.setdefault("WANDB_SILENT", "true")
     config = OmegaConf.to_container(cfg, resolve=True)
     if search_run:

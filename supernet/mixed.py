@@ -10,8 +10,9 @@ bypass them (max-pooled on stride-2 edges), and the two parts are concatenated a
 channel-shuffled with ``K`` groups. Since the shuffle is a fixed permutation, the sum over a
 node's edges of shuffled edge outputs is the shuffle of the summed parts; ``mix_node`` uses
 this to keep one weighted sum (``kernels.mix``) per node for the op outputs and one for the
-bypasses. When ``K`` does not divide ``C`` (DrNAS' K = 6 on 16 channels), ``C // K`` rounded
-down to an even number (at least 2) go through the ops and the shuffle uses ``gcd(C, K)`` groups.
+bypasses. ``K`` must divide every edge's ``C`` (``check_partial_channels``), as in the PC-DARTS
+and DrNAS code, where the shuffle reshapes ``C`` into ``K`` groups: a shuffle over fewer groups
+(``gcd(C, K)``) would not be the method's, and at ``gcd = 1`` no shuffle at all.
 
 K can be changed after building (``MixedOp.set_partial_channels``, DrNAS' progressive
 learning, Chen et al., ICLR 2021, sec. 3.3: K 6 → 3 in the second stage). The candidates are
@@ -22,7 +23,6 @@ initialisation (the Net2Net-style widening of the DrNAS authors).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 
 import torch
@@ -110,11 +110,8 @@ class MixedOp(nn.Module):
 
     def _set_k(self, k: int) -> None:
         self.partial = k
-        if self.C % k == 0:
-            self.C_op = self.C // k
-        else:  # even (FactorizedReduce halves it) and at least 2, as the cell's edges agree
-            self.C_op = min(self.C, max(2, self.C // k // 2 * 2))
-        self.groups = math.gcd(self.C, k)  # channel-shuffle groups (= K when K divides C)
+        self.C_op = self.C // k
+        self.groups = k  # channel-shuffle groups
 
     @torch.no_grad()
     def set_partial_channels(self, k: int) -> list[tuple[nn.Parameter, torch.Size]]:
@@ -253,8 +250,25 @@ GRAPHS_PER_EDGE_SHAPE = 8
 
 
 def _check_k(k: int, C: int) -> None:
-    if k < 1:
-        raise ValueError(f"partial_channels (K) must be a positive integer, got {k}.")
+    if not isinstance(k, int) or k < 1:
+        raise ValueError(f"partial_channels (K) must be a positive integer, got {k!r}.")
+    if C % k:
+        divisors = ", ".join(str(d) for d in range(1, C + 1) if C % d == 0)
+        raise ValueError(
+            f"Partial channels K={k} does not divide C={C}, the channel count of an edge: "
+            f"only C/K channels go through the candidate ops and the channel shuffle splits C "
+            f"into K equal groups, so K must divide the channels of every cell (C, 2C, 4C for "
+            f"search_space.C={C} in the first cells). Valid K for C={C}: {divisors}; or choose "
+            f"a C that K divides (PC-DARTS: K=4 with C=16; DrNAS: K=6 then 4 with C=36)."
+        )
+
+
+def check_partial_channels(net: nn.Module, k: int) -> None:
+    """Raises before a run if K cannot be applied to every mixed op of ``net`` (a later
+    stage's K, checked up front so that a search does not fail at its stage switch)."""
+    for m in net.modules():
+        if isinstance(m, MixedOp):
+            _check_k(k, m.C)
 
 
 def _inherit(old: nn.Module, new: nn.Module) -> list[tuple[nn.Parameter, torch.Size]]:

@@ -285,12 +285,19 @@ def build_op(name: str, C_in: int, C_out: int, stride: int, affine: bool) -> nn.
     return OPS[name](C_in, C_out, stride, affine)
 
 
-def build_search_op(name: str, C: int, stride: int) -> nn.Module:
-    """A candidate op as it sits in a search cell: non-affine BN, pools followed by BN."""
+def build_search_op(name: str, C: int, stride: int, pool_bn: bool = True) -> nn.Module:
+    """A candidate op as it sits in a search cell: non-affine BN, pools followed by BN
+    (DARTS' search cells; ``pool_bn=False``: bare pools, as in DrNAS' DARTS-space code)."""
     op = build_op(name, C, C, stride, affine=False)
-    if "pool" in name:
+    if "pool" in name and pool_bn:
         op = PoolBN(op, C)
     return op
+
+
+def build_search_op_bare_pools(name: str, C: int, stride: int) -> nn.Module:
+    """``build_search_op`` without the BN after pools (a module-level function: MixedOp keeps
+    its builder, and pickling a supernet for DDP spawn needs it importable)."""
+    return build_search_op(name, C, stride, pool_bn=False)
 
 
 def validate_op_names(names: list[str] | tuple[str, ...]) -> None:

@@ -148,11 +148,26 @@ def _mutations() -> dict[str, tuple[Any, str]]:
         ),
         "missing_space": (drop("space"), r"missing keys \['space'\]"),
         "missing_alphas_and_ops": (drop("ops", "alphas"), r"missing keys \['ops', 'alphas'\]"),
-        "missing_cell": (alpha(lambda a: a.pop("reduce")), r"cell types \['normal'\]; expected \['normal', 'reduce'\]"),
-        "extra_cell": (alpha(lambda a: a.update(extra=a["normal"])), r"\['extra', 'normal', 'reduce'\]; expected"),
-        "alphas_not_object": (set_key("alphas", [[0.0] * 8] * 14), r"'alphas' holds the cell types \[\[0.0"),
-        "too_few_rows": (alpha(lambda a: a["normal"].pop()), r"alphas\['normal'\] has 13 rows; expected 14"),
-        "short_row": (alpha(lambda a: a["reduce"][3].pop()), r"alphas\['reduce'\] row 3 has 7 values; expected 8"),
+        "missing_cell": (
+            alpha(lambda a: a.pop("reduce")),
+            r"cell types \['normal'\]; expected \['normal', 'reduce'\]",
+        ),
+        "extra_cell": (
+            alpha(lambda a: a.update(extra=a["normal"])),
+            r"\['extra', 'normal', 'reduce'\]; expected",
+        ),
+        "alphas_not_object": (
+            set_key("alphas", [[0.0] * 8] * 14),
+            r"'alphas' holds the cell types \[\[0.0",
+        ),
+        "too_few_rows": (
+            alpha(lambda a: a["normal"].pop()),
+            r"alphas\['normal'\] has 13 rows; expected 14",
+        ),
+        "short_row": (
+            alpha(lambda a: a["reduce"][3].pop()),
+            r"alphas\['reduce'\] row 3 has 7 values; expected 8",
+        ),
         "transposed": (
             alpha(lambda a: a.update(normal=[list(r) for r in zip(*a["normal"])])),
             r"alphas\['normal'\] has 8 rows; expected 14",
@@ -161,7 +176,10 @@ def _mutations() -> dict[str, tuple[Any, str]]:
             alpha(lambda a: a.update(normal=sum(a["normal"], []))),
             r"alphas\['normal'\] has 112 rows; expected 14",
         ),
-        "nan_string": (put("normal", 2, 3, "NaN"), r"row 2 value 3 is 'NaN'; expected a finite number"),
+        "nan_string": (
+            put("normal", 2, 3, "NaN"),
+            r"row 2 value 3 is 'NaN'; expected a finite number",
+        ),
         "null": (put("reduce", 0, 0, None), r"row 0 value 0 is None"),
         "nan": (put("normal", 13, 7, math.nan), r"row 13 value 7 is nan"),
         "inf": (put("normal", 5, 1, -math.inf), r"row 5 value 1 is -inf"),

@@ -84,7 +84,11 @@ def test_default_job_shrinks_only_its_own_data():
     named = compose_cfg(["experiment=quickstart"])
     assert named == default
     cifar = compose_cfg(["data=cifar10"])
-    assert (cifar.search_space.C, cifar.search_space.layers, cifar.trainer.max_epochs) == (16, 8, 50)
+    assert (cifar.search_space.C, cifar.search_space.layers, cifar.trainer.max_epochs) == (
+        16,
+        8,
+        50,
+    )
     assert (cifar.retrain.C, cifar.retrain.layers, cifar.retrain.epochs) == (36, 20, 600)
     # Naming the retrain recipe on digits trains the paper's child network.
     named_recipe = compose_cfg(["retrain=darts_cifar"])

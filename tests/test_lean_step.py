@@ -26,7 +26,8 @@ def read_alphas(run_dir) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize(
-    "strategy", ["darts", pytest.param("darts_2nd", marks=pytest.mark.slow)]  # 2nd: +10 s
+    "strategy",
+    ["darts", pytest.param("darts_2nd", marks=pytest.mark.slow)],  # 2nd: +10 s
 )
 def test_bf16_autocast_pipeline_runs_and_stays_close(strategy, tmp_path, monkeypatch):
     assert run_train(monkeypatch, tmp_path / "fp32", *SEARCH, f"strategy={strategy}") == 0

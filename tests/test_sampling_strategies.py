@@ -291,6 +291,20 @@ def test_pcdarts_sends_only_c_over_k_channels_through_the_ops():
         MixedOp(("none",), 6, 1, partial_channels=0)
 
 
+@pytest.mark.parametrize("C, K", [(16, 3), (16, 6), (36, 8)])
+def test_partial_channels_refuse_a_k_that_does_not_divide_c(C, K):
+    """K ∤ C would leave the shuffle over gcd(C, K) groups (none at all for 16 and 3): refused,
+    naming both values and the valid K."""
+    with pytest.raises(ValueError, match=rf"K={K} does not divide C={C}.*Valid K for C={C}: 1, 2"):
+        MixedOp(("none", "skip_connect"), C, 1, partial_channels=K)
+
+
+def test_progressive_k_is_checked_before_the_search_not_at_the_switch():
+    space = NB201Space((3, 8, 8), 5, C=12, layers=1)
+    with pytest.raises(ValueError, match=r"K=5 does not divide C=12"):
+        module(space, DirichletSampler(), modifiers=[ProgressiveLearning([6, 5], [2], [3])])
+
+
 @pytest.mark.parametrize(
     "space", [nb201(C=8), DartsSpace((3, 8, 8), 5, C=8, layers=3, steps=2, multiplier=2)]
 )
@@ -429,6 +443,10 @@ SMALL_SELECTORS = {
 }
 
 
+# Partial channels need a C that every stage's K divides (smoke's C=4 does not take K=6).
+PARTIAL_CHANNEL_SIZES = {"drnas_progressive": ["search_space.C=12"]}
+
+
 def run_train(monkeypatch, run_dir: Path, *overrides: str) -> int:
     return run_train_with_logger(monkeypatch, run_dir, *overrides, logger="none")
 
@@ -436,7 +454,7 @@ def run_train(monkeypatch, run_dir: Path, *overrides: str) -> int:
 def search_then_discretize(tmp_path, monkeypatch, strategy: str, *overrides: str) -> dict:
     """Searches, then discretizes the saved α; asserts both give the same genotype file."""
     common = [f"strategy={strategy}", "data=synthetic", "data.num_samples=64", *overrides]
-    common += SMALL_SELECTORS.get(strategy, [])
+    common += SMALL_SELECTORS.get(strategy, []) + PARTIAL_CHANNEL_SIZES.get(strategy, [])
     assert run_train(monkeypatch, tmp_path / "s", "stage=search", *common) == 0
     summary = json.loads((tmp_path / "s" / "summary.json").read_text())
     assert summary["strategy"] == strategy

@@ -110,8 +110,12 @@ def test_figures_and_history_on_disk_without_wandb(logger, tmp_path, monkeypatch
         assert_picture(Path(path))
     for epoch in (0, 1):
         for name in SEARCH_FIGURES:
-            assert (tmp_path / "figures" / "search" / f"epoch_{epoch:03d}" / f"{name}.png").is_file()
-    history = [json.loads(line) for line in (tmp_path / "search_history.jsonl").read_text().splitlines()]
+            assert (
+                tmp_path / "figures" / "search" / f"epoch_{epoch:03d}" / f"{name}.png"
+            ).is_file()
+    history = [
+        json.loads(line) for line in (tmp_path / "search_history.jsonl").read_text().splitlines()
+    ]
     assert [h["epoch"] for h in history] == [0, 1]
     assert history[-1]["genotype"] == summary["genotype"]
     assert history[-1]["genotype/skip_connect"] == summary["skip_connect"]

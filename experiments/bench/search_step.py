@@ -112,7 +112,7 @@ def arch_step(
     ``training_step``. Returns the validation loss, detached and not read (no host sync), or
     None when the strategy learns no α or during the α warm-up.
     """
-    if module.strategy.arch_grad is None or module.current_epoch < module.arch_start_epoch:
+    if not module.updates_arch():
         return None
     arch_optimizer.zero_grad(set_to_none=True)
     val_loss, _ = module.strategy.arch_grad(module, train, val)

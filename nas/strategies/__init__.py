@@ -62,6 +62,12 @@ class Strategy:
             out.update(getattr(m, "supernet_options", dict)())
         return out
 
+    def check_supernet(self, supernet) -> None:
+        """Lets components that reshape the supernet later (DrNAS' K switch) refuse it now."""
+        for m in self.modifiers:
+            if hasattr(m, "check_supernet"):
+                m.check_supernet(supernet)
+
     def arch_options(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for m in self.modifiers:
@@ -83,6 +89,11 @@ class Strategy:
             if hasattr(m, "probabilities"):
                 probs = m.probabilities(probs, arch)
         return probs
+
+    def updates_arch(self, epoch: int) -> bool:
+        """Whether α takes steps in ``epoch`` (False in a component's warm-up, e.g. the first
+        epochs of each DrNAS stage); the strategy-wide ``arch_start_epoch`` is the search's."""
+        return all(m.updates_arch(epoch) for m in self.modifiers if hasattr(m, "updates_arch"))
 
     def on_epoch_start(self, epoch: int, max_epochs: int, module=None) -> None:
         self.sampler.on_epoch_start(epoch, max_epochs)

@@ -22,7 +22,13 @@ from supernet.fixed_cells import build_fixed_reduction_cell, check_reduce_cell
 from supernet.grouped_edges import GroupedEdgesCell
 from supernet.kernels.op_kernels import TORCH_KERNELS, OpKernels
 from supernet.mixed import MixedOp, disable_running_stats, mix_node, node_indices
-from supernet.ops import ReLUConvBN, preprocess_previous, validate_op_names
+from supernet.ops import (
+    ReLUConvBN,
+    build_search_op,
+    build_search_op_bare_pools,
+    preprocess_previous,
+    validate_op_names,
+)
 from supernet.spaces.base import SearchSpace
 
 DARTS_OPS = (
@@ -83,6 +89,7 @@ class SearchCell(nn.Module, GroupedEdgesCell):
         partial_channels: int = 1,
         group_edges: bool = True,
         op_kernels: OpKernels = TORCH_KERNELS,
+        pool_bn: bool = True,
     ):
         super().__init__()
         self.reduction = reduction
@@ -92,8 +99,9 @@ class SearchCell(nn.Module, GroupedEdgesCell):
         self.preprocess0 = preprocess_previous(C_pp, C, reduction_prev, affine=False)
         self.preprocess1 = ReLUConvBN(C_p, C, 1, 1, 0, affine=False)
         self.edges = cell_edges(steps)
+        build = build_search_op if pool_bn else build_search_op_bare_pools
         self.mixed = nn.ModuleList(
-            MixedOp(ops, C, 2 if reduction and inp < 2 else 1, kernel, partial_channels)
+            MixedOp(ops, C, 2 if reduction and inp < 2 else 1, kernel, partial_channels, build)
             for inp, _ in self.edges
         )
         # Flat positions (edge * n_ops + op) of the computed candidates of each node, so a node's
@@ -164,6 +172,7 @@ class DartsSupernet(nn.Module):
         reduce_cell: str = "searched",
         group_edges: bool = True,
         op_kernels: OpKernels = TORCH_KERNELS,
+        pool_bn: bool = True,
     ):
         super().__init__()
         check_sizes(input_shape, C, layers)
@@ -197,6 +206,7 @@ class DartsSupernet(nn.Module):
                     partial_channels,
                     group_edges,
                     op_kernels,
+                    pool_bn,
                 )
             self.cells.append(cell)
             reduction_prev = reduction
@@ -252,6 +262,7 @@ class DartsSpace(SearchSpace):
         batch_norm_kernel: str = "torch",
         depthwise_kernel: str = "torch",
         pointwise_kernel: str = "auto",
+        pool_bn: bool = True,
         **_: object,
     ):
         validate_op_names(list(ops))
@@ -273,6 +284,7 @@ class DartsSpace(SearchSpace):
         self.kernel = kernels.resolve_backend(kernel)
         self.track_running_stats = track_running_stats
         self.group_edges = group_edges
+        self.pool_bn = pool_bn
         self.op_kernels = OpKernels(batch_norm_kernel, depthwise_kernel, pointwise_kernel)
         self.edges = cell_edges(steps)
 
@@ -291,6 +303,7 @@ class DartsSpace(SearchSpace):
             self.reduce_cell,
             self.group_edges,
             self.op_kernels,
+            self.pool_bn,
         )
         if not self.track_running_stats:
             for cell in net.cells:

@@ -9,6 +9,12 @@ space is searched on wider edges. The switch happens at the start of the configu
 (25 of 50 on CIFAR-10). K is changed in place on every mixed op
 (``MixedOp.set_partial_channels``): the widened candidates keep their parameter objects and
 learned values, and the weight optimizer's state is resized to match.
+
+Each stage begins with ``warmup`` epochs of weight-only training (α frozen): the official
+code's ``if epoch >= 10: architect.step(...)`` counts epochs within the stage
+(xiangning-chen/DrNAS, ``DARTS-space/train_search.py`` and
+``201-space/train_search_progressive.py``, ``train(..., e)``), so α is frozen at epochs 0-9
+and again at 25-34 of the CIFAR-10 search.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from nas.strategies.modifiers.op_pruning import ProgressivePruning
-from supernet.mixed import MixedOp, resize_optimizer_state
+from supernet.mixed import MixedOp, check_partial_channels, resize_optimizer_state
 
 
 class ProgressiveLearning(ProgressivePruning):
@@ -24,16 +30,19 @@ class ProgressiveLearning(ProgressivePruning):
     ``switch_epochs[i]``) each edge is pruned to its top ``keep[i]`` ops and K becomes ``ks[i+1]``.
 
     Args:
-        ks: K per stage (DrNAS: 6, 3).
-        keep: ops kept per edge at each switch (DrNAS: 4).
-        switch_epochs: the epoch each later stage starts at (DrNAS: 25 of 50).
+        ks: K per stage (DrNAS, DARTS space: 6, 4; NAS-Bench-201: 4, 2).
+        keep: ops kept per edge at each switch (DARTS space: 4; NAS-Bench-201: 3).
+        switch_epochs: the epoch each later stage starts at (DARTS space: 25 of 50;
+            NAS-Bench-201: 50 of 100).
+        warmup: epochs at the start of every stage in which α is not updated (DrNAS: 10).
     """
 
     def __init__(
         self,
-        ks: Sequence[int] = (6, 3),
+        ks: Sequence[int] = (6, 4),
         keep: Sequence[int] = (4,),
         switch_epochs: Sequence[int] = (25,),
+        warmup: int = 0,
     ):
         if not (len(ks) == len(keep) + 1 == len(switch_epochs) + 1) or min(ks) < 1:
             raise ValueError(
@@ -42,12 +51,27 @@ class ProgressiveLearning(ProgressivePruning):
             )
         if list(switch_epochs) != sorted(switch_epochs):
             raise ValueError(f"switch_epochs must increase, got {list(switch_epochs)}.")
+        if warmup < 0:
+            raise ValueError(f"ProgressiveLearning warmup must be >= 0 epochs, got {warmup}.")
         super().__init__(at=[0.0] * len(keep), keep=keep)
         self.ks, self.switch_epochs = list(ks), list(switch_epochs)
         self.k = self.ks[0]
+        self.warmup = warmup
+
+    def stage_start(self, epoch: int) -> int:
+        """The first epoch of the stage that ``epoch`` belongs to."""
+        return max([0, *(s for s in self.switch_epochs if s <= epoch)])
+
+    def updates_arch(self, epoch: int) -> bool:
+        """False during the first ``warmup`` epochs of each stage."""
+        return epoch - self.stage_start(epoch) >= self.warmup
 
     def supernet_options(self) -> dict[str, int]:
         return {"partial_channels": self.ks[0]}
+
+    def check_supernet(self, supernet) -> None:
+        for k in self.ks[1:]:
+            check_partial_channels(supernet, k)
 
     def on_epoch_start(self, epoch: int, max_epochs: int, module) -> None:
         for i, (start, keep) in enumerate(zip(self.switch_epochs, self.keep)):

@@ -3,8 +3,14 @@ Architecture Search", ICLR 2021, sec. 3.1-3.2).
 
 Each edge's mixing weights θ ~ Dir(β) with concentration β = ELU(α) + 1 > 0, drawn once per
 forward pass with the pathwise (implicit reparameterization) gradient of
-``torch.distributions.Dirichlet.rsample``, so the α gradient flows through the sample. The
-selection uses the Dirichlet mean β / Σβ (same argmax as α).
+``torch.distributions.Dirichlet.rsample``, so the α gradient flows through the sample.
+
+The probabilities that are logged and discretized are softmax(α), as the official code's
+``genotype()`` and ``show_arch_parameters()`` compute them (xiangning-chen/DrNAS,
+``DARTS-space/model_search.py`` and ``201-space/search_model.py``: ``process_step_matrix(α,
+'softmax', mask)``); ``probabilities="mean"`` gives the Dirichlet mean β / Σβ instead. Both have
+the same order of ops on an edge (ELU + 1 is increasing), so argmax and op pruning agree; the
+DARTS top-2 ranking of a node's edges differs, since it compares values across edges.
 """
 
 from __future__ import annotations
@@ -23,8 +29,15 @@ def concentration(alpha: torch.Tensor) -> torch.Tensor:
     return F.elu(alpha) + 1.0
 
 
+PROBABILITIES = ("softmax", "mean")
+
+
 class DirichletSampler(Sampler):
     """θ ~ Dir(ELU(α) + 1) per edge, every op computed.
+
+    Args:
+        probabilities: what ``probabilities`` (selection, logs) returns: ``softmax`` (softmax(α),
+            the official genotype rule) or ``mean`` (the Dirichlet mean).
 
     The draw runs on α's device inside ``torch.random.fork_rng`` with the sampler's own saved
     RNG state for that device (``Dirichlet.rsample`` takes no generator), so the global streams
@@ -32,6 +45,14 @@ class DirichletSampler(Sampler):
     """
 
     seed = 0
+
+    def __init__(self, probabilities: str = "softmax"):
+        if probabilities not in PROBABILITIES:
+            raise ValueError(
+                f"DirichletSampler probabilities must be one of {', '.join(PROBABILITIES)}, "
+                f"got {probabilities!r}."
+            )
+        self.probabilities_rule = probabilities
 
     def setup(self, seed: int = 0, **_) -> None:
         self.seed = seed
@@ -74,8 +95,12 @@ class DirichletSampler(Sampler):
     def probabilities(self, alphas: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out = {}
         for cell, a in alphas.items():
-            conc = concentration(a.detach().float())
-            out[cell] = conc / conc.sum(-1, keepdim=True)
+            a = a.detach().float()
+            if self.probabilities_rule == "softmax":
+                out[cell] = a.softmax(-1)
+            else:
+                conc = concentration(a)
+                out[cell] = conc / conc.sum(-1, keepdim=True)
         return out
 
     def state_dict(self) -> dict:
