@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from nas.data.augment import BatchAugment, cutout, normalize, random_crop, random_hflip
+from nas.data.base import ArraySplits
 from nas.data.config import DataConfig, validate_data_config
 from nas.data.datasets import (
-    ArraySplits,
     dataset_names,
     is_file_dataset,
     load_arrays,

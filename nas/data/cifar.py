@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from nas.data.datasets import ArraySplits
+from nas.data.base import ArraySplits
 from nas.data.download import DatasetFileError, RemoteFile, ensure_file
 
 IMAGE_SHAPE = (3, 32, 32)

@@ -10,51 +10,19 @@ e.g., the CIFAR reader costs nothing for a digits run.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import torch
+from nas.data.base import ArraySplits
 
 if TYPE_CHECKING:
-    from nas.data.config import DataConfig
     from nas.data.imagefolder import FileSplits
 
-
-@dataclass(frozen=True)
-class ArraySplits:
-    """Official (or fixed held-out) train/test split of one dataset.
-
-    Attributes:
-        x_train: uint8 images, [N_train, C, H, W].
-        y_train: int64 labels, [N_train].
-        x_test: uint8 images, [N_test, C, H, W].
-        y_test: int64 labels, [N_test].
-    """
-
-    x_train: torch.Tensor
-    y_train: torch.Tensor
-    x_test: torch.Tensor
-    y_test: torch.Tensor
-
-    def __post_init__(self) -> None:
-        for split in ("train", "test"):
-            x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
-            if x.dtype != torch.uint8 or x.dim() != 4:
-                raise ValueError(
-                    f"x_{split} must be uint8 [N, C, H, W], got {x.dtype} {tuple(x.shape)}"
-                )
-            if y.dtype != torch.int64 or y.shape != (x.shape[0],):
-                raise ValueError(
-                    f"y_{split} must be int64 [{x.shape[0]}], got {y.dtype} {tuple(y.shape)}"
-                )
-        if self.x_train.shape[1:] != self.x_test.shape[1:]:
-            raise ValueError(
-                f"train images {tuple(self.x_train.shape[1:])} and test images "
-                f"{tuple(self.x_test.shape[1:])} differ in shape"
-            )
+# A ``nas.data.config.DataConfig`` or a DictConfig of that shape (config.py imports this
+# registry to validate names, so the type is not imported back).
+DataConfig = Any
 
 
-Loader = Callable[["DataConfig"], "ArraySplits | FileSplits"]
+Loader = Callable[[DataConfig], "ArraySplits | FileSplits"]
 
 
 def _load_digits(cfg: DataConfig) -> ArraySplits:
@@ -143,7 +111,7 @@ def is_file_dataset(name: str) -> bool:
     return name in FILE_DATASETS
 
 
-def load_dataset(cfg: DataConfig | Any) -> ArraySplits | FileSplits:
+def load_dataset(cfg: DataConfig) -> ArraySplits | FileSplits:
     """Loads the dataset named by ``cfg.name`` and checks it against the config.
 
     Args:
@@ -176,7 +144,7 @@ def load_dataset(cfg: DataConfig | Any) -> ArraySplits | FileSplits:
     return data
 
 
-def load_arrays(cfg: DataConfig | Any) -> ArraySplits:
+def load_arrays(cfg: DataConfig) -> ArraySplits:
     """Like :func:`load_dataset` for in-memory datasets; image folders raise ``ValueError``."""
     if is_file_dataset(cfg.name):
         raise ValueError(f"dataset {cfg.name!r} is read per file; use load_dataset")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from nas.data.datasets import ArraySplits
+from nas.data.base import ArraySplits
 
 # Fixed on purpose and independent of the run seed: every run and every seed must be scored
 # on the same held-out test set, as with an official test split.

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nas.data.base import ArraySplits
 from nas.data.cifar import unpickle
-from nas.data.datasets import ArraySplits
 from nas.data.download import DatasetFileError
 
 IMAGE_SHAPE = (3, 16, 16)

@@ -33,8 +33,9 @@ from lightning.pytorch.utilities.combined_loader import CombinedLoader
 from torch.utils.data import DataLoader, Dataset
 
 from nas.data.augment import BatchAugment
+from nas.data.base import ArraySplits
 from nas.data.config import DataConfig, validate_data_config
-from nas.data.datasets import ArraySplits, is_file_dataset, load_dataset
+from nas.data.datasets import is_file_dataset, load_dataset
 from nas.data.sample import SampleDataset, SampleTransform
 from nas.data.sampling import ResumableBatchSampler
 from nas.data.splits import nb201_test_halves

@@ -18,7 +18,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from nas.data import imagefolder
+from nas.data.imagefolder import (
+    open_rgb,
+    random_resized_crop,
+    resize_center_crop,
+    to_uint8_chw,
+)
 
 
 class SampleTransform:
@@ -57,12 +62,12 @@ class SampleTransform:
     def geometry(self, image: Any, gen: torch.Generator | None) -> torch.Tensor:
         """Crop and flip (training) or resize/centre crop (evaluation): uint8 [C, H, W]."""
         if isinstance(image, str):
-            img = imagefolder.open_rgb(image)
+            img = open_rgb(image)
             if self.train:
-                img = imagefolder.random_resized_crop(img, self.size, gen, self.crop_scale)
+                img = random_resized_crop(img, self.size, gen, self.crop_scale)
             else:
-                img = imagefolder.resize_center_crop(img, self.eval_resize, self.size)
-            x = imagefolder.to_uint8_chw(img)
+                img = resize_center_crop(img, self.eval_resize, self.size)
+            x = to_uint8_chw(img)
         else:
             x = image
             p = self.crop_padding

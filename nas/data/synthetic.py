@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from nas.data.datasets import ArraySplits
+from nas.data.base import ArraySplits
 
 # Fixed so that the synthetic task is the same for every run seed (like a real dataset).
 GENERATOR_SEED = 0

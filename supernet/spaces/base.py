@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -10,6 +11,30 @@ from torch import nn
 
 if TYPE_CHECKING:
     from nas.genotype import Genotype
+
+
+def reduction_layers(layers: int) -> tuple[int, ...]:
+    """Indices of the reduction cells: 1/3 and 2/3 of the depth (deduplicated)."""
+    return tuple(sorted({layers // 3, 2 * layers // 3}))
+
+
+def check_sizes(input_shape: Sequence[int], C: int, layers: int, extra_reductions: int = 0) -> None:
+    """Rejects sizes the network cannot be built with, naming the bad value."""
+    if len(input_shape) != 3 or min(input_shape) < 1:
+        raise ValueError(f"input_shape must be [channels, height, width], got {list(input_shape)}.")
+    if layers < 1:
+        raise ValueError(f"layers must be at least 1, got {layers}.")
+    if C < 2 or C % 2:
+        raise ValueError(
+            f"C (initial channels) must be an even number >= 2 (FactorizedReduce halves it), got {C}."
+        )
+    reductions = len(reduction_layers(layers)) + extra_reductions
+    if min(input_shape[1:]) < 2**reductions:
+        raise ValueError(
+            f"Input {input_shape[1]}x{input_shape[2]} is too small for {reductions} stride-2 "
+            f"reductions (layers={layers}): it needs at least {2**reductions}x{2**reductions} pixels. "
+            "Use fewer layers or a larger input."
+        )
 
 
 class SearchSpace(ABC):

@@ -29,7 +29,8 @@ from supernet.ops import (
     preprocess_previous,
     validate_op_names,
 )
-from supernet.spaces.base import SearchSpace
+from supernet.spaces.base import SearchSpace, check_sizes, reduction_layers
+from supernet.spaces.darts_child import DartsChildNetwork
 
 DARTS_OPS = (
     "none",
@@ -46,30 +47,6 @@ DARTS_OPS = (
 def cell_edges(steps: int) -> tuple[tuple[int, int], ...]:
     """(input, node) per edge, node by node."""
     return tuple((j, 2 + i) for i in range(steps) for j in range(2 + i))
-
-
-def reduction_layers(layers: int) -> tuple[int, ...]:
-    """Indices of the reduction cells: 1/3 and 2/3 of the depth (deduplicated)."""
-    return tuple(sorted({layers // 3, 2 * layers // 3}))
-
-
-def check_sizes(input_shape: Sequence[int], C: int, layers: int, extra_reductions: int = 0) -> None:
-    """Rejects sizes the network cannot be built with, naming the bad value."""
-    if len(input_shape) != 3 or min(input_shape) < 1:
-        raise ValueError(f"input_shape must be [channels, height, width], got {list(input_shape)}.")
-    if layers < 1:
-        raise ValueError(f"layers must be at least 1, got {layers}.")
-    if C < 2 or C % 2:
-        raise ValueError(
-            f"C (initial channels) must be an even number >= 2 (FactorizedReduce halves it), got {C}."
-        )
-    reductions = len(reduction_layers(layers)) + extra_reductions
-    if min(input_shape[1:]) < 2**reductions:
-        raise ValueError(
-            f"Input {input_shape[1]}x{input_shape[2]} is too small for {reductions} stride-2 "
-            f"reductions (layers={layers}): it needs at least {2**reductions}x{2**reductions} pixels. "
-            "Use fewer layers or a larger input."
-        )
 
 
 class SearchCell(nn.Module, GroupedEdgesCell):
@@ -320,8 +297,6 @@ class DartsSpace(SearchSpace):
         return choice
 
     def build_child(self, genotype: Genotype, **sizes) -> nn.Module:
-        from supernet.spaces.darts_child import DartsChildNetwork
-
         self.validate_genotype(genotype, check_ops=False)
         return DartsChildNetwork(genotype, self.input_shape, self.num_classes, **sizes)
 

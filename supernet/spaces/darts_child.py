@@ -23,7 +23,7 @@ from supernet.ops import (
     drop_path_applies,
     preprocess_previous,
 )
-from supernet.spaces.darts import check_sizes, reduction_layers
+from supernet.spaces.base import check_sizes, reduction_layers
 
 
 class ChildCell(nn.Module):

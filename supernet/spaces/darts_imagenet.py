@@ -22,7 +22,7 @@ from torch import nn
 
 from nas.genotype import Genotype
 from supernet.ops import DropPathProb
-from supernet.spaces.darts import check_sizes, reduction_layers
+from supernet.spaces.base import check_sizes, reduction_layers
 from supernet.spaces.darts_child import build_child_cell
 
 
