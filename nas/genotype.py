@@ -218,6 +218,16 @@ def _check_cell(cell: str, pairs: tuple[Pair, ...], concat: tuple[int, ...]) -> 
             raise GenotypeError(
                 f"{cell}: pair {k} ({op!r}, {inp}) feeds node {node}, whose valid inputs are 0..{node - 1}."
             )
+    # One input may feed a node twice through two different ops (GDAS' rule keeps the top-2
+    # (op, input) pairs over all of a node's edges; the child network builds one op per pair),
+    # but the very same pair twice is no architecture any rule selects.
+    for k in range(0, len(pairs), 2):
+        if pairs[k] == pairs[k + 1]:
+            op, inp = pairs[k]
+            raise GenotypeError(
+                f"{cell}: node {2 + k // 2} lists the pair ({op!r}, {inp}) twice; an input may "
+                "feed a node twice only through two different ops."
+            )
     if not concat or any(not 0 <= c < 2 + steps for c in concat) or len(set(concat)) != len(concat):
         raise GenotypeError(
             f"{cell}_concat {list(concat)} must list distinct nodes in 0..{steps + 1}."

@@ -13,6 +13,7 @@ import torch
 
 from nas.strategies.selection.argmax import argmax_per_edge
 from nas.strategies.selection.evolution import EvolutionSelector
+from nas.strategies.selection.gdas_top2 import gdas_top2
 from nas.strategies.selection.random_search import RandomSearchSelector
 from nas.strategies.selection.top_k import darts_top2
 
@@ -20,6 +21,7 @@ SelectionRule = Callable[..., object]
 
 SELECTION_RULES: dict[str, SelectionRule] = {
     "darts_top2": darts_top2,
+    "gdas_top2": gdas_top2,  # GDAS: top-2 (op, input) pairs per node, an input may repeat
     "argmax_per_edge": argmax_per_edge,
 }
 
