@@ -198,6 +198,7 @@ class SearchModule(L.LightningModule):
 
         # The weight step sees α as a constant: no α gradient is built here.
         detached = {k: a.detach() for k, a in self.arch.as_dict().items()}
+        detached = self.strategy.weight_step_arch(self, detached, train)
         loss, logits = self.loss(train, detached, graphable=True)
         w_opt.zero_grad(set_to_none=True)
         self.manual_backward(loss)

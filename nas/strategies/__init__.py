@@ -8,7 +8,10 @@ fork of the search loop. ``Strategy`` only wires the components together:
 - ``probabilities(arch)``: the distribution that is logged and discretized;
 - ``supernet_options()`` / ``arch_options()``: what modifiers need built (partial channels, β);
 - ``setup(space, seed)``: seeds every random component and gives it the space;
-- ``on_epoch_start(...)``: schedules (temperature) and progressive steps (pruning).
+- ``on_epoch_start(...)``: schedules (temperature, regularizer strengths) and progressive
+  steps (pruning);
+- ``weight_step_arch(module, arch, batch)``: the α the weight step mixes with (SDARTS' random
+  or adversarial perturbation; α itself unless a modifier perturbs it).
 """
 
 from __future__ import annotations
@@ -100,6 +103,19 @@ class Strategy:
         for m in self.modifiers:
             if hasattr(m, "on_epoch_start"):
                 m.on_epoch_start(epoch, max_epochs, module)
+        for r in self.regularizers:
+            if hasattr(r, "on_epoch_start"):
+                r.on_epoch_start(epoch, max_epochs)
+
+    def weight_step_arch(
+        self, module, arch: dict[str, torch.Tensor], batch
+    ) -> dict[str, torch.Tensor]:
+        """The (detached) α the weight step mixes with: each modifier with
+        ``perturb_weight_step(module, arch, batch)`` may return a perturbed copy (SDARTS)."""
+        for m in self.modifiers:
+            if hasattr(m, "perturb_weight_step"):
+                arch = m.perturb_weight_step(module, arch, batch)
+        return arch
 
     def state_dict(self) -> dict[str, Any]:
         """Random-stream and schedule states, for exact resume from a checkpoint."""
