@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from nas.genotype import Genotype, GenotypeError, NB201Genotype
+from nas.genotype import Genotype, GenotypeError, NB201Genotype, load_genotype
 
 try:
     from nas.genotype import count_op
@@ -109,7 +109,7 @@ def parse_genotype(job_dir: Path, summary: dict[str, Any]) -> Genotype | NB201Ge
     text = summary.get("genotype")
     try:
         if (job_dir / "genotype.json").is_file():
-            return Genotype.load(job_dir / "genotype.json")
+            return load_genotype(job_dir / "genotype.json")
         if isinstance(text, str) and text.startswith("|"):
             return NB201Genotype.from_text(text)
         if isinstance(text, str):

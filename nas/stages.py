@@ -19,7 +19,14 @@ from nas.arch import load_alphas
 from nas.callbacks import HISTORY_FILE
 from nas.console import banner, quiet_lightning
 from nas.experiment_check import check_experiment_choices
-from nas.genotype import Genotype, count_op, param_free_ops, resolve_genotype
+from nas.genotype import (
+    Genotype,
+    count_op,
+    load_genotype,
+    param_free_ops,
+    resolve_genotype,
+    save_genotype,
+)
 from nas.profile import count_macs, count_params
 from nas.strategies.selection import select
 from supernet.spaces.base import SearchSpace
@@ -95,7 +102,7 @@ def search(cfg: DictConfig, run_dir: Path, logger) -> dict[str, Any]:
     genotype = module.genotype()
     if trainer.is_global_zero:
         module.arch.save(run_dir / ALPHAS_FILE)
-        genotype.save(run_dir / GENOTYPE_FILE)
+        save_genotype(genotype, run_dir / GENOTYPE_FILE)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     _log(f"search done: {genotype}")
     extra = {} if selection is None else {"selection": selection}
@@ -135,7 +142,7 @@ def discretize(cfg: DictConfig, run_dir: Path, alphas_path: str | Path) -> dict[
     strategy.setup(space=space, seed=cfg.seed)
     probs = strategy.probabilities(alphas)
     genotype = select(strategy.selection or space.default_selection, probs, space)
-    genotype.save(run_dir / GENOTYPE_FILE)
+    save_genotype(genotype, run_dir / GENOTYPE_FILE)
     _log(f"genotype of {alphas_path}: {genotype}")
     return {
         **benchmark_fields(cfg, space, genotype),
@@ -249,7 +256,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     finally:
         finish(logger)
     if stage == "pipeline":
-        genotype = Genotype.load(run_dir / GENOTYPE_FILE)
+        genotype = load_genotype(run_dir / GENOTYPE_FILE)
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         search_run = fields.get("wandb", {}).get("search")
         logger = retrain_logger(cfg, run_dir, search_run) if is_wandb(logger) else logger

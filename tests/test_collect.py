@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from experiments.collect import main
-from nas.genotype import Genotype
+from nas.genotype import load_genotype
 
 REPO = Path(__file__).resolve().parents[1]
 SWEEP = ["experiment=smoke", "data=synthetic", "logger=none", "threads=1"]
@@ -81,7 +81,7 @@ def test_real_multirun(multirun: Path, tmp_path: Path) -> None:
         job_rows = {r["job_dir"]: r for r in read_csv_rows(out / "results_jobs.csv")}
         section = md.split(f"### {label}\n")[1].split("###")[0]
         for d, s in zip(dirs, summaries):
-            genotype = str(Genotype.load(d / "genotype.json"))
+            genotype = str(load_genotype(d / "genotype.json"))
             assert f"- seed {s['seed']} (`{d}`): `{genotype}`" in section
             job_row = job_rows[str(d)]
             assert (job_row["config"], job_row["genotype"]) == (label, genotype)

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nas.arch import AlphasFileError, ArchParams, load_alphas
-from nas.genotype import Genotype, GenotypeError, zoo
+from nas.genotype import Genotype, GenotypeError, load_genotype, zoo
 from supernet.spaces.darts import DartsSpace
 
 SPACE = DartsSpace(input_shape=(3, 8, 8), num_classes=10, C=4, layers=3)
@@ -84,7 +84,7 @@ SETTINGS = settings(
 def test_genotype_loader_rejects_malformed_files_clearly(tmp_path_factory, data):
     path = write(tmp_path_factory, data)
     try:
-        genotype = Genotype.load(path)
+        genotype = load_genotype(path)
     except GenotypeError as err:
         assert str(err) and len(str(err)) < 2000
         return
@@ -114,7 +114,7 @@ def test_alphas_loader_rejects_malformed_files_clearly(tmp_path_factory, data):
 def test_non_json_bytes_are_rejected_clearly(tmp_path_factory, raw):
     path = write(tmp_path_factory, None, raw=raw)
     for load, error in (
-        (Genotype.load, GenotypeError),
+        (load_genotype, GenotypeError),
         (lambda p: load_alphas(p, SPACE), AlphasFileError),
     ):
         try:

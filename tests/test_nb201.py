@@ -9,7 +9,14 @@ import pytest
 import torch
 
 from nas.benchmark import lookup
-from nas.genotype import Genotype, GenotypeError, NB201Genotype, resolve_genotype
+from nas.genotype import (
+    Genotype,
+    GenotypeError,
+    NB201Genotype,
+    load_genotype,
+    resolve_genotype,
+    save_genotype,
+)
 from nas.profile import count_params
 from nas.strategies.selection import select
 from supernet.spaces import build_space
@@ -26,9 +33,9 @@ def test_string_round_trips(tmp_path):
     assert g.nodes[2] == (("skip_connect", 0), ("nor_conv_3x3", 1), ("nor_conv_3x3", 2))
     assert NB201Genotype.from_text(str(g)) == g
     assert Genotype.from_dict(g.to_dict()) == g  # dispatch on "space"
-    g.save(tmp_path / "genotype.json")
+    save_genotype(g, tmp_path / "genotype.json")
     assert json.loads((tmp_path / "genotype.json").read_text())["space"] == "nb201"
-    assert Genotype.load(tmp_path / "genotype.json") == g
+    assert load_genotype(tmp_path / "genotype.json") == g
     assert resolve_genotype(tmp_path / "genotype.json") == g
     assert resolve_genotype(BEST) == g
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from nas.genotype import Genotype
+from nas.genotype import load_genotype
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,7 +54,7 @@ def test_pipeline_writes_every_result(pipeline_dir):
     assert (pipeline_dir / "checkpoints/search/last.ckpt").is_file()
     assert (pipeline_dir / "checkpoints/retrain/last.ckpt").is_file()
     summary = read_summary(pipeline_dir)
-    genotype = Genotype.load(pipeline_dir / "genotype.json")
+    genotype = load_genotype(pipeline_dir / "genotype.json")
     assert (
         summary["stage"] == "pipeline"
         and summary["space"] == "darts"
@@ -72,7 +72,7 @@ def test_discretize_reproduces_the_search_genotype(pipeline_dir, tmp_path, monke
         monkeypatch, tmp_path, "stage=discretize", f"alphas={pipeline_dir / 'alphas.json'}"
     )
     assert code == 0
-    assert Genotype.load(tmp_path / "genotype.json") == Genotype.load(
+    assert load_genotype(tmp_path / "genotype.json") == load_genotype(
         pipeline_dir / "genotype.json"
     )
     assert read_summary(tmp_path)["stage"] == "discretize"

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:
-    from nas.genotype import Genotype
+    from supernet.genotypes import Genotype
 
 
 def reduction_layers(layers: int) -> tuple[int, ...]:

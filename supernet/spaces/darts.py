@@ -16,9 +16,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from nas.genotype import CELL_TYPES, Genotype, GenotypeError
 from supernet import kernels
 from supernet.fixed_cells import build_fixed_reduction_cell, check_reduce_cell
+from supernet.genotypes import CELL_TYPES, Genotype, GenotypeError
 from supernet.grouped_edges import GroupedEdgesCell
 from supernet.kernels.op_kernels import TORCH_KERNELS, OpKernels
 from supernet.mixed import MixedOp, disable_running_stats, mix_node, node_indices

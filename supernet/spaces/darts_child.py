@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from nas.genotype import Genotype
 from supernet.fixed_cells import build_fixed_reduction_cell
+from supernet.genotypes import Genotype
 from supernet.ops import (
     DropPathProb,
     Identity,

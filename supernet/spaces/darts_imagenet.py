@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from nas.genotype import Genotype
+from supernet.genotypes import Genotype
 from supernet.ops import DropPathProb
 from supernet.spaces.base import check_sizes, reduction_layers
 from supernet.spaces.darts_child import build_child_cell

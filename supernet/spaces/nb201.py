@@ -24,8 +24,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from nas.genotype import GenotypeError, NB201Genotype
 from supernet import kernels
+from supernet.genotypes import GenotypeError, NB201Genotype
 from supernet.grouped_edges import GroupedEdgesCell
 from supernet.kernels.op_kernels import TORCH_KERNELS, OpKernels
 from supernet.mixed import MixedOp, disable_running_stats, mix_node, node_indices

@@ -1,0 +1,294 @@
+"""Genotype types: the discrete architectures the spaces build child networks from.
+
+A DARTS-space genotype (``Genotype``) lists, per cell type, the (op, input) pairs chosen for
+each intermediate node (two per node, node 2 first) and the nodes concatenated into the cell's
+output. Its canonical text form is the ``Genotype(...)`` repr the DARTS paper published, so
+published genotypes can be pasted in and ours can be pasted out. Spaces with other cell shapes
+have their own class, chosen by the ``space`` field (``GENOTYPE_TYPES``): ``NB201Genotype``
+holds per-node input lists and prints NAS-Bench-201's architecture string.
+
+Pure data, parsing and validation, on the ground floor with the spaces (DESIGN.md, Layering);
+``nas.genotype`` adds the file round trip, the published genotypes (the zoo) and analysis
+helpers on top.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from typing import Any
+
+from supernet.fixed_cells import check_reduce_cell
+from supernet.ops import OPS
+
+CELL_TYPES = ("normal", "reduce")
+
+Pair = tuple[str, int]
+
+
+class GenotypeError(ValueError):
+    """A malformed genotype, genotype file or genotype name."""
+
+
+@dataclass(frozen=True)
+class Genotype:
+    """A discrete DARTS-style architecture.
+
+    Attributes:
+        normal: (op, input) pairs, two per intermediate node, in node order.
+        normal_concat: nodes whose outputs are concatenated into the normal cell's output.
+        reduce: same as ``normal`` for the reduction cell.
+        reduce_concat: same as ``normal_concat`` for the reduction cell.
+        space: name of the search space the genotype belongs to.
+        reduce_cell: ``"searched"``, or the name of a hand-designed reduction cell used in
+            its place (``"gdas_frc"``, GDAS' fixed reduction cell); then ``reduce`` and
+            ``reduce_concat`` are empty. Written only when it is not ``"searched"``.
+    """
+
+    normal: tuple[Pair, ...]
+    normal_concat: tuple[int, ...]
+    reduce: tuple[Pair, ...]
+    reduce_concat: tuple[int, ...]
+    space: str = "darts"
+    reduce_cell: str = "searched"
+
+    def __post_init__(self) -> None:
+        try:
+            check_reduce_cell(self.reduce_cell)
+        except ValueError as err:
+            raise GenotypeError(str(err)) from None
+        if self.space not in DARTS_STYLE_SPACES:
+            raise GenotypeError(
+                f"space {self.space!r} has no DARTS-style genotype; valid spaces are "
+                f"{sorted({*DARTS_STYLE_SPACES, *GENOTYPE_TYPES})}."
+            )
+        for cell in CELL_TYPES:
+            if not isinstance(getattr(self, cell), (list, tuple)):
+                raise GenotypeError(
+                    f"{cell} must be a list of [op_name, input_node] pairs, got {getattr(self, cell)!r}."
+                )
+            pairs = tuple(_as_pair(p, cell) for p in getattr(self, cell))
+            object.__setattr__(self, cell, pairs)
+            concat = getattr(self, f"{cell}_concat")
+            if not isinstance(concat, (list, tuple)) or not all(_is_int(c) for c in concat):
+                raise GenotypeError(
+                    f"{cell}_concat must be a list of node indices, got {concat!r}."
+                )
+            object.__setattr__(self, f"{cell}_concat", tuple(int(c) for c in concat))
+            if cell == "reduce" and self.fixed_reduction:
+                if pairs or concat:
+                    raise GenotypeError(
+                        f"reduce_cell={self.reduce_cell!r} fixes the reduction cell, so reduce "
+                        f"and reduce_concat must be empty, got reduce={list(pairs)}, "
+                        f"reduce_concat={list(concat)}."
+                    )
+                continue
+            _check_cell(cell, pairs, getattr(self, f"{cell}_concat"))
+
+    @property
+    def steps(self) -> int:
+        """Number of intermediate nodes per cell."""
+        return len(self.normal) // 2
+
+    @property
+    def fixed_reduction(self) -> bool:
+        """Whether the reduction cell is a hand-designed one (``reduce_cell``)."""
+        return self.reduce_cell != "searched"
+
+    def cell(self, cell_type: str) -> tuple[tuple[Pair, ...], tuple[int, ...]]:
+        return getattr(self, cell_type), getattr(self, f"{cell_type}_concat")
+
+    def __str__(self) -> str:
+        def pairs(ps: tuple[Pair, ...]) -> str:
+            return "[" + ", ".join(f"('{op}', {i})" for op, i in ps) + "]"
+
+        fixed = f", reduce_cell='{self.reduce_cell}'" if self.fixed_reduction else ""
+        return (
+            f"Genotype(normal={pairs(self.normal)}, normal_concat={list(self.normal_concat)}, "
+            f"reduce={pairs(self.reduce)}, reduce_concat={list(self.reduce_concat)}{fixed})"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {
+            "space": self.space,
+            "normal": [list(p) for p in self.normal],
+            "normal_concat": list(self.normal_concat),
+            "reduce": [list(p) for p in self.reduce],
+            "reduce_concat": list(self.reduce_concat),
+        }
+        if self.fixed_reduction:
+            out["reduce_cell"] = self.reduce_cell
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "genotype") -> Genotype:
+        """The genotype of a JSON object; an object of another space's shape (``"space":
+        "nb201"``) gives that space's genotype class."""
+        space = data.get("space") if isinstance(data, dict) else None
+        if isinstance(space, str) and GENOTYPE_TYPES.get(space) not in (None, cls):
+            return GENOTYPE_TYPES[data["space"]].from_dict(data, source)
+        if not isinstance(data, dict):
+            raise GenotypeError(
+                f"{source}: expected a JSON object with keys {_KEYS}, got {type(data).__name__}."
+            )
+        # A fixed reduction cell needs no reduce pairs; they may be left out.
+        fixed = data.get("reduce_cell", "searched") != "searched"
+        required = _KEYS[:2] if fixed else _KEYS
+        missing = [k for k in required if k not in data]
+        extra = [k for k in data if k not in (*_KEYS, "space", "reduce_cell")]
+        if missing or extra:
+            raise GenotypeError(
+                f"{source}: missing keys {missing} / unknown keys {extra}; a genotype has the keys "
+                f"{['space', *_KEYS]} (and optionally 'reduce_cell')."
+            )
+        try:
+            return cls(
+                normal=data["normal"],
+                normal_concat=data["normal_concat"],
+                reduce=data.get("reduce", []),
+                reduce_concat=data.get("reduce_concat", []),
+                space=data.get("space", "darts"),
+                reduce_cell=data.get("reduce_cell", "searched"),
+            )
+        except GenotypeError as err:
+            raise GenotypeError(f"{source}: {err}") from None
+
+    @classmethod
+    def from_text(cls, text: str, space: str = "darts") -> Genotype:
+        """Parses the canonical ``Genotype(normal=[...], ...)`` form."""
+        try:
+            call = ast.parse(text.strip(), mode="eval").body
+            if not (isinstance(call, ast.Call) and getattr(call.func, "id", None) == "Genotype"):
+                raise ValueError
+            kwargs = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
+        except (SyntaxError, ValueError):
+            raise GenotypeError(
+                f"Cannot parse genotype text {text[:200]!r}: expected the form "
+                "Genotype(normal=[('op', input), ...], normal_concat=[...], reduce=[...], reduce_concat=[...])."
+            ) from None
+        return cls.from_dict({"space": space, **kwargs}, source="genotype text")
+
+
+_KEYS = ("normal", "normal_concat", "reduce", "reduce_concat")
+# Spaces whose genotypes are two (op, input) pairs per node, normal and reduction cells.
+DARTS_STYLE_SPACES = ("darts",)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _as_pair(p: Any, cell: str) -> Pair:
+    if not (
+        isinstance(p, (list, tuple)) and len(p) == 2 and isinstance(p[0], str) and _is_int(p[1])
+    ):
+        raise GenotypeError(f"{cell}: each entry must be an [op_name, input_node] pair, got {p!r}.")
+    if p[0] not in OPS:
+        raise GenotypeError(
+            f"{cell}: unknown op {p[0]!r}; valid ops are: {', '.join(sorted(OPS))}."
+        )
+    return (p[0], int(p[1]))
+
+
+def _check_cell(cell: str, pairs: tuple[Pair, ...], concat: tuple[int, ...]) -> None:
+    if not pairs or len(pairs) % 2:
+        raise GenotypeError(
+            f"{cell}: expected two (op, input) pairs per intermediate node, got {len(pairs)} pairs."
+        )
+    steps = len(pairs) // 2
+    for k, (op, inp) in enumerate(pairs):
+        node = 2 + k // 2
+        if not 0 <= inp < node:
+            raise GenotypeError(
+                f"{cell}: pair {k} ({op!r}, {inp}) feeds node {node}, whose valid inputs are 0..{node - 1}."
+            )
+    # One input may feed a node twice through two different ops (GDAS' rule keeps the top-2
+    # (op, input) pairs over all of a node's edges; the child network builds one op per pair),
+    # but the very same pair twice is no architecture any rule selects.
+    for k in range(0, len(pairs), 2):
+        if pairs[k] == pairs[k + 1]:
+            op, inp = pairs[k]
+            raise GenotypeError(
+                f"{cell}: node {2 + k // 2} lists the pair ({op!r}, {inp}) twice; an input may "
+                "feed a node twice only through two different ops."
+            )
+    if not concat or any(not 0 <= c < 2 + steps for c in concat) or len(set(concat)) != len(concat):
+        raise GenotypeError(
+            f"{cell}_concat {list(concat)} must list distinct nodes in 0..{steps + 1}."
+        )
+
+
+@dataclass(frozen=True)
+class NB201Genotype:
+    """A NAS-Bench-201 cell: per node j = 1, 2, ..., its (op, input) pairs, one per input i < j.
+
+    The canonical text form is the benchmark's architecture string, nodes joined by ``+``:
+    ``|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|...~2|``. JSON:
+    ``{"space": "nb201", "nodes": [[["nor_conv_3x3", 0]], [[op, 0], [op, 1]], ...]}``.
+    """
+
+    nodes: tuple[tuple[Pair, ...], ...]
+    space: str = "nb201"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.nodes, (list, tuple)) or not self.nodes:
+            raise GenotypeError(f"nodes must be a non-empty list of nodes, got {self.nodes!r}.")
+        nodes = []
+        for j, node in enumerate(self.nodes, start=1):
+            if not isinstance(node, (list, tuple)) or not node:
+                raise GenotypeError(
+                    f"node {j}: expected a list of [op, input] pairs, got {node!r}."
+                )
+            pairs = tuple(_as_pair(p, f"node {j}") for p in node)
+            for op, i in pairs:
+                if not 0 <= i < j:
+                    raise GenotypeError(
+                        f"node {j}: input {i} of {op!r} is not one of the earlier nodes 0..{j - 1}."
+                    )
+            if len({i for _, i in pairs}) != len(pairs):
+                raise GenotypeError(f"node {j}: an input appears twice in {list(pairs)}.")
+            nodes.append(pairs)
+        object.__setattr__(self, "nodes", tuple(nodes))
+
+    def __str__(self) -> str:
+        return "+".join("|" + "|".join(f"{op}~{i}" for op, i in node) + "|" for node in self.nodes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"space": self.space, "nodes": [[list(p) for p in node] for node in self.nodes]}
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "genotype") -> NB201Genotype:
+        if not isinstance(data, dict) or set(data) != {"space", "nodes"}:
+            raise GenotypeError(
+                f"{source}: a {cls.__name__} is a JSON object with exactly the keys "
+                f"['space', 'nodes'], got {data!r:.200}."
+            )
+        try:
+            return cls(nodes=data["nodes"], space=data["space"])
+        except GenotypeError as err:
+            raise GenotypeError(f"{source}: {err}") from None
+
+    @classmethod
+    def from_text(cls, text: str, space: str = "nb201") -> NB201Genotype:
+        """Parses the benchmark's ``|op~input|...|+|...|`` string."""
+        nodes = []
+        for part in text.strip().split("+"):
+            if not (len(part) > 2 and part.startswith("|") and part.endswith("|")):
+                raise GenotypeError(
+                    f"Cannot parse NAS-Bench-201 architecture string {text[:200]!r}: expected "
+                    "nodes like |op~input|op~input| joined by '+'."
+                )
+            pairs = []
+            for item in part[1:-1].split("|"):
+                op, sep, inp = item.partition("~")
+                if not sep or not inp.isdigit():
+                    raise GenotypeError(
+                        f"Cannot parse {item!r} in {text[:200]!r}: expected op~input."
+                    )
+                pairs.append((op, int(inp)))
+            nodes.append(pairs)
+        return cls(nodes=nodes, space=space)
+
+
+# Genotype classes of the spaces whose cells are not DARTS-shaped, by ``space`` name.
+GENOTYPE_TYPES: dict[str, type] = {"nb201": NB201Genotype}
