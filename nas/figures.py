@@ -185,6 +185,7 @@ class _Graph:
         self.boxes: dict[object, FancyBboxPatch] = {}
         self.labels: list[np.ndarray] = []  # sample points of the placed labels
         self.families: set[str] = set()
+        self.routes: dict[tuple, set[float]] = {}  # arcs taken per (src, dst)
 
     def node(self, key: object, text: str, kind: str) -> None:
         x, y = self.pos[key]
@@ -207,15 +208,21 @@ class _Graph:
     def _route(self, src: object, dst: object, side: int, bend: float) -> float:
         """The first arc3 ``rad`` of at least ``bend`` (straight first, then bending to ``side``:
         -1 above for a left-to-right arrow, +1 below, then the other way) whose curve misses
-        the other nodes."""
+        the other nodes and is not taken yet by another arrow between the same nodes (GDAS'
+        selection may feed a node twice from one input, through two ops)."""
+        taken = self.routes.setdefault((src, dst), set())
         rads = [s * r for r in (0.0, 0.15, 0.25, 0.35, 0.5, 0.65) for s in (side, -side)]
-        for rad in [r for r in rads if abs(r) >= bend - 1e-9] or [side * bend]:
+        free = [r for r in rads if abs(r) >= bend - 1e-9 and r not in taken]
+        for rad in free or [side * bend]:
             ts = np.linspace(0.0, 1.0, 41)
             pts = np.array([_bezier(self.pos[src], self.pos[dst], rad, t)[0] for t in ts])
             if not self._hits(pts, skip=(src, dst)):
                 self.drawn.append(pts)
+                taken.add(rad)
                 return rad
-        return side * bend
+        rad = free[0] if free else side * bend
+        taken.add(rad)
+        return rad
 
     def edge(
         self, src: object, dst: object, op: str | None, side: int = -1, bend: float = 0.0

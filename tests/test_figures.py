@@ -23,6 +23,7 @@ from nas.figures import (
 from nas.genotype import (
     PARAM_FREE_OPS,
     ZOO_FILE,
+    Genotype,
     NB201Genotype,
     count_op,
     param_free_ops,
@@ -228,3 +229,28 @@ def test_wandb_image_takes_the_figures():
     fig = genotype_figures(g)["cell"]
     w, h = (fig.get_size_inches() * DPI).round()
     assert wandb.Image(fig).image.size == (w, h)
+
+
+def test_one_input_feeding_a_node_twice_draws_two_distinct_arrows():
+    """GDAS' selection may keep two (op, input) pairs with the same input: both arrows and
+    both labels must be visible, not drawn on top of each other."""
+    normal = [
+        ["sep_conv_3x3", 0],
+        ["skip_connect", 0],
+        ["sep_conv_3x3", 1],
+        ["dil_conv_3x3", 2],
+        ["sep_conv_5x5", 0],
+        ["sep_conv_3x3", 1],
+        ["avg_pool_3x3", 1],
+        ["sep_conv_3x3", 1],
+    ]
+    g = Genotype.from_dict(
+        {"space": "darts", "normal": normal, "normal_concat": [2, 3, 4, 5]}
+        | {"reduce": normal, "reduce_concat": [2, 3, 4, 5]}
+    )
+    fig = cell_diagram(g, "normal")
+    arrows = [p for p in fig.axes[0].patches if isinstance(p, FancyArrowPatch)]
+    first_node = [a for a in arrows if a.get_linewidth() > 1.2][:2]  # c_{k-2} -> node 0, twice
+    paths = [a.get_path().vertices for a in first_node]
+    assert not np.allclose(paths[0], paths[1])
+    assert len(_op_labels(fig)) == 8
