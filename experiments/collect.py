@@ -64,11 +64,20 @@ METRICS = (
     Metric("search_wall_time_s", "search time (min)", "search_time_min", 1 / 60, 3),
     Metric("skip_count", "skip_connect ops", "skip_connect_ops", 1.0, -1),  # from the genotype
 )
+# Columns shown only when some job reports them: the robustness diagnostics at the end of
+# the search (the final α's mean per-edge entropy; the Hessian's dominant eigenvalue, with
+# diagnostics.hessian_every > 0).
+OPTIONAL_METRICS = (
+    Metric("alpha_entropy", "H(α) (nats)", "alpha_entropy", 1.0, -3),
+    Metric("hessian_eigenvalue", "λmax(∇²α L_val)", "hessian_eigenvalue", 1.0, 3),
+)
 LEGEND = (
     "test acc: the retrained network on the test split; search val acc: the supernet on the "
     "search's validation split at the end of search; params (auxiliary head excluded) and MACs: "
     "the child network; search time: wall clock of the search stage; skip_connect ops: kept "
-    "edges of the genotype (all searched cells) that are skip connections."
+    "edges of the genotype (all searched cells) that are skip connections; H(α): mean entropy "
+    "of the final per-edge op distributions (log K when uniform); λmax: dominant eigenvalue of "
+    "the Hessian of the validation loss w.r.t. α at the end of the search."
 )
 NOTE = (
     "Mean ± sample std (ddof=1) over seeds; std – with one seed; – alone: not reported; "
@@ -145,7 +154,7 @@ def read_job(job_dir: Path) -> Job:
     overrides, seed = config_overrides(job_dir)
     metrics = {
         m.key: float(summary[m.key]) * m.scale
-        for m in METRICS
+        for m in (*METRICS, *OPTIONAL_METRICS)
         if isinstance(summary.get(m.key), (int, float)) and not isinstance(summary[m.key], bool)
     }
     genotype = parse_genotype(job_dir, summary)
@@ -198,6 +207,12 @@ def mean_std(values: list[float]) -> tuple[float | None, float | None]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
 
 
+def shown_metrics(groups: list[Group]) -> tuple[Metric, ...]:
+    """The table's columns: every ``METRICS`` column, and the optional ones some job reports."""
+    reported = [m for m in OPTIONAL_METRICS if any(g.values(m.key) for g in groups)]
+    return (*METRICS, *reported)
+
+
 def cell(group: Group, metric: Metric) -> str:
     """``mean ± std`` of a metric over the group's jobs, or ``–``."""
     values = group.values(metric.key)
@@ -217,11 +232,12 @@ def markdown(
 ) -> tuple[str, str]:
     """The results table alone and the whole ``results.md``."""
     seeds = [", ".join(DASH if j.seed is None else str(j.seed) for j in g.jobs) for g in groups]
+    metrics = shown_metrics(groups)
     rows = [
-        ["configuration", "n", "seeds", *(m.label for m in METRICS)],
-        ["---"] * (3 + len(METRICS)),
+        ["configuration", "n", "seeds", *(m.label for m in metrics)],
+        ["---"] * (3 + len(metrics)),
         *(
-            [g.label, str(len(g.jobs)), s, *(cell(g, m) for m in METRICS)]
+            [g.label, str(len(g.jobs)), s, *(cell(g, m) for m in metrics)]
             for g, s in zip(groups, seeds)
         ),
     ]
@@ -250,23 +266,24 @@ def _num(value: float | None) -> str:
 def write_csvs(out: Path, groups: list[Group]) -> tuple[Path, Path]:
     """``results.csv`` (per configuration) and ``results_jobs.csv`` (per job); empty = missing."""
     path, jobs_path = out / "results.csv", out / "results_jobs.csv"
-    stats = [f"{m.column}_{s}" for m in METRICS for s in ("mean", "std", "n")]
+    metrics = shown_metrics(groups)
+    stats = [f"{m.column}_{s}" for m in metrics for s in ("mean", "std", "n")]
     with path.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["config", "n", "seeds", *stats])
         for g in groups:
             row = [g.label, len(g.jobs), " ".join(str(j.seed) for j in g.jobs)]
-            for m in METRICS:
+            for m in metrics:
                 vals = g.values(m.key)
                 row += [*map(_num, mean_std(vals)), len(vals)]
             w.writerow(row)
     with jobs_path.open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["config", "seed", *(m.column for m in METRICS), "genotype", "job_dir"])
+        w.writerow(["config", "seed", *(m.column for m in metrics), "genotype", "job_dir"])
         for j in (j for g in groups for j in g.jobs):
-            metrics = [_num(j.metrics.get(m.key)) for m in METRICS]
+            values = [_num(j.metrics.get(m.key)) for m in metrics]
             w.writerow(
-                [j.label, "" if j.seed is None else j.seed, *metrics, j.genotype or "", j.path]
+                [j.label, "" if j.seed is None else j.seed, *values, j.genotype or "", j.path]
             )
     return path, jobs_path
 

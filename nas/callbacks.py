@@ -51,6 +51,11 @@ def mean_entropy(rows: torch.Tensor) -> float:
     return float(-(rows * rows.clamp_min(1e-12).log()).sum(-1).mean())
 
 
+def alpha_entropy(probs: dict[str, torch.Tensor]) -> float:
+    """``mean_entropy`` averaged over the searched cell types: the ``alpha_entropy`` metric."""
+    return sum(mean_entropy(p) for p in probs.values()) / len(probs)
+
+
 def edges_changed(before, after) -> int:
     """How many kept (op, input, node) edges of ``after`` are not in ``before``."""
     if before is None:
@@ -138,7 +143,7 @@ class SearchReport(L.Callback):
         probs = pl_module.probabilities()
         genotype = pl_module.genotype()
         scalars = {
-            "alpha_entropy": sum(mean_entropy(p) for p in probs.values()) / len(probs),
+            "alpha_entropy": alpha_entropy(probs),
             **genotype_metrics(genotype, self._previous_genotype(pl_module)),
             **schedule_metrics(pl_module),
         }

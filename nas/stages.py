@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 
 from nas import builders, wandb_run
 from nas.arch import load_alphas
-from nas.callbacks import HISTORY_FILE
+from nas.callbacks import HISTORY_FILE, alpha_entropy
 from nas.console import banner, quiet_lightning
 from nas.experiment_check import check_experiment_choices
 from nas.genotype import (
@@ -117,6 +117,7 @@ def search(cfg: DictConfig, run_dir: Path, logger) -> dict[str, Any]:
         "supernet_params": sum(p.numel() for p in module.supernet.parameters()),
         "skip_connect": count_op(genotype, "skip_connect"),
         "param_free_ops": param_free_ops(genotype),
+        "alpha_entropy": alpha_entropy(module.probabilities()),
         "alphas_file": str(run_dir / ALPHAS_FILE),
         "genotype_file": str(run_dir / GENOTYPE_FILE),
         "history_file": str(run_dir / HISTORY_FILE),

@@ -179,6 +179,35 @@ def test_grouping_and_mean_std_on_fake_jobs(
     )
 
 
+def test_robustness_columns_appear_only_when_reported(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """H(α) and the Hessian eigenvalue are columns when some job reports them; a table of
+    jobs that report neither keeps its usual columns."""
+    for seed, (h, lam) in enumerate([(1.5, 0.2), (1.7, 0.4)]):
+        fake_job(
+            tmp_path / "r",
+            f"j{seed}",
+            ["strategy=darts", f"seed={seed}"],
+            seed=seed,
+            search_val_acc=0.5,
+            genotype=NB201,
+            alpha_entropy=h,
+            hessian_eigenvalue=lam,
+        )
+    assert main([str(tmp_path / "r"), "--out", str(tmp_path / "o")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    header = next(line for line in lines if line.startswith("| configuration"))
+    row = next(line for line in lines if line.startswith("| strategy=darts"))
+    assert header.endswith("| H(α) (nats) | λmax(∇²α L_val) |")
+    assert row.endswith(f"| 1.600 ± {statistics.stdev([1.5, 1.7]):.3f} | 0.300 ± 0.141 |")
+    csv_row = read_csv(tmp_path / "o" / "results.csv")["strategy=darts"]
+    assert float(csv_row["hessian_eigenvalue_mean"]) == pytest.approx(0.3)
+    fake_job(tmp_path / "plain", "j0", ["seed=0"], seed=0, search_val_acc=0.5, genotype=NB201)
+    assert main([str(tmp_path / "plain"), "--out", str(tmp_path / "p")]) == 0
+    assert "H(α)" not in (tmp_path / "p" / "results.md").read_text()
+
+
 def test_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main([str(tmp_path)]) == 2
     err = capsys.readouterr().err
