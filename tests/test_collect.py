@@ -205,7 +205,7 @@ def test_robustness_columns_appear_only_when_reported(
     assert float(csv_row["hessian_eigenvalue_mean"]) == pytest.approx(0.3)
     fake_job(tmp_path / "plain", "j0", ["seed=0"], seed=0, search_val_acc=0.5, genotype=NB201)
     assert main([str(tmp_path / "plain"), "--out", str(tmp_path / "p")]) == 0
-    assert "H(α)" not in (tmp_path / "p" / "results.md").read_text()
+    assert "| H(α) (nats)" not in (tmp_path / "p" / "results.md").read_text()
 
 
 def test_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
