@@ -347,4 +347,9 @@ def resume_checkpoint(cfg: DictConfig, run_dir: Path, stage: str) -> str | None:
 
 
 def search_report(cfg: DictConfig, run_dir: Path) -> SearchReport:
-    return SearchReport(run_dir, images=cfg.logger.alpha_images)
+    """The per-epoch report; its ``extras`` (the Hessian diagnostic, when
+    ``diagnostics.hessian_every`` > 0) are callbacks listed before it."""
+    from nas.hessian import hessian_callback
+
+    extras = [c for c in (hessian_callback(cfg),) if c is not None]
+    return SearchReport(run_dir, images=cfg.logger.alpha_images, extras=extras)

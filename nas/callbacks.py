@@ -33,27 +33,47 @@ def edge_label(edge: tuple[int, int]) -> str:
     return f"{edge[0]}->{edge[1]}"
 
 
-def alpha_metrics(probs: dict[str, torch.Tensor], arch: ArchParams) -> dict[str, float]:
-    """Flat metric dict: ``alpha/<cell>/<input>-><node>/<op>`` and mean entropy per cell."""
+def alpha_metrics(
+    probs: dict[str, torch.Tensor], arch: ArchParams, normalize: bool = False
+) -> dict[str, float]:
+    """Flat metric dict: ``alpha/<cell>/<input>-><node>/<op>`` and mean entropy per cell
+    (``normalize``: see ``mean_entropy``)."""
     out: dict[str, float] = {}
     for cell, p in probs.items():
         rows = p.double().cpu()
         for e, edge in enumerate(arch.edges):
             for o, op in enumerate(arch.ops):
                 out[f"alpha/{cell}/{edge_label(edge)}/{op}"] = float(rows[e, o])
-        out[f"alpha_entropy/{cell}"] = mean_entropy(rows)
+        out[f"alpha_entropy/{cell}"] = mean_entropy(rows, normalize)
     return out
 
 
-def mean_entropy(rows: torch.Tensor) -> float:
-    """Mean over edges of the op distribution's entropy (nats; log K when uniform)."""
+def mean_entropy(rows: torch.Tensor, normalize: bool = False) -> float:
+    """Mean over edges of the op distribution's entropy (nats; log K when uniform).
+
+    ``normalize``: each row is divided by its sum first, for independent per-op weights that
+    are not a distribution (FairDARTS' σ(α)): the entropy of the normalised row, log K when an
+    edge's weights are all equal, 0 when one op holds all the weight.
+    """
     rows = rows.double()
+    if normalize:
+        rows = rows / rows.sum(-1, keepdim=True).clamp_min(1e-12)
     return float(-(rows * rows.clamp_min(1e-12).log()).sum(-1).mean())
 
 
-def alpha_entropy(probs: dict[str, torch.Tensor]) -> float:
+def alpha_entropy(probs: dict[str, torch.Tensor], normalize: bool = False) -> float:
     """``mean_entropy`` averaged over the searched cell types: the ``alpha_entropy`` metric."""
-    return sum(mean_entropy(p) for p in probs.values()) / len(probs)
+    return sum(mean_entropy(p, normalize) for p in probs.values()) / len(probs)
+
+
+def weight_kind(pl_module) -> tuple[bool, float | None]:
+    """(whether the sampler's weights are independent per op rather than a distribution per
+    edge, the heatmaps' white value): ``(True, 0.5)`` for FairDARTS' σ(α), else ``(False,
+    None)`` (entropy as is, white = 1/K)."""
+    sampler = getattr(getattr(pl_module, "strategy", None), "sampler", None)
+    if not getattr(sampler, "independent_weights", False):
+        return False, None
+    return True, getattr(sampler, "neutral_weight", None)
 
 
 def edges_changed(before, after) -> int:
@@ -85,9 +105,12 @@ def schedule_metrics(pl_module) -> dict[str, float]:
     return out
 
 
-def draw_figures(probs, arch: ArchParams, genotype, out_dir: Path, title: str) -> dict[str, Path]:
+def draw_figures(
+    probs, arch: ArchParams, genotype, out_dir: Path, title: str, centre: float | None = None
+) -> dict[str, Path]:
     """α heatmaps and cell diagrams of ``genotype`` as PNGs in ``out_dir``: ``alpha_<cell>``,
-    ``cell_<cell>`` (one per searched cell type)."""
+    ``cell_<cell>`` (one per searched cell type); ``centre``: the heatmaps' white value (None:
+    1/K)."""
     from nas.figures import alpha_heatmap, chosen_cells, genotype_figures, save_png
 
     marks = chosen_cells(genotype, arch.edges, arch.ops)
@@ -95,7 +118,7 @@ def draw_figures(probs, arch: ArchParams, genotype, out_dir: Path, title: str) -
     for cell, p in probs.items():
         fig = alpha_heatmap(
             p.detach().double().cpu(), arch.ops, arch.edges, marks.get(cell, ()),
-            title=f"{title}: {cell} cell α (outlined: kept by the genotype)",
+            title=f"{title}: {cell} cell α (outlined: kept by the genotype)", centre=centre,
         )  # fmt: skip
         paths[f"alpha_{cell}"] = save_png(fig, out_dir / f"alpha_{cell}.png")
     for cell, fig in genotype_figures(genotype, title_prefix=f"{title}: ").items():
@@ -119,11 +142,14 @@ class SearchReport(L.Callback):
     Args:
         run_dir: the run directory (figures and the history file go there).
         images: draw the per-epoch figures (``logger.alpha_images``); the final ones always are.
+        extras: diagnostic callbacks (``nas.hessian.HessianDiagnostic``) that run before this
+            one; their ``history_fields()`` join the epoch's history line.
     """
 
-    def __init__(self, run_dir: Path | str, images: bool = True):
+    def __init__(self, run_dir: Path | str, images: bool = True, extras: list | tuple = ()):
         self.run_dir = Path(run_dir)
         self.images = images
+        self.extras = list(extras)
         self.previous: str | None = None  # last epoch's genotype text (edges changed)
 
     def state_dict(self) -> dict[str, Any]:
@@ -142,8 +168,9 @@ class SearchReport(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module) -> None:
         probs = pl_module.probabilities()
         genotype = pl_module.genotype()
+        independent, centre = weight_kind(pl_module)
         scalars = {
-            "alpha_entropy": alpha_entropy(probs),
+            "alpha_entropy": alpha_entropy(probs, independent),
             **genotype_metrics(genotype, self._previous_genotype(pl_module)),
             **schedule_metrics(pl_module),
         }
@@ -154,8 +181,9 @@ class SearchReport(L.Callback):
             return
         epoch, step = trainer.current_epoch, trainer.global_step
         for logger in trainer.loggers:
-            logger.log_metrics(alpha_metrics(probs, pl_module.arch), step=step)
-        history = {"epoch": epoch, "step": step, **scalars, "genotype": str(genotype)}
+            logger.log_metrics(alpha_metrics(probs, pl_module.arch, independent), step=step)
+        extra = {k: v for c in self.extras for k, v in c.history_fields().items()}
+        history = {"epoch": epoch, "step": step, **scalars, **extra, "genotype": str(genotype)}
         with open(self.run_dir / HISTORY_FILE, "a") as f:
             f.write(json.dumps(history) + "\n")
         loggers = wandb_loggers(trainer)
@@ -168,7 +196,7 @@ class SearchReport(L.Callback):
             )
         if self.images:
             out_dir = self.run_dir / FIGURES_DIR / "search" / f"epoch_{epoch:03d}"
-            paths = draw_figures(probs, pl_module.arch, genotype, out_dir, f"epoch {epoch}")
+            paths = draw_figures(probs, pl_module.arch, genotype, out_dir, f"epoch {epoch}", centre)
             log_images(loggers, paths, "search", step)
 
     def finalize(self, trainer: L.Trainer, pl_module) -> dict[str, str]:
@@ -178,7 +206,7 @@ class SearchReport(L.Callback):
             return {}
         paths = draw_figures(
             pl_module.probabilities(), pl_module.arch, pl_module.genotype(),
-            self.run_dir / FIGURES_DIR, "final",
+            self.run_dir / FIGURES_DIR, "final", weight_kind(pl_module)[1],
         )  # fmt: skip
         log_images(wandb_loggers(trainer), paths, "final", trainer.global_step)
         return {name: str(path) for name, path in paths.items()}

@@ -57,6 +57,19 @@ class SearchSpaceConfig:
 
 
 @dataclass
+class DepthStage:
+    """One stage of a progressive-depth search (P-DARTS; ``nas/progressive_depth.py``): a fresh
+    supernet of ``layers`` cells (NAS-Bench-201: N cells per stage) trained for ``epochs``."""
+
+    layers: int = MISSING
+    epochs: Optional[int] = None  # noqa: UP045 - None = trainer.max_epochs (P-DARTS --epochs)
+    keep: Optional[int] = None  # noqa: UP045 - ops per edge kept after this stage; None on the last
+    drop_none: bool = False  # prune ``none`` first (P-DARTS get_min_k_no_zero)
+    skip_dropout: float = 0.0  # initial dropout rate on skip_connect outputs (SkipDropout)
+    add_width: int = 0  # channels added to search_space.C (P-DARTS --add_width)
+
+
+@dataclass
 class StrategyConfig:
     """A search method: its components and its paper's hyperparameters."""
 
@@ -75,6 +88,8 @@ class StrategyConfig:
     grad_clip: float = 5.0
     alpha_init_std: float = 1e-3
     arch_start_epoch: int = 0
+    # Progressive depth (P-DARTS): search stages run as successive fits; empty = one fit.
+    stages: list[DepthStage] = field(default_factory=list)
 
 
 @dataclass
@@ -136,6 +151,41 @@ class LoggerConfig:
 
 
 @dataclass
+class SelectionConfig:
+    """How the searched supernet becomes an architecture (``conf/selection/``).
+
+    ``default``: the strategy's own rule (or model-based selector). ``pt``: DARTS-PT's
+    perturbation-based selection (Wang et al., ICLR 2021; ``nas/pt_selection.py``).
+    """
+
+    name: str = "default"
+    criterion: str = "acc"  # pt: acc | loss (what an op's or edge's removal is judged by)
+    edge_order: str = "random"  # pt: random (darts-pt's --edge_decision random) | fixed
+    tune_epochs: int = 5  # pt: fine-tuning epochs between decisions (darts-pt --proj_intv 5)
+    tune_lr_factor: float = 0.1  # pt: tuning lr = the weights' lr x this (darts-pt: lr / 10)
+    tune_lr_schedule: str = "constant"  # pt: constant (darts-pt) | cosine over the tuning epochs
+    tune_arch: bool = True  # pt: keep taking α steps on undecided edges while tuning
+    tune_batches: Optional[int] = None  # noqa: UP045 - pt: steps per tuning epoch; None = all
+    eval_batches: Optional[int] = None  # noqa: UP045 - pt: val batches per evaluation; None = all
+
+
+@dataclass
+class DiagnosticsConfig:
+    """Search diagnostics: the dominant Hessian eigenvalue of the validation loss w.r.t. α
+    (Zela et al., RobustDARTS, ICLR 2020; ``nas/hessian.py``) and DARTS-ES early stopping."""
+
+    hessian_every: int = 0  # compute every N epochs (and at the last); 0 = off
+    hessian_iters: int = 20  # power-iteration steps (Hessian-vector products)
+    hessian_tol: float = 1e-4  # stop iterating when the estimate changes less (relative)
+    hessian_batches: int = 1  # fixed validation batches the loss is taken on
+    early_stop: bool = False  # DARTS-ES: stop when the local-average eigenvalue grows
+    es_window: int = 5  # eigenvalues per local average (RobustDARTS --window)
+    es_delta: int = 4  # compare with the local average this many evaluations back (--delta)
+    es_factor: float = 1.3  # stop when current / previous local average > factor (--factor)
+    es_start_epoch: int = 10  # no stop decided before this epoch (--es_start_epoch)
+
+
+@dataclass
 class Config:
     stage: Stage = Stage.pipeline
     seed: int = 0
@@ -162,6 +212,8 @@ class Config:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
+    diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
 
 
 def register_configs() -> None:

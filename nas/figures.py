@@ -63,6 +63,7 @@ def alpha_heatmap(
     edges: Sequence[Sequence[int]],
     chosen: Iterable[tuple[int, int]] = (),
     title: str = "",
+    centre: float | None = None,
 ) -> Figure:
     """One cell type's ``[edges, ops]`` weights as an annotated heatmap centred on uniform.
 
@@ -80,9 +81,11 @@ def alpha_heatmap(
         chosen: ``(edge_index, op_index)`` cells the current genotype keeps; each gets a thick
             black outline (see ``chosen_cells``).
         title: the axes title.
+        centre: the white value in place of 1/K, for weights that are not a distribution over
+            an edge's ops (FairDARTS' independent σ(α): 0.5, σ(0)).
 
     Returns:
-        The figure; its one image's ``norm(1/K) == 0.5``.
+        The figure; its one image's ``norm(1/K) == 0.5`` (``norm(centre)`` with ``centre``).
     """
     if hasattr(probs, "detach"):
         probs = probs.detach().cpu().double().numpy()
@@ -90,7 +93,7 @@ def alpha_heatmap(
     E, K = len(edges), len(ops)
     if data.shape != (E, K):
         raise ValueError(f"probs has shape {data.shape}, expected [edges, ops] = {(E, K)}.")
-    uniform = 1.0 / K
+    uniform = 1.0 / K if centre is None else float(centre)
     high = max(MIN_SPREAD, float(np.nanmax(data)) - uniform) if data.size else MIN_SPREAD
     low = max(MIN_SPREAD, uniform - float(np.nanmin(data))) if data.size else MIN_SPREAD
     norm = TwoSlopeNorm(vmin=uniform - low, vcenter=uniform, vmax=uniform + high)
@@ -121,9 +124,8 @@ def alpha_heatmap(
         legend = {"fontsize": 7, "frameon": False, "borderaxespad": 0.2, "handlelength": 1.2}
         ax.legend(handles=[outline], loc="lower right", bbox_to_anchor=(1.0, 1.0), **legend)
     bar = fig.colorbar(im, ax=ax, fraction=0.05, pad=0.03)
-    bar.set_label(
-        f"weight (white = uniform 1/K = {uniform:.3g}; ends = largest departures)", fontsize=8
-    )
+    white = f"uniform 1/K = {uniform:.3g}" if centre is None else f"neutral {uniform:.3g}"
+    bar.set_label(f"weight (white = {white}; ends = largest departures)", fontsize=8)
     bar.ax.tick_params(labelsize=7)
     fig.tight_layout()
     return fig

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
+from nas import distributed
 from nas.arch import ArchParams
 from nas.genotype import Genotype
 from nas.step_logging import log_step_and_epoch
@@ -172,14 +173,7 @@ class SearchModule(L.LightningModule):
 
     def _average_arch_grads(self) -> None:
         """All-reduces α's gradient over DDP ranks, so every rank takes the same α step."""
-        if self._trainer is None or self.trainer.world_size == 1:
-            return
-        import torch.distributed as dist
-
-        for a in self.arch.parameters():
-            if a.grad is not None:
-                dist.all_reduce(a.grad, op=dist.ReduceOp.SUM)
-                a.grad.div_(self.trainer.world_size)
+        distributed.average_gradients(self.arch.parameters())
 
     def training_step(self, batch: dict[str, Batch], batch_idx: int) -> None:
         w_opt, a_opt = self.optimizers()

@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 
 from nas import builders, wandb_run
 from nas.arch import load_alphas
-from nas.callbacks import HISTORY_FILE, alpha_entropy
+from nas.callbacks import HISTORY_FILE, alpha_entropy, weight_kind
 from nas.console import banner, quiet_lightning
 from nas.experiment_check import check_experiment_choices
 from nas.genotype import (
@@ -27,7 +27,9 @@ from nas.genotype import (
     resolve_genotype,
     save_genotype,
 )
+from nas.hessian import summary_fields as hessian_summary
 from nas.profile import count_macs, count_params
+from nas.progressive_depth import fit_stages
 from nas.strategies.selection import select
 from supernet.spaces.base import SearchSpace
 
@@ -84,19 +86,28 @@ def is_wandb(logger) -> bool:
 
 def search(cfg: DictConfig, run_dir: Path, logger) -> dict[str, Any]:
     space = builders.space_from_config(cfg)
-    module = builders.search_module(cfg, space)
-    data = builders.search_data(cfg)
     report = builders.search_report(cfg, run_dir)
-    trainer = builders.trainer(cfg, run_dir, "search", logger, callbacks=[report])
-    _log(f"search: space={space.name} strategy={cfg.strategy.name} epochs={trainer.max_epochs}")
     start = time.perf_counter()
-    trainer.fit(
-        module, datamodule=data, ckpt_path=builders.resume_checkpoint(cfg, run_dir, "search")
-    )
+    if cfg.strategy.stages:  # P-DARTS: one fit per depth stage (nas/progressive_depth.py)
+        module, trainer, data = fit_stages(cfg, run_dir, logger, [*report.extras, report])
+    else:
+        module = builders.search_module(cfg, space)
+        data = builders.search_data(cfg)
+        callbacks = [*report.extras, report]
+        trainer = builders.trainer(cfg, run_dir, "search", logger, callbacks=callbacks)
+        _log(f"search: space={space.name} strategy={cfg.strategy.name} "
+             f"epochs={trainer.max_epochs}")  # fmt: skip
+        ckpt = builders.resume_checkpoint(cfg, run_dir, "search")
+        trainer.fit(module, datamodule=data, ckpt_path=ckpt)
     if trainer.interrupted:
         raise KeyboardInterrupt("search interrupted; no alphas written")
     selection = None
-    if module.strategy.selector is not None:
+    if cfg.selection.name == "pt":  # DARTS-PT after any strategy (nas/pt_selection.py)
+        from nas.pt_selection import pt_select
+
+        selection = pt_select(cfg, module, data)
+        _log(f"DARTS-PT selection: {selection['genotype']}")
+    elif module.strategy.selector is not None:
         selection = module.select_architecture(selection_batches(module, data))
         _log(f"post-search selection: {selection}")
     genotype = module.genotype()
@@ -106,6 +117,7 @@ def search(cfg: DictConfig, run_dir: Path, logger) -> dict[str, Any]:
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     _log(f"search done: {genotype}")
     extra = {} if selection is None else {"selection": selection}
+    extra.update(hessian_summary(report.extras))
     extra.update(benchmark_fields(cfg, space, genotype))
     fields = {
         **extra,
@@ -117,7 +129,7 @@ def search(cfg: DictConfig, run_dir: Path, logger) -> dict[str, Any]:
         "supernet_params": sum(p.numel() for p in module.supernet.parameters()),
         "skip_connect": count_op(genotype, "skip_connect"),
         "param_free_ops": param_free_ops(genotype),
-        "alpha_entropy": alpha_entropy(module.probabilities()),
+        "alpha_entropy": alpha_entropy(module.probabilities(), weight_kind(module)[0]),
         "alphas_file": str(run_dir / ALPHAS_FILE),
         "genotype_file": str(run_dir / GENOTYPE_FILE),
         "history_file": str(run_dir / HISTORY_FILE),

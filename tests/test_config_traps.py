@@ -41,6 +41,8 @@ PAPER_NETWORKS = [
     (["genotype=darts_v1", "data=cifar10"], 3_169_414, 3.2, None),
     # PC-DARTS (Xu et al. 2020, Table 1: 3.6M).
     (["genotype=pc_darts_cifar", "data=cifar10"], 3_634_678, 3.6, None),
+    # P-DARTS (Chen et al. 2019, Table 1: 3.4M).
+    (["genotype=pdarts", "data=cifar10"], 3_433_798, 3.4, None),
     # DARTS V2 in the ImageNet mobile setting (Table 3: 4.7M params, 574M multiply-adds with the
     # auxiliary tower's share excluded differently; ours counts the 224x224 forward pass).
     (["genotype=darts_v2", "data=imagenet", "retrain=darts_imagenet"], 4_718_752, 4.7, None),

@@ -445,6 +445,10 @@ SMALL_SELECTORS = {
 
 # Partial channels need a C that every stage's K divides (smoke's C=4 does not take K=6).
 PARTIAL_CHANNEL_SIZES = {"drnas_progressive": ["search_space.C=12"]}
+# P-DARTS' stages (5, 11, 17 cells) at a smoke depth: three fits of 3 cells, 8 -> 4 -> 2 ops.
+PARTIAL_CHANNEL_SIZES["pdarts"] = [
+    "strategy.stages=[{layers:3,keep:4},{layers:3,keep:2},{layers:3}]"
+]
 
 
 def run_train(monkeypatch, run_dir: Path, *overrides: str) -> int:

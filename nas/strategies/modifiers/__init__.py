@@ -4,12 +4,25 @@ A modifier may provide ``supernet_options()`` (build options, e.g. partial chann
 ``arch_options()`` (extra architecture parameters, e.g. edge β), ``mixing(mix, arch)`` and
 ``probabilities(probs, arch)`` (transform the sampler's output), ``setup(space=..., seed=...)``
 ``on_epoch_start(epoch, max_epochs, module)`` and ``restore(module)`` (after a checkpoint's
-strategy state is loaded, before its weights are).
+strategy state is loaded, before its weights are), and ``perturb_weight_step(module, arch,
+batch)`` (the architecture the weight step mixes with: SDARTS' perturbations).
 """
 
+from nas.strategies.modifiers.auxiliary_skip import AuxiliarySkip
 from nas.strategies.modifiers.edge_normalization import EdgeNormalization
 from nas.strategies.modifiers.op_pruning import ProgressivePruning
 from nas.strategies.modifiers.partial_channels import PartialChannels
+from nas.strategies.modifiers.perturbation import AdversarialPerturbation, RandomSmoothing
 from nas.strategies.modifiers.progressive_learning import ProgressiveLearning
+from nas.strategies.modifiers.skip_dropout import SkipDropout
 
-__all__ = ["EdgeNormalization", "PartialChannels", "ProgressiveLearning", "ProgressivePruning"]
+__all__ = [
+    "AdversarialPerturbation",
+    "AuxiliarySkip",
+    "EdgeNormalization",
+    "PartialChannels",
+    "ProgressiveLearning",
+    "ProgressivePruning",
+    "RandomSmoothing",
+    "SkipDropout",
+]

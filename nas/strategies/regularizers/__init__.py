@@ -1,6 +1,8 @@
 """Regularizers: callables ``(arch) -> loss`` added to the architecture objective."""
 
+from nas.strategies.regularizers.beta_decay import BetaDecay
 from nas.strategies.regularizers.dirichlet_kl import DirichletKL
 from nas.strategies.regularizers.resource import ResourceCost, op_costs
+from nas.strategies.regularizers.zero_one import ZeroOneLoss
 
-__all__ = ["DirichletKL", "ResourceCost", "op_costs"]
+__all__ = ["BetaDecay", "DirichletKL", "ResourceCost", "ZeroOneLoss", "op_costs"]

@@ -3,6 +3,7 @@
 from nas.strategies.samplers.base import Mixing, Sampler
 from nas.strategies.samplers.dirichlet import DirichletSampler
 from nas.strategies.samplers.gdas import GumbelHardSampler
+from nas.strategies.samplers.sigmoid import SigmoidSampler
 from nas.strategies.samplers.snas import GumbelSoftSampler
 from nas.strategies.samplers.softmax import SoftmaxSampler
 from nas.strategies.samplers.uniform import UniformPathSampler
@@ -13,6 +14,7 @@ __all__ = [
     "GumbelSoftSampler",
     "Mixing",
     "Sampler",
+    "SigmoidSampler",
     "SoftmaxSampler",
     "UniformPathSampler",
 ]

@@ -14,7 +14,9 @@ import torch
 from nas.strategies.selection.argmax import argmax_per_edge
 from nas.strategies.selection.evolution import EvolutionSelector
 from nas.strategies.selection.gdas_top2 import gdas_top2
+from nas.strategies.selection.max_skip import darts_top2_max_skip
 from nas.strategies.selection.random_search import RandomSearchSelector
+from nas.strategies.selection.threshold import threshold
 from nas.strategies.selection.top_k import darts_top2
 
 SelectionRule = Callable[..., object]
@@ -23,6 +25,8 @@ SELECTION_RULES: dict[str, SelectionRule] = {
     "darts_top2": darts_top2,
     "gdas_top2": gdas_top2,  # GDAS: top-2 (op, input) pairs per node, an input may repeat
     "argmax_per_edge": argmax_per_edge,
+    "darts_top2_max_skip": darts_top2_max_skip,  # P-DARTS: ≤ 2 skips in the normal cell
+    "threshold": threshold,  # FairDARTS: σ(α) ≥ 0.85 first, two inputs per node (NB201: argmax)
 }
 
 __all__ = ["SELECTION_RULES", "EvolutionSelector", "RandomSearchSelector", "select"]
