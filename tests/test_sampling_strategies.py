@@ -484,7 +484,27 @@ def test_every_composition_searches_and_discretizes(space, strategy, tmp_path, m
         assert "benchmark" in summary
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
+# One strategy per mechanic that meets the fixed reduction cell in its own way (plain softmax,
+# hard sampling, K change and pruning, partial channels with β, a model-based selector,
+# independent sigmoid weights, staged depth) in the default run; every strategy with -m slow.
+FIXED_REDUCTION_DEFAULT = {
+    "darts",
+    "gdas",
+    "drnas_progressive",
+    "pcdarts",
+    "spos",
+    "fairdarts",
+    "pdarts",
+}
+
+
+@pytest.mark.parametrize(
+    "strategy",
+    [
+        s if s in FIXED_REDUCTION_DEFAULT else pytest.param(s, marks=pytest.mark.slow)
+        for s in STRATEGIES
+    ],
+)
 def test_every_strategy_with_a_fixed_reduction_cell(strategy, tmp_path, monkeypatch):
     summary = search_then_discretize(
         tmp_path, monkeypatch, strategy, "search_space=darts", "search_space.reduce_cell=gdas_frc"
