@@ -12,20 +12,12 @@ from nas.strategies.samplers import DirichletSampler
 from nas.strategies.selection.top_k import darts_top2
 from supernet.mixed import MixedOp
 from supernet.ops import PoolBN
-from supernet.spaces.darts import DartsSpace
+from supernet.spaces.darts import DARTS_OPS, DartsSpace
 from tests.conftest import random_batch
 from tests.test_recipes import compose_recipe
 from tests.test_sampling_strategies import module, nb201
 
-DRNAS_OPS = [
-    "max_pool_3x3",
-    "avg_pool_3x3",
-    "skip_connect",
-    "sep_conv_3x3",
-    "sep_conv_5x5",
-    "dil_conv_3x3",
-    "dil_conv_5x5",
-]
+DRNAS_OPS = [op for op in DARTS_OPS if op != "none"]  # DrNAS' DARTS-space PRIMITIVES
 
 
 def test_warmup_freezes_alpha_at_the_start_of_every_stage():

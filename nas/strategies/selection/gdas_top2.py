@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 
 from nas.genotype import Genotype
+from nas.strategies.selection.top_k import darts_genotype
 
 
 def gdas_top2_cell(
@@ -54,14 +55,4 @@ def gdas_top2(probs: dict[str, torch.Tensor], space) -> Genotype:
     With a fixed reduction cell (``space.reduce_cell``, GDAS' FRC) only the normal cell has α
     and is selected, as in the official ``search_model_gdas_frc_nasnet.py``.
     """
-    concat = list(range(2 + space.steps - space.multiplier, 2 + space.steps))
-    reduce_cell = getattr(space, "reduce_cell", "searched")
-    fixed = reduce_cell != "searched"
-    return Genotype(
-        normal=gdas_top2_cell(probs["normal"], space.ops, space.edges),
-        normal_concat=concat,
-        reduce=[] if fixed else gdas_top2_cell(probs["reduce"], space.ops, space.edges),
-        reduce_concat=[] if fixed else concat,
-        space=space.name,
-        reduce_cell=reduce_cell,
-    )
+    return darts_genotype(probs, space, gdas_top2_cell)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import torch
 
 from nas.genotype import Genotype, NB201Genotype
+from nas.strategies.selection.top_k import darts_genotype
 
 OP_THRESHOLD = 0.85  # σ_threshold: train_search.py --op_threshold 0.85, the paper's value
 INPUTS_PER_NODE = 2
@@ -92,17 +93,7 @@ def threshold(probs: dict[str, torch.Tensor], space) -> Genotype | NB201Genotype
             f"The threshold rule has no form for search_space={space.name!r}; it selects in "
             "the DARTS-style spaces (darts) and NAS-Bench-201 (nb201)."
         )
-    concat = list(range(2 + space.steps - space.multiplier, 2 + space.steps))
-    reduce_cell = getattr(space, "reduce_cell", "searched")
-    fixed = reduce_cell != "searched"
-    return Genotype(
-        normal=threshold_darts_cell(probs["normal"], space.ops, space.edges),
-        normal_concat=concat,
-        reduce=[] if fixed else threshold_darts_cell(probs["reduce"], space.ops, space.edges),
-        reduce_concat=[] if fixed else concat,
-        space=space.name,
-        reduce_cell=reduce_cell,
-    )
+    return darts_genotype(probs, space, threshold_darts_cell)
 
 
 def _nb201(probs: dict[str, torch.Tensor], space) -> NB201Genotype:

@@ -36,19 +36,25 @@ def top_k_cell(
     return pairs
 
 
-def darts_top2(probs: dict[str, torch.Tensor], space) -> Genotype:
-    """The DARTS genotype of ``softmax(α)`` (given as ``probs``) in a DARTS-style space."""
-    if [o for o in space.ops if o != "none"] == []:
-        raise ValueError("The DARTS rule needs at least one op other than 'none'.")
+def darts_genotype(probs: dict[str, torch.Tensor], space, cell_rule) -> Genotype:
+    """A DARTS-style genotype whose searched cells are ``cell_rule(probs[cell], ops, edges)``;
+    the concatenated nodes are the last ``space.multiplier``, and a fixed reduction cell
+    (``reduce_cell``) has no α: only the normal cell is selected."""
     concat = list(range(2 + space.steps - space.multiplier, 2 + space.steps))
-    # A fixed reduction cell (``reduce_cell``) has no α: only the normal cell is selected.
     reduce_cell = getattr(space, "reduce_cell", "searched")
     fixed = reduce_cell != "searched"
     return Genotype(
-        normal=top_k_cell(probs["normal"], space.ops, space.edges),
+        normal=cell_rule(probs["normal"], space.ops, space.edges),
         normal_concat=concat,
-        reduce=[] if fixed else top_k_cell(probs["reduce"], space.ops, space.edges),
+        reduce=[] if fixed else cell_rule(probs["reduce"], space.ops, space.edges),
         reduce_concat=[] if fixed else concat,
         space=space.name,
         reduce_cell=reduce_cell,
     )
+
+
+def darts_top2(probs: dict[str, torch.Tensor], space) -> Genotype:
+    """The DARTS genotype of ``softmax(α)`` (given as ``probs``) in a DARTS-style space."""
+    if [o for o in space.ops if o != "none"] == []:
+        raise ValueError("The DARTS rule needs at least one op other than 'none'.")
+    return darts_genotype(probs, space, top_k_cell)
