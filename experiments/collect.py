@@ -1,6 +1,7 @@
 """Collects a Hydra multirun into the results table of a NAS paper.
 
-Usage: ``python -m experiments.collect MULTIRUN_DIR [--out DIR] [--metric test_acc]``.
+Usage: ``python -m experiments.collect MULTIRUN_DIR [--out DIR] [--metric test_acc]
+[--cost macs|params|latency_ms]``.
 
 Every directory below MULTIRUN_DIR holding a ``summary.json`` is a job (sweeps may nest). Jobs
 are grouped by their ``.hydra/overrides.yaml`` minus ``seed=`` and ``hydra.*``; a group's label
@@ -17,6 +18,12 @@ one without any finished job. Writes, into ``--out`` (default MULTIRUN_DIR): ``r
 ``<metric>_mean``, ``_std``, ``_n`` in the table's units), ``results_jobs.csv`` (per job) and
 ``accuracy_vs_params.png`` (``--metric`` against params, error bars = std over seeds; falls back
 to search validation accuracy when no job has a test accuracy, and its axis says so).
+
+The multi-objective result, for sweeps of a cost penalty (e.g. ``-m
+strategy.regularizers.0.scale=0,0.1,1``): when jobs report ``--cost`` and an accuracy,
+``pareto_<cost>.png`` (accuracy against cost per configuration, error bars = std over seeds,
+the non-dominated configurations joined as the front) and a "Pareto front" section of
+``results.md`` listing them.
 """
 
 from __future__ import annotations
@@ -68,6 +75,7 @@ METRICS = (
 # the search (the final α's mean per-edge entropy; the Hessian's dominant eigenvalue, with
 # diagnostics.hessian_every > 0).
 OPTIONAL_METRICS = (
+    Metric("latency_ms", "latency (ms)", "latency_ms", 1.0, 3),
     Metric("alpha_entropy", "H(α) (nats)", "alpha_entropy", 1.0, -3),
     Metric("hessian_eigenvalue", "λmax(∇²α L_val)", "hessian_eigenvalue", 1.0, 3),
 )
@@ -77,8 +85,11 @@ LEGEND = (
     "the child network; search time: wall clock of the search stage; skip_connect ops: kept "
     "edges of the genotype (all searched cells) that are skip connections; H(α): mean entropy "
     "of the final per-edge op distributions (log K when uniform); λmax: dominant eigenvalue of "
-    "the Hessian of the validation loss w.r.t. α at the end of the search."
+    "the Hessian of the validation loss w.r.t. α at the end of the search; latency: the "
+    "child network's forward (summary.json ``latency``: batch, threads, device)."
 )
+# The --cost axes of the Pareto figure (minimised; accuracy maximised).
+COSTS = ("macs", "params", "latency_ms")
 NOTE = (
     "Mean ± sample std (ddof=1) over seeds; std – with one seed; – alone: not reported; "
     "(n=k): mean over the k jobs that report it."
@@ -219,12 +230,17 @@ def cell(group: Group, metric: Metric) -> str:
     mean, std = mean_std(values)
     if mean is None:
         return DASH
+    text = format_mean_std(metric, mean, std)
+    return text + (f" (n={len(values)})" if len(values) < len(group.jobs) else "")
+
+
+def format_mean_std(metric: Metric, mean: float, std: float | None) -> str:
+    """``mean ± std`` to the metric's digits (``–`` for a missing std)."""
     decimals = -metric.digits
     if metric.digits > 0:  # significant digits of the mean
         exponent = math.floor(math.log10(abs(mean))) if mean else 0
         decimals = max(0, metric.digits - 1 - exponent)
-    text = f"{mean:.{decimals}f} ± " + (DASH if std is None else f"{std:.{decimals}f}")
-    return text + (f" (n={len(values)})" if len(values) < len(group.jobs) else "")
+    return f"{mean:.{decimals}f} ± " + (DASH if std is None else f"{std:.{decimals}f}")
 
 
 def markdown(
@@ -296,10 +312,7 @@ def plot(out: Path, groups: list[Group], metric: str, root: Path) -> Path:
     import matplotlib.pyplot as plt
 
     labels = {m.key: m.label for m in METRICS}
-    note = ""
-    if not any(g.values(metric) for g in groups):
-        other = "search_val_acc" if metric == "test_acc" else "test_acc"
-        note, metric = f"; no job has {metric}", other
+    metric, note = accuracy_metric(groups, metric)
     fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=120)
     for i, g in enumerate(groups):
         pts = [
@@ -330,7 +343,132 @@ def plot(out: Path, groups: list[Group], metric: str, root: Path) -> Path:
     return path
 
 
-def collect(root: Path, out: Path | None = None, metric: str = "test_acc") -> list[Path]:
+def accuracy_metric(groups: list[Group], metric: str) -> tuple[str, str]:
+    """``metric``, or the other accuracy when no job reports it, and a note saying so."""
+    if any(g.values(metric) for g in groups):
+        return metric, ""
+    other = "search_val_acc" if metric == "test_acc" else "test_acc"
+    return other, f"; no job has {metric}"
+
+
+class ParetoPoint(NamedTuple):
+    """A configuration's mean (± std over seeds) cost and accuracy, in table units."""
+
+    label: str
+    cost: float
+    cost_std: float | None
+    acc: float
+    acc_std: float | None
+    n: int
+
+
+def pareto_points(groups: list[Group], cost: str, metric: str) -> list[ParetoPoint]:
+    """One point per configuration, over its jobs that report both the cost and ``metric``."""
+    points = []
+    for g in groups:
+        pairs = [(j.metrics[cost], j.metrics[metric]) for j in g.jobs if {cost, metric} <= j.metrics.keys()]  # fmt: skip
+        if pairs:
+            (c, cs), (a, s) = (mean_std(list(v)) for v in zip(*pairs))
+            points.append(ParetoPoint(g.label, c, cs, a, s, len(pairs)))
+    return points
+
+
+def pareto_front(points: list[ParetoPoint]) -> list[ParetoPoint]:
+    """The non-dominated points, by increasing cost: none other has a cost as low and an
+    accuracy as high, one of them strictly (equal points are both on the front)."""
+
+    def dominated(p: ParetoPoint) -> bool:
+        return any(
+            q.cost <= p.cost and q.acc >= p.acc and (q.cost < p.cost or q.acc > p.acc)
+            for q in points
+        )
+
+    return sorted((p for p in points if not dominated(p)), key=lambda p: (p.cost, -p.acc))
+
+
+def cost_metric(cost: str) -> Metric:
+    return next(m for m in (*METRICS, *OPTIONAL_METRICS) if m.key == cost)
+
+
+def pareto_markdown(points: list[ParetoPoint], cost: str, metric: str, note: str) -> str:
+    """The ``results.md`` section: the front's configurations, cheapest first."""
+    c, a = cost_metric(cost), cost_metric(metric)
+    front = pareto_front(points)
+    rows = [f"| configuration | n | {c.label} | {a.label} |", "| --- | --- | --- | --- |"]
+    for p in front:
+        values = format_mean_std(c, p.cost, p.cost_std), format_mean_std(a, p.acc, p.acc_std)
+        rows.append(f"| {p.label} | {p.n} | {values[0]} | {values[1]} |")
+    return (
+        f"\n## Pareto front: {a.label} vs {c.label}{note}\n\n{len(front)} of {len(points)} "
+        f"configurations are non-dominated (no other has both a lower or equal mean "
+        f"{c.label} and a higher or equal mean {a.label}, one strictly); "
+        f"figure `pareto_{cost}.png`.\n\n" + "\n".join(rows) + "\n"
+    )
+
+
+def plot_pareto(out: Path, points: list[ParetoPoint], cost: str, metric: str, title: str) -> Path:
+    """Accuracy against cost, one marker per configuration (error bars: std over seeds), the
+    front drawn as the staircase of what is attainable; dominated configurations faint."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    front = pareto_front(points)
+    on_front = {p.label for p in front}
+    fig, ax = plt.subplots(figsize=(7.2, 4.8), dpi=120)
+    for i, p in enumerate(sorted(points, key=lambda p: p.cost)):
+        best = p.label in on_front
+        style = {"color": f"C{i % 10}", "marker": "osD^v<>Pp*hX"[i % 12]}
+        bars = {"xerr": p.cost_std or 0, "yerr": p.acc_std or 0, "ms": 8, "capsize": 4}
+        tag = "front" if best else "dominated"
+        ax.errorbar(
+            p.cost,
+            p.acc,
+            ls="none",
+            alpha=1.0 if best else 0.35,
+            mec="black" if best else None,
+            label=f"{p.label} (n={p.n}, {tag})",
+            **bars,
+            **style,
+        )
+    xs = [p.cost for p in front]
+    ys = [p.acc for p in front]
+    ax.step(xs, ys, where="post", color="black", lw=1.2, ls="--", label="Pareto front", zorder=1)
+    if len(points) > 1 and min(p.cost for p in points) > 0:
+        spread = max(p.cost for p in points) / min(p.cost for p in points)
+        if spread > 20:
+            ax.set_xscale("log")
+    ax.set_xlabel(cost_metric(cost).label + " (lower is better)")
+    ax.set_ylabel(cost_metric(metric).label + " (higher is better)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    path = out / f"pareto_{cost}.png"
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def pareto(
+    out: Path, groups: list[Group], cost: str, metric: str, root: Path
+) -> tuple[Path | None, str]:
+    """``pareto_<cost>.png`` and its ``results.md`` section, when some configuration reports
+    the cost and an accuracy; else (None, "")."""
+    metric, note = accuracy_metric(groups, metric)
+    points = pareto_points(groups, cost, metric)
+    if not points:
+        return None, ""
+    title = f"{root}: mean ± std over seeds per configuration{note}"
+    return plot_pareto(out, points, cost, metric, title), pareto_markdown(
+        points, cost, metric, note
+    )
+
+
+def collect(
+    root: Path, out: Path | None = None, metric: str = "test_acc", cost: str = "macs"
+) -> list[Path]:
     """Writes the four result files for the multirun ``root``; returns their paths."""
     if not root.is_dir():
         raise CollectError(
@@ -350,8 +488,10 @@ def collect(root: Path, out: Path | None = None, metric: str = "test_acc") -> li
     out.mkdir(parents=True, exist_ok=True)
     groups, common = group_jobs(jobs)
     table, text = markdown(root, groups, common, incomplete)
-    (out / "results.md").write_text(text)
+    front_png, front_md = pareto(out, groups, cost, metric, root)
+    (out / "results.md").write_text(text + front_md)
     paths = [out / "results.md", *write_csvs(out, groups), plot(out, groups, metric, root)]
+    paths += [front_png] if front_png else []
     print(table)
     for p, why in incomplete:
         print(f"incomplete, not averaged: {p} ({why})")
@@ -372,9 +512,15 @@ def main(argv: list[str] | None = None) -> int:
         choices=["test_acc", "search_val_acc"],
         help="accuracy on the figure's y axis (default: test_acc)",
     )
+    parser.add_argument(
+        "--cost",
+        default="macs",
+        choices=COSTS,
+        help="cost axis of pareto_<cost>.png, the accuracy-vs-cost front (default: macs)",
+    )
     args = parser.parse_args(argv)
     try:
-        collect(args.multirun_dir, args.out, args.metric)
+        collect(args.multirun_dir, args.out, args.metric, args.cost)
     except CollectError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -213,6 +213,14 @@ def check_child_network(cfg: DictConfig) -> None:
     """Refuses a child network that does not fit the data, naming both choices."""
     network = cfg.retrain.get("network", "cifar")
     side = max(cfg.data.input_shape[1:])
+    if cfg.search_space.name == "mbconv":  # the space's layout sets the resolution
+        if cfg.search_space.get("layout", "cifar") == "cifar" and side > CIFAR_NETWORK_MAX_SIDE:
+            raise ValueError(
+                f"search_space=mbconv with layout=cifar (one stride-1 stem for 32x32 images) "
+                f"on data={cfg.data.name}'s {side}x{side} images: use "
+                "search_space.layout=imagenet_mobile (ProxylessNAS' 224x224 stages)."
+            )
+        return
     if network == "cifar" and side > CIFAR_NETWORK_MAX_SIDE:
         raise ValueError(
             f"retrain={cfg.retrain.name} builds a CIFAR-style network (retrain.network=cifar, one "

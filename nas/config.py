@@ -54,6 +54,10 @@ class SearchSpaceConfig:
     depthwise_kernel: str = "torch"  # grouped edge ops' depthwise convs: torch | triton (GPU)
     pointwise_kernel: str = "auto"  # grouped edge ops' 1x1 convs: auto | conv | matmul
     benchmark_file: Optional[str] = None  # noqa: UP045 - NAS-Bench-201/NATS-Bench file (nb201)
+    layout: str = "cifar"  # mbconv: cifar | imagenet_mobile (ProxylessNAS' mobile stages)
+    width_mult: float = 1.0  # mbconv: every width times width_mult (ProxylessNAS' rounding)
+    se: bool = False  # mbconv: squeeze-excitation in every MBConv block
+    superkernel: bool = True  # mbconv: shared-weight superkernel (false: separate candidates)
 
 
 @dataclass
@@ -186,6 +190,24 @@ class DiagnosticsConfig:
 
 
 @dataclass
+class ExportConfig:
+    """The retrained child network as deployable files, and its latency (``nas/export.py``).
+
+    ``torchscript`` / ``onnx``: true (export; a failure fails the run, after the checkpoint and
+    summary.json are written), false (no export) or auto (export if possible; a failure is
+    reported, not fatal; ONNX only when its packages are installed). Typed ``Any`` for the
+    string ``auto``; ``nas.export.check_config`` validates before training.
+    """
+
+    torchscript: Any = "auto"  # model.pt (torch.jit.trace of the eval-mode network)
+    onnx: Any = False  # model.onnx (dynamic batch axis; pip install -e '.[onnx]')
+    atol: float = 1e-4  # max |export - PyTorch| on a fixed random batch before it counts as failed
+    latency_batch: int = 1  # batch size of the latency measurement
+    latency_repeats: int = 20  # timed forwards (median reported); 0 = no latency
+    latency_warmup: int = 5  # untimed forwards first
+
+
+@dataclass
 class Config:
     stage: Stage = Stage.pipeline
     seed: int = 0
@@ -214,6 +236,7 @@ class Config:
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
     selection: SelectionConfig = field(default_factory=SelectionConfig)
     diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
 
 
 def register_configs() -> None:

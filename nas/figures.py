@@ -305,8 +305,9 @@ def cell_diagram(genotype: Genotype | NB201Genotype, cell_type: str, title: str 
             )
         raise ValueError(f"unknown cell type {cell_type!r}; this genotype has {list(kept)}.")
     edges = kept[cell_type]
-    if isinstance(genotype, NB201Genotype):
-        n = len(genotype.nodes) + 1
+    # NAS-Bench-201, or a chain of layers (mbconv: layer i is the edge i -> i + 1).
+    if isinstance(genotype, NB201Genotype) or hasattr(genotype, "kept_edges"):
+        n = max(j for _, _, j in edges) + 1
         graph = _Graph({j: (4.0 * j, 0.0) for j in range(n)})
         for j in range(n):
             graph.node(j, str(j), "input" if j == 0 else "output" if j == n - 1 else "intermediate")

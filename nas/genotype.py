@@ -77,6 +77,9 @@ def resolve_genotype(spec: str | Path) -> Genotype:
         return table[spec.lower()]
     if spec.startswith("|"):  # a NAS-Bench-201 architecture string
         return NB201Genotype.from_text(spec)
+    for cls in GENOTYPE_TYPES.values():  # another space's text form (``mbconv:...``)
+        if hasattr(cls, "matches_text") and cls.matches_text(spec):
+            return cls.from_text(spec)
     if spec.endswith(".json") or Path(spec).exists():
         return load_genotype(spec)
     raise GenotypeError(
@@ -105,6 +108,8 @@ def kept_edges(genotype: Genotype | NB201Genotype) -> dict[str, tuple[KeptEdge, 
     DARTS-style: ``"normal"`` and ``"reduce"`` (no ``"reduce"`` with a fixed reduction cell);
     pair k feeds node ``2 + k // 2``. NAS-Bench-201: ``"cell"``, node j = 1, 2, ...
     """
+    if hasattr(genotype, "kept_edges"):  # a space's own genotype type (MBConvGenotype)
+        return genotype.kept_edges()
     if isinstance(genotype, NB201Genotype):
         return {
             NB201_CELL_TYPE: tuple(

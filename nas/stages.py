@@ -14,7 +14,7 @@ import lightning as L
 import torch
 from omegaconf import DictConfig
 
-from nas import builders, wandb_run
+from nas import builders, export, wandb_run
 from nas.arch import load_alphas
 from nas.callbacks import HISTORY_FILE, alpha_entropy, weight_kind
 from nas.console import banner, quiet_lightning
@@ -31,6 +31,7 @@ from nas.hessian import summary_fields as hessian_summary
 from nas.profile import count_macs, count_params
 from nas.progressive_depth import fit_stages
 from nas.strategies.selection import select
+from nas.summary import write_summary
 from supernet.spaces.base import SearchSpace
 
 ALPHAS_FILE = "alphas.json"
@@ -180,6 +181,7 @@ def retrain(
     cfg: DictConfig, run_dir: Path, logger, genotype: Genotype, search_run: dict | None = None
 ) -> dict[str, Any]:
     space = builders.space_from_config(cfg)
+    export.check_config(cfg.export)  # a bad export setting fails now, not after training
     model = builders.child_network(cfg, space, genotype)
     fields = profile_fields(cfg, space, genotype)
     module = builders.retrain_module(cfg, model)
@@ -204,6 +206,8 @@ def retrain(
         "retrain_skipped_steps": module.skipped_steps,
         "retrain_wall_time_s": time.perf_counter() - start,
     }
+    if trainer.is_global_zero:  # the checkpoint is saved: an export failure loses nothing
+        fields.update(export_fields(cfg, space, genotype, module.model, run_dir, trainer))
     if is_wandb(logger) and trainer.is_global_zero:
         ckpt = run_dir / "checkpoints" / "retrain" / "last.ckpt"
         artifacts = wandb_run.log_artifacts(logger, cfg, {"retrained": ("model", ckpt)})
@@ -215,11 +219,44 @@ def retrain(
     return fields
 
 
+def export_fields(
+    cfg: DictConfig, space: SearchSpace, genotype: Genotype, trained, run_dir: Path, trainer
+) -> dict[str, Any]:
+    """``nas/export.py`` on a fresh eager copy of the trained child (the trained one may be
+    compiled or NHWC), timed on the device it was trained on."""
+    model = builders.child_network(cfg, space, genotype)
+    model.load_state_dict(trained.state_dict())
+    return export.export_child(
+        model, cfg.export, cfg.data, run_dir, genotype, space.name, trainer.strategy.root_device
+    )
+
+
+def profile_device(cfg: DictConfig) -> torch.device:
+    """Where ``stage=profile`` times the network: the device a run of this config trains on."""
+    if builders.runs_on_cpu(cfg) or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda")
+
+
 def profile(cfg: DictConfig, run_dir: Path, genotype: Genotype) -> dict[str, Any]:
     space = builders.space_from_config(cfg)
+    export.check_config(cfg.export)
     fields = profile_fields(cfg, space, genotype)
+    if cfg.export.latency_repeats:
+        model = builders.child_network(cfg, space, genotype)
+        latency = export.eager_latency(
+            model, list(cfg.data.input_shape), cfg.export, profile_device(cfg)
+        )
+        fields.update({"latency_ms": latency["latency_ms"], "latency": latency})
+    timing = (
+        f", {fields['latency_ms']:.3g} ms per batch of {cfg.export.latency_batch} on "
+        f"{fields['latency']['device']} ({torch.get_num_threads()} threads)"
+        if "latency_ms" in fields
+        else ""
+    )
     _log(
-        f"profile: {fields['params']:,} params, {fields['macs']:,} MACs at {list(cfg.data.input_shape)}"
+        f"profile: {fields['params']:,} params, {fields['macs']:,} MACs at "
+        f"{list(cfg.data.input_shape)}{timing}"
     )
     return {
         **fields,
@@ -239,6 +276,7 @@ def _is_global_zero() -> bool:
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Runs ``cfg.stage`` and returns its summary fields."""
     stage = cfg.stage.value
+    start = time.perf_counter()
     check_experiment_choices()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -259,9 +297,10 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         search_run = wandb_run.search_run_of(cfg.genotype)
         logger = retrain_logger(cfg, run_dir, search_run)
         try:
-            return retrain(cfg, run_dir, logger, genotype, search_run)
+            fields = retrain(cfg, run_dir, logger, genotype, search_run)
         finally:
             finish(logger)
+        return check_exports(cfg, run_dir, fields, start)
 
     logger = builders.logger_from_config(cfg, run_dir, "search")
     try:
@@ -279,7 +318,22 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             finish(logger)
         wandb = {**fields.get("wandb", {}), **retrain_fields.pop("wandb", {})}
         fields = {**fields, **retrain_fields, **({"wandb": wandb} if wandb else {})}
+        return check_exports(cfg, run_dir, fields, start)
     return fields
+
+
+def check_exports(cfg: DictConfig, run_dir: Path, fields: dict[str, Any], start: float) -> dict:
+    """The fields, or, when a format asked for with ``export.<format>=true`` failed, an error
+    (exit status 2) after writing ``summary.json`` with everything else and the failure."""
+    failed = export.failed_required(fields)
+    if not failed:
+        return fields
+    path = write_summary(run_dir, cfg, fields, time.perf_counter() - start)
+    raise ValueError(
+        f"export failed ({'; '.join(failed)}). The trained model is kept in "
+        f"{run_dir / 'checkpoints' / 'retrain'} and the results in {path}; set "
+        "export.<format>=auto to report an export failure without failing the run."
+    )
 
 
 def retrain_logger(cfg: DictConfig, run_dir: Path, search_run: dict | None):

@@ -292,3 +292,92 @@ class NB201Genotype:
 
 # Genotype classes of the spaces whose cells are not DARTS-shaped, by ``space`` name.
 GENOTYPE_TYPES: dict[str, type] = {"nb201": NB201Genotype}
+
+
+# The MobileNet-style space's per-layer choices (``supernet.spaces.mbconv``), in α's column
+# order: kernel size x expansion as ProxylessNAS lists them ("3x3_MBConv3", "3x3_MBConv6", ...,
+# "7x7_MBConv6"), then ``zero`` (the layer is skipped: its output is its input).
+MBCONV_KERNEL_SIZES = (3, 5, 7)
+MBCONV_EXPANSIONS = (3, 6)
+MBCONV_ZERO = "zero"
+MBCONV_OPS = (
+    *(f"k{k}_e{e}" for k in MBCONV_KERNEL_SIZES for e in MBCONV_EXPANSIONS),
+    MBCONV_ZERO,
+)
+MBCONV_TEXT_PREFIX = "mbconv:"
+
+
+def parse_mbconv_op(op: str) -> tuple[int, int] | None:
+    """(kernel size, expansion) of ``k<k>_e<e>``, or None for ``zero``."""
+    if op == MBCONV_ZERO:
+        return None
+    k, _, e = op.partition("_")
+    return int(k[1:]), int(e[1:])
+
+
+@dataclass(frozen=True)
+class MBConvGenotype:
+    """A chain of MBConv layers: one choice per searchable layer, in network order.
+
+    The canonical text form is ``mbconv:`` followed by the choices joined by ``-``, e.g.
+    ``mbconv:k3_e3-zero-k5_e6`` (no commas, brackets or spaces: a Hydra override takes it as
+    it is, ``genotype=mbconv:...``). JSON: ``{"space": "mbconv", "layers": ["k3_e3", ...]}``.
+    Which layers may be ``zero`` depends on the layout: the space checks it
+    (``MBConvSpace.validate_genotype``).
+    """
+
+    layers: tuple[str, ...]
+    space: str = "mbconv"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.layers, str) or not isinstance(self.layers, (list, tuple)):
+            raise GenotypeError(f"layers must be a list of op names, got {self.layers!r}.")
+        if not self.layers:
+            raise GenotypeError("layers must name at least one searchable layer's op, got [].")
+        for i, op in enumerate(self.layers):
+            if op not in MBCONV_OPS:
+                raise GenotypeError(
+                    f"layer {i}: unknown op {op!r}; valid choices are: {', '.join(MBCONV_OPS)}."
+                )
+        object.__setattr__(self, "layers", tuple(self.layers))
+
+    def __str__(self) -> str:
+        return MBCONV_TEXT_PREFIX + "-".join(self.layers)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"space": self.space, "layers": list(self.layers)}
+
+    def kept_edges(self) -> dict[str, tuple[tuple[str, int, int], ...]]:
+        """(op, input, node) per layer: layer i is the edge (i → i + 1) of the chain."""
+        return {"layers": tuple((op, i, i + 1) for i, op in enumerate(self.layers))}
+
+    @classmethod
+    def matches_text(cls, text: str) -> bool:
+        return text.strip().startswith(MBCONV_TEXT_PREFIX)
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "genotype") -> MBConvGenotype:
+        if not isinstance(data, dict) or set(data) != {"space", "layers"}:
+            raise GenotypeError(
+                f"{source}: a {cls.__name__} is a JSON object with exactly the keys "
+                f"['space', 'layers'], got {data!r:.200}."
+            )
+        try:
+            return cls(layers=data["layers"], space=data["space"])
+        except GenotypeError as err:
+            raise GenotypeError(f"{source}: {err}") from None
+
+    @classmethod
+    def from_text(cls, text: str, space: str = "mbconv") -> MBConvGenotype:
+        """Parses ``mbconv:k3_e3-zero-...``."""
+        text = text.strip()
+        if not cls.matches_text(text) or len(text) == len(MBCONV_TEXT_PREFIX):
+            raise GenotypeError(
+                f"Cannot parse MBConv genotype {text[:200]!r}: expected "
+                f"'{MBCONV_TEXT_PREFIX}' and one op per layer joined by '-', e.g. "
+                f"'{MBCONV_TEXT_PREFIX}k3_e3-zero-k7_e6'; ops: {', '.join(MBCONV_OPS)}."
+            )
+        return cls(layers=text[len(MBCONV_TEXT_PREFIX) :].split("-"), space=space)
+
+
+GENOTYPE_TYPES["mbconv"] = MBConvGenotype

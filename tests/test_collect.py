@@ -214,3 +214,87 @@ def test_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert str(tmp_path) in err and "summary.json" in err and "\n" not in err.strip()
     assert main([str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+# (penalty scale, [(test_acc, macs, latency_ms) per seed]): 0.3 is dominated by 0.1 (costlier
+# and less accurate), 1.0 and 3.0 are equal (both on the front), 10 is the cheapest.
+PENALTY_SWEEP = {
+    "0": [(0.95, 300e6, 9.0), (0.97, 320e6, 9.4)],
+    "0.1": [(0.95, 200e6, 7.0), (0.95, 210e6, 7.2)],
+    "0.3": [(0.93, 250e6, 8.0), (0.94, 260e6, 8.2)],
+    "1.0": [(0.90, 100e6, 4.0), (0.90, 100e6, 4.0)],
+    "3.0": [(0.90, 100e6, 4.0)],
+    "10": [(0.80, 40e6, 2.0), (0.82, 44e6, 2.1)],
+}
+
+
+def penalty_sweep(root: Path) -> Path:
+    for scale, seeds in PENALTY_SWEEP.items():
+        for seed, (acc, macs, latency) in enumerate(seeds):
+            fake_job(
+                root,
+                f"{scale}_{seed}",
+                [f"strategy.regularizers.0.scale={scale}", f"seed={seed}"],
+                seed=seed,
+                test_acc=acc,
+                macs=macs,
+                params=macs / 100,
+                latency_ms=latency,
+                genotype=DARTS,
+            )
+    return root
+
+
+def test_pareto_front_is_exactly_the_non_dominated_configurations() -> None:
+    from experiments.collect import ParetoPoint, pareto_front
+
+    points = [
+        ParetoPoint(
+            label,
+            statistics.fmean(c for _, c, _ in s),
+            None,
+            statistics.fmean(a for a, _, _ in s),
+            None,
+            len(s),
+        )  # fmt: skip
+        for label, s in PENALTY_SWEEP.items()
+    ]
+    brute = [
+        p.label
+        for p in points
+        if not any(
+            (q.cost, -q.acc) != (p.cost, -p.acc) and q.cost <= p.cost and q.acc >= p.acc
+            for q in points
+        )
+    ]
+    front = [p.label for p in pareto_front(points)]
+    assert front == ["10", "1.0", "3.0", "0.1", "0"] and sorted(front) == sorted(brute)
+    assert pareto_front([]) == [] and [p.label for p in pareto_front(points[:1])] == ["0"]
+
+
+@pytest.mark.parametrize("cost", ["macs", "latency_ms"])
+def test_pareto_figure_and_section(tmp_path: Path, cost: str) -> None:
+    sweep = penalty_sweep(tmp_path / "sweep")
+    out = tmp_path / "out"
+    args = [str(sweep), "--out", str(out)] + ([] if cost == "macs" else ["--cost", cost])
+    assert main(args) == 0
+    pixels = np.asarray(Image.open(out / f"pareto_{cost}.png").convert("L"), dtype=float)
+    assert pixels.shape[0] > 200 and pixels.std() > 10
+    section = (out / "results.md").read_text().split("## Pareto front: ")[1]
+    rows = [line.split(" | ")[0][2:] for line in section.splitlines() if line.startswith("| s")]
+    assert rows == [f"strategy.regularizers.0.scale={s}" for s in ("10", "1.0", "3.0", "0.1", "0")]
+    assert "5 of 6 configurations are non-dominated" in section
+    # Means ± std over seeds in the table's units (MACs in M; latency in ms).
+    cost_cell = "42.00 ± 2.83" if cost == "macs" else "2.05 ± 0.07"
+    assert f"scale=10 | 2 | {cost_cell} | 81.00 ± 1.41 |" in section
+    one_seed = "100.0 ± –" if cost == "macs" else "4.00 ± –"
+    assert f"scale=3.0 | 1 | {one_seed} | 90.00 ± – |" in section
+    if cost == "latency_ms":  # the latency column appears in the main table too
+        assert "| latency (ms) |" in (out / "results.md").read_text().split("## ")[0]
+
+
+def test_no_pareto_figure_without_a_cost(tmp_path: Path) -> None:
+    fake_job(tmp_path / "s", "j0", ["seed=0"], seed=0, search_val_acc=0.5, genotype=NB201)
+    assert main([str(tmp_path / "s"), "--out", str(tmp_path / "o"), "--cost", "latency_ms"]) == 0
+    assert not (tmp_path / "o" / "pareto_latency_ms.png").exists()
+    assert "Pareto" not in (tmp_path / "o" / "results.md").read_text()

@@ -16,6 +16,7 @@
 #   bash experiments/bench/gpu_session.sh ops        # Triton batch norm + depthwise conv: GPU tests; per-shape benches of those and of
 #                                                    # the matmul 1x1 conv (fp32, bf16)
 #   bash experiments/bench/gpu_session.sh opsstep    # graphed bf16 first-order step with each, all three, and its profile
+#   bash experiments/bench/gpu_session.sh superkernel # mbconv superkernel mix vs separate candidate convs (depthwise, block), fp32; < 1 min
 #
 # On the device image hydra-core, omegaconf and antlr4 are missing: carry them as wheels in
 # .whl/ (git-ignored via .git/info/exclude; carry=[".whl"]), made here once with
@@ -94,7 +95,9 @@ case "${1:-}" in
     $PY experiments/bench/profile_step.py --device cuda --kernel triton --batch 64 --modes first \
       --steps 2 --warmup 2 --top 30 --bf16 --batch-norm-kernel triton --depthwise-kernel triton \
       --pointwise-kernel matmul --out $R/profile_step_cuda_bf16_all_ops.json ;;
+  superkernel)
+    $PY experiments/bench/superkernel.py --device cuda --out $R/superkernel_cuda.json ;;
   *)
-    echo "usage: $0 check|wholegraph|profile|kernel|eager|edge|graphs|sampling|model|ops|opsstep" >&2
+    echo "usage: $0 check|wholegraph|profile|kernel|eager|edge|graphs|sampling|model|ops|opsstep|superkernel" >&2
     exit 2 ;;
 esac

@@ -6,9 +6,14 @@ from collections.abc import Sequence
 
 from supernet.spaces.base import SearchSpace
 from supernet.spaces.darts import DartsSpace
+from supernet.spaces.mbconv import MBConvSpace
 from supernet.spaces.nb201 import NB201Space
 
-SPACES: dict[str, type[SearchSpace]] = {"darts": DartsSpace, "nb201": NB201Space}
+SPACES: dict[str, type[SearchSpace]] = {
+    "darts": DartsSpace,
+    "nb201": NB201Space,
+    "mbconv": MBConvSpace,
+}
 
 
 def build_space(name: str, input_shape: Sequence[int], num_classes: int, **options) -> SearchSpace:

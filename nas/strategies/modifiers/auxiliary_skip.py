@@ -67,7 +67,8 @@ class AuxiliarySkip:
         if SKIP not in space.ops:
             raise ValueError(
                 f"DARTS-' auxiliary skip adds β to the {SKIP!r} candidate, but search space "
-                f"{space.name!r} has ops {list(space.ops)}. Add {SKIP!r} to search_space.ops."
+                f"{space.name!r} has ops {list(space.ops)}. It applies to spaces with a "
+                f"{SKIP!r} op on every edge (darts, nb201; keep {SKIP!r} in search_space.ops)."
             )
         self.skip_index = list(space.ops).index(SKIP)
 

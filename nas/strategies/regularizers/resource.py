@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from nas.arch import split_arch
-from supernet.ops import build_op
+from supernet.ops import OPS, build_op
 
 COST_KINDS = ("params", "flops", "mac")
 
@@ -82,6 +82,13 @@ class ResourceCost:
     def setup(self, seed: int = 0, space=None, **_) -> None:
         self.generator = torch.Generator().manual_seed(seed + 3571)
         if space is not None:
+            unknown = [op for op in space.ops if op != "none" and op not in OPS]
+            if unknown:
+                raise ValueError(
+                    f"SNAS' resource cost prices the cell ops of supernet/ops.py; search space "
+                    f"{space.name!r} has ops {unknown} without such a price. It applies to the "
+                    "cell spaces (darts, nb201)."
+                )
             self.costs = op_costs(space.ops, space.C, tuple(space.input_shape[1:]), self.cost)
 
     def __call__(self, arch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import torch
 
-from nas.strategies.selection.argmax import argmax_per_edge
+from nas.strategies.selection.argmax import argmax_per_edge, argmax_per_layer
 from nas.strategies.selection.evolution import EvolutionSelector
 from nas.strategies.selection.gdas_top2 import gdas_top2
 from nas.strategies.selection.max_skip import darts_top2_max_skip
@@ -25,6 +25,7 @@ SELECTION_RULES: dict[str, SelectionRule] = {
     "darts_top2": darts_top2,
     "gdas_top2": gdas_top2,  # GDAS: top-2 (op, input) pairs per node, an input may repeat
     "argmax_per_edge": argmax_per_edge,
+    "argmax_per_layer": argmax_per_layer,  # mbconv: strongest allowed op per layer
     "darts_top2_max_skip": darts_top2_max_skip,  # P-DARTS: ≤ 2 skips in the normal cell
     "threshold": threshold,  # FairDARTS: σ(α) ≥ 0.85 first, two inputs per node (NB201: argmax)
 }

@@ -1,11 +1,16 @@
 """Argmax per edge, ``none`` included: the NAS-Bench-201 discretization (Dong & Yang, ICLR 2020,
-as its DARTS/GDAS/... baselines derive a cell: every edge keeps its strongest op)."""
+as its DARTS/GDAS/... baselines derive a cell: every edge keeps its strongest op).
+
+``argmax_per_layer``: the same for the mbconv chain (ProxylessNAS derives its network by the
+argmax of each mixed edge's α, Cai et al., ICLR 2019, sec. 3), over the ops the layer allows
+(no ``zero`` on a layer that changes shape)."""
 
 from __future__ import annotations
 
 import torch
 
 from nas.genotype import NB201Genotype
+from supernet.genotypes import MBConvGenotype
 
 
 def argmax_per_edge(probs: dict[str, torch.Tensor], space) -> NB201Genotype:
@@ -17,3 +22,18 @@ def argmax_per_edge(probs: dict[str, torch.Tensor], space) -> NB201Genotype:
     for e, (i, j) in enumerate(space.edges):
         nodes.setdefault(j, []).append((space.ops[best[e]], i))
     return NB201Genotype(nodes=[nodes[j] for j in sorted(nodes)], space=space.name)
+
+
+def argmax_per_layer(probs: dict[str, torch.Tensor], space) -> MBConvGenotype:
+    """Per layer, its strongest allowed op (``space.allowed_ops``; the first one on ties)."""
+    (cell,) = space.cell_types
+    rows = probs[cell].detach().double().cpu().tolist()
+    chosen = []
+    for e, row in enumerate(rows):
+        allowed = space.allowed_ops(e)
+        best = allowed[0]
+        for k in allowed[1:]:
+            if row[k] > row[best]:  # strict: the first op wins ties
+                best = k
+        chosen.append(space.ops[best])
+    return MBConvGenotype(layers=chosen, space=space.name)
