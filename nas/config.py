@@ -24,6 +24,7 @@ class Stage(str, Enum):
     discretize = "discretize"
     retrain = "retrain"
     profile = "profile"
+    latency = "latency"
 
 
 class NonFinite(str, Enum):
@@ -208,6 +209,25 @@ class ExportConfig:
 
 
 @dataclass
+class CostsConfig:
+    """Hardware cost tables (``nas/costs.py``): ``latency_table`` is a ``latency_table.json``
+    of ``python train.py stage=latency``, read for latency costs (HardwareCost, constraints)."""
+
+    latency_table: Optional[str] = None  # noqa: UP045
+
+
+@dataclass
+class ConstraintConfig:
+    """Hard targets the found architecture must meet (``nas/constraint.py``); null = none.
+    After selection, the cheapest-to-give-up choices are downgraded until every target is met,
+    or the run fails naming the target and the cheapest reachable cost."""
+
+    latency_ms: Optional[float] = None  # noqa: UP045 - needs costs.latency_table
+    macs: Optional[float] = None  # noqa: UP045
+    params: Optional[float] = None  # noqa: UP045
+
+
+@dataclass
 class Config:
     stage: Stage = Stage.pipeline
     seed: int = 0
@@ -237,6 +257,8 @@ class Config:
     selection: SelectionConfig = field(default_factory=SelectionConfig)
     diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    costs: CostsConfig = field(default_factory=CostsConfig)
+    constraint: ConstraintConfig = field(default_factory=ConstraintConfig)
 
 
 def register_configs() -> None:

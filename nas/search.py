@@ -120,8 +120,22 @@ class SearchModule(L.LightningModule):
         return F.cross_entropy(logits, y), logits
 
     def arch_regularization(self) -> torch.Tensor | float:
+        """The additive regularizers' sum (those without ``combine``)."""
         alphas = self.arch.as_dict()
-        return sum((reg(alphas) for reg in self.strategy.regularizers), 0.0)
+        regs = [r for r in self.strategy.regularizers if not hasattr(r, "combine")]
+        return sum((reg(alphas) for reg in regs), 0.0)
+
+    def arch_objective(self, loss: torch.Tensor) -> torch.Tensor:
+        """The α objective from the cross-entropy ``loss``: ``loss`` plus the additive
+        regularizers, then each regularizer with ``combine(loss, arch, masks)`` applied in
+        turn (the multiplicative hardware penalties of ProxylessNAS and FBNet scale the loss)."""
+        loss = loss + self.arch_regularization()
+        combined = [r for r in self.strategy.regularizers if hasattr(r, "combine")]
+        if combined:
+            alphas = self.arch.as_dict()
+            for reg in combined:
+                loss = reg.combine(loss, alphas, self.arch.op_masks)
+        return loss
 
     # ---- Lightning ------------------------------------------------------------------
     def configure_optimizers(self):
@@ -188,6 +202,7 @@ class SearchModule(L.LightningModule):
                 self.skipped_steps += 1
             else:
                 a_opt.step()
+                self.strategy.after_arch_step(self.arch.as_dict())  # e.g. ProxylessNAS' rescale
             self._log_metrics("val", val_loss, val_logits, val[1])
 
         # The weight step sees α as a constant: no α gradient is built here.

@@ -1,4 +1,5 @@
-"""The stages of a run: search, discretize, retrain, profile, and the pipeline of the first three.
+"""The stages of a run: search, discretize, retrain, profile, latency (the cost model's latency
+table, ``nas/latency.py``), and the pipeline of the first three.
 
 Each stage returns the fields it contributes to ``summary.json``; ``train.py`` writes the file.
 Result files (alphas.json, genotype.json) are written atomically and only once a stage succeeds.
@@ -51,6 +52,78 @@ def profile_fields(cfg: DictConfig, space: SearchSpace, genotype: Genotype) -> d
         "macs": count_macs(model, list(cfg.data.input_shape)),
         "retrain_C": C,
         "retrain_layers": layers,
+    }
+
+
+def hardware_fields(
+    cfg: DictConfig, space: SearchSpace, genotype, probs: dict, strategy=None
+) -> tuple[Any, dict[str, Any]]:
+    """The constraint's genotype (``nas/constraint.py``) and its params / MACs / latency.
+
+    Only when a constraint, a latency table or a hardware-cost regularizer is configured (the
+    cost tables of a large child take a few seconds). Latency comes from
+    ``costs.latency_table``, else from a HardwareCost regularizer's own (measured) table when
+    it covers the child (mbconv, nb201: the searched network is the child), else it is left out.
+    """
+    from nas.constraint import enforce, targets_of
+    from nas.costs import config_cost_model
+
+    targets = targets_of(cfg.get("constraint"))
+    table = cfg.get("costs", {}).get("latency_table")
+    regs = [r for r in getattr(strategy, "regularizers", []) if hasattr(r, "cost_model")]
+    if not (targets or table or regs):
+        return genotype, {}
+    cm = config_cost_model(cfg, space)
+    if table:
+        from nas.latency import attach
+
+        attach(cm, table)
+    else:
+        needed = [s.key for s in cm.op_shapes()] + [cm.fixed_key]
+        for r in regs:
+            entries = getattr(r.cost_model, "latency", None) or {}
+            if all(k in entries for k in needed):
+                cm.set_latency(entries)
+                break
+    fields: dict[str, Any] = {}
+    if targets:
+        genotype, fields["constraint"] = enforce(space, genotype, probs, cm, targets)
+        _log(f"constraint {fields['constraint']['targets']} met: {genotype}")
+    fields["params"] = int(cm.genotype_cost(space, genotype, "params"))
+    fields["macs"] = int(cm.genotype_cost(space, genotype, "macs"))
+    if cm.latency is not None:
+        fields["latency_ms"] = cm.genotype_cost(space, genotype, "latency")
+        fields["latency_source"] = table or "HardwareCost's table (measured at search start)"
+    return genotype, fields
+
+
+def latency(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """``stage=latency``: times every candidate op at its shapes (retrained child and searched
+    network) and the fixed parts on this run's device; writes ``latency_table.json``."""
+    from nas.costs import config_cost_model, space_cost_model
+    from nas.latency import LATENCY_FILE, measure, save_table
+
+    space = builders.space_from_config(cfg)
+    device = profile_device(cfg)
+    s = export.latency_settings(cfg.export)
+    models = [config_cost_model(cfg, space), space_cost_model(space)]
+    _log(f"latency: timing {space.name} candidate ops on {device} (batch {s['batch']}, "
+         f"{s['warmup']} warm-up, median of {s['repeats']}, {torch.get_num_threads()} threads)")  # fmt: skip
+    start = time.perf_counter()
+    entries = measure(models, device, s["batch"], s["repeats"], s["warmup"])
+    path = save_table(
+        run_dir / LATENCY_FILE, entries, [space.name], device, s["batch"], s["repeats"],
+        s["warmup"],
+    )  # fmt: skip
+    _log(f"latency table of {len(entries)} entries: {path}")
+    return {
+        "latency_table": str(path),
+        "latency_entries": len(entries),
+        "latency_fixed_ms": entries[models[0].fixed_key],
+        "latency_wall_time_s": time.perf_counter() - start,
+        "device": str(device),
+        "latency_batch": s["batch"],
+        "threads": torch.get_num_threads(),
     }
 
 
@@ -111,13 +184,16 @@ def search(cfg: DictConfig, run_dir: Path, logger) -> dict[str, Any]:
     elif module.strategy.selector is not None:
         selection = module.select_architecture(selection_batches(module, data))
         _log(f"post-search selection: {selection}")
-    genotype = module.genotype()
+    genotype, cost_fields = hardware_fields(
+        cfg, space, module.genotype(), module.probabilities(), module.strategy
+    )
     if trainer.is_global_zero:
         module.arch.save(run_dir / ALPHAS_FILE)
         save_genotype(genotype, run_dir / GENOTYPE_FILE)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     _log(f"search done: {genotype}")
     extra = {} if selection is None else {"selection": selection}
+    extra.update(cost_fields)
     extra.update(hessian_summary(report.extras))
     extra.update(benchmark_fields(cfg, space, genotype))
     fields = {
@@ -156,9 +232,11 @@ def discretize(cfg: DictConfig, run_dir: Path, alphas_path: str | Path) -> dict[
     strategy.setup(space=space, seed=cfg.seed)
     probs = strategy.probabilities(alphas)
     genotype = select(strategy.selection or space.default_selection, probs, space)
+    genotype, cost_fields = hardware_fields(cfg, space, genotype, probs, strategy)
     save_genotype(genotype, run_dir / GENOTYPE_FILE)
     _log(f"genotype of {alphas_path}: {genotype}")
     return {
+        **cost_fields,
         **benchmark_fields(cfg, space, genotype),
         "genotype": str(genotype),
         "alphas_file": str(alphas_path),
@@ -288,6 +366,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         if not cfg.alphas:
             raise ValueError("stage=discretize needs alphas=<path to alphas.json>.")
         return discretize(cfg, run_dir, cfg.alphas)
+    if stage == "latency":
+        return latency(cfg, run_dir)
     if stage == "profile":
         space = builders.space_from_config(cfg)
         return profile(cfg, run_dir, load_genotype_arg(cfg, space))

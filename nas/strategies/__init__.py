@@ -11,7 +11,9 @@ fork of the search loop. ``Strategy`` only wires the components together:
 - ``on_epoch_start(...)``: schedules (temperature, regularizer strengths) and progressive
   steps (pruning);
 - ``weight_step_arch(module, arch, batch)``: the α the weight step mixes with (SDARTS' random
-  or adversarial perturbation; α itself unless a modifier perturbs it).
+  or adversarial perturbation; α itself unless a modifier perturbs it);
+- ``after_arch_step(arch)``: after the α optimizer's step, components that adjust α in place
+  (ProxylessNAS' rescaling of the two sampled paths) do it.
 """
 
 from __future__ import annotations
@@ -116,6 +118,15 @@ class Strategy:
             if hasattr(m, "perturb_weight_step"):
                 arch = m.perturb_weight_step(module, arch, batch)
         return arch
+
+    def after_arch_step(self, arch: dict[str, torch.Tensor]) -> None:
+        """Called by the search right after each α optimizer step (not after a skipped one):
+        each component with ``after_arch_step(alphas)`` may adjust α in place (ProxylessNAS'
+        ``BinaryGateSampler`` rescales the paths its arch step sampled)."""
+        alphas, _ = split_arch(arch)
+        for c in self.components():
+            if c is not None and hasattr(c, "after_arch_step"):
+                c.after_arch_step(alphas)
 
     def state_dict(self) -> dict[str, Any]:
         """Random-stream and schedule states, for exact resume from a checkpoint."""

@@ -52,7 +52,7 @@ class FirstOrder:
             # The logits and weight gradients are consumed here: a CUDA graph replay may serve.
             batch = val if self.split == "val" else train
             loss, logits = module.loss(batch, arch, graphable=True)
-            loss = loss + module.arch_regularization()
+            loss = module.arch_objective(loss)
             grads = torch.autograd.grad(loss, params, materialize_grads=True)
         for a, g in zip(params, grads):
             a.grad = g

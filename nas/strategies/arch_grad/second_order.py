@@ -95,7 +95,7 @@ class SecondOrder:
             w.requires_grad_(True)
 
         val_loss, val_logits = module.loss(val, arch, params=unrolled)
-        val_loss = val_loss + module.arch_regularization()
+        val_loss = module.arch_objective(val_loss)
         out = torch.autograd.grad(val_loss, [*alphas, *unrolled.values()], materialize_grads=True)
         d_alpha, v = out[: len(alphas)], out[len(alphas) :]
 
