@@ -119,3 +119,32 @@ def test_ddp_spawn_retrain_keeps_weights_identical(tmp_path):
     trainer.fit(module, datamodule=builders.retrain_data(cfg))
     sums = [json.loads((tmp_path / f"retrain{r}.json").read_text()) for r in (0, 1)]
     assert sums[0] == sums[1]
+
+
+# The strategies of issues 17 and 18 that run as one fit, under 2 CPU ranks: α (all-reduced
+# gradients) and weights (DDP) stay bitwise identical, whatever each adds to a step (PGD on its
+# own batch shard, per-rank latency tables, auxiliary skips, sigmoid weights). -m slow: ~11 s each.
+NEW_STRATEGIES = [
+    "fairdarts",
+    "beta_darts",
+    "darts_minus",
+    "sdarts_rs",
+    "sdarts_adv",
+    "proxyless",
+    "fbnet",
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", NEW_STRATEGIES)
+def test_ddp_spawn_new_strategies_keep_ranks_identical(strategy, tmp_path):
+    cfg = ddp_config("trainer.max_epochs=1", f"strategy={strategy}", "strategy.arch_start_epoch=0")
+    module = builders.search_module(cfg, builders.space_from_config(cfg))
+    trainer = builders.trainer(
+        cfg, tmp_path, "search", logger=False, callbacks=[RankDump(str(tmp_path))]
+    )
+    trainer.fit(module, datamodule=builders.search_data(cfg))
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["first_labels"] != ranks[1]["first_labels"]
+    assert ranks[0]["alphas"] == ranks[1]["alphas"]
+    torch.testing.assert_close(ranks[0]["weights"], ranks[1]["weights"], rtol=0, atol=0)
