@@ -457,7 +457,10 @@ def run_train(monkeypatch, run_dir: Path, *overrides: str) -> int:
 
 def search_then_discretize(tmp_path, monkeypatch, strategy: str, *overrides: str) -> dict:
     """Searches, then discretizes the saved α; asserts both give the same genotype file."""
-    common = [f"strategy={strategy}", "data=synthetic", "data.num_samples=64", *overrides]
+    # Only the final figures: the per-epoch ones are the same code, and drawing them was half
+    # of each run's time (tests/test_workflow.py checks them).
+    common = [f"strategy={strategy}", "data=synthetic", "data.num_samples=64",
+              "logger.alpha_images=false", *overrides]  # fmt: skip
     common += SMALL_SELECTORS.get(strategy, []) + PARTIAL_CHANNEL_SIZES.get(strategy, [])
     assert run_train(monkeypatch, tmp_path / "s", "stage=search", *common) == 0
     summary = json.loads((tmp_path / "s" / "summary.json").read_text())
@@ -505,8 +508,20 @@ def test_a_mechanic_that_does_not_apply_to_a_space_says_so(space, strategy):
         module.genotype()  # a selection rule that has no form for the space
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
-@pytest.mark.parametrize("space", SPACES)
+# In the MobileNet chain, one strategy per mechanic in the default run (softmax, hard and
+# uniform single paths, binary gates, soft Gumbel with a latency loss, staged depth); every
+# applicable strategy with -m slow. The cell spaces run every strategy by default.
+MBCONV_DEFAULT = {"darts", "gdas", "spos", "proxyless", "fbnet", "pdarts"}
+COMPOSITIONS = [
+    (space, s)
+    if space != "mbconv" or s in MBCONV_DEFAULT
+    else pytest.param(space, s, marks=pytest.mark.slow)
+    for space in SPACES
+    for s in STRATEGIES
+]
+
+
+@pytest.mark.parametrize("space, strategy", COMPOSITIONS)
 def test_every_composition_searches_and_discretizes(space, strategy, tmp_path, monkeypatch):
     if (space, strategy) in NOT_APPLICABLE:
         pytest.skip(f"{strategy} x {space}: {NOT_APPLICABLE[space, strategy]}")
