@@ -191,6 +191,7 @@ class PTRankDump(L.Callback):
         Path(self.out_dir, f"pt{trainer.global_rank}.json").write_text(json.dumps(state))
 
 
+@pytest.mark.slow  # 14 s on 2 cores: two spawned gloo ranks, a search, DARTS-PT, DARTS-ES
 def test_ddp_spawn_hessian_and_pt_agree_on_every_rank(tmp_path):
     """2 CPU ranks (gloo): the eigenvalue is computed on different images per rank but is the
     same everywhere, and so is DARTS-ES' stop (forced after the second eigenvalue); DARTS-PT,

@@ -97,7 +97,8 @@ def test_retrain_stage_joins_the_group_of_the_search_that_wrote_its_genotype(
     assert retrain["config"]["search_run"]["run_id"] == search_id
 
 
-@pytest.mark.parametrize("logger", ["csv", "none"])
+# logger=none (the same files, no metrics folder) runs with -m slow: 9 s on 2 cores.
+@pytest.mark.parametrize("logger", ["csv", pytest.param("none", marks=pytest.mark.slow)])
 def test_figures_and_history_on_disk_without_wandb(logger, tmp_path, monkeypatch, capsys):
     code = run_train(
         monkeypatch, tmp_path, "stage=search", "trainer.max_epochs=2",
