@@ -53,15 +53,13 @@ def _groups(tensors: Sequence[torch.Tensor]) -> dict[tuple, list[int]]:
     return groups
 
 
-def all_reduce_sum_(tensors: Sequence[torch.Tensor]) -> Sequence[torch.Tensor]:
-    """Sums ``tensors`` over ranks, in place; returns them."""
-    if not is_distributed() or not tensors:
-        return tensors
-    dist = torch.distributed
+def _flat_collective(tensors: Sequence[torch.Tensor], collective) -> Sequence[torch.Tensor]:
+    """Runs ``collective`` in place on one flat buffer per (dtype, device) of ``tensors`` and
+    copies the result back: one collective call per group instead of one per tensor."""
     for (_, device), idx in _groups(tensors).items():
         flat = torch.cat([tensors[i].detach().reshape(-1) for i in idx])
         flat = flat.to(_comm_device(device))
-        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+        collective(flat)
         flat = flat.to(device)
         offset = 0
         for i in idx:
@@ -69,6 +67,14 @@ def all_reduce_sum_(tensors: Sequence[torch.Tensor]) -> Sequence[torch.Tensor]:
             t.detach().copy_(flat[offset : offset + t.numel()].view_as(t))
             offset += t.numel()
     return tensors
+
+
+def all_reduce_sum_(tensors: Sequence[torch.Tensor]) -> Sequence[torch.Tensor]:
+    """Sums ``tensors`` over ranks, in place; returns them."""
+    if not is_distributed() or not tensors:
+        return tensors
+    dist = torch.distributed
+    return _flat_collective(tensors, lambda flat: dist.all_reduce(flat, op=dist.ReduceOp.SUM))
 
 
 def all_reduce_mean_(tensors: Sequence[torch.Tensor]) -> Sequence[torch.Tensor]:
@@ -95,18 +101,7 @@ def broadcast_(tensors: Sequence[torch.Tensor], src: int = 0) -> Sequence[torch.
     """Copies rank ``src``'s ``tensors`` to every rank, in place; returns them."""
     if not is_distributed() or not tensors:
         return tensors
-    dist = torch.distributed
-    for (_, device), idx in _groups(tensors).items():
-        flat = torch.cat([tensors[i].detach().reshape(-1) for i in idx])
-        flat = flat.to(_comm_device(device))
-        dist.broadcast(flat, src=src)
-        flat = flat.to(device)
-        offset = 0
-        for i in idx:
-            t = tensors[i]
-            t.detach().copy_(flat[offset : offset + t.numel()].view_as(t))
-            offset += t.numel()
-    return tensors
+    return _flat_collective(tensors, lambda flat: torch.distributed.broadcast(flat, src=src))
 
 
 def broadcast_float(value: float, src: int = 0) -> float:
