@@ -1,7 +1,8 @@
 """Collects a Hydra multirun into the results table of a NAS paper.
 
 Usage: ``python -m experiments.collect MULTIRUN_DIR [--out DIR] [--metric test_acc]
-[--cost macs|params|latency_ms]``.
+[--cost macs|params|latency_ms] [--wandb auto|offline|online|none]``. A multirun of
+``train.py`` runs it by itself when its last job ends (``collect.*`` in ``conf/config.yaml``).
 
 Every directory below MULTIRUN_DIR holding a ``summary.json`` is a job (sweeps may nest). Jobs
 are grouped by their ``.hydra/overrides.yaml`` minus ``seed=`` and ``hydra.*``; a group's label
@@ -24,6 +25,10 @@ strategy.regularizers.0.scale=0,0.1,1``): when jobs report ``--cost`` and an acc
 ``pareto_<cost>.png`` (accuracy against cost per configuration, error bars = std over seeds,
 the non-dominated configurations joined as the front) and a "Pareto front" section of
 ``results.md`` listing them.
+
+W&B (``experiments/collect_wandb.py``): with ``--wandb auto`` a sweep whose jobs logged to W&B
+gets one more run, ``job_type=collect``, holding the figures, the tables, a scatter chart of
+the front and every file above as an artifact (offline: under ``<out>/wandb/``).
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from experiments import collect_wandb
 from nas.genotype import Genotype, GenotypeError, NB201Genotype, load_genotype
 
 try:
@@ -90,6 +96,7 @@ LEGEND = (
 )
 # The --cost axes of the Pareto figure (minimised; accuracy maximised).
 COSTS = ("macs", "params", "latency_ms")
+ACCURACIES = ("test_acc", "search_val_acc")  # the --metric axes
 NOTE = (
     "Mean ± sample std (ddof=1) over seeds; std – with one seed; – alone: not reported; "
     "(n=k): mean over the k jobs that report it."
@@ -453,23 +460,49 @@ def plot_pareto(out: Path, points: list[ParetoPoint], cost: str, metric: str, ti
 
 def pareto(
     out: Path, groups: list[Group], cost: str, metric: str, root: Path
-) -> tuple[Path | None, str]:
+) -> tuple[Path | None, str, str, list[ParetoPoint]]:
     """``pareto_<cost>.png`` and its ``results.md`` section, when some configuration reports
-    the cost and an accuracy; else (None, "")."""
+    the cost and an accuracy (else None and ""), with the accuracy metric used and the points."""
     metric, note = accuracy_metric(groups, metric)
     points = pareto_points(groups, cost, metric)
     if not points:
-        return None, ""
+        return None, "", metric, points
     title = f"{root}: mean ± std over seeds per configuration{note}"
-    return plot_pareto(out, points, cost, metric, title), pareto_markdown(
-        points, cost, metric, note
-    )
+    png = plot_pareto(out, points, cost, metric, title)
+    return png, pareto_markdown(points, cost, metric, note), metric, points
+
+
+def check_settings(metric: str, cost: str, wandb: str) -> None:
+    """CollectError naming the first invalid axis or W&B mode and the valid choices."""
+    for name, value, valid in (
+        ("metric", metric, ACCURACIES),
+        ("cost", cost, COSTS),
+        ("wandb", wandb, collect_wandb.MODES),
+    ):
+        if value not in valid:
+            raise CollectError(
+                f"collect {name} must be one of {', '.join(valid)}, got {value!r} (the "
+                f"command line's --{name}, or collect.{name} of a train.py multirun)."
+            )
+
+
+def wandb_front(points: list[ParetoPoint], cost: str, metric: str) -> collect_wandb.Front:
+    """The Pareto figure's points as the rows of its W&B table."""
+    front = {p.label for p in pareto_front(points)}
+    rows = [(p.label, p.n, p.cost, p.cost_std, p.acc, p.acc_std, p.label in front) for p in points]
+    return collect_wandb.Front(cost_metric(cost).label, cost_metric(metric).label, rows)
 
 
 def collect(
-    root: Path, out: Path | None = None, metric: str = "test_acc", cost: str = "macs"
+    root: Path,
+    out: Path | None = None,
+    metric: str = "test_acc",
+    cost: str = "macs",
+    wandb: str = "auto",
 ) -> list[Path]:
-    """Writes the four result files for the multirun ``root``; returns their paths."""
+    """Writes the result files for the multirun ``root`` and, unless ``wandb`` resolves to
+    ``none`` (``experiments/collect_wandb.py``), logs them to a W&B run; returns their paths."""
+    check_settings(metric, cost, wandb)
     if not root.is_dir():
         raise CollectError(
             f"The multirun directory {str(root)!r} does not exist or is not a directory: pass "
@@ -488,7 +521,7 @@ def collect(
     out.mkdir(parents=True, exist_ok=True)
     groups, common = group_jobs(jobs)
     table, text = markdown(root, groups, common, incomplete)
-    front_png, front_md = pareto(out, groups, cost, metric, root)
+    front_png, front_md, front_metric, points = pareto(out, groups, cost, metric, root)
     (out / "results.md").write_text(text + front_md)
     paths = [out / "results.md", *write_csvs(out, groups), plot(out, groups, metric, root)]
     paths += [front_png] if front_png else []
@@ -496,6 +529,12 @@ def collect(
     for p, why in incomplete:
         print(f"incomplete, not averaged: {p} ({why})")
     print("wrote: " + ", ".join(str(p) for p in paths))
+    mode, settings = collect_wandb.resolve(wandb, [j.path for j in jobs])
+    if mode != "none":
+        fronts = {cost: wandb_front(points, cost, front_metric)} if points else {}
+        run = collect_wandb.log_collection(mode, settings, root, out, groups, common, fronts, paths)
+        sync = f"; upload with: wandb sync {run['dir']}" if mode == "offline" else ""
+        print(f"W&B ({mode}): collect run {run['run_id']} in {run['dir']}{sync}")
     return paths
 
 
@@ -509,7 +548,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--metric",
         default="test_acc",
-        choices=["test_acc", "search_val_acc"],
+        choices=ACCURACIES,
         help="accuracy on the figure's y axis (default: test_acc)",
     )
     parser.add_argument(
@@ -518,9 +557,16 @@ def main(argv: list[str] | None = None) -> int:
         choices=COSTS,
         help="cost axis of pareto_<cost>.png, the accuracy-vs-cost front (default: macs)",
     )
+    parser.add_argument(
+        "--wandb",
+        default="auto",
+        choices=collect_wandb.MODES,
+        help="log the figures, tables and files to a W&B run: auto (as the jobs logged: "
+        "offline, online, or not at all), offline, online, none (default: auto)",
+    )
     args = parser.parse_args(argv)
     try:
-        collect(args.multirun_dir, args.out, args.metric, args.cost)
+        collect(args.multirun_dir, args.out, args.metric, args.cost, args.wandb)
     except CollectError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -228,6 +228,17 @@ class ConstraintConfig:
 
 
 @dataclass
+class CollectConfig:
+    """What a multirun does when its last job ends (``experiments/sweep_callback.py``):
+    ``experiments/collect.py`` on the sweep directory (tables, figures, Pareto front, W&B)."""
+
+    enabled: bool = True
+    metric: str = "test_acc"  # test_acc | search_val_acc: the figures' accuracy axis
+    cost: str = "macs"  # macs | params | latency_ms: the Pareto front's cost axis
+    wandb: str = "auto"  # auto (as the jobs logged) | offline | online | none
+
+
+@dataclass
 class Config:
     stage: Stage = Stage.pipeline
     seed: int = 0
@@ -259,6 +270,7 @@ class Config:
     export: ExportConfig = field(default_factory=ExportConfig)
     costs: CostsConfig = field(default_factory=CostsConfig)
     constraint: ConstraintConfig = field(default_factory=ConstraintConfig)
+    collect: CollectConfig = field(default_factory=CollectConfig)
 
 
 def register_configs() -> None:

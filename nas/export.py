@@ -403,6 +403,13 @@ def export_child(
     return fields
 
 
+def exported_files(fields: Mapping) -> list[str]:
+    """The files this run's export wrote (each format's, then the sidecar), from its fields."""
+    export = fields.get("export") or {}
+    files = [e["file"] for e in export.values() if isinstance(e, dict) and "file" in e]
+    return files + ([export["sidecar"]] if "sidecar" in export else [])
+
+
 def failed_required(fields: Mapping) -> list[str]:
     """The formats the user asked for (``true``) whose export failed, with the error."""
     export = fields.get("export") or {}

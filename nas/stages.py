@@ -288,7 +288,9 @@ def retrain(
         fields.update(export_fields(cfg, space, genotype, module.model, run_dir, trainer))
     if is_wandb(logger) and trainer.is_global_zero:
         ckpt = run_dir / "checkpoints" / "retrain" / "last.ckpt"
-        artifacts = wandb_run.log_artifacts(logger, cfg, {"retrained": ("model", ckpt)})
+        exported = [Path(f) for f in export.exported_files(fields)]
+        files = {"retrained": ("model", ckpt), "exported": ("model", exported)}
+        artifacts = wandb_run.log_artifacts(logger, cfg, files)
         wandb_run.update_summary(logger, fields)
         retrain_run = {**wandb_run.run_fields(logger), "artifacts": artifacts}
         if search_run:

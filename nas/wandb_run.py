@@ -5,7 +5,8 @@ retrain), so the dashboard shows them together; the retrain run's config names t
 (``search_run``) and, online, it uses the search's genotype artifact, which draws the lineage
 search → genotype → retrain. Results travel as versioned artifacts named by what defines them
 (``genotype-<space>-<strategy>-<data>-seed<seed>``: a rerun of the same config is its next
-version): the alphas, the genotype and the final checkpoint. Offline (the default) the run,
+version): the alphas, the genotype, the final checkpoints and the exported child network
+(``exported-...``: ``model.pt``, ``model.onnx``, ``model.json``, what a deployment pulls). Offline (the default) the run,
 its media and artifacts stay in ``<run dir>/wandb/`` until ``wandb sync``; offline W&B cannot
 use artifacts, so there the link is the group and the config entry only.
 """
@@ -75,16 +76,22 @@ def artifact_name(kind: str, cfg: DictConfig) -> str:
     return f"{kind}-{cfg.search_space.name}-{cfg.strategy.name}-{cfg.data.name}-seed{cfg.seed}"
 
 
-def log_artifacts(logger, cfg: DictConfig, files: dict[str, tuple[str, Path]]) -> dict[str, str]:
-    """Logs ``{kind: (artifact type, path)}`` as versioned artifacts; returns their names."""
+def log_artifacts(
+    logger, cfg: DictConfig, files: dict[str, tuple[str, Path | list[Path]]]
+) -> dict[str, str]:
+    """Logs ``{kind: (artifact type, file or files)}`` as versioned artifacts (the files that
+    exist; none: no artifact); returns their names."""
     import wandb
 
     names = {}
-    for kind, (type_, path) in files.items():
-        if not Path(path).is_file():
+    for kind, (type_, paths) in files.items():
+        present = [Path(p) for p in (paths if isinstance(paths, list) else [paths])]
+        present = [p for p in present if p.is_file()]
+        if not present:
             continue
         artifact = wandb.Artifact(artifact_name(kind, cfg), type=type_)
-        artifact.add_file(str(path))
+        for path in present:
+            artifact.add_file(str(path))
         logger.experiment.log_artifact(artifact)
         names[kind] = artifact.name
     return names

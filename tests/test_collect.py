@@ -89,6 +89,33 @@ def test_real_multirun(multirun: Path, tmp_path: Path) -> None:
     assert "Incomplete jobs (not averaged): none." in md
     pixels = np.asarray(Image.open(out / "accuracy_vs_params.png").convert("L"), dtype=float)
     assert pixels.shape[0] > 200 and pixels.std() > 10
+    # The multirun collected itself when its last job ended (experiments/sweep_callback.py),
+    # into the sweep directory, and, its jobs having no W&B, sent nothing to W&B.
+    for name in ("results.csv", "results_jobs.csv"):
+        assert (multirun / name).read_text() == (out / name).read_text(), name
+    assert (multirun / "accuracy_vs_params.png").is_file()
+    assert not (multirun / "wandb").exists()
+
+
+def test_bad_collect_setting_fails_before_the_sweep_runs() -> None:
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    import train
+    from experiments.collect import CollectError
+    from experiments.sweep_callback import CollectSweep
+
+    GlobalHydra.instance().clear()  # an in-process train.main() may have left it set
+    with initialize_config_dir(train.CONFIG_DIR, version_base="1.3", job_name="train"):
+        cfg = compose("config", overrides=["collect.cost=flops"], return_hydra_config=True)
+    with pytest.raises(
+        CollectError, match="cost must be one of macs, params, latency_ms, got 'flops'"
+    ):
+        CollectSweep().on_multirun_start(cfg)
+    with initialize_config_dir(train.CONFIG_DIR, version_base="1.3", job_name="train"):
+        cfg = compose("config", overrides=["+sweep=latency_pareto"], return_hydra_config=True)
+    assert cfg.collect.cost == "latency_ms"
+    assert cfg.hydra.callbacks.collect._target_ == "experiments.sweep_callback.CollectSweep"
 
 
 def test_broken_and_unfinished_jobs_are_listed_not_averaged(
@@ -298,3 +325,36 @@ def test_no_pareto_figure_without_a_cost(tmp_path: Path) -> None:
     assert main([str(tmp_path / "s"), "--out", str(tmp_path / "o"), "--cost", "latency_ms"]) == 0
     assert not (tmp_path / "o" / "pareto_latency_ms.png").exists()
     assert "Pareto" not in (tmp_path / "o" / "results.md").read_text()
+
+
+def test_sweep_logged_to_wandb_gets_a_collect_run(tmp_path: Path) -> None:
+    """``--wandb auto`` follows the jobs' logger: offline jobs give an offline collect run
+    with the figures as images, the front as a table and chart, and the files as an artifact."""
+    from tests.wandb_records import read_run
+
+    sweep = penalty_sweep(tmp_path / "sweep")
+    for config in sweep.glob("*/.hydra"):
+        (config / "config.yaml").write_text(
+            "logger:\n  name: wandb\n  project: pareto-test\n  mode: offline\n  tags: [sweep]\n"
+        )
+    out = tmp_path / "out"
+    assert main([str(sweep), "--out", str(out), "--cost", "latency_ms"]) == 0
+    (run_dir,) = (out / "wandb").glob("offline-run-*")
+    run = read_run(run_dir)
+    assert run["run"]["job_type"] == "collect"
+    history = run["history"]
+    for figure in ("pareto_latency_ms", "accuracy_vs_params"):
+        assert history[f"figures/{figure}/_type"] == ["image-file"], figure
+    assert history["pareto/latency_ms/points/_type"] == ["table-file"]
+    assert history["results/_type"] == ["table-file"]
+    table = json.loads(next(run_dir.rglob("points_*.table.json")).read_text())
+    on_front = {row[0].split("=")[1]: row[-1] for row in table["data"]}
+    assert on_front == {"0": True, "0.1": True, "0.3": False, "1.0": True, "3.0": True, "10": True}
+    assert run["summary"]["pareto/latency_ms/front_size"] == 5
+    assert run["summary"]["jobs"] == 11
+    (artifact,) = [a for a in run["artifacts"] if a["type"] == "results"]
+    assert {"results.md", "results.csv", "pareto_latency_ms.png"} <= set(artifact["files"])
+    assert len(run["config"]["jobs"]) == 11
+    # The same sweep without W&B in its jobs: nothing is sent anywhere.
+    assert main([str(sweep), "--out", str(tmp_path / "o2"), "--wandb", "none"]) == 0
+    assert not (tmp_path / "o2" / "wandb").exists()

@@ -75,7 +75,19 @@ def test_retrain_run_is_grouped_with_and_linked_to_its_search(wandb_pipeline):
     assert retrain["run"]["group"] == search["run"]["group"]
     assert retrain["config"]["search_run"]["run_id"] == search["run"]["id"]
     assert retrain["config"]["search_run"]["artifacts"]["genotype"].startswith("genotype-")
-    assert {a["name"] for a in retrain["artifacts"]} == {"retrained-darts-darts-digits-seed3"}
+    artifacts = {a["name"]: a for a in retrain["artifacts"]}
+    assert set(artifacts) == {
+        "retrained-darts-darts-digits-seed3",
+        "exported-darts-darts-digits-seed3",
+    }
+    # What a deployment pulls: the TorchScript file and its sidecar (input shape, mean/std).
+    assert sorted(artifacts["exported-darts-darts-digits-seed3"]["files"]) == [
+        "model.json",
+        "model.pt",
+    ]
+    assert retrain["summary"]["latency_ms"] == pytest.approx(
+        read_summary(wandb_pipeline)["latency_ms"]
+    )
     assert "retrain/test_acc" in retrain["history"]
     summary = read_summary(wandb_pipeline)
     assert retrain["summary"]["test_acc"] == pytest.approx(summary["test_acc"])
