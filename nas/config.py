@@ -93,6 +93,14 @@ class StrategyConfig:
     grad_clip: float = 5.0
     alpha_init_std: float = 1e-3
     arch_start_epoch: int = 0
+    arch_every: int = (
+        1  # one α step every N weight steps (ProxylessNAS --grad_update_arch_param_every)
+    )
+    label_smoothing: float = 0.0  # of the weight step's loss (ProxylessNAS' search: 0.1)
+    # A weight-lr warm-up with its own cosine from lr_warmup_peak over the first epochs, then the
+    # search's cosine restarts from the optimizer's lr (ProxylessNAS' warm_up); 0 = off.
+    lr_warmup_epochs: int = 0
+    lr_warmup_peak: float = 0.05
     # Progressive depth (P-DARTS): search stages run as successive fits; empty = one fit.
     stages: list[DepthStage] = field(default_factory=list)
 

@@ -18,6 +18,7 @@ from torch.func import functional_call
 from nas import distributed
 from nas.arch import ArchParams
 from nas.genotype import Genotype
+from nas.lr_schedules import WarmupThenCosine
 from nas.step_logging import log_step_and_epoch
 from nas.strategies import Strategy
 from nas.strategies.samplers.uniform import arch_alphas
@@ -40,6 +41,13 @@ class SearchModule(L.LightningModule):
         grad_clip: max gradient norm of the weight step.
         alpha_init_std: α is initialised as ``alpha_init_std * randn``.
         arch_start_epoch: epochs of weight-only warm-up before α is updated.
+        arch_every: one α step every this many weight steps (ProxylessNAS: 5), on the steps
+            whose index within the epoch + 1 is a multiple of it.
+        label_smoothing: of the weight step's cross-entropy (ProxylessNAS: 0.1); the α step's
+            loss stays plain cross-entropy.
+        lr_warmup_epochs, lr_warmup_peak: a weight lr warm-up cosine of its own from the peak
+            over the first epochs, then the cosine restarts from the optimizer's lr
+            (ProxylessNAS; ``nas/lr_schedules.py``); 0 = one cosine over the search.
         seed: seeds α's initialisation.
         skip_nonfinite: skip (and count) steps with a non-finite loss or gradient.
         cuda_graph: replay the supernet's passes of the arch and weight steps as CUDA graphs
@@ -56,6 +64,10 @@ class SearchModule(L.LightningModule):
         grad_clip: float = 5.0,
         alpha_init_std: float = 1e-3,
         arch_start_epoch: int = 0,
+        arch_every: int = 1,
+        label_smoothing: float = 0.0,
+        lr_warmup_epochs: int = 0,
+        lr_warmup_peak: float = 0.05,
         seed: int = 0,
         skip_nonfinite: bool = False,
         cuda_graph: bool = False,
@@ -79,6 +91,13 @@ class SearchModule(L.LightningModule):
         self.weight_lr_min = weight_lr_min
         self.grad_clip = grad_clip
         self.arch_start_epoch = arch_start_epoch
+        if arch_every < 1:
+            raise ValueError(
+                f"strategy.arch_every={arch_every}: one α step every N weight steps needs N >= 1."
+            )
+        self.arch_every = arch_every
+        self.label_smoothing = label_smoothing
+        self.lr_warmup_epochs, self.lr_warmup_peak = lr_warmup_epochs, lr_warmup_peak
         self._standalone_optimizer: torch.optim.Optimizer | None = None
         self.skip_nonfinite = skip_nonfinite
         self.skipped_steps = 0  # steps skipped for a non-finite loss or gradient
@@ -100,6 +119,7 @@ class SearchModule(L.LightningModule):
         alphas: dict[str, torch.Tensor],
         params: dict[str, torch.Tensor] | None = None,
         graphable: bool = False,
+        label_smoothing: float = 0.0,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Cross-entropy of the supernet mixed by the sampler's weights from ``alphas``.
 
@@ -117,7 +137,7 @@ class SearchModule(L.LightningModule):
             logits = graphs(x, mixing.weights, mixing.edge_weights)
         else:
             logits = self.supernet(*args)
-        return F.cross_entropy(logits, y), logits
+        return F.cross_entropy(logits, y, label_smoothing=label_smoothing), logits
 
     def arch_regularization(self) -> torch.Tensor | float:
         """The additive regularizers' sum (those without ``combine``)."""
@@ -142,6 +162,12 @@ class SearchModule(L.LightningModule):
         w_opt = self._weight_optimizer(self.supernet.parameters())
         a_opt = self._arch_optimizer(self.arch.parameters())
         epochs = max(1, self.trainer.max_epochs or 1)
+        if self.lr_warmup_epochs:
+            lr = w_opt.param_groups[0]["lr"]
+            factor = WarmupThenCosine(
+                lr, epochs, self.lr_warmup_epochs, self.lr_warmup_peak, self.weight_lr_min
+            )
+            return [w_opt, a_opt], [torch.optim.lr_scheduler.LambdaLR(w_opt, factor)]
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(
             w_opt, T_max=epochs, eta_min=self.weight_lr_min
         )
@@ -193,7 +219,7 @@ class SearchModule(L.LightningModule):
         w_opt, a_opt = self.optimizers()
         train, val = batch["train"], batch["val"]
 
-        if self.updates_arch():
+        if self.updates_arch() and (batch_idx + 1) % self.arch_every == 0:
             a_opt.zero_grad(set_to_none=True)
             val_loss, val_logits = self.strategy.arch_grad(self, train, val)
             self._average_arch_grads()
@@ -208,7 +234,9 @@ class SearchModule(L.LightningModule):
         # The weight step sees α as a constant: no α gradient is built here.
         detached = {k: a.detach() for k, a in self.arch.as_dict().items()}
         detached = self.strategy.weight_step_arch(self, detached, train)
-        loss, logits = self.loss(train, detached, graphable=True)
+        loss, logits = self.loss(
+            train, detached, graphable=True, label_smoothing=self.label_smoothing
+        )
         w_opt.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         if self.skip_nonfinite:
