@@ -276,6 +276,8 @@ def retrain_module(cfg: DictConfig, model) -> RetrainModule:
         drop_path=r.drop_path,
         grad_clip=r.grad_clip,
         label_smoothing=r.label_smoothing,
+        dropout=r.dropout,
+        no_decay_bn=r.no_decay_bn,
         skip_nonfinite=cfg.nonfinite == "skip",
     )
 

@@ -126,6 +126,8 @@ class RetrainConfig:
     cutout: int = 16
     grad_clip: float = 5.0
     label_smoothing: float = 0.0
+    dropout: float = 0.0  # on the classifier's input, training only (ProxylessNAS mobile: 0.1)
+    no_decay_bn: bool = False  # BatchNorm parameters without weight decay (ProxylessNAS)
 
 
 @dataclass

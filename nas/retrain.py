@@ -30,6 +30,10 @@ class RetrainModule(L.LightningModule):
         drop_path: final drop-path probability (ramped linearly with epochs).
         grad_clip: max gradient norm (0 = none).
         label_smoothing: cross-entropy label smoothing.
+        dropout: dropout on the input of the network's ``classifier`` in training
+            (ProxylessNAS' mobile model: ``--dropout 0.1``); 0 = none.
+        no_decay_bn: BatchNorm weights and biases in a parameter group without weight decay
+            (ProxylessNAS ``--no_decay_keys bn``).
     """
 
     def __init__(
@@ -44,6 +48,8 @@ class RetrainModule(L.LightningModule):
         grad_clip: float = 5.0,
         label_smoothing: float = 0.0,
         skip_nonfinite: bool = False,
+        dropout: float = 0.0,
+        no_decay_bn: bool = False,
     ):
         super().__init__()
         if scheduler not in ("cosine", "exponential"):
@@ -60,9 +66,15 @@ class RetrainModule(L.LightningModule):
         self.label_smoothing = label_smoothing
         self.skip_nonfinite = skip_nonfinite
         self.skipped_steps = 0
+        self.no_decay_bn = no_decay_bn
+        if dropout:
+            classifier_dropout(model, dropout)
 
     def configure_optimizers(self):
-        opt = self._optimizer(self.model.parameters())
+        params = self.model.parameters()
+        if self.no_decay_bn:
+            params = decay_groups(self.model)
+        opt = self._optimizer(params)
         if self.scheduler == "cosine":
             epochs = max(1, self.trainer.max_epochs or 1)
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(
@@ -120,3 +132,38 @@ class RetrainModule(L.LightningModule):
 
     def test_step(self, batch: Batch, batch_idx: int) -> None:
         self._evaluate(batch, "test")
+
+
+def classifier_dropout(model: nn.Module, p: float) -> None:
+    """Dropout with probability ``p`` on what ``model.classifier`` receives, in training mode
+    only (a forward pre-hook: every child network names its final linear layer
+    ``classifier``; evaluation and the exported network are unchanged)."""
+    classifier = getattr(model, "classifier", None)
+    if not isinstance(classifier, nn.Linear):
+        raise ValueError(
+            f"retrain.dropout={p} drops the input of the network's final `classifier` layer, "
+            f"but {type(model).__name__} has none. Set retrain.dropout=0."
+        )
+    if not 0 <= p < 1:
+        raise ValueError(f"retrain.dropout={p} must be in [0, 1).")
+
+    def drop(module: nn.Module, inputs: tuple[torch.Tensor, ...]):
+        return (F.dropout(inputs[0], p, training=module.training),)
+
+    classifier.register_forward_pre_hook(drop)
+
+
+def decay_groups(model: nn.Module) -> list[dict]:
+    """Two parameter groups: everything else, and the BatchNorm parameters with
+    ``weight_decay=0`` (the optimizer's own weight decay applies to the first)."""
+    bn = {
+        id(p)
+        for m in model.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm)
+        for p in m.parameters(recurse=False)
+    }
+    params = list(model.parameters())
+    return [
+        {"params": [p for p in params if id(p) not in bn]},
+        {"params": [p for p in params if id(p) in bn], "weight_decay": 0.0},
+    ]
