@@ -189,6 +189,14 @@ class SearchModule(L.LightningModule):
     def on_train_epoch_start(self) -> None:
         self.strategy.on_epoch_start(self.current_epoch, self.trainer.max_epochs or 1, self)
 
+    def on_train_start(self) -> None:
+        # Lightning skips on_train_epoch_start when it resumes mid-epoch (a max_steps or SIGTERM
+        # checkpoint), which would leave the strategy's per-epoch schedules (Gumbel τ, β-decay,
+        # perturbation ε, ...) at their initial values for the rest of that epoch. Each hook is
+        # a function of the epoch (or records what it did), so calling it here is exact.
+        if self.trainer.fit_loop.restarted_mid_epoch:
+            self.on_train_epoch_start()
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["strategy_state"] = self.strategy.state_dict()
         checkpoint["skipped_steps"] = self.skipped_steps

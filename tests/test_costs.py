@@ -125,6 +125,24 @@ def test_penalty_forms_value_and_gradient(form):
     assert grad[row, table[row].argmax()] > 0 > grad[row, table[row].argmin()]
 
 
+def test_a_latency_table_timed_at_setup_travels_in_the_checkpoint(monkeypatch):
+    """Two setups time different tables (machine noise); loading the first's state gives the
+    second the first's prices, as a resumed run needs."""
+    space = build_space("mbconv", SHAPE, 10, **SIZES["mbconv"])
+    timings = iter(range(1, 10_000))
+    monkeypatch.setattr(
+        "nas.latency.measure_latency", lambda *a: {"latency_ms": float(next(timings))}
+    )
+    first, second = HardwareCost(kind="latency"), HardwareCost(kind="latency")
+    first.setup(space=space)
+    second.setup(space=space)
+    assert first.cost_model.latency != second.cost_model.latency
+    second.load_state_dict(first.state_dict())
+    assert second.cost_model.latency == first.cost_model.latency
+    # A table from a file is the run's config, not state.
+    assert HardwareCost(kind="macs").state_dict() == {}
+
+
 def test_pruned_ops_are_excluded_from_the_expectation():
     space = build_space("mbconv", SHAPE, 10, **SIZES["mbconv"])
     reg = HardwareCost(kind="params", form="additive", weight=1.0)

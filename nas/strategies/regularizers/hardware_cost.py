@@ -42,7 +42,9 @@ class HardwareCost:
         target: the reference cost T (additive: divides E; multiplicative: log T; required).
         beta: the exponent β of the multiplicative forms.
         table: a ``latency_table.json`` of ``python train.py stage=latency``; None with
-            ``kind=latency`` measures the table on the CPU at setup (quick, few repeats).
+            ``kind=latency`` measures the table on the CPU at setup (quick, few repeats; kept
+            in checkpoints, so a resumed run keeps it, but two fresh runs time it anew: pass a
+            table for runs that must repeat exactly).
     """
 
     def __init__(
@@ -88,6 +90,16 @@ class HardwareCost:
                 )
                 cm.set_latency(latency.measure([cm], "cpu", 1, QUICK_REPEATS, QUICK_WARMUP))
         self.cost_model, self._space = cm, space
+
+    def state_dict(self) -> dict[str, Any]:
+        """A latency table timed at setup: its entries, so a resumed run prices ops as the run
+        it continues did (a new timing would differ by the machine's noise)."""
+        measured = self.kind == "latency" and not self.table and self.cost_model is not None
+        return {"latency": dict(self.cost_model.latency)} if measured else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("latency") and self.cost_model is not None:
+            self.cost_model.set_latency(state["latency"])
 
     def expected(
         self, arch: dict[str, torch.Tensor], masks: dict[str, torch.Tensor] | None = None
