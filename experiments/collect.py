@@ -176,7 +176,7 @@ def read_job(job_dir: Path) -> Job:
         if isinstance(summary.get(m.key), (int, float)) and not isinstance(summary[m.key], bool)
     }
     genotype = parse_genotype(job_dir, summary)
-    if genotype is not None:
+    if isinstance(genotype, (Genotype, NB201Genotype)):  # cell spaces; mbconv has no skip op
         metrics["skip_count"] = float(count_op(genotype, "skip_connect"))
     text = str(genotype) if genotype is not None else summary.get("genotype")
     if isinstance(summary.get("seed"), int):
