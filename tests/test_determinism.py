@@ -45,7 +45,11 @@ def test_same_seed_same_alphas_and_genotype(family, tmp_path, monkeypatch):
 
 
 def test_gumbel_sampler_resumes_exactly_after_sigterm(tmp_path, monkeypatch):
+    """SIGTERM in epoch 1 (3 batches of 2 optimizer steps per epoch: step 8 ends its first
+    batch), where GDAS' τ has left its initial value: Lightning skips the epoch-start hook on
+    a mid-epoch restart, and the resumed run must still anneal τ as the uninterrupted one."""
     assert run_train(monkeypatch, tmp_path / "full", *SEARCH, "strategy=gdas") == 0
-    assert run_with_sigterm(monkeypatch, tmp_path / "split", *SEARCH, "strategy=gdas") == 3
+    split = run_with_sigterm(monkeypatch, tmp_path / "split", *SEARCH, "strategy=gdas", at_step=8)
+    assert split == 3
     assert run_train(monkeypatch, tmp_path / "split", *SEARCH, "strategy=gdas", "resume=auto") == 0
     assert_same_run(tmp_path / "full", tmp_path / "split")
