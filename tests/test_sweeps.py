@@ -154,6 +154,7 @@ def test_optuna_sweep_returns_the_summary_objective(tmp_path):
     assert dict(results.best_params) in trial_params
 
 
+@pytest.mark.slow  # end to end of test_missing_objective_under_an_optimizing_sweeper_is_an_error
 def test_optuna_on_a_stage_without_objective_names_it(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
     proc = run_multirun(
