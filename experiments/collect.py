@@ -532,7 +532,17 @@ def collect(
     mode, settings = collect_wandb.resolve(wandb, [j.path for j in jobs])
     if mode != "none":
         fronts = {cost: wandb_front(points, cost, front_metric)} if points else {}
-        run = collect_wandb.log_collection(mode, settings, root, out, groups, common, fronts, paths)
+        try:
+            run = collect_wandb.log_collection(
+                mode, settings, root, out, groups, common, fronts, paths
+            )
+        except Exception as err:  # noqa: BLE001 - W&B's errors (no API key, network) vary
+            raise CollectError(
+                f"the results were written ({', '.join(str(p) for p in paths)}) but logging "
+                f"them to W&B ({mode}) failed: {type(err).__name__}: {err}. Run `wandb login` "
+                "for online mode, or collect again with --wandb offline|none "
+                "(collect.wandb= for a multirun)."
+            ) from err
         sync = f"; upload with: wandb sync {run['dir']}" if mode == "offline" else ""
         print(f"W&B ({mode}): collect run {run['run_id']} in {run['dir']}{sync}")
     return paths
