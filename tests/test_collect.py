@@ -358,3 +358,16 @@ def test_sweep_logged_to_wandb_gets_a_collect_run(tmp_path: Path) -> None:
     # The same sweep without W&B in its jobs: nothing is sent anywhere.
     assert main([str(sweep), "--out", str(tmp_path / "o2"), "--wandb", "none"]) == 0
     assert not (tmp_path / "o2" / "wandb").exists()
+
+
+def test_a_failing_wandb_log_keeps_the_files_and_says_so(tmp_path, monkeypatch, capsys):
+    def no_key(*args, **kwargs):
+        raise RuntimeError("api_key not configured (no-tty)")
+
+    monkeypatch.setattr("experiments.collect_wandb.log_collection", no_key)
+    sweep = penalty_sweep(tmp_path / "sweep")
+    assert main([str(sweep), "--out", str(tmp_path / "o"), "--wandb", "online"]) == 2
+    err = capsys.readouterr().err
+    assert "logging them to W&B (online) failed: RuntimeError: api_key" in err
+    assert "wandb login" in err and str(tmp_path / "o" / "results.md") in err
+    assert (tmp_path / "o" / "results.md").is_file()
