@@ -439,9 +439,10 @@ class Tuner:
             m.strategy.arch_grad(m, train, val)
             distributed.average_gradients(m.arch.parameters())
             self.a_opt.step()
+            m.strategy.after_arch_step(m.arch.as_dict())  # as the search: ProxylessNAS' rescale
         arch = {k: a.detach() for k, a in m.arch.as_dict().items()}
         arch = m.strategy.weight_step_arch(m, arch, train)
-        loss, _ = m.loss(train, arch)
+        loss, _ = m.loss(train, arch, label_smoothing=m.label_smoothing)
         self.w_opt.zero_grad(set_to_none=True)
         loss.backward()
         distributed.average_gradients(m.supernet.parameters())

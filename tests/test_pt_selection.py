@@ -244,3 +244,26 @@ def test_ddp_spawn_hessian_and_pt_agree_on_every_rank(tmp_path):
     assert r0["weights"] == r1["weights"] and r0["buffers"] == r1["buffers"]
     # The main process got rank 0's α back: the architecture DARTS-PT wrote.
     assert str(module.genotype()) == r0["genotype"]
+
+
+def test_tuning_steps_are_the_searchs_steps(monkeypatch):
+    """Each tuning step ends its α step with the strategy's ``after_arch_step`` (ProxylessNAS'
+    rescale) and smooths the weight step's labels as the search does."""
+    from nas.pt_selection import Tuner
+    from tests.conftest import random_batch
+
+    module = make_module(NB201Space((3, 8, 8), 5, C=4, layers=1))
+    module.label_smoothing = 0.1
+    calls, smoothing = [], []
+    monkeypatch.setattr(module.strategy, "after_arch_step", lambda arch: calls.append(arch))
+    loss = module.loss
+
+    def recording_loss(batch, alphas, *args, label_smoothing=0.0, **kw):
+        smoothing.append(label_smoothing)
+        return loss(batch, alphas, *args, label_smoothing=label_smoothing, **kw)
+
+    monkeypatch.setattr(module, "loss", recording_loss)
+    tuner = Tuner(module, data=None, epochs=1, total_epochs=1, lr_factor=0.1)
+    tuner.step({"train": random_batch(4, 5, seed=0), "val": random_batch(4, 5, seed=1)})
+    assert len(calls) == 1 and set(calls[0]) == set(module.arch.as_dict())
+    assert smoothing == [0.0, 0.1]  # the α step's loss plain, the weight step's smoothed
