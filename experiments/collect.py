@@ -1,7 +1,7 @@
 """Collects a Hydra multirun into the results table of a NAS paper.
 
 Usage: ``python -m experiments.collect MULTIRUN_DIR [--out DIR] [--metric test_acc]
-[--cost macs|params|latency_ms] [--wandb auto|offline|online|none]``. A multirun of
+[--cost macs|params|latency_ms|latency_ms_table] [--wandb auto|offline|online|none]``. A multirun of
 ``train.py`` runs it by itself when its last job ends (``collect.*`` in ``conf/config.yaml``).
 
 Every directory below MULTIRUN_DIR holding a ``summary.json`` is a job (sweeps may nest). Jobs
@@ -38,6 +38,7 @@ import csv
 import json
 import math
 import os
+import re
 import statistics
 import sys
 from dataclasses import dataclass, field
@@ -82,6 +83,7 @@ METRICS = (
 # diagnostics.hessian_every > 0).
 OPTIONAL_METRICS = (
     Metric("latency_ms", "latency (ms)", "latency_ms", 1.0, 3),
+    Metric("latency_ms_table", "latency, table (ms)", "latency_ms_table", 1.0, 3),
     Metric("alpha_entropy", "H(α) (nats)", "alpha_entropy", 1.0, -3),
     Metric("hessian_eigenvalue", "λmax(∇²α L_val)", "hessian_eigenvalue", 1.0, 3),
 )
@@ -92,10 +94,11 @@ LEGEND = (
     "edges of the genotype (all searched cells) that are skip connections; H(α): mean entropy "
     "of the final per-edge op distributions (log K when uniform); λmax: dominant eigenvalue of "
     "the Hessian of the validation loss w.r.t. α at the end of the search; latency: the "
-    "child network's forward (summary.json ``latency``: batch, threads, device)."
+    "child network's forward as measured (summary.json ``latency``: batch, threads, device); "
+    "latency, table: its estimate from the latency lookup table the search used."
 )
 # The --cost axes of the Pareto figure (minimised; accuracy maximised).
-COSTS = ("macs", "params", "latency_ms")
+COSTS = ("macs", "params", "latency_ms", "latency_ms_table")
 ACCURACIES = ("test_acc", "search_val_acc")  # the --metric axes
 NOTE = (
     "Mean ± sample std (ddof=1) over seeds; std – with one seed; – alone: not reported; "
@@ -215,7 +218,14 @@ def group_jobs(jobs: list[Job]) -> tuple[list[Group], list[str]]:
         for job in g.jobs:
             job.label = g.label
         g.jobs.sort(key=lambda j: (j.seed is None, j.seed or 0, str(j.path)))
-    return sorted(groups.values(), key=lambda g: g.label), common
+    return sorted(groups.values(), key=lambda g: natural_key(g.label)), common
+
+
+def natural_key(label: str) -> tuple:
+    """Orders labels with numbers by value: ``weight=0.3`` before ``weight=3`` before
+    ``weight=10`` (a swept value's own order), text parts alphabetically."""
+    parts = re.split(r"(\d+(?:\.\d+)?(?:e[-+]?\d+)?)", label)
+    return tuple((0, float(t), "") if i % 2 else (1, 0.0, t) for i, t in enumerate(parts) if t)
 
 
 def mean_std(values: list[float]) -> tuple[float | None, float | None]:

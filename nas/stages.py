@@ -58,7 +58,8 @@ def profile_fields(cfg: DictConfig, space: SearchSpace, genotype: Genotype) -> d
 def hardware_fields(
     cfg: DictConfig, space: SearchSpace, genotype, probs: dict, strategy=None
 ) -> tuple[Any, dict[str, Any]]:
-    """The constraint's genotype (``nas/constraint.py``) and its params / MACs / latency.
+    """The constraint's genotype (``nas/constraint.py``) and its params / MACs / latency
+    (``latency_ms`` and ``latency_ms_table``: the lookup table's estimate).
 
     Only when a constraint, a latency table or a hardware-cost regularizer is configured (the
     cost tables of a large child take a few seconds). Latency comes from
@@ -92,8 +93,13 @@ def hardware_fields(
     fields["params"] = int(cm.genotype_cost(space, genotype, "params"))
     fields["macs"] = int(cm.genotype_cost(space, genotype, "macs"))
     if cm.latency is not None:
-        fields["latency_ms"] = cm.genotype_cost(space, genotype, "latency")
-        fields["latency_source"] = table or "HardwareCost's table (measured at search start)"
+        # The lookup table's estimate (what a latency penalty optimises, free of timing noise)
+        # stays as latency_ms_table; latency_ms is it until a retrain measures the exported
+        # network (nas/export.py), which then replaces latency_ms and latency.
+        source = table or "HardwareCost's table (measured at search start)"
+        estimate = cm.genotype_cost(space, genotype, "latency")
+        fields["latency_ms"] = fields["latency_ms_table"] = estimate
+        fields["latency"] = {"model": "latency table", "source": source}
     return genotype, fields
 
 

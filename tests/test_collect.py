@@ -109,7 +109,8 @@ def test_bad_collect_setting_fails_before_the_sweep_runs() -> None:
     with initialize_config_dir(train.CONFIG_DIR, version_base="1.3", job_name="train"):
         cfg = compose("config", overrides=["collect.cost=flops"], return_hydra_config=True)
     with pytest.raises(
-        CollectError, match="cost must be one of macs, params, latency_ms, got 'flops'"
+        CollectError,
+        match="cost must be one of macs, params, latency_ms, latency_ms_table, got 'flops'",
     ):
         CollectSweep().on_multirun_start(cfg)
     with initialize_config_dir(train.CONFIG_DIR, version_base="1.3", job_name="train"):

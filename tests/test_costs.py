@@ -197,9 +197,18 @@ def test_constraint_is_met_in_a_search_and_reported(tmp_path, monkeypatch):
         min(float(table[r, o]) for o in allowed_ops(space, r)) for r in range(table.shape[0])
     )
     target = cheapest + 1
-    args = ["stage=search", *overrides, f"constraint.macs={target}"]
+    # FBNet's latency penalty, its table timed at setup (here: 1 ms per 1,000 parameters).
+    monkeypatch.setattr(
+        "nas.latency.measure_latency",
+        lambda net, *a: {"latency_ms": 1.0 + sum(p.numel() for p in net.parameters()) / 1000},
+    )
+    args = ["stage=search", "strategy=fbnet", *overrides, f"constraint.macs={target}"]
     assert run_train(monkeypatch, tmp_path, *args, logger="none") == 0
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["constraint"]["met"] and summary["macs"] <= target
     assert summary["constraint"]["after"]["macs"] == summary["macs"]
     assert {"params", "macs"} <= summary.keys()
+    # The found network's latency from that table: latency_ms until a retrain measures it,
+    # latency_ms_table for good.
+    assert summary["latency_ms"] == summary["latency_ms_table"] > 1.0
+    assert summary["latency"]["model"] == "latency table"
