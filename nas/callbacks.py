@@ -92,6 +92,26 @@ def genotype_metrics(genotype, previous=None) -> dict[str, float]:
     }
 
 
+def cost_metrics(pl_module, genotype) -> dict[str, float]:
+    """Per hardware-cost regularizer (ProxylessNAS, FBNet, ``HardwareCost``): the expected
+    cost under the current α that its penalty sees (``cost/expected_<kind>``) and the cost of
+    the current argmax architecture at the search network's size (``cost/argmax_<kind>``),
+    from the regularizer's own tables (latency: ms of its lookup table)."""
+    out: dict[str, float] = {}
+    for reg in getattr(pl_module.strategy, "regularizers", []):
+        cm = getattr(reg, "cost_model", None)
+        if cm is None or (reg.kind == "latency" and cm.latency is None):
+            continue
+        with torch.no_grad():
+            expected = reg.expected(pl_module.arch.as_dict(), pl_module.arch.op_masks)
+        out[f"cost/expected_{reg.kind}"] = float(expected)
+        try:
+            out[f"cost/argmax_{reg.kind}"] = cm.genotype_cost(pl_module.space, genotype, reg.kind)
+        except ValueError:  # a genotype op the tables do not price (none here; kept safe)
+            pass
+    return out
+
+
 def schedule_metrics(pl_module) -> dict[str, float]:
     """The α optimizer's learning rate and the sampler's temperature τ, where it has one (the
     weights' rate is logged by the module after its scheduler steps)."""
@@ -173,6 +193,7 @@ class SearchReport(L.Callback):
             "alpha_entropy": alpha_entropy(probs, independent),
             **genotype_metrics(genotype, self._previous_genotype(pl_module)),
             **schedule_metrics(pl_module),
+            **cost_metrics(pl_module, genotype),
         }
         # Through the module: every logger, and the bar shows skips and entropy.
         pl_module.log_dict(scalars, on_step=False, on_epoch=True, sync_dist=False)

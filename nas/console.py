@@ -28,6 +28,10 @@ PHASE_METRICS = {
         "supernet/val_acc": "val_acc",  # the validation loop over the split
         "genotype/skip_connect": "skips",
         "alpha_entropy": "H(α)",
+        # With a hardware-cost penalty (ProxylessNAS, FBNet): its expectation under α.
+        "cost/expected_latency": "E[ms]",
+        "cost/expected_macs": "E[MACs]",
+        "cost/expected_params": "E[params]",
     },
     "retrain": {
         "retrain/train_loss_epoch": "loss",
@@ -38,7 +42,7 @@ PHASE_METRICS = {
 
 
 # Entropy moves in the 4th decimal during DARTS' first epochs (log 8 = 2.0794 when uniform).
-DECIMALS = {"skips": 0, "H(α)": 4}
+DECIMALS = {"skips": 0, "H(α)": 4, "E[MACs]": 0, "E[params]": 0}
 
 
 def fmt_duration(seconds: float) -> str:

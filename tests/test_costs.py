@@ -212,3 +212,23 @@ def test_constraint_is_met_in_a_search_and_reported(tmp_path, monkeypatch):
     # latency_ms_table for good.
     assert summary["latency_ms"] == summary["latency_ms_table"] > 1.0
     assert summary["latency"]["model"] == "latency table"
+
+
+def test_the_search_logs_the_penalised_cost_every_epoch(tmp_path, monkeypatch):
+    """What a ProxylessNAS / FBNet user watches: E[latency] under α (what the penalty sees) and
+    the argmax architecture's latency, per epoch; a strong additive penalty lowers E[latency]."""
+    from tests.test_train import run_train
+
+    monkeypatch.setattr(
+        "nas.latency.measure_latency",
+        lambda net, *a: {"latency_ms": 1.0 + sum(p.numel() for p in net.parameters()) / 100},
+    )
+    args = ["stage=search", "strategy=fbnet", "search_space=mbconv", "data=synthetic",
+            "data.num_samples=64", "trainer.max_epochs=3", "strategy.arch_start_epoch=0",
+            "strategy.regularizers.0.form=additive", "strategy.regularizers.0.weight=10",
+            "strategy.arch_optimizer.lr=0.1"]  # fmt: skip
+    assert run_train(monkeypatch, tmp_path, *args, logger="none") == 0
+    history = [json.loads(line) for line in (tmp_path / "search_history.jsonl").open()]
+    expected = [h["cost/expected_latency"] for h in history]
+    assert len(expected) == 3 and all(h["cost/argmax_latency"] > 1.0 for h in history)
+    assert expected[0] > expected[1] > expected[2]
