@@ -16,6 +16,7 @@ from nas.console import progress_bar
 from nas.data.modules import RetrainDataModule, SearchDataModule
 from nas.genotype import Genotype
 from nas.guards import LastCheckpoint, NonFiniteGuard, PreemptionCheckpoint, RNGState
+from nas.lr_schedules import WarmupThenCosine
 from nas.resume import ConfigStamp, check_checkpoint, resolve_checkpoint, run_identity
 from nas.retrain import RetrainModule
 from nas.search import SearchModule
@@ -53,6 +54,10 @@ def search_module(cfg: DictConfig, space: SearchSpace) -> SearchModule:
     strategy = strategy_from_config(cfg)
     check_cuda_graph_strategy(cfg, strategy)
     static_path = not strategy.sampler.samples_paths
+    if s.lr_warmup_epochs:  # refused now, not when the fit starts after the data is read
+        WarmupThenCosine(
+            1.0, cfg.trainer.max_epochs or 1, s.lr_warmup_epochs, s.lr_warmup_peak, 0.0
+        )
     module = SearchModule(
         space,
         strategy,

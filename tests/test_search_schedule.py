@@ -130,3 +130,12 @@ def test_label_smoothing_is_the_smoothed_cross_entropy():
 def test_arch_every_below_one_is_refused():
     with pytest.raises(ValueError, match="arch_every=0"):
         tiny_module(arch_every=0)
+
+
+def test_an_impossible_warmup_fails_before_any_work(tmp_path, monkeypatch, capsys):
+    from tests.test_train import run_train
+
+    args = ["stage=search", "data=synthetic", "strategy.lr_warmup_epochs=5", "trainer.max_epochs=3"]
+    assert run_train(monkeypatch, tmp_path, *args, logger="none") != 0
+    assert "strategy.lr_warmup_epochs=5 must be between 1" in capsys.readouterr().err
+    assert not (tmp_path / "checkpoints").exists()
