@@ -15,6 +15,7 @@ Reads α once per epoch, so the training step stays free of host synchronisation
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -84,12 +85,17 @@ def edges_changed(before, after) -> int:
     return sum(len(set(new[c]) - set(old.get(c, ()))) for c in new)
 
 
-def genotype_metrics(genotype, previous=None) -> dict[str, float]:
-    return {
-        "genotype/skip_connect": float(count_op(genotype, "skip_connect")),
+def genotype_metrics(genotype, previous=None, ops: Sequence[str] = ()) -> dict[str, float]:
+    """Counts of the current genotype; ``genotype/skip_connect`` only where the space's ``ops``
+    have a skip connection (the MobileNet chain's identity is its ``zero`` choice, counted in
+    ``genotype/param_free_ops``)."""
+    out = {
         "genotype/param_free_ops": float(param_free_ops(genotype)),
         "genotype/edges_changed": float(edges_changed(previous, genotype)),
     }
+    if not ops or "skip_connect" in ops:
+        out["genotype/skip_connect"] = float(count_op(genotype, "skip_connect"))
+    return out
 
 
 def cost_metrics(pl_module, genotype) -> dict[str, float]:
@@ -191,7 +197,7 @@ class SearchReport(L.Callback):
         independent, centre = weight_kind(pl_module)
         scalars = {
             "alpha_entropy": alpha_entropy(probs, independent),
-            **genotype_metrics(genotype, self._previous_genotype(pl_module)),
+            **genotype_metrics(genotype, self._previous_genotype(pl_module), pl_module.arch.ops),
             **schedule_metrics(pl_module),
             **cost_metrics(pl_module, genotype),
         }

@@ -94,8 +94,9 @@ def canonical(genotype: Genotype | NB201Genotype) -> str:
 
 # Ops without weights of their own (in search the pools are followed by a non-affine BN, and a
 # stride-2 skip is a FactorizedReduce, but both are "parameter-free" in the DARTS-collapse
-# sense: Zela et al., ICLR 2020; Chu et al., DARTS-, ICLR 2021). ``none`` is not counted.
-PARAM_FREE_OPS = frozenset({"skip_connect", "max_pool_3x3", "avg_pool_3x3"})
+# sense: Zela et al., ICLR 2020; Chu et al., DARTS-, ICLR 2021). ``none`` is not counted. The
+# MobileNet chain's ``zero`` (the layer left out: an identity) is its parameter-free choice.
+PARAM_FREE_OPS = frozenset({"skip_connect", "max_pool_3x3", "avg_pool_3x3", "zero"})
 # NAS-Bench-201's one cell type: the key of its α (``NB201Space.cell_types``).
 NB201_CELL_TYPE = "cell"
 

@@ -214,13 +214,18 @@ def test_param_free_ops_match_the_zoo_by_hand():
         assert count_op(g, "skip_connect") == skips
     frc = resolve_genotype("gdas_frc")  # only the searched normal cell counts
     assert param_free_ops(frc) == count_op(frc, "skip_connect") == 5
-    assert PARAM_FREE_OPS == {"skip_connect", "max_pool_3x3", "avg_pool_3x3"}
+    assert PARAM_FREE_OPS == {"skip_connect", "max_pool_3x3", "avg_pool_3x3", "zero"}
     nb = NB201Genotype.from_text(
         "|nor_conv_3x3~0|+|nor_conv_3x3~0|none~1|+|skip_connect~0|nor_conv_3x3~1|avg_pool_3x3~2|"
     )
     assert param_free_ops(nb) == 2  # skip + avg pool; none is not counted
     assert count_op(nb, "none") == 1 and count_op(nb, "nor_conv_3x3") == 3
     assert param_free_ops(NB201Genotype.from_text(NB201_ARCH)) == 1
+    # The MobileNet chain: its zero choice (the layer left out) is its parameter-free op.
+    from supernet.genotypes import MBConvGenotype
+
+    mb = MBConvGenotype(["k3_e3", "zero", "k5_e6", "zero", "zero"])
+    assert param_free_ops(mb) == 3 and count_op(mb, "skip_connect") == 0
 
 
 def test_wandb_image_takes_the_figures():
