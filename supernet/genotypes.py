@@ -258,15 +258,7 @@ class NB201Genotype:
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "genotype") -> NB201Genotype:
-        if not isinstance(data, dict) or set(data) != {"space", "nodes"}:
-            raise GenotypeError(
-                f"{source}: a {cls.__name__} is a JSON object with exactly the keys "
-                f"['space', 'nodes'], got {data!r:.200}."
-            )
-        try:
-            return cls(nodes=data["nodes"], space=data["space"])
-        except GenotypeError as err:
-            raise GenotypeError(f"{source}: {err}") from None
+        return _from_fields(cls, data, "nodes", source)
 
     @classmethod
     def from_text(cls, text: str, space: str = "nb201") -> NB201Genotype:
@@ -357,15 +349,7 @@ class MBConvGenotype:
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "genotype") -> MBConvGenotype:
-        if not isinstance(data, dict) or set(data) != {"space", "layers"}:
-            raise GenotypeError(
-                f"{source}: a {cls.__name__} is a JSON object with exactly the keys "
-                f"['space', 'layers'], got {data!r:.200}."
-            )
-        try:
-            return cls(layers=data["layers"], space=data["space"])
-        except GenotypeError as err:
-            raise GenotypeError(f"{source}: {err}") from None
+        return _from_fields(cls, data, "layers", source)
 
     @classmethod
     def from_text(cls, text: str, space: str = "mbconv") -> MBConvGenotype:
@@ -381,3 +365,17 @@ class MBConvGenotype:
 
 
 GENOTYPE_TYPES["mbconv"] = MBConvGenotype
+
+
+def _from_fields(cls, data: Any, field: str, source: str):
+    """``cls(space=..., <field>=...)`` of a JSON object with exactly those two keys; errors name
+    ``source`` (the file)."""
+    if not isinstance(data, dict) or set(data) != {"space", field}:
+        raise GenotypeError(
+            f"{source}: a {cls.__name__} is a JSON object with exactly the keys "
+            f"['space', '{field}'], got {data!r:.200}."
+        )
+    try:
+        return cls(**{field: data[field]}, space=data["space"])
+    except GenotypeError as err:
+        raise GenotypeError(f"{source}: {err}") from None
