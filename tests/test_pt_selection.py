@@ -21,7 +21,7 @@ from nas.strategies.arch_grad import FirstOrder
 from nas.strategies.samplers import SoftmaxSampler
 from supernet.spaces.darts import DartsSpace
 from supernet.spaces.nb201 import NB201Space
-from tests.test_sampling_strategies import run_train
+from tests.test_sampling_strategies import assert_discretize_agrees, run_train
 
 
 def make_module(space) -> SearchModule:
@@ -129,13 +129,7 @@ def test_selection_pt_runs_after_a_tiny_search(space, tmp_path, monkeypatch):
         assert report["topology"] and all(len(t["kept"]) == 2 for t in report["topology"])
     else:
         assert not report["topology"] and len(report["ops"]) == 6
-    alphas = tmp_path / "s" / "alphas.json"
-    assert (
-        run_train(monkeypatch, tmp_path / "d", "stage=discretize", f"alphas={alphas}", *common) == 0
-    )
-    assert (tmp_path / "d" / "genotype.json").read_text() == (
-        tmp_path / "s" / "genotype.json"
-    ).read_text()
+    assert_discretize_agrees(tmp_path, monkeypatch, common)
 
 
 class PositiveRule(EarlyStopRule):

@@ -455,6 +455,18 @@ def run_train(monkeypatch, run_dir: Path, *overrides: str) -> int:
     return run_train_with_logger(monkeypatch, run_dir, *overrides, logger="none")
 
 
+def assert_discretize_agrees(tmp_path, monkeypatch, common: list[str]) -> None:
+    """``stage=discretize`` of the search's ``<tmp_path>/s/alphas.json`` writes the search's
+    genotype file again."""
+    alphas = tmp_path / "s" / "alphas.json"
+    assert (
+        run_train(monkeypatch, tmp_path / "d", "stage=discretize", f"alphas={alphas}", *common) == 0
+    )
+    assert (tmp_path / "d" / "genotype.json").read_text() == (
+        tmp_path / "s" / "genotype.json"
+    ).read_text()
+
+
 def search_then_discretize(tmp_path, monkeypatch, strategy: str, *overrides: str) -> dict:
     """Searches, then discretizes the saved α; asserts both give the same genotype file."""
     # Only the final figures: the per-epoch ones are the same code, and drawing them was half
@@ -470,13 +482,7 @@ def search_then_discretize(tmp_path, monkeypatch, strategy: str, *overrides: str
     assert summary["strategy"] == strategy
     if strategy in SMALL_SELECTORS:
         assert summary["selection"]["best_val_acc"] is not None
-    alphas = tmp_path / "s" / "alphas.json"
-    assert (
-        run_train(monkeypatch, tmp_path / "d", "stage=discretize", f"alphas={alphas}", *common) == 0
-    )
-    assert (tmp_path / "d" / "genotype.json").read_text() == (
-        tmp_path / "s" / "genotype.json"
-    ).read_text()
+    assert_discretize_agrees(tmp_path, monkeypatch, common)
     return summary
 
 
