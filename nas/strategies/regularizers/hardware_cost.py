@@ -19,6 +19,7 @@ of a tiny test network) is clamped, with a warning, which makes the factor flat 
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any
 
@@ -70,7 +71,7 @@ class HardwareCost:
         self.kind, self.form, self.weight = kind, form, float(weight)
         self.target, self.beta, self.table = target, float(beta), table
         self.cost_model: CostModel | None = None
-        self._warned = False
+        self._checked = False  # the one-time check of _log
 
     def setup(self, seed: int = 0, space=None, **_: Any) -> None:
         if space is None or (self.cost_model is not None and self._space is space):
@@ -125,15 +126,19 @@ class HardwareCost:
     def _log(self, e: torch.Tensor) -> torch.Tensor:
         log = torch.log(e)
         if self.form == "multiplicative":
-            log = log / torch.log(torch.tensor(float(self.target), dtype=e.dtype))
-        if not self._warned and bool(log.detach() <= 0):
-            self._warned = True
-            warnings.warn(
-                f"HardwareCost form={self.form}: the log factor of E[{self.kind}]={float(e):.4g} "
-                "is not positive; it is clamped (the penalty is flat there). Costs above 1 "
-                "(FBNet: latency in ms of the target device) give the paper's behaviour.",
-                stacklevel=2,
-            )
+            log = log / math.log(self.target)
+        # Checked on the first call only: the check reads the value back to the host, which on
+        # a GPU would stall every α step; a cost that small is a property of the setup.
+        if not self._checked:
+            self._checked = True
+            if bool(log.detach() <= 0):
+                warnings.warn(
+                    f"HardwareCost form={self.form}: the log factor of E[{self.kind}]="
+                    f"{float(e):.4g} is not positive; it is clamped (the penalty is flat there). "
+                    "Costs above 1 (FBNet: latency in ms of the target device) give the paper's "
+                    "behaviour.",
+                    stacklevel=2,
+                )
         return log.clamp_min(1e-6)
 
     def combine(
