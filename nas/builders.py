@@ -12,12 +12,14 @@ from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from omegaconf import DictConfig, OmegaConf
 
 from nas.callbacks import SearchReport
+from nas.checkpointing import LAST, AtomicCheckpointIO, RunCheckpoint, describe
 from nas.console import progress_bar
 from nas.data.modules import RetrainDataModule, SearchDataModule
 from nas.genotype import Genotype
-from nas.guards import LastCheckpoint, NonFiniteGuard, PreemptionCheckpoint, RNGState
+from nas.guards import NonFiniteGuard, RNGState
 from nas.lr_schedules import WarmupThenCosine
 from nas.resume import ConfigStamp, check_checkpoint, resolve_checkpoint, run_identity
+from nas.resume_logs import ContinueLogs
 from nas.retrain import RetrainModule
 from nas.search import SearchModule
 from nas.strategies import Strategy
@@ -300,9 +302,11 @@ def logger_from_config(
     if lg.name == "none":
         return False
     if lg.name == "csv":
-        from lightning.pytorch.loggers import CSVLogger
+        from nas.resume_logs import ResumableCSVLogger
 
-        return CSVLogger(save_dir=str(run_dir), name="csv", version="")
+        # One file per stage (csv/search/metrics.csv, csv/retrain/metrics.csv): each resumes
+        # on its own, and a stage's epochs and steps start at 0.
+        return ResumableCSVLogger(save_dir=str(run_dir), name="csv", version=job_type)
     if lg.name == "wandb":
         from nas.wandb_run import make_logger
 
@@ -323,17 +327,18 @@ def trainer(
     if max_epochs is not None:
         options["max_epochs"] = max_epochs
     ckpt_dir = run_dir / "checkpoints" / stage
-    # One last.ckpt per stage, overwritten, never last-v1.ckpt; a mid-epoch stop's (SIGTERM,
-    # max_steps) is kept as it is, so resuming continues inside that epoch.
-    stop = PreemptionCheckpoint(ckpt_dir)
-    checkpoint = LastCheckpoint(
-        stop, dirpath=ckpt_dir, save_last=True, save_top_k=0, enable_version_counter=False
+    # One last.ckpt per stage, written at every epoch end (and every_n_steps / every_minutes),
+    # atomically; a mid-epoch stop's (SIGTERM, max_steps) is kept as it is, so resuming
+    # continues inside that epoch (nas/checkpointing.py).
+    every = cfg.get("checkpoint") or {}
+    checkpoint = RunCheckpoint(
+        ckpt_dir, every.get("every_n_steps", 0) or 0, every.get("every_minutes", 0) or 0
     )
     guards = [
         NonFiniteGuard(),  # before ModelCheckpoint: a diverged state is never saved
         ConfigStamp(run_identity(cfg, stage)),
         RNGState(),
-        stop,
+        ContinueLogs(),
     ]
     # The bar reads the logged values (a host sync on a GPU) when it redraws: every
     # log_every_n_steps steps, as the loggers do, not every step.
@@ -351,17 +356,23 @@ def trainer(
         callbacks=[*guards, checkpoint, *callbacks, *bar],
         # The datamodules' seeded samplers shard batches across ranks themselves.
         use_distributed_sampler=False,
+        plugins=[AtomicCheckpointIO()],
         **options,
     )
 
 
 def resume_checkpoint(cfg: DictConfig, run_dir: Path, stage: str) -> str | None:
-    """The checkpoint ``cfg.resume`` asks for (checked against this config), or None."""
+    """The checkpoint ``cfg.resume`` asks for (checked against this config), or None; says
+    which, so a ``resume=auto`` that finds nothing never starts over silently."""
     path = resolve_checkpoint(cfg.get("resume"), run_dir, stage)
     if path is None:
+        if cfg.get("resume") == "auto":
+            where = run_dir / "checkpoints" / stage / LAST
+            print(f"[oneshot-nas] {stage}: resume=auto found no checkpoint ({where}); "
+                  "starting from the beginning", flush=True)  # fmt: skip
         return None
     check_checkpoint(path, cfg, stage)
-    print(f"[oneshot-nas] {stage}: resuming from {path}", flush=True)
+    print(f"[oneshot-nas] {stage}: resuming from {path} ({describe(path)})", flush=True)
     return str(path)
 
 

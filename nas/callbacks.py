@@ -4,7 +4,7 @@ Per search epoch (``SearchReport``): the per-edge op distribution and its entrop
 genotype (text, skip and parameter-free op counts, edges changed since the last epoch), the
 learning rates and the sampler's temperature as metrics; α heatmaps (coloured relative to the
 uniform 1/K, genotype cells outlined) and cell diagrams as PNGs under
-``<run dir>/figures/search/epoch_<n>/``, sent as images to W&B; one line per epoch in
+``<run dir>/figures/search/epoch_<n>/`` (``n`` from 1, as the console counts), sent as images to W&B; one line per epoch in
 ``<run dir>/search_history.jsonl``. At the end of the search ``finalize`` draws the final
 genotype's figures into ``<run dir>/figures/`` (listed in ``summary.json``). The same pictures
 exist with ``logger=csv`` and ``logger=none``: they are files first, W&B images second.
@@ -25,6 +25,7 @@ from lightning.pytorch.loggers import WandbLogger
 
 from nas.arch import ArchParams
 from nas.genotype import count_op, kept_edges, param_free_ops
+from nas.resume_logs import resume_point, trim_history
 
 HISTORY_FILE = "search_history.jsonl"
 FIGURES_DIR = "figures"
@@ -191,6 +192,11 @@ class SearchReport(L.Callback):
 
         return parse_genotype_text(self.previous, pl_module.space.name)
 
+    def on_train_start(self, trainer: L.Trainer, pl_module) -> None:
+        # A resumed search redoes the epochs after its checkpoint: their lines go.
+        if trainer.ckpt_path and trainer.is_global_zero:
+            trim_history(self.run_dir / HISTORY_FILE, resume_point(trainer)[0])
+
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module) -> None:
         probs = pl_module.probabilities()
         genotype = pl_module.genotype()
@@ -208,7 +214,8 @@ class SearchReport(L.Callback):
             return
         epoch, step = trainer.current_epoch, trainer.global_step
         for logger in trainer.loggers:
-            logger.log_metrics(alpha_metrics(probs, pl_module.arch, independent), step=step)
+            alphas = alpha_metrics(probs, pl_module.arch, independent)
+            logger.log_metrics({**alphas, "epoch": epoch}, step=step)
         extra = {k: v for c in self.extras for k, v in c.history_fields().items()}
         history = {"epoch": epoch, "step": step, **scalars, **extra, "genotype": str(genotype)}
         with open(self.run_dir / HISTORY_FILE, "a") as f:
@@ -222,8 +229,10 @@ class SearchReport(L.Callback):
                 step=step,
             )
         if self.images:
-            out_dir = self.run_dir / FIGURES_DIR / "search" / f"epoch_{epoch:03d}"
-            paths = draw_figures(probs, pl_module.arch, genotype, out_dir, f"epoch {epoch}", centre)
+            # Counted from 1, as the console counts epochs (history and metrics keep Lightning's 0).
+            out_dir = self.run_dir / FIGURES_DIR / "search" / f"epoch_{epoch + 1:03d}"
+            title = f"epoch {epoch + 1}/{trainer.max_epochs}"
+            paths = draw_figures(probs, pl_module.arch, genotype, out_dir, title, centre)
             log_images(loggers, paths, "search", step)
 
     def finalize(self, trainer: L.Trainer, pl_module) -> dict[str, str]:

@@ -2,10 +2,7 @@
 
 - ``NonFiniteGuard``: a non-finite α or weight stops the run with a clear message before the
   next checkpoint could save the broken state (the last good checkpoint stays);
-- ``PreemptionCheckpoint``: on SIGTERM (cluster preemption; Lightning's signal connector sets
-  ``trainer.received_sigterm``) or when ``trainer.max_steps`` stops a run inside an epoch, the
-  current state is saved as ``last.ckpt`` before Lightning stops, and ``LastCheckpoint`` (the
-  run's ModelCheckpoint) does not overwrite it with the state after the cut-short epoch's end;
+- the run's checkpoint (every epoch end, SIGTERM, atomic writes): ``nas/checkpointing.py``;
 - ``RNGState``: the global RNGs (torch, numpy, python: drop path, sampling) travel in checkpoints,
   so a resumed run draws the same numbers as an uninterrupted one;
 - ``check_output_dir``: an unwritable or full output directory is reported at start.
@@ -22,7 +19,6 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
 
 
 class NonFiniteError(RuntimeError):
@@ -33,8 +29,8 @@ class NonFiniteGuard(L.Callback):
     """Checks α and the weights every ``every_n_steps`` steps and at every epoch end.
 
     The check reduces on the device and reads one boolean, so the hot path stays free of
-    per-step host synchronisation. Listed before ModelCheckpoint, it runs before the epoch's
-    checkpoint is written.
+    per-step host synchronisation. It runs before the epoch's checkpoint is written (a
+    ``Checkpoint`` callback runs after the others), so a diverged state is never saved.
     """
 
     def __init__(self, every_n_steps: int = 50):
@@ -63,65 +59,6 @@ class NonFiniteGuard(L.Callback):
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         self._check(trainer, pl_module)
-
-
-class PreemptionCheckpoint(L.Callback):
-    """Saves ``last.ckpt`` inside the batch where a run stops before its epoch ends.
-
-    Two stops: a SIGTERM (Lightning raises right after this batch) and ``trainer.max_steps``
-    reached before the epoch's last batch. In the second case Lightning would go on to run the
-    epoch's end (scheduler step, epoch counters marked complete) and ModelCheckpoint would save
-    that state, so a resumed run would skip the epoch's remaining batches. Saved here, the
-    checkpoint is the mid-epoch state the SIGTERM path saves, and a resumed run continues
-    exactly where an uninterrupted one would be.
-    """
-
-    def __init__(self, dirpath: Path):
-        self.path = Path(dirpath) / "last.ckpt"
-        self.saved: Path | None = None
-
-    @staticmethod
-    def stops_mid_epoch(trainer: L.Trainer, batch_idx: int) -> bool:
-        if getattr(trainer, "received_sigterm", False):
-            return True
-        max_steps = trainer.max_steps
-        batches = trainer.num_training_batches
-        return (
-            max_steps is not None
-            and max_steps > 0
-            and trainer.global_step >= max_steps
-            and batch_idx + 1 < batches
-        )
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.saved is None and self.stops_mid_epoch(trainer, batch_idx):
-            trainer.save_checkpoint(self.path)
-            self.saved = self.path
-
-
-class LastCheckpoint(ModelCheckpoint):
-    """The run's ``last.ckpt`` ModelCheckpoint, which leaves a mid-epoch stop's checkpoint
-    (``PreemptionCheckpoint``) as it is instead of saving the cut-short epoch's end over it."""
-
-    def __init__(self, stop: PreemptionCheckpoint, **kwargs: Any):
-        super().__init__(**kwargs)
-        self.stop = stop
-
-    def on_train_batch_end(self, trainer, pl_module, *args: Any, **kwargs: Any) -> None:
-        if self.stop.saved is None:
-            super().on_train_batch_end(trainer, pl_module, *args, **kwargs)
-
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
-        if self.stop.saved is None:
-            super().on_train_epoch_end(trainer, pl_module)
-
-    def on_validation_end(self, trainer, pl_module) -> None:
-        if self.stop.saved is None:
-            super().on_validation_end(trainer, pl_module)
-
-    def on_train_end(self, trainer, pl_module) -> None:
-        if self.stop.saved is None:
-            super().on_train_end(trainer, pl_module)
 
 
 class RNGState(L.Callback):

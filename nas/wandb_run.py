@@ -47,17 +47,42 @@ def make_logger(
     if search_run:
         config["search_run"] = search_run
     name = f"{job_type}-{cfg.strategy.name}-{cfg.search_space.name}-{cfg.data.name}-s{cfg.seed}"
+    run_id, group = stage_run_id(run_dir, job_type, group, resuming=bool(cfg.get("resume")))
     return WandbLogger(
+        id=run_id,
+        resume="allow",
         project=lg.project,
         entity=lg.entity,
         save_dir=str(run_dir),
         mode=lg.mode,
         tags=list(lg.tags),
         name=name,
-        group=group or new_group(),
+        group=group,
         job_type=job_type,
         config=config,
     )
+
+
+RUNS_FILE = "runs.json"  # in <run dir>/wandb/: each stage's W&B run id and group
+
+
+def stage_run_id(
+    run_dir: Path, job_type: str, group: str | None, resuming: bool
+) -> tuple[str, str]:
+    """(run id, group) of a stage's W&B run: on a resume (``resume=...``) the interrupted
+    stage's, read from ``<run dir>/wandb/runs.json``, so the resumed process continues the same
+    W&B run instead of leaving an orphan beside a new one; else a new id, recorded there."""
+    path = Path(run_dir) / "wandb" / RUNS_FILE
+    runs = json.loads(path.read_text()) if path.is_file() else {}
+    if resuming and job_type in runs:
+        return runs[job_type]["id"], group or runs[job_type]["group"]
+    # uuid, not a seeded RNG: naming the run must not move the run's random streams.
+    run_id, group = uuid.uuid4().hex[:8], group or new_group()
+    if os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) == "0":
+        from nas.io import atomic_write_json
+
+        atomic_write_json(path, {**runs, job_type: {"id": run_id, "group": group}})
+    return run_id, group
 
 
 def run_fields(logger) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from nas.guards import PreemptionCheckpoint
+from nas.checkpointing import RunCheckpoint
 from tests.test_train import run_train
 
 SEARCH = ["stage=search", "seed=1", "trainer.limit_train_batches=3"]
@@ -79,7 +79,7 @@ def test_max_steps_mid_epoch_then_resume_is_bitwise_exact(uninterrupted, tmp_pat
 
 def run_with_sigterm(monkeypatch, run_dir: Path, *overrides: str, at_step: int = 4) -> int:
     """Runs train.py and sends the process a real SIGTERM once ``at_step`` optimizer steps are done."""
-    original = PreemptionCheckpoint.on_train_batch_end
+    original = RunCheckpoint.on_train_batch_end
 
     def signal_then_check(self, trainer, *args):
         if trainer.global_step == at_step and not trainer.received_sigterm:
@@ -87,7 +87,7 @@ def run_with_sigterm(monkeypatch, run_dir: Path, *overrides: str, at_step: int =
         original(self, trainer, *args)
 
     with monkeypatch.context() as m:
-        m.setattr(PreemptionCheckpoint, "on_train_batch_end", signal_then_check)
+        m.setattr(RunCheckpoint, "on_train_batch_end", signal_then_check)
         return run_train(m, run_dir, *overrides)
 
 

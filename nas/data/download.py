@@ -18,6 +18,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from nas.io import current_umask
+
 
 class DatasetFileError(FileNotFoundError):
     """A dataset file is missing, could not be downloaded, or failed verification."""
@@ -62,6 +64,7 @@ def _download(remote: RemoteFile, dest: Path, timeout: float) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     tmp = Path(tmp_name)
+    os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp's 0600 would hide the data from others
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(remote.url, timeout=timeout) as r:
             shutil.copyfileobj(r, out, length=1 << 20)
