@@ -18,22 +18,55 @@ def reduction_layers(layers: int) -> tuple[int, ...]:
     return tuple(sorted({layers // 3, 2 * layers // 3}))
 
 
-def check_sizes(input_shape: Sequence[int], C: int, layers: int, extra_reductions: int = 0) -> None:
-    """Rejects sizes the network cannot be built with, naming the bad value."""
-    if len(input_shape) != 3 or min(input_shape) < 1:
-        raise ValueError(f"input_shape must be [channels, height, width], got {list(input_shape)}.")
+def check_sizes(
+    input_shape: Sequence[int],
+    C: int,
+    layers: int,
+    extra_reductions: int = 0,
+    owner: str = "search_space",
+) -> None:
+    """Rejects sizes the network cannot be built with, naming the config key (``owner.C``:
+    ``search_space`` for a supernet, ``retrain`` for a child network) and the bad value."""
+    check_input_shape(input_shape)
     if layers < 1:
-        raise ValueError(f"layers must be at least 1, got {layers}.")
+        raise ValueError(f"{owner}.layers={layers}: the network needs at least 1 cell.")
     if C < 2 or C % 2:
         raise ValueError(
-            f"C (initial channels) must be an even number >= 2 (FactorizedReduce halves it), got {C}."
+            f"{owner}.C={C}: the initial channels must be an even number >= 2 "
+            "(FactorizedReduce halves them)."
         )
     reductions = len(reduction_layers(layers)) + extra_reductions
     if min(input_shape[1:]) < 2**reductions:
         raise ValueError(
-            f"Input {input_shape[1]}x{input_shape[2]} is too small for {reductions} stride-2 "
-            f"reductions (layers={layers}): it needs at least {2**reductions}x{2**reductions} pixels. "
-            "Use fewer layers or a larger input."
+            f"data.input_shape={list(input_shape)} is too small for {reductions} stride-2 "
+            f"reductions ({owner}.layers={layers}): it needs at least "
+            f"{2**reductions}x{2**reductions} pixels. Use fewer layers or a larger input."
+        )
+
+
+def check_input_shape(input_shape: Sequence[int]) -> None:
+    if len(input_shape) != 3 or min(input_shape) < 1:
+        raise ValueError(
+            f"data.input_shape={list(input_shape)} must be [channels, height, width], each >= 1."
+        )
+
+
+def check_choice(key: str, value: object, choices: Sequence[object]) -> None:
+    """Refuses ``search_space.<key>=value`` outside ``choices``, listing them."""
+    if value not in choices:
+        raise ValueError(
+            f"Unknown search_space.{key}={value!r}. Valid choices are: "
+            f"{', '.join(map(str, choices))}."
+        )
+
+
+def check_op_names(ops: Sequence[str], known: Sequence[str]) -> None:
+    """Refuses a ``search_space.ops`` entry that is not a candidate op, listing the valid ones."""
+    bad = [op for op in ops if op not in known]
+    if bad:
+        raise ValueError(
+            f"search_space.ops={list(ops)} has unknown ops {bad}. Valid ops are: "
+            f"{', '.join(sorted(known))}."
         )
 
 
@@ -87,3 +120,14 @@ class SearchSpace(ABC):
         ``check_ops=False`` accepts ops outside the space's list (retraining a genotype found
         with another op set).
         """
+
+
+def check_fixed(space: str, **values: int) -> None:
+    """Refuses a value other than 1 for keys that the space's structure fixes (its config file
+    lists them at 1 so that every space reads the same keys)."""
+    for key, value in values.items():
+        if value != 1:
+            raise ValueError(
+                f"search_space.{key}={value} does not apply to search_space={space}; the only "
+                "valid value is 1."
+            )

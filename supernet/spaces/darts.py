@@ -17,19 +17,25 @@ import torch
 from torch import nn
 
 from supernet import kernels
-from supernet.fixed_cells import build_fixed_reduction_cell, check_reduce_cell
+from supernet.fixed_cells import REDUCE_CELL_CHOICES, build_fixed_reduction_cell
 from supernet.genotypes import CELL_TYPES, Genotype, GenotypeError
 from supernet.grouped_edges import GroupedEdgesCell
 from supernet.kernels.op_kernels import TORCH_KERNELS, OpKernels
 from supernet.mixed import MixedOp, disable_running_stats, mix_node, node_indices
 from supernet.ops import (
+    OPS,
     ReLUConvBN,
     build_search_op,
     build_search_op_bare_pools,
     preprocess_previous,
-    validate_op_names,
 )
-from supernet.spaces.base import SearchSpace, check_sizes, reduction_layers
+from supernet.spaces.base import (
+    SearchSpace,
+    check_choice,
+    check_op_names,
+    check_sizes,
+    reduction_layers,
+)
 from supernet.spaces.darts_child import DartsChildNetwork
 
 DARTS_OPS = (
@@ -240,17 +246,21 @@ class DartsSpace(SearchSpace):
         depthwise_kernel: str = "torch",
         pointwise_kernel: str = "auto",
         pool_bn: bool = True,
-        **_: object,
     ):
-        validate_op_names(list(ops))
-        self.reduce_cell = check_reduce_cell(reduce_cell)
+        check_op_names(ops, OPS)
+        check_choice("reduce_cell", reduce_cell, REDUCE_CELL_CHOICES)
+        check_choice("kernel", kernel, kernels.BACKENDS)
+        self.reduce_cell = reduce_cell
         if reduce_cell != "searched":
             self.cell_types = ("normal",)
         if "none" in ops and list(ops).index("none") != 0:
-            raise ValueError(f"'none' must be the first op of the list, got ops={list(ops)}.")
+            raise ValueError(
+                f"search_space.ops={list(ops)}: 'none' must be the first op of the list."
+            )
         if steps < 1 or not 1 <= multiplier <= steps:
             raise ValueError(
-                f"Need steps >= 1 and 1 <= multiplier <= steps, got steps={steps}, multiplier={multiplier}."
+                f"search_space.steps={steps}, search_space.multiplier={multiplier}: need "
+                "steps >= 1 and 1 <= multiplier <= steps."
             )
         check_sizes(input_shape, C, layers)
         self.ops = tuple(ops)

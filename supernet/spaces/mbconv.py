@@ -44,7 +44,7 @@ from supernet.genotypes import (
     parse_mbconv_op,
 )
 from supernet.mixed import disable_running_stats
-from supernet.spaces.base import SearchSpace
+from supernet.spaces.base import SearchSpace, check_choice, check_fixed, check_input_shape
 from supernet.superkernel import MBConv, SuperMBConv
 
 # (width, stride, searchable layers or None = ``layers``) per stage; stem and first block.
@@ -75,18 +75,18 @@ def make_divisible(v: float, divisor: int) -> int:
     return new + divisor if new < 0.9 * v else new
 
 
-def layer_plan(layout: str, C: int, layers: int, width_mult: float) -> dict:
+def layer_plan(
+    layout: str, C: int, layers: int, width_mult: float, owner: str = "search_space"
+) -> dict:
     """Widths and strides of a layout: ``{"stem": (C, s), "first": C, "layers": [(C_in,
-    C_out, stride), ...] (searchable), "feature_mix": C | None}``."""
-    if layout not in LAYOUTS:
-        raise ValueError(
-            f"Unknown search_space.layout={layout!r}. Valid choices are: {', '.join(LAYOUTS)}."
-        )
-    if C < 1 or layers < 1 or width_mult <= 0:
-        raise ValueError(
-            f"mbconv needs C >= 1, layers >= 1 and width_mult > 0, got C={C}, layers={layers}, "
-            f"width_mult={width_mult}."
-        )
+    C_out, stride), ...] (searchable), "feature_mix": C | None}``. ``owner``: the config node
+    whose ``C`` this is (``retrain`` for a widened child)."""
+    check_choice("layout", layout, tuple(LAYOUTS))
+    for key, value in ((f"{owner}.C", C), ("search_space.layers", layers)):
+        if value < 1:
+            raise ValueError(f"{key}={value}: mbconv needs at least 1.")
+    if width_mult <= 0:
+        raise ValueError(f"search_space.width_mult={width_mult}: mbconv needs width_mult > 0.")
     spec = LAYOUTS[layout]
     scale = width_mult * C / 16
 
@@ -290,8 +290,14 @@ class MBConvSpace(SearchSpace):
         superkernel: bool = True,
         track_running_stats: bool = False,
         reduce_cell: str = "searched",
-        **_: object,
+        kernel: str = "auto",
+        steps: int = 1,
+        multiplier: int = 1,
+        stem_multiplier: int = 1,
     ):
+        """``kernel``, ``steps``, ``multiplier`` and ``stem_multiplier`` have no meaning in a
+        chain of layers; they are taken (at their only valid value) so that the keys every cell
+        space reads are not silently dropped."""
         if tuple(ops) != MBCONV_OPS:
             raise ValueError(
                 f"search_space.ops={list(ops)} does not fit mbconv, whose per-layer choices are "
@@ -302,10 +308,9 @@ class MBConvSpace(SearchSpace):
                 f"search_space.reduce_cell={reduce_cell!r} does not apply to mbconv (no cells); "
                 "the only valid choice is 'searched'."
             )
-        if len(input_shape) != 3 or min(input_shape) < 1:
-            raise ValueError(
-                f"input_shape must be [channels, height, width], got {list(input_shape)}."
-            )
+        check_choice("kernel", kernel, ("auto",))
+        check_fixed("mbconv", steps=steps, multiplier=multiplier, stem_multiplier=stem_multiplier)
+        check_input_shape(input_shape)
         self.ops = MBCONV_OPS
         self.input_shape, self.num_classes = tuple(input_shape), num_classes
         self.C, self.layers, self.layout = C, layers, layout
@@ -351,7 +356,7 @@ class MBConvSpace(SearchSpace):
                 "null = the space's)."
             )
         if C is not None and C != self.C:
-            plan = layer_plan(self.layout, C, self.layers, self.width_mult)
+            plan = layer_plan(self.layout, C, self.layers, self.width_mult, owner="retrain")
         self.validate_genotype(genotype)
         return MBConvChildNetwork(genotype, plan, self.input_shape, self.num_classes, self.se)
 

@@ -29,8 +29,14 @@ from supernet.genotypes import GenotypeError, NB201Genotype
 from supernet.grouped_edges import GroupedEdgesCell
 from supernet.kernels.op_kernels import TORCH_KERNELS, OpKernels
 from supernet.mixed import MixedOp, disable_running_stats, mix_node, node_indices
-from supernet.ops import ReLUConvBN, build_op, validate_op_names
-from supernet.spaces.base import SearchSpace
+from supernet.ops import OPS, ReLUConvBN, build_op
+from supernet.spaces.base import (
+    SearchSpace,
+    check_choice,
+    check_fixed,
+    check_input_shape,
+    check_op_names,
+)
 
 NB201_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 
@@ -48,16 +54,18 @@ def stage_plan(C: int, N: int) -> list[tuple[int, bool]]:
     )  # fmt: skip
 
 
-def check_nb201_sizes(input_shape: Sequence[int], C: int, N: int) -> None:
-    if len(input_shape) != 3 or min(input_shape) < 1:
-        raise ValueError(f"input_shape must be [channels, height, width], got {list(input_shape)}.")
+def check_nb201_sizes(
+    input_shape: Sequence[int], C: int, N: int, owner: str = "search_space"
+) -> None:
+    """Rejects sizes the network cannot be built with, naming the key (``owner.C``)."""
+    check_input_shape(input_shape)
     if C < 1:
-        raise ValueError(f"C (initial channels) must be at least 1, got {C}.")
+        raise ValueError(f"{owner}.C={C}: the initial channels must be at least 1.")
     if N < 1:
-        raise ValueError(f"layers (N, cells per stage) must be at least 1, got {N}.")
+        raise ValueError(f"{owner}.layers={N}: N (cells per stage) must be at least 1.")
     if min(input_shape[1:]) < 4:
         raise ValueError(
-            f"Input {input_shape[1]}x{input_shape[2]} is too small for the 2 stride-2 residual "
+            f"data.input_shape={list(input_shape)} is too small for the 2 stride-2 residual "
             "blocks of the NAS-Bench-201 network: it needs at least 4x4 pixels."
         )
 
@@ -255,7 +263,7 @@ class NB201ChildNetwork(_Skeleton):
         **_: object,
     ):
         super().__init__()
-        check_nb201_sizes(input_shape, C, layers)
+        check_nb201_sizes(input_shape, C, layers, owner="retrain")
         self.drop_path_prob = 0.0
         self.auxiliary = None
         self._build(input_shape, num_classes, C, layers, lambda c: NB201ChildCell(genotype, c))
@@ -289,16 +297,23 @@ class NB201Space(SearchSpace):
         batch_norm_kernel: str = "torch",
         depthwise_kernel: str = "torch",
         pointwise_kernel: str = "auto",
-        **_: object,
+        multiplier: int = 1,
+        stem_multiplier: int = 1,
+        benchmark_file: str | None = None,
     ):
-        validate_op_names(list(ops))
+        """``multiplier`` and ``stem_multiplier`` are fixed at 1 (the cell's output is its
+        last node, the stem has C channels); ``benchmark_file`` is read by the benchmark
+        lookup (``nas/benchmark.py``), not here."""
+        check_op_names(ops, OPS)
+        check_choice("kernel", kernel, kernels.BACKENDS)
         if reduce_cell != "searched":
             raise ValueError(
                 f"search_space.reduce_cell={reduce_cell!r} does not apply to NAS-Bench-201, whose "
                 "reduction blocks are fixed residual blocks; the only valid choice is 'searched'."
             )
+        check_fixed("nb201", multiplier=multiplier, stem_multiplier=stem_multiplier)
         if steps < 1:
-            raise ValueError(f"Need steps >= 1 (nodes after the input), got steps={steps}.")
+            raise ValueError(f"search_space.steps={steps}: need at least 1 node after the input.")
         check_nb201_sizes(input_shape, C, layers)
         self.ops = tuple(ops)
         self.input_shape = tuple(input_shape)
