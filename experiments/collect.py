@@ -41,6 +41,7 @@ import os
 import re
 import statistics
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -321,8 +322,29 @@ def write_csvs(out: Path, groups: list[Group]) -> tuple[Path, Path]:
     return path, jobs_path
 
 
-def plot(out: Path, groups: list[Group], metric: str, root: Path) -> Path:
-    """Accuracy against params per configuration: mean ± std with error bars, seeds faint."""
+MARKERS = "osD^v<>Pp*hX"
+
+
+def config_styles(labels: Iterable[str]) -> dict[str, dict[str, str]]:
+    """Colour and marker per configuration label, the same in every figure of a sweep: by the
+    label's place among all of the sweep's configurations (in ``natural_key`` order), not by
+    its place in one figure's points."""
+    ordered = sorted(set(labels), key=natural_key)
+    return {
+        label: {"color": f"C{i % 10}", "marker": MARKERS[i % len(MARKERS)]}
+        for i, label in enumerate(ordered)
+    }
+
+
+def plot(
+    out: Path,
+    groups: list[Group],
+    metric: str,
+    root: Path,
+    styles: dict[str, dict[str, str]] | None = None,
+) -> Path:
+    """Accuracy against params per configuration: mean ± std with error bars, seeds faint;
+    ``styles``: ``config_styles`` of the sweep (default: of ``groups``)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -330,8 +352,9 @@ def plot(out: Path, groups: list[Group], metric: str, root: Path) -> Path:
 
     labels = {m.key: m.label for m in METRICS}
     metric, note = accuracy_metric(groups, metric)
+    styles = styles or config_styles(g.label for g in groups)
     fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=120)
-    for i, g in enumerate(groups):
+    for g in groups:
         pts = [
             (j.metrics["params"], j.metrics[metric])
             for j in g.jobs
@@ -340,7 +363,7 @@ def plot(out: Path, groups: list[Group], metric: str, root: Path) -> Path:
         if not pts:
             continue
         xs, ys = zip(*pts)
-        style = {"color": f"C{i % 10}", "marker": "osD^v<>Pp*hX"[i % 12]}
+        style = styles[g.label]
         ax.scatter(xs, ys, alpha=0.3, s=25, **style)
         (mx, sx), (my, sy) = mean_std(list(xs)), mean_std(list(ys))
         bars = {"xerr": sx or 0, "yerr": sy or 0, "ms": 8, "capsize": 4, "ls": "none"}
@@ -423,9 +446,17 @@ def pareto_markdown(points: list[ParetoPoint], cost: str, metric: str, note: str
     )
 
 
-def plot_pareto(out: Path, points: list[ParetoPoint], cost: str, metric: str, title: str) -> Path:
+def plot_pareto(
+    out: Path,
+    points: list[ParetoPoint],
+    cost: str,
+    metric: str,
+    title: str,
+    styles: dict[str, dict[str, str]] | None = None,
+) -> Path:
     """Accuracy against cost, one marker per configuration (error bars: std over seeds), the
-    front drawn as the staircase of what is attainable; dominated configurations faint."""
+    front drawn as the staircase of what is attainable; dominated configurations faint.
+    ``styles``: ``config_styles`` of the sweep (default: of ``points``)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -433,10 +464,11 @@ def plot_pareto(out: Path, points: list[ParetoPoint], cost: str, metric: str, ti
 
     front = pareto_front(points)
     on_front = {p.label for p in front}
+    styles = styles or config_styles(p.label for p in points)
     fig, ax = plt.subplots(figsize=(7.2, 4.8), dpi=120)
-    for i, p in enumerate(sorted(points, key=lambda p: p.cost)):
+    for p in sorted(points, key=lambda p: p.cost):
         best = p.label in on_front
-        style = {"color": f"C{i % 10}", "marker": "osD^v<>Pp*hX"[i % 12]}
+        style = styles[p.label]
         bars = {"xerr": p.cost_std or 0, "yerr": p.acc_std or 0, "ms": 8, "capsize": 4}
         tag = "front" if best else "dominated"
         ax.errorbar(
@@ -478,7 +510,7 @@ def pareto(
     if not points:
         return None, "", metric, points
     title = f"{root}: mean ± std over seeds per configuration{note}"
-    png = plot_pareto(out, points, cost, metric, title)
+    png = plot_pareto(out, points, cost, metric, title, config_styles(g.label for g in groups))
     return png, pareto_markdown(points, cost, metric, note), metric, points
 
 

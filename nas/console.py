@@ -3,9 +3,10 @@ phase (search, retrain).
 
 On a terminal, Lightning's ``RichProgressBar``; otherwise (CI logs, ``nohup``, a cluster's
 output file) one plain line per epoch, since a redrawn bar turns into thousands of lines in a
-file. Both show the same few metrics under short, distinct names (``PHASE_METRICS``): the
-loss and accuracy of the epoch, the validation accuracy, and in search the current genotype's
-skip count, the mean α entropy and the time left for the phase.
+file. Both show the same few metrics (``PHASE_METRICS``), each under the last part of its
+logged name (``search/val_acc`` is ``val_acc``): the loss and accuracy of the epoch, the
+validation accuracy, and in search the α step's accuracy, the current genotype's skip count,
+the mean α entropy and the time left for the phase.
 """
 
 from __future__ import annotations
@@ -13,36 +14,39 @@ from __future__ import annotations
 import logging
 import sys
 import time
+import warnings
 from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
 from omegaconf import DictConfig
 
-# logged key -> name on the bar, per phase (``trainer`` stage argument of builders.trainer).
+# logged key -> name on the bar, per phase (``trainer`` stage argument of builders.trainer):
+# the name is the logged key's last part, so a number on the console is found under that
+# name in every logger, the CSV and summary.json.
 PHASE_METRICS = {
     "search": {
-        "search/train_loss_epoch": "loss",
-        "search/train_acc": "acc",
-        "search/val_acc": "arch_acc",  # accuracy of the α step's batch (validation split)
-        "supernet/val_acc": "val_acc",  # the validation loop over the split
-        "genotype/skip_connect": "skips",
-        "alpha_entropy": "H(α)",
+        "search/train_loss": "train_loss",  # the weight step's batches (training split)
+        "search/train_acc": "train_acc",
+        "search/arch_acc": "arch_acc",  # the α step's batches (validation split)
+        "search/val_acc": "val_acc",  # the validation loop over the validation split
+        "genotype/skip_connect": "skip_connect",  # skips in the current genotype
+        "alpha_entropy": "alpha_entropy",  # mean entropy of the op distributions
         # With a hardware-cost penalty (ProxylessNAS, FBNet): its expectation under α.
-        "cost/expected_latency": "E[ms]",
-        "cost/expected_macs": "E[MACs]",
-        "cost/expected_params": "E[params]",
+        "cost/expected_latency": "expected_latency",
+        "cost/expected_macs": "expected_macs",
+        "cost/expected_params": "expected_params",
     },
     "retrain": {
-        "retrain/train_loss_epoch": "loss",
-        "retrain/train_acc_epoch": "acc",
+        "retrain/train_loss": "train_loss",
+        "retrain/train_acc": "train_acc",
         "retrain/val_acc": "val_acc",
     },
 }
 
 
 # Entropy moves in the 4th decimal during DARTS' first epochs (log 8 = 2.0794 when uniform).
-DECIMALS = {"skips": 0, "H(α)": 4, "E[MACs]": 0, "E[params]": 0}
+DECIMALS = {"skip_connect": 0, "alpha_entropy": 4, "expected_macs": 0, "expected_params": 0}
 
 
 def fmt_duration(seconds: float) -> str:
@@ -107,7 +111,7 @@ class RichPhaseBar(PhaseMetrics, RichProgressBar):
 
 
 class EpochLines(PhaseMetrics, ProgressBar):
-    """The plain fallback: one line per epoch (``[search] epoch 3/8  loss 0.512 ...``)."""
+    """The plain fallback: one line per epoch (``[search] epoch 3/8  train_loss 0.512 ...``)."""
 
     def __init__(self, phase: str):
         super().__init__()
@@ -159,11 +163,24 @@ def progress_bar(phase: str, refresh_rate: int) -> ProgressBar:
     return EpochLines(phase)
 
 
+# Warnings about Lightning's own code that a user can do nothing about, printed once per
+# stage otherwise: (message regex, why it is harmless).
+QUIET_WARNINGS = (
+    (
+        r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+        "lightning/pytorch/utilities/_pytree.py calls torch's deprecated LeafSpec check",
+    ),
+)
+
+
 def quiet_lightning() -> None:
     """Lightning's start-up chatter (tips, 'GPU available', 'limit_val_batches=1 was
-    configured') is what the banner states once; warnings still show."""
+    configured') is what the banner states once; its deprecation notes about its own code
+    (``QUIET_WARNINGS``) are silenced; other warnings still show."""
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    for message, _why in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=message)
 
 
 def device_text(cfg: DictConfig) -> str:

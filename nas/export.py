@@ -5,8 +5,9 @@ as TorchScript (``model.pt``, ``torch.jit.trace``: the eval-mode forward of ever
 has no data-dependent control flow, while scripting would have to compile each space's Python)
 and, optionally, ONNX (``model.onnx``, dynamic batch axis, checked with onnxruntime). Both take
 a normalised float32 NCHW batch and return the logits ``[N, num_classes]``; ``model.json``
-beside them says how to get there (input shape, per-channel mean and std, class count,
-genotype). Each export is loaded back from its file and compared with the PyTorch model on a
+beside them says how to get there (input shape; ``preprocessing``: the dataset's raw format,
+how its reader makes uint8 pixels of it, the per-channel mean and std, the whole formula;
+class count, genotype). Each export is loaded back from its file and compared with the PyTorch model on a
 fixed random batch (``max_abs_diff``), and timed on the run's device (``latency_ms``: the
 median of ``export.latency_repeats`` forwards of a ``export.latency_batch`` batch after
 ``export.latency_warmup`` warm-up ones; the threads are recorded).
@@ -300,18 +301,18 @@ def _onnx_entry(
 
 
 def sidecar(data_cfg: Mapping, genotype: Any, space: str, files: dict[str, str]) -> dict[str, Any]:
-    """What a user needs to run the exported files: the input and how to normalise it."""
+    """What a user needs to run the exported files: the input and, under ``preprocessing``,
+    the exact recipe from the dataset's raw files to that input (``nas.data.datasets``)."""
+    from nas.data.datasets import preprocessing
+
     return {
         "files": files,
         "space": space,
         "genotype": str(genotype),
         "input_shape": list(data_cfg["input_shape"]),
-        "input": "float32 NCHW batch [N, *input_shape] (any N), normalised per channel",
-        "normalization": {
-            "mean": [float(m) for m in data_cfg["mean"]],
-            "std": [float(s) for s in data_cfg["std"]],
-            "formula": "x = (pixels / 255 - mean) / std, pixels uint8 RGB in [0, 255]",
-        },
+        "input": "float32 NCHW batch [N, *input_shape] (any N), made from raw images by "
+        "`preprocessing.formula`",
+        "preprocessing": preprocessing(data_cfg),
         "num_classes": int(data_cfg["num_classes"]),
         "output": "logits [N, num_classes] (softmax for probabilities)",
         "dataset": data_cfg.get("name"),

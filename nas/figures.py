@@ -4,17 +4,18 @@ Pure functions: each returns a ``matplotlib.figure.Figure`` made without pyplot 
 backend whatever the active one, nothing left in pyplot's figure registry; PNGs render through
 Agg), which ``wandb.Image`` takes as is and ``save_png`` writes to the run directory.
 
-The heatmap colours each α cell relative to the uniform distribution 1/K: a diverging map
-whose white centre is exactly 1/K, so a near-uniform α reads as a neutral block and the ops
-the search moves towards (red) or away from (blue) stand out. The cell diagrams colour each
-kept op by family (convolution, skip, pooling, none), so a collapse to parameter-free ops
-shows at a glance.
+The heatmap colours each op weight on one fixed scale, the same every epoch: a diverging map
+from 0 (full blue) through 1/K (white, uniform) to 1 (full red), so a near-uniform α reads as
+a near-white block and only a decided one (a weight near 1, its rivals near 0) is saturated;
+the title states the spread, ``max |p - 1/K|``. The cell diagrams use the genotype's node
+numbers (inputs ``c_{k-2}``, ``c_{k-1}`` = 0, 1; intermediate nodes 2, 3, ...; the heatmap's
+edge labels ``i->j`` are the same numbers) and colour each kept op by family (convolution,
+skip, pooling, none), so a collapse to parameter-free ops shows at a glance. A MobileNet
+chain is drawn as rows of layers, a skipped layer (``zero``) as a skip.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -26,10 +27,12 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Patch, Rectangle
 
 from nas.genotype import Genotype, NB201Genotype, kept_edges
+from nas.io import atomic_file
 
 DPI = 120
 CMAP = "RdBu_r"
-MIN_SPREAD = 1e-4  # smallest half-range of the colour scale (an exactly uniform α is white)
+SKIPPED_LAYER = "zero"  # a MobileNet chain's choice to leave the layer out (its output = input)
+LAYERS_PER_ROW = 6  # a MobileNet chain's diagram wraps after this many layers
 CHOSEN_GID = "chosen"  # gid of the outline rectangles, so tests and callers can find them
 
 # Op family -> (colour, line style) of the diagrams' edges.
@@ -45,10 +48,11 @@ _LABEL_BOX = {"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "
 
 
 def op_family(op: str) -> str:
-    """``"none"``, ``"skip"`` (skip_connect), ``"pool"`` (max/avg pools) or ``"conv"``."""
+    """``"none"``, ``"skip"`` (skip_connect; a MobileNet chain's ``zero``, the layer left
+    out), ``"pool"`` (max/avg pools) or ``"conv"``."""
     if op == "none":
         return "none"
-    if op == "skip_connect":
+    if op in ("skip_connect", SKIPPED_LAYER):
         return "skip"
     return "pool" if "pool" in op else "conv"
 
@@ -67,12 +71,13 @@ def alpha_heatmap(
 ) -> Figure:
     """One cell type's ``[edges, ops]`` weights as an annotated heatmap centred on uniform.
 
-    The colour is the departure from uniform: a ``TwoSlopeNorm`` on the ``RdBu_r`` map centred
-    at 1/K (white) whose two halves reach the largest departure below and above it
-    (``1/K - d_low`` and ``1/K + d_high``, each at least ``MIN_SPREAD``), so the early epochs of a
-    search, when every weight is within 1e-3 of 1/K, are not one flat block: the strongest and
-    weakest ops of the moment are full red and blue, and the colourbar gives the scale. Values
-    are printed with enough decimals to tell them apart (4 while all are within 0.01 of 1/K).
+    The colour scale is fixed, not stretched to the data: a ``TwoSlopeNorm`` on the ``RdBu_r``
+    map with ``0`` full blue, ``1/K`` white and ``1`` full red (wider only for weights outside
+    [0, 1]). A weight within 1e-3 of 1/K (DARTS' first epochs) is therefore near white, and a
+    decided edge (one op near 1, the rest near 0) is saturated, so figures of different epochs
+    and runs compare by colour. The title ends with the spread, ``max |p - 1/K| = ...``, and
+    values are printed with enough decimals to tell them apart (4 while all are within 0.01 of
+    1/K).
 
     Args:
         probs: ``[E, K]`` tensor or array of per-edge op weights (rows need not sum to 1).
@@ -80,12 +85,13 @@ def alpha_heatmap(
         edges: the E ``(input, node)`` pairs (rows, labelled ``"0->2"``).
         chosen: ``(edge_index, op_index)`` cells the current genotype keeps; each gets a thick
             black outline (see ``chosen_cells``).
-        title: the axes title.
+        title: the axes title (the spread is added on a second line).
         centre: the white value in place of 1/K, for weights that are not a distribution over
             an edge's ops (FairDARTS' independent σ(α): 0.5, σ(0)).
 
     Returns:
-        The figure; its one image's ``norm(1/K) == 0.5`` (``norm(centre)`` with ``centre``).
+        The figure; its one image's ``norm(1/K) == 0.5`` (``norm(centre)`` with ``centre``),
+        ``norm.vmin == 0`` and ``norm.vmax == 1`` for weights in [0, 1].
     """
     if hasattr(probs, "detach"):
         probs = probs.detach().cpu().double().numpy()
@@ -94,10 +100,14 @@ def alpha_heatmap(
     if data.shape != (E, K):
         raise ValueError(f"probs has shape {data.shape}, expected [edges, ops] = {(E, K)}.")
     uniform = 1.0 / K if centre is None else float(centre)
-    high = max(MIN_SPREAD, float(np.nanmax(data)) - uniform) if data.size else MIN_SPREAD
-    low = max(MIN_SPREAD, uniform - float(np.nanmin(data))) if data.size else MIN_SPREAD
-    norm = TwoSlopeNorm(vmin=uniform - low, vcenter=uniform, vmax=uniform + high)
-    digits = 4 if max(low, high) < 0.01 else 3
+    finite = data[np.isfinite(data)]
+    lowest = min(0.0, float(finite.min())) if finite.size else 0.0
+    highest = max(1.0, float(finite.max())) if finite.size else 1.0
+    norm = TwoSlopeNorm(
+        vmin=min(lowest, uniform - 1e-9), vcenter=uniform, vmax=max(highest, uniform + 1e-9)
+    )
+    spread = float(np.abs(finite - uniform).max()) if finite.size else 0.0
+    digits = 4 if spread < 0.01 else 3
 
     fig = Figure(figsize=(0.78 * K + 2.6, 0.36 * E + 1.9), dpi=DPI)
     ax = fig.subplots()
@@ -117,15 +127,22 @@ def alpha_heatmap(
     ax.set_xlabel("op", fontsize=8)
     ax.set_ylabel("edge (input->node)", fontsize=8)
     ax.tick_params(length=0)
-    if title:
-        ax.set_title(title, fontsize=9, loc="left")
+    symbol = "p − 1/K" if centre is None else f"w − {uniform:.3g}"
+    stated = f"max |{symbol}| = {spread:.{digits}f}"
+    ax.set_title(f"{title}\n{stated}" if title else stated, fontsize=9, loc="left")
     if chosen:
         outline = Patch(facecolor="none", edgecolor="black", linewidth=2, label="kept by genotype")
         legend = {"fontsize": 7, "frameon": False, "borderaxespad": 0.2, "handlelength": 1.2}
         ax.legend(handles=[outline], loc="lower right", bbox_to_anchor=(1.0, 1.0), **legend)
     bar = fig.colorbar(im, ax=ax, fraction=0.05, pad=0.03)
+    ticks = {norm.vmin, uniform, norm.vmax} | {
+        t for t in (0.25, 0.5, 0.75) if norm.vmin < t < norm.vmax
+    }
+    bar.set_ticks(
+        sorted(t for t in ticks if all(abs(t - u) > 0.06 for u in ticks if u != t) or t == uniform)
+    )
     white = f"uniform 1/K = {uniform:.3g}" if centre is None else f"neutral {uniform:.3g}"
-    bar.set_label(f"weight (white = {white}; ends = largest departures)", fontsize=8)
+    bar.set_label(f"weight (white = {white}; blue 0, red 1)", fontsize=8)
     bar.ax.tick_params(labelsize=7)
     fig.tight_layout()
     return fig
@@ -227,8 +244,15 @@ class _Graph:
         return rad
 
     def edge(
-        self, src: object, dst: object, op: str | None, side: int = -1, bend: float = 0.0
+        self,
+        src: object,
+        dst: object,
+        op: str | None,
+        side: int = -1,
+        bend: float = 0.0,
+        label: str | None = None,
     ) -> None:
+        """An arrow coloured by ``op``'s family, labelled ``label`` (default: ``op``)."""
         family = op_family(op) if op else None
         colour, style = FAMILIES[family] if family else ("#888888", "-")
         rad = self._route(src, dst, side, bend)
@@ -245,8 +269,9 @@ class _Graph:
         if not op:
             return
         self.families.add(family)
+        text = op if label is None else label
         # A label is a row of points along its baseline; half length ~ its text width.
-        half = 0.047 * len(op) + 0.1
+        half = 0.047 * len(text) + 0.1
         spots = []
         for t in (0.5, 0.42, 0.58, 0.34, 0.66, 0.27, 0.73):
             (x, y), angle = _bezier(self.pos[src], self.pos[dst], rad, t)
@@ -256,8 +281,8 @@ class _Graph:
             spots.append((clash or self._hits(pts, margin=0.02), (x, y), angle, pts))
         _, (x, y), angle, pts = min(spots, key=lambda s: s[0])  # first free, else t=0.5
         self.labels.append(pts)
-        label = self.ax.text(x, y, op, fontsize=7.5, color=colour, bbox=_LABEL_BOX, **_CENTRED)
-        label.set(rotation=angle, rotation_mode="anchor", zorder=5)
+        shown = self.ax.text(x, y, text, fontsize=7.5, color=colour, bbox=_LABEL_BOX, **_CENTRED)
+        shown.set(rotation=angle, rotation_mode="anchor", zorder=5)
 
     def finish(self, title: str) -> Figure:
         handles = [
@@ -286,11 +311,12 @@ class _Graph:
 def cell_diagram(genotype: Genotype | NB201Genotype, cell_type: str, title: str = "") -> Figure:
     """The kept cell as a graph: nodes as boxes, one arrow per kept edge labelled with its op.
 
-    DARTS: inputs ``c_{k-2}``, ``c_{k-1}`` (genotype inputs 0, 1), intermediate nodes
-    0..steps-1 (genotype inputs >= 2) in a row, and the output ``c_{k}`` fed (grey arrows) by
-    the concatenated nodes. NAS-Bench-201 (``cell_type="cell"``): nodes 0..3, an arrow from
-    every i < j; ``none`` edges are drawn dashed and grey (kept, so the cell reads complete).
-    Op labels and arrows are coloured by family (``op_family``).
+    DARTS: inputs ``c_{k-2}``, ``c_{k-1}`` (labelled with their genotype numbers 0, 1),
+    intermediate nodes 2..steps+1 (the genotype's and the heatmap's numbers) in a row, and the
+    output ``c_{k}`` fed (grey arrows) by the concatenated nodes. NAS-Bench-201
+    (``cell_type="cell"``): nodes 0..3, an arrow from every i < j; ``none`` edges are drawn
+    dashed and grey (kept, so the cell reads complete). A MobileNet chain (``"layers"``): see
+    ``layer_chain``. Op labels and arrows are coloured by family (``op_family``).
 
     Raises:
         ValueError: an unknown cell type, or ``"reduce"`` of a genotype whose reduction cell is
@@ -305,8 +331,9 @@ def cell_diagram(genotype: Genotype | NB201Genotype, cell_type: str, title: str 
             )
         raise ValueError(f"unknown cell type {cell_type!r}; this genotype has {list(kept)}.")
     edges = kept[cell_type]
-    # NAS-Bench-201, or a chain of layers (mbconv: layer i is the edge i -> i + 1).
-    if isinstance(genotype, NB201Genotype) or hasattr(genotype, "kept_edges"):
+    if hasattr(genotype, "kept_edges"):  # a chain of layers (mbconv: layer i is edge i -> i+1)
+        return layer_chain([op for op, _, _ in edges], title)
+    if isinstance(genotype, NB201Genotype):
         n = max(j for _, _, j in edges) + 1
         graph = _Graph({j: (4.0 * j, 0.0) for j in range(n)})
         for j in range(n):
@@ -318,16 +345,42 @@ def cell_diagram(genotype: Genotype | NB201Genotype, cell_type: str, title: str 
     steps = len(edges) // 2
     pos = {0: (0.0, 2.2), 1: (0.0, -2.2), "out": (3.4 * (steps + 1), 0.0)}
     graph = _Graph(pos | {2 + n: (3.4 * (n + 1), 0.0) for n in range(steps)})
-    graph.node(0, "$c_{k-2}$", "input")
-    graph.node(1, "$c_{k-1}$", "input")
+    graph.node(0, "0: $c_{k-2}$", "input")
+    graph.node(1, "1: $c_{k-1}$", "input")
     for n in range(steps):
-        graph.node(2 + n, str(n), "intermediate")
+        graph.node(2 + n, str(2 + n), "intermediate")
     graph.node("out", "$c_{k}$", "output")
     for op, i, j in edges:
         # Edges between intermediates that skip nodes arc above, the longer the higher.
         graph.edge(i, j, op, side=-1, bend=0.15 * (j - i - 1) if i >= 2 else 0.0)
     for node in genotype.cell(cell_type)[1]:
         graph.edge(node, "out", None, side=1)  # the concatenation, below
+    return graph.finish(title)
+
+
+def layer_chain(ops: Sequence[str], title: str = "", per_row: int = LAYERS_PER_ROW) -> Figure:
+    """A MobileNet chain of searchable layers, wrapped into rows of ``per_row`` nodes.
+
+    Node ``i`` is the feature map after ``i`` layers (0: the input of the first searchable
+    layer, ``len(ops)``: the output of the last); layer ``i`` is the arrow ``i -> i + 1``
+    labelled ``L<i>: <op>``. Rows run left to right, then right to left (a snake), so each
+    arrow joins neighbours. A skipped layer (``zero``: the layer is left out, its output is
+    its input) is drawn as a skip: a red arrow labelled ``L<i>: skipped``.
+    """
+    n = len(ops) + 1
+    per_row = max(1, int(per_row))
+
+    def place(j: int) -> tuple[float, float]:
+        row, col = divmod(j, per_row)
+        col = col if row % 2 == 0 else per_row - 1 - col
+        return 3.6 * col, -2.6 * row
+
+    graph = _Graph({j: place(j) for j in range(n)})
+    for j in range(n):
+        graph.node(j, str(j), "input" if j == 0 else "output" if j == n - 1 else "intermediate")
+    for i, op in enumerate(ops):
+        label = f"L{i}: skipped" if op == SKIPPED_LAYER else f"L{i}: {op}"
+        graph.edge(i, i + 1, op, label=label)
     return graph.finish(title)
 
 
@@ -349,14 +402,9 @@ def save_png(fig: Figure, path: str | Path) -> Path:
     same directory, then ``os.replace``), closes it and returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
+        with atomic_file(path, "wb") as f:  # the umask's mode, as every result file
             fig.savefig(f, format="png", dpi=DPI)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     finally:
         plt.close(fig)  # a no-op for our pyplot-free figures, frees a pyplot-made one
     return path

@@ -14,8 +14,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nas.step_logging import log_step_and_epoch
-
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
@@ -112,8 +110,12 @@ class RetrainModule(L.LightningModule):
             return None  # Lightning skips the optimizer step
         acc = (logits.detach().argmax(-1) == y).float().mean()
         n = y.shape[0]
-        log_step_and_epoch(self, "retrain/train_loss", loss.detach(), n)
-        self.log("retrain/train_acc", acc, on_epoch=True, batch_size=n)
+        # <name>_step per step (loggers only), <name> the epoch's mean (console, summary).
+        self.log(
+            "retrain/train_loss_step", loss.detach(), on_step=True, on_epoch=False, batch_size=n
+        )
+        self.log("retrain/train_loss", loss.detach(), on_step=False, on_epoch=True, batch_size=n)
+        self.log("retrain/train_acc", acc, on_step=False, on_epoch=True, batch_size=n)
         self.log(
             "lr/retrain", self.optimizers().param_groups[0]["lr"], on_step=False, on_epoch=True
         )

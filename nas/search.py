@@ -19,7 +19,6 @@ from nas import distributed
 from nas.arch import ArchParams
 from nas.genotype import Genotype
 from nas.lr_schedules import WarmupThenCosine
-from nas.step_logging import log_step_and_epoch
 from nas.strategies import Strategy
 from nas.strategies.samplers.uniform import arch_alphas
 from nas.strategies.selection import select
@@ -237,7 +236,7 @@ class SearchModule(L.LightningModule):
             else:
                 a_opt.step()
                 self.strategy.after_arch_step(self.arch.as_dict())  # e.g. ProxylessNAS' rescale
-            self._log_metrics("val", val_loss, val_logits, val[1])
+            self._log_metrics("arch", val_loss, val_logits, val[1])
 
         # The weight step sees α as a constant: no α gradient is built here.
         detached = {k: a.detach() for k, a in self.arch.as_dict().items()}
@@ -267,24 +266,27 @@ class SearchModule(L.LightningModule):
         self.log("lr/weights", self.weight_optimizer.param_groups[0]["lr"])
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        # The validation loop over the whole split: the supernet's accuracy under the current α.
         detached = {k: a.detach() for k, a in self.arch.as_dict().items()}
         loss, logits = self.loss(batch, detached)
-        self.log(
-            "supernet/val_loss", loss, on_epoch=True, prog_bar=False, batch_size=batch[1].shape[0]
-        )
+        n = batch[1].shape[0]
+        self.log("search/val_loss", loss, on_epoch=True, prog_bar=False, batch_size=n)
         acc = (logits.argmax(-1) == batch[1]).float().mean()
-        self.log(
-            "supernet/val_acc", acc, on_epoch=True, prog_bar=True, batch_size=batch[1].shape[0]
-        )
+        self.log("search/val_acc", acc, on_epoch=True, prog_bar=True, batch_size=n)
 
     def _log_metrics(
-        self, split: str, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor
+        self, step: str, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor
     ) -> None:
+        """The batch loss and accuracy of one step: ``search/train_*`` (the weight step, on the
+        training split) or ``search/arch_*`` (the α step, on the validation split's batch):
+        ``<name>_step`` per step (loggers only), ``<name>`` the epoch's mean."""
         acc = (logits.argmax(-1) == y).float().mean()
         n = y.shape[0]
-        log_step_and_epoch(self, f"search/{split}_loss", loss, n, bar=split == "train")
+        name = f"search/{step}_loss"
+        self.log(f"{name}_step", loss, on_step=True, on_epoch=False, batch_size=n)
+        self.log(name, loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=n)
         self.log(
-            f"search/{split}_acc", acc, on_step=False, on_epoch=True, prog_bar=True, batch_size=n
+            f"search/{step}_acc", acc, on_step=False, on_epoch=True, prog_bar=True, batch_size=n
         )
 
     # ---- results --------------------------------------------------------------------

@@ -372,3 +372,39 @@ def test_a_failing_wandb_log_keeps_the_files_and_says_so(tmp_path, monkeypatch, 
     assert "logging them to W&B (online) failed: RuntimeError: api_key" in err
     assert "wandb login" in err and str(tmp_path / "o" / "results.md") in err
     assert (tmp_path / "o" / "results.md").is_file()
+
+
+def test_one_colour_per_configuration_in_every_figure(tmp_path: Path, monkeypatch) -> None:
+    """accuracy_vs_params.png and pareto_macs.png draw each configuration in the same colour
+    and marker, although the Pareto figure orders its points by cost."""
+    from matplotlib.axes import Axes
+
+    from experiments.collect import config_styles
+
+    drawn: list[tuple[str, str, str]] = []
+    errorbar = Axes.errorbar
+
+    def recording(self, *args, **kwargs):
+        label = kwargs["label"].split(" (n=")[0]
+        drawn.append((label, kwargs["color"], kwargs["marker"]))
+        return errorbar(self, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "errorbar", recording)
+    sweep = penalty_sweep(tmp_path / "sweep")
+    assert main([str(sweep), "--out", str(tmp_path / "out"), "--wandb", "none"]) == 0
+    labels = [f"strategy.regularizers.0.scale={s}" for s in PENALTY_SWEEP]
+    assert len(drawn) == 2 * len(labels)  # every configuration once in each figure
+    per_label: dict[str, set[tuple[str, str]]] = {}
+    for label, colour, marker in drawn:
+        per_label.setdefault(label, set()).add((colour, marker))
+    assert sorted(per_label) == sorted(labels)
+    assert all(len(styles) == 1 for styles in per_label.values()), per_label
+    assert len({next(iter(s)) for s in per_label.values()}) == len(labels)  # all distinct
+    # The Pareto figure's cost order differs from the configurations' order (the old bug).
+    accuracy_order = [label for label, _, _ in drawn[: len(labels)]]
+    pareto_order = [label for label, _, _ in drawn[len(labels) :]]
+    assert accuracy_order != pareto_order
+    styles = config_styles(reversed(labels))  # by label, whatever order they come in
+    assert {label: (s["color"], s["marker"]) for label, s in styles.items()} == {
+        label: next(iter(s)) for label, s in per_label.items()
+    }

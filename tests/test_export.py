@@ -74,8 +74,10 @@ def test_torchscript_export_matches_pytorch(name: str, tmp_path: Path) -> None:
     assert side["files"] == {"torchscript": "model.pt"} and side["genotype"] == str(genotype)
     assert side["input_shape"] == list(cfg.data.input_shape)
     assert side["num_classes"] == cfg.data.num_classes == expected.shape[1]
-    assert side["normalization"]["mean"] == list(cfg.data.mean)
-    assert side["normalization"]["std"] == list(cfg.data.std)
+    recipe = side["preprocessing"]  # synthetic data: the raw uint8 images are the pixels
+    assert recipe["mean"] == list(cfg.data.mean) and recipe["std"] == list(cfg.data.std)
+    assert recipe["pixel_scale"] is None and recipe["scale"] == 255
+    assert recipe["formula"] == "x = (pixels / 255 - mean) / std, per channel"
 
 
 @pytest.mark.parametrize("name", ["darts_cifar", "nb201"])

@@ -71,33 +71,42 @@ def test_uniform_alpha_is_the_colormaps_centre(darts):
     assert np.allclose(colours, im.cmap(0.5), atol=1e-6)
 
 
-def test_near_uniform_alpha_still_shows_its_departures(darts):
-    """The first epochs of a DARTS search: every weight within 1e-3 of 1/K, yet the strongest
-    op of an edge is full red and the weakest full blue, and the values print 4 decimals."""
+def test_near_uniform_alpha_looks_near_uniform_and_says_its_spread(darts):
+    """The first epochs of a DARTS search: every weight within 5e-3 of 1/K. The colour scale
+    is not stretched to that spread: every cell stays near white, and the title states the
+    spread with 4 decimals, as the values are printed."""
     E, K = darts.alpha_shape
     gen = torch.Generator().manual_seed(0)
     probs = (1e-2 * torch.randn(E, K, generator=gen)).softmax(-1).double()
-    assert (probs - 1 / K).abs().max() < 5e-3
-    fig = alpha_heatmap(probs, darts.ops, darts.edges)
+    spread = float((probs - 1 / K).abs().max())
+    assert 1e-3 < spread < 5e-3
+    fig = alpha_heatmap(probs, darts.ops, darts.edges, title="epoch 1/8: normal cell α")
     im = _image(fig)
-    assert im.norm(float(probs.max())) == pytest.approx(1.0)
-    assert im.norm(float(probs.min())) == pytest.approx(0.0)
+    assert (im.norm.vmin, im.norm.vcenter, im.norm.vmax) == (0.0, pytest.approx(1 / K), 1.0)
+    assert np.abs(im.norm(probs.numpy()) - 0.5).max() < 0.03  # all within 3% of white
+    colours = im.to_rgba(probs.numpy())
+    assert np.abs(colours - np.asarray(im.cmap(0.5))).max() < 0.06
+    title = fig.axes[0].get_title(loc="left")
+    assert title == f"epoch 1/8: normal cell α\nmax |p − 1/K| = {spread:.4f}"
     texts = [t.get_text() for t in fig.axes[0].texts]
     assert all(len(t.split(".")[1]) == 4 for t in texts)
 
 
-def test_peaked_alpha_departs_from_centre(nb201):
+def test_decided_alpha_looks_decided_on_the_same_scale(nb201):
     E, K = nb201.alpha_shape
-    probs = np.full((E, K), 0.05)
-    probs[:, 3] = 0.8  # the scale's ends are the largest departures each way
+    probs = np.full((E, K), 0.01)
+    probs[:, 3] = 0.96  # one op per edge decided
     im = _image(alpha_heatmap(probs, nb201.ops, nb201.edges))
     assert im.norm(1.0 / K) == pytest.approx(0.5)
-    assert im.norm.vmax == pytest.approx(0.8) and im.norm.vmin == pytest.approx(0.05)
+    assert (im.norm.vmin, im.norm.vmax) == (0.0, 1.0)  # the same ends as any other epoch
+    assert im.norm(0.96) > 0.97 and im.norm(0.01) < 0.1
     colours = im.to_rgba(probs)
-    centre = np.asarray(im.cmap(0.5))
-    assert not np.allclose(colours[:, 3], centre, atol=0.05)
     assert (colours[:, 3, 0] > colours[:, 3, 2]).all()  # above uniform: red
     assert (colours[:, 0, 2] > colours[:, 0, 0]).all()  # below uniform: blue
+    # Independent weights (FairDARTS' σ): white at the given centre, the same fixed ends.
+    fig = alpha_heatmap(np.full((E, K), 0.52), nb201.ops, nb201.edges, centre=0.5)
+    assert _image(fig).norm(0.5) == pytest.approx(0.5)
+    assert fig.axes[0].get_title(loc="left") == "max |w − 0.5| = 0.020"
 
 
 def test_heatmap_annotations_outlines_and_labels(darts):
@@ -150,6 +159,38 @@ def test_chosen_cells_fixed_reduction_nb201_and_skipped_ops(darts, nb201):
     assert chosen_cells(g, nb201.edges, without_conv)["cell"] == {(3, skip)}
     with pytest.raises(ValueError, match="not in"):
         chosen_cells(resolve_genotype("darts_v2"), nb201.edges, nb201.ops)
+
+
+def test_darts_diagram_uses_the_genotypes_node_numbers():
+    """Inputs c_{k-2}, c_{k-1} are nodes 0, 1 and the intermediate nodes 2..5, as in the
+    genotype, alphas.json and the heatmap's ``i->j`` rows."""
+    fig = cell_diagram(resolve_genotype("darts_v2"), "normal")
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert "0: $c_{k-2}$" in texts and "1: $c_{k-1}$" in texts
+    assert {"2", "3", "4", "5"} <= set(texts) and "6" not in texts
+    # The node an edge ends at is the node numbered like the genotype's input index.
+    arrows = [p for p in fig.axes[0].patches if isinstance(p, FancyArrowPatch)]
+    boxes = {t.get_text(): t.get_position() for t in fig.axes[0].texts if t.get_text() in "2345"}
+    assert boxes["2"][0] < boxes["3"][0] < boxes["4"][0] < boxes["5"][0]
+    assert len(arrows) == 8 + 4  # the kept edges and the concatenation
+
+
+def test_mbconv_chain_wraps_into_rows_and_draws_skipped_layers_as_skips(tmp_path):
+    from supernet.genotypes import MBConvGenotype
+
+    layers = ["k3_e3", "zero", "k5_e6", "k7_e3", "zero"] * 4 + ["k5_e6"]  # 21: imagenet_mobile
+    fig = genotype_figures(MBConvGenotype(layers), "epoch 2: ")["layers"]
+    ax = fig.axes[0]
+    labels = {t.get_text(): t for t in ax.texts if t.get_text().startswith("L")}
+    assert len(labels) == len(layers)
+    for i, op in enumerate(layers):
+        text = f"L{i}: skipped" if op == "zero" else f"L{i}: {op}"
+        assert labels[text].get_color() == FAMILIES["skip" if op == "zero" else "conv"][0]
+    assert not any("zero" in t for t in labels)
+    w, h = fig.get_size_inches() * DPI
+    assert w < 2000 and w / h < 3  # rows, not one 3830-px strip
+    pixels = _assert_png(save_png(fig, tmp_path / "layers.png"), fig.get_size_inches())
+    assert pixels.shape[1] < 2000
 
 
 def _op_labels(fig) -> list:

@@ -150,16 +150,22 @@ def test_wandb_offline_logging_needs_no_key(tmp_path, monkeypatch):
 
 
 def test_csv_logger_records_losses_lr_and_alpha(pipeline_dir):
-    header = (pipeline_dir / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
+    """One CSV file per stage (each resumes on its own)."""
+
+    def header(stage: str) -> list[str]:
+        path = pipeline_dir / "csv" / stage / "metrics.csv"
+        return path.read_text().splitlines()[0].split(",")
+
     for key in (
         "search/train_loss_step",
         "search/val_acc",
         "lr/weights",
-        "retrain/test_acc",
         "alpha/normal/0->2/sep_conv_3x3",
         "alpha_entropy/reduce",
     ):
-        assert key in header, key
+        assert key in header("search"), key
+    assert "retrain/test_acc" in header("retrain")
+    assert "search/val_acc" not in header("retrain")
 
 
 def test_help_lists_the_groups(monkeypatch, capsys):

@@ -137,11 +137,12 @@ def test_figures_and_history_on_disk_without_wandb(logger, tmp_path, monkeypatch
     for text in ("stage=search", "space", "darts", "strategy", "digits", "device", "run dir"):
         assert text in out, text
     lines = [line for line in out.splitlines() if line.startswith("[search] epoch")]
-    assert len(lines) == 2 and "skips" in lines[-1] and "H(α)" in lines[-1]
-    assert "val_acc" in lines[-1] and "left" in lines[-1]
-    assert "supernet/val_acc" not in out  # no duplicate long names
+    assert len(lines) == 2 and "skip_connect" in lines[-1] and "alpha_entropy" in lines[-1]
+    for name in ("train_loss", "train_acc", "arch_acc", "val_acc", "left"):
+        assert f" {name} " in lines[-1], name
+    assert "search/val_acc" not in out  # no duplicate long names
     if logger == "csv":
-        header = (tmp_path / "csv" / "metrics.csv").read_text().splitlines()[0]
+        header = (tmp_path / "csv" / "search" / "metrics.csv").read_text().splitlines()[0]
         for key in ("genotype/skip_connect", "alpha_entropy", "genotype/edges_changed"):
             assert key in header
 

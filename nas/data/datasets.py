@@ -149,3 +149,90 @@ def load_arrays(cfg: DataConfig) -> ArraySplits:
     if is_file_dataset(cfg.name):
         raise ValueError(f"dataset {cfg.name!r} is read per file; use load_dataset")
     return load_dataset(cfg)
+
+
+# How each reader turns its raw files into uint8 pixels [C, H, W] (before the shared ``x =
+# (pixels / 255 - mean) / std``): what ``model.json`` tells a user of the exported network.
+_RAW = {
+    "digits": {
+        "raw": "sklearn.datasets.load_digits().images: float64 [1797, 8, 8], integer values "
+        "in [0, 16], one grey channel",
+        "raw_range": [0, 16],
+        "to_pixels": "pixels = numpy.rint(raw * 255 / 16) as uint8 in [0, 255], shape [N, 1, 8, 8]",
+        "pixel_scale": 255 / 16,
+    },
+    "synthetic": {
+        "raw": "nas.data.synthetic.make_synthetic(num_samples, input_shape, num_classes): "
+        "uint8 [N, C, H, W] in [0, 255]",
+        "raw_range": [0, 255],
+        "to_pixels": "none (the raw images are the pixels)",
+        "pixel_scale": None,
+        "channels": "input_shape[0] (no colour meaning)",
+    },
+    "imagenet16_120": {
+        "raw": "the ImageNet16 pickles' 'data': uint8 [N, 768] in [0, 255], each row the red, "
+        "then green, then blue plane of a 16x16 image, row-major",
+        "raw_range": [0, 255],
+        "to_pixels": "pixels = data.reshape(N, 3, 16, 16) (RGB planes)",
+        "pixel_scale": None,
+    },
+}
+for _name in ("cifar10", "cifar100"):
+    _RAW[_name] = {
+        "raw": "the official python version's pickles, b'data': uint8 [N, 3072] in [0, 255], "
+        "each row the red, then green, then blue plane of a 32x32 image, row-major",
+        "raw_range": [0, 255],
+        "to_pixels": "pixels = data.reshape(N, 3, 32, 32) (RGB planes)",
+        "pixel_scale": None,
+    }
+
+
+def preprocessing(cfg: DataConfig) -> dict[str, Any]:
+    """What turns a raw image of the dataset into the float32 tensor the network sees when it
+    is evaluated (the test split's path: no augmentation), exactly as the loaders do it.
+
+    Returns ``raw`` (the source and its value range), ``to_pixels`` (how the reader makes
+    uint8 pixels of it; ``pixel_scale``, when not null, multiplies raw values before rounding),
+    ``channels``, ``scale`` (pixels are divided by it), ``mean`` / ``std`` (per channel, in
+    [0, 1] units), ``layout`` and the whole ``formula``.
+    """
+    channels, height, width = (int(s) for s in cfg.input_shape)
+    mean, std = [float(m) for m in cfg.mean], [float(s) for s in cfg.std]
+    if cfg.name in FILE_DATASETS:
+        resize = int(cfg.eval_resize)
+        raw = {
+            "raw": "image files (JPEG, PNG) decoded with Pillow and converted to RGB",
+            "raw_range": [0, 255],
+            "to_pixels": f"resize the shorter side to {resize} (bilinear, the longer side "
+            f"int({resize} * long / short)), crop the centre {height}x{width} (offsets "
+            f"round((size - {height}) / 2)), uint8 HWC -> CHW",
+            "pixel_scale": None,
+        }
+    else:
+        raw = _RAW.get(cfg.name) or {
+            "raw": f"the uint8 [N, C, H, W] images of the registered reader {cfg.name!r}",
+            "raw_range": [0, 255],
+            "to_pixels": "none (the reader's images are the pixels)",
+            "pixel_scale": None,
+        }
+    scaled = raw["pixel_scale"]
+    pixels = "pixels" if scaled is None else f"numpy.rint(raw * {scaled:g})"
+    colours = {1: "1 (grey)", 3: "3 (RGB order)"}.get(channels, str(channels))
+    out = {
+        **raw,
+        "channels": raw.get("channels", colours),
+        "scale": 255,
+        "mean": mean,
+        "std": std,
+        "layout": f"float32 NCHW [N, {channels}, {height}, {width}]",
+        "formula": f"x = ({pixels} / 255 - mean) / std, per channel",
+    }
+    if cfg.name == "digits":  # no official test split: the reader's fixed held-out one
+        from nas.data.digits import SPLIT_SEED
+
+        out["test_split"] = (
+            "sklearn.model_selection.train_test_split(images, target, test_size="
+            f"{float(cfg.test_fraction):g}, stratify=target, random_state={SPLIT_SEED}): "
+            "its second part (the 'test' images)"
+        )
+    return out
