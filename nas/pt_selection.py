@@ -44,21 +44,43 @@ wrapper, average the weights' and α's gradients over ranks before clipping and 
 DDP's reducer and ``SearchModule._average_arch_grads`` do in the search), and BN running
 statistics are broadcast from rank 0 after each tuning (DDP's ``broadcast_buffers``), so the
 supernet stays the same on every rank. In one process no distributed call is made.
+
+Checkpoint and resume (``PTCheckpoint``): the selection runs outside Lightning, so it writes
+its own ``<run dir>/checkpoints/pt/last.ckpt`` (atomically: ``AtomicCheckpointIO``) after
+every decision and after every tuning epoch: the decisions so far (projection, undecided edges
+and nodes, the edge-order generator, the report's entries), the supernet and α
+(``module.state_dict()``), the strategy's random streams, the tuner's optimizers and lr
+schedule, the global RNG states (``RNGState``), the data position (sampler and augmentation
+generators) and the config stamp (``run_identity`` of the search plus ``selection``). With
+``resume=auto`` (or ``resume=<that file>``) the search resumes from its finished checkpoint
+(its fit ends at once), then ``pt_select`` restores the file and continues exactly where it
+stopped: decisions made are not redone, a tuning continues with its next epoch. The file also
+records a fingerprint of the search's final state (every tensor of ``module.state_dict()``):
+a checkpoint taken after a different search (e.g. one continued with more epochs since) or
+under a different config is refused, with the reason.
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.pytorch.utilities import move_data_to_device
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from nas import distributed
 from nas.arch import BETA_PREFIX
+from nas.checkpointing import LAST, AtomicCheckpointIO
+from nas.guards import RNGState
 from nas.hessian import frozen_batch_norm_buffers
+from nas.resume import STAMP_KEY, differences, run_identity
 from nas.strategies.samplers import Mixing
 from nas.strategies.selection import select
 
@@ -230,11 +252,20 @@ class PerturbationSelection:
 
     # ---- the procedure ---------------------------------------------------------------
     def __call__(
-        self, module, val_batches: Sequence[Batch], tune: Callable[[], None] | None = None
+        self,
+        module,
+        val_batches: Sequence[Batch],
+        tune: Callable[[], None] | None = None,
+        checkpoint: PTCheckpoint | None = None,
+        resume: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Selects, writes the architecture into ``module.arch``; returns the report.
 
-        ``tune()`` fine-tunes the supernet with the current projection (between decisions).
+        ``tune()`` fine-tunes the supernet with the current projection (between decisions);
+        a ``Tuner`` runs epoch by epoch (``run_epoch``), with a checkpoint after each.
+        ``checkpoint.save(progress)`` is called after every decision and tuning epoch;
+        ``resume``: such a progress record (``PTCheckpoint.resume``) to continue from, the
+        module, tuner, data and RNG states already restored.
         """
         space = module.space
         cells = list(module.arch.cell_types)
@@ -263,20 +294,51 @@ class PerturbationSelection:
             nodes.setdefault(node, []).append(e)
         multi = sorted(n for n, eids in nodes.items() if topology and len(eids) > 2)
         steps = len(edges) + len(multi)
-        report: dict[str, Any] = {
-            "selector": "pt",
-            "criterion": self.criterion,
-            "edge_order": self.edge_order,
-            "tune_epochs": self.tune_epochs,
-            "eval_batches": len(val_batches),
-            "start_val_acc": self.measure(module, base(), val_batches)[0],
-            "ops": [],
-            "topology": [],
-        }
-        undecided = {c: list(range(len(edges))) for c in cells}
-        pending_nodes = {c: list(multi) for c in cells}
+        total = steps * len(cells)
+        if resume is None:
+            report: dict[str, Any] = {
+                "selector": "pt",
+                "criterion": self.criterion,
+                "edge_order": self.edge_order,
+                "tune_epochs": self.tune_epochs,
+                "eval_batches": len(val_batches),
+                "start_val_acc": self.measure(module, base(), val_batches)[0],
+                "ops": [],
+                "topology": [],
+            }
+            undecided = {c: list(range(len(edges))) for c in cells}
+            pending_nodes = {c: list(multi) for c in cells}
+            done, tuned = 0, 0
+        else:
+            if resume["total"] != total or list(resume["undecided"]) != cells:
+                raise ValueError(
+                    f"the DARTS-PT checkpoint has {resume['total']} decisions over cells "
+                    f"{list(resume['undecided'])}; this supernet has {total} over {cells}."
+                )
+            proj.ops = {c: {int(e): int(o) for e, o in resume["ops"][c].items()} for c in cells}
+            proj.dropped = {c: {int(e) for e in resume["dropped"][c]} for c in cells}
+            undecided = {c: [int(e) for e in resume["undecided"][c]] for c in cells}
+            pending_nodes = {c: [int(n) for n in resume["pending_nodes"][c]] for c in cells}
+            report = copy.deepcopy(resume["report"])
+            self.generator.set_state(resume["generator"])
+            done, tuned = int(resume["decisions"]), int(resume["tuned"])
+
+        def save(decisions: int, tuned_epochs: int) -> None:
+            if checkpoint is None:
+                return
+            checkpoint.save({
+                "decisions": decisions, "total": total, "tuned": tuned_epochs,
+                "ops": {c: dict(proj.ops[c]) for c in cells},
+                "dropped": {c: sorted(proj.dropped[c]) for c in cells},
+                "undecided": {c: list(undecided[c]) for c in cells},
+                "pending_nodes": {c: list(pending_nodes[c]) for c in cells},
+                "report": report, "generator": self.generator.get_state(),
+            })  # fmt: skip
+
         for step in range(steps):
-            for cell in cells:
+            for i, cell in enumerate(cells):
+                if step * len(cells) + i < done:  # made before the checkpoint resumed from
+                    continue
                 w = base()
                 before = self.measure(module, w, val_batches)
                 if step < len(edges):
@@ -293,8 +355,12 @@ class PerturbationSelection:
                     report["topology"].append(
                         self._node_entry(cell, node, edges, kept, before, rounds)
                     )
+                save(step * len(cells) + i + 1, 0)
             if tune is not None and self.tune_epochs and step < steps - 1:
-                tune_with(module, proj, tune)
+                end = (step + 1) * len(cells)  # decisions made when this tuning runs
+                if done > end:  # finished before the checkpoint
+                    continue
+                self._tune(module, proj, tune, tuned if done == end else 0, partial(save, end))
         self.write(module, proj)
         report["final_val_acc"] = self.measure(module, base(), val_batches)[0]
         rule = module.strategy.selection or space.default_selection
@@ -307,6 +373,18 @@ class PerturbationSelection:
             )
         report["genotype"] = str(genotype)
         return report
+
+    @staticmethod
+    def _tune(module, proj: Projection, tune, start: int, saved: Callable[[int], None]) -> None:
+        """Tuning epochs ``start``.. of one tuning, each followed by ``saved(epochs done)``; a
+        plain callable is one unit."""
+        run_epoch = getattr(tune, "run_epoch", None)
+        epochs, one = (tune.epochs, run_epoch) if run_epoch is not None else (1, tune)
+        for e in range(start, epochs):
+            tune_with(module, proj, one)  # the projection leaves the modifiers before a save
+            saved(e + 1)
+        if hasattr(tune, "finish"):
+            tune.finish()
 
     def _drop(self, before: tuple[float, float], score: float) -> float:
         """How much a removal hurts: accuracy lost (acc) or loss gained (loss)."""
@@ -414,22 +492,44 @@ class Tuner:
         return batch
 
     def __call__(self) -> None:
+        for _ in range(self.epochs):
+            self.run_epoch()
+        self.finish()
+
+    def run_epoch(self) -> None:
+        """One tuning epoch (``batches`` steps or a full pass), then the lr schedule's step."""
         m = self.module
         was_training = m.training
         m.train()
         try:
-            for _ in range(self.epochs):
-                for i, item in enumerate(self.data.train_dataloader()):
-                    if self.batches is not None and i >= self.batches:
-                        break
-                    batch = item[0] if isinstance(item, tuple) else item
-                    self.step(self._batch(batch))
-                if self.sched is not None:
-                    self.sched.step()
+            for i, item in enumerate(self.data.train_dataloader()):
+                if self.batches is not None and i >= self.batches:
+                    break
+                batch = item[0] if isinstance(item, tuple) else item
+                self.step(self._batch(batch))
+            if self.sched is not None:
+                self.sched.step()
         finally:
             m.train(was_training)
-        # BN running statistics saw each rank's own images: rank 0's, as DDP broadcasts them.
-        distributed.broadcast_(list(m.supernet.buffers()))
+
+    def finish(self) -> None:
+        """After a tuning: BN running statistics saw each rank's own images: rank 0's, as DDP
+        broadcasts them."""
+        distributed.broadcast_(list(self.module.supernet.buffers()))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "w_opt": self.w_opt.state_dict(),
+            "a_opt": None if self.a_opt is None else self.a_opt.state_dict(),
+            "sched": None if self.sched is None else self.sched.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.w_opt.load_state_dict(state["w_opt"])
+        if self.a_opt is not None and state.get("a_opt") is not None:
+            self.a_opt.load_state_dict(state["a_opt"])
+        if self.sched is not None and state.get("sched") is not None:
+            self.sched.load_state_dict(state["sched"])
 
     def step(self, batch: dict[str, Batch]) -> None:
         m = self.module
@@ -466,9 +566,177 @@ def val_batches(data, device: torch.device, n: int | None, channels_last: bool =
     return out
 
 
-def pt_select(cfg, module, data) -> dict[str, Any]:
+PT_DIR = "pt"  # <run dir>/checkpoints/pt/last.ckpt
+PT_KEY = "pt_selection"  # marks a DARTS-PT checkpoint; holds the selection's progress
+
+
+def pt_checkpoint_path(run_dir: str | Path) -> Path:
+    return Path(run_dir) / "checkpoints" / PT_DIR / LAST
+
+
+def pt_identity(cfg: DictConfig) -> dict[str, Any]:
+    """What a DARTS-PT checkpoint must share with the run resuming it: the search's identity
+    and every ``selection`` value."""
+    return {
+        **run_identity(cfg, "search"),
+        "selection": OmegaConf.to_container(cfg.selection, resolve=True),
+    }
+
+
+def fingerprint(module) -> str:
+    """sha256 of every tensor of ``module.state_dict()`` (names, dtypes, shapes, bytes)."""
+    h = hashlib.sha256()
+    for name, value in module.state_dict().items():
+        t = value.detach().cpu().contiguous().reshape(-1)
+        h.update(f"{name}:{t.dtype}:{tuple(value.shape)};".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _load(path: str | Path) -> Any:
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def is_pt_checkpoint(path: str | Path) -> bool:
+    """Whether ``path`` is a readable DARTS-PT checkpoint."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    except Exception:
+        return False
+    return isinstance(ckpt, dict) and PT_KEY in ckpt
+
+
+def search_stage_config(cfg: DictConfig) -> DictConfig:
+    """The config the search stage resumes with: ``resume=<a DARTS-PT checkpoint>`` resumes
+    the search as ``resume=auto`` (its own finished checkpoint; PT then continues from the
+    file); any other value unchanged."""
+    spec = cfg.get("resume")
+    if not spec or spec == "auto" or not is_pt_checkpoint(spec):
+        return cfg
+    out = copy.deepcopy(cfg)
+    with open_dict(out):
+        out.resume = "auto"
+    return out
+
+
+def _data_state(data) -> dict[str, Any] | None:
+    """The data position between tuning epochs: the datamodule's state, its sampler streams
+    taken as they stand (the next tuning epoch's loaders start new passes from them)."""
+    if not hasattr(data, "state_dict"):
+        return None
+    state = data.state_dict()
+    gens = getattr(data, "_sampler_gens", None)
+    if gens is not None:
+        pending = getattr(data, "_pending_skip", {})
+        state["streams"] = {
+            k: {"state": g.get_state(), "skip": pending.get(k, 0)} for k, g in gens.items()
+        }
+    return state
+
+
+class PTCheckpoint:
+    """DARTS-PT's checkpoint file (module docstring): ``save(progress)`` writes it (rank 0),
+    ``resume(spec)`` finds, checks and restores one and returns its progress record.
+
+    Created right after the search, before anything is restored: it takes the fingerprint of
+    the search's final state then."""
+
+    def __init__(self, path: Path, identity: dict[str, Any], module, data, tuner: Tuner | None):
+        self.path, self.identity = Path(path), identity
+        self.module, self.data, self.tuner = module, data, tuner
+        self.search_fingerprint = fingerprint(module)
+        self.io = AtomicCheckpointIO()
+
+    def state(self, progress: dict[str, Any]) -> dict[str, Any]:
+        return {
+            PT_KEY: progress,
+            STAMP_KEY: self.identity,
+            "search_fingerprint": self.search_fingerprint,
+            "module": self.module.state_dict(),
+            "strategy_state": self.module.strategy.state_dict(),
+            "tuner": None if self.tuner is None else self.tuner.state_dict(),
+            "rng": RNGState().state_dict(),
+            "data": _data_state(self.data),
+        }
+
+    def save(self, progress: dict[str, Any]) -> None:
+        if distributed.rank() == 0:
+            self.io.save_checkpoint(self.state(progress), self.path)
+
+    def load(self, path: Path) -> dict[str, Any]:
+        """Reads ``path``; refuses an unreadable file, another kind of checkpoint, one of
+        another config or one taken after a different search."""
+        try:
+            ckpt = _load(path)
+        except Exception as err:
+            raise ValueError(
+                f"DARTS-PT checkpoint {str(path)!r} cannot be read ({type(err).__name__}: {err})."
+            ) from None
+        if not isinstance(ckpt, dict) or PT_KEY not in ckpt:
+            raise ValueError(
+                f"{str(path)!r} is not a DARTS-PT checkpoint (a checkpoints/pt/last.ckpt)."
+            )
+        diff = differences(ckpt.get(STAMP_KEY) or {}, self.identity)
+        if diff:
+            raise ValueError(
+                f"DARTS-PT checkpoint {str(path)!r} belongs to a different run; refusing to "
+                f"resume. Differences: {'; '.join(diff[:10])}"
+                + (f" (and {len(diff) - 10} more)." if len(diff) > 10 else ".")
+            )
+        if ckpt.get("search_fingerprint") != self.search_fingerprint:
+            raise ValueError(
+                f"DARTS-PT checkpoint {str(path)!r} was taken after a different search than "
+                "the one this run's search stage ended with (the search was continued or "
+                "rerun since, e.g. with more trainer.max_epochs); refusing to resume. Delete it "
+                "to run DARTS-PT afresh on this search."
+            )
+        return ckpt
+
+    def restore(self, ckpt: dict[str, Any]) -> dict[str, Any]:
+        self.module.load_state_dict(ckpt["module"])
+        self.module.strategy.load_state_dict(ckpt.get("strategy_state", {}))
+        if self.tuner is not None and ckpt.get("tuner") is not None:
+            self.tuner.load_state_dict(ckpt["tuner"])
+        if ckpt.get("data") is not None and hasattr(self.data, "load_state_dict"):
+            self.data.load_state_dict(ckpt["data"])
+        RNGState().load_state_dict(ckpt["rng"])
+        return ckpt[PT_KEY]
+
+    def resume(self, spec: str | None) -> dict[str, Any] | None:
+        """Under ``resume=auto`` this run's checkpoint if there is one (else None, said in one
+        line), under ``resume=<a DARTS-PT checkpoint>`` that file (restored; its progress
+        returned); None otherwise (another path resumes the search, not the selection)."""
+        if not spec:
+            return None
+        if spec == "auto":
+            if not self.path.is_file():
+                _log(f"pt: resume=auto found no DARTS-PT checkpoint ({self.path}); starting "
+                     "DARTS-PT from the beginning")  # fmt: skip
+                return None
+            path = self.path
+        elif is_pt_checkpoint(spec):
+            path = Path(spec)
+        else:
+            return None
+        progress = self.restore(self.load(path))
+        done, tuned = progress["decisions"], progress["tuned"]
+        tuning = f", {tuned} tuning epoch(s) after it done" if tuned else ""
+        _log(f"pt: resuming DARTS-PT from {path}: after decision {done} of "
+             f"{progress['total']}{tuning}")  # fmt: skip
+        return progress
+
+
+def _log(msg: str) -> None:
+    if distributed.rank() == 0:
+        print(f"[oneshot-nas] {msg}", flush=True)
+
+
+def pt_select(cfg, module, data, run_dir: str | Path | None = None) -> dict[str, Any]:
     """``selection=pt``: DARTS-PT on the searched ``module`` with ``cfg.selection``'s values;
-    writes the architecture into α and returns the report for ``summary.json``."""
+    writes the architecture into α and returns the report for ``summary.json``.
+
+    With ``run_dir``, checkpoints ``<run dir>/checkpoints/pt/last.ckpt`` as it goes and, under
+    ``resume=auto`` (or ``resume=<that file>``), continues from it (``PTCheckpoint``)."""
     s = cfg.selection
     selector = PerturbationSelection(
         s.criterion, s.edge_order, s.tune_epochs, s.tune_lr_factor, s.tune_arch,
@@ -478,6 +746,9 @@ def pt_select(cfg, module, data) -> dict[str, Any]:
     n_nodes = sum(1 for n in space.edges_per_node if n > 2) if has_topology(space) else 0
     decisions = len(space.edges) + n_nodes
     total = s.tune_epochs * max(1, decisions - 1)
+    checkpoint = None
+    if run_dir is not None:  # the search's final state, before the tuner or a restore
+        checkpoint = PTCheckpoint(pt_checkpoint_path(run_dir), pt_identity(cfg), module, data, None)
     tuner = Tuner(
         module,
         data,
@@ -491,6 +762,13 @@ def pt_select(cfg, module, data) -> dict[str, Any]:
     batches = val_batches(
         data, module.device, s.eval_batches, getattr(data, "channels_last", False)
     )
-    report = selector(module, batches, tune=tuner if s.tune_epochs else None)
+    progress = None
+    if checkpoint is not None:
+        checkpoint.tuner = tuner
+        progress = checkpoint.resume(cfg.get("resume"))
+    report = selector(
+        module, batches, tune=tuner if s.tune_epochs else None, checkpoint=checkpoint,
+        resume=progress,
+    )  # fmt: skip
     report["tune_lr"] = tuner.w_opt.defaults.get("lr", math.nan) * s.tune_lr_factor
     return report
