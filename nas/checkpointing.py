@@ -9,8 +9,8 @@ epochs), because ``RunCheckpoint`` writes ``last.ckpt``:
   validation: the point Lightning resumes from as "restarted on epoch end";
 - every ``every_n_steps`` training batches and every ``every_minutes`` minutes inside an
   epoch (the datamodules' resumable samplers continue such a mid-epoch state exactly);
-- in the batch where a run stops before its epoch ends: a SIGTERM (Lightning raises right
-  after that batch) or ``trainer.max_steps``. In the second case Lightning would go on to the
+- in the batch where a run stops before its epoch's last batch: a SIGTERM (Lightning raises
+  right after that batch) or ``trainer.max_steps``. In the second case Lightning would go on to the
   epoch's end (scheduler step, epoch counters marked complete) and a save there would make a
   resumed run skip the epoch's remaining batches; saved here, the mid-epoch state resumes where
   an uninterrupted run would be, and nothing is written over it afterwards.
@@ -106,22 +106,25 @@ class RunCheckpoint(Checkpoint):
         self._since = time.monotonic()
 
     def save(self, trainer: L.Trainer) -> None:
-        trainer.save_checkpoint(self.path)  # every rank calls it; rank 0 writes
+        # Every rank calls it; rank 0 writes. weights_only=False: the full state (optimizers,
+        # loops, callbacks), said here so Lightning does not print that it chose it.
+        trainer.save_checkpoint(self.path, weights_only=False)
         self.last_model_path = str(self.path)
         self.saved_epoch, self.saved_step = trainer.current_epoch, trainer.global_step
         self._batches, self._since = 0, time.monotonic()
 
     @staticmethod
     def stops_mid_epoch(trainer: L.Trainer, batch_idx: int) -> bool:
+        """A SIGTERM or ``max_steps`` stop before the epoch's last batch. On the last batch
+        nothing is saved: a resume from there would skip the epoch's end (validation, the
+        epoch's report and scheduler step), so the previous epoch-end checkpoint stays the
+        one to resume from (a SIGTERM) or the epoch end saves (``max_steps``)."""
+        if batch_idx + 1 >= trainer.num_training_batches:
+            return False
         if trainer.received_sigterm:
             return True
         max_steps = trainer.max_steps
-        return (
-            max_steps is not None
-            and max_steps > 0
-            and trainer.global_step >= max_steps
-            and batch_idx + 1 < trainer.num_training_batches
-        )
+        return max_steps is not None and max_steps > 0 and trainer.global_step >= max_steps
 
     def _periodic_due(self) -> bool:
         by_steps = self.every_n_steps and self._batches >= self.every_n_steps

@@ -59,6 +59,11 @@ class _KeepingWriter(ExperimentWriter):
                 self.previous_rows = list(csv.DictReader(f))
             os.remove(self.metrics_file_path)
 
+    def log_metrics(self, metrics_dict: dict[str, float], step: int | None = None) -> None:
+        # On disk at once, not at Lightning's next flush: a kill -9 then loses no logged row.
+        super().log_metrics(metrics_dict, step)
+        self.save()
+
     def restore(self, epochs_done: int, step: int) -> int:
         """Writes back the remembered rows the checkpoint covers; returns how many."""
 

@@ -48,7 +48,7 @@ def make_logger(
         config["search_run"] = search_run
     name = f"{job_type}-{cfg.strategy.name}-{cfg.search_space.name}-{cfg.data.name}-s{cfg.seed}"
     run_id, group = stage_run_id(run_dir, job_type, group, resuming=bool(cfg.get("resume")))
-    return WandbLogger(
+    logger = WandbLogger(
         id=run_id,
         resume="allow",
         project=lg.project,
@@ -61,6 +61,10 @@ def make_logger(
         job_type=job_type,
         config=config,
     )
+    # Lightning always passes wandb.init(anonymous=None), on which wandb prints a deprecation
+    # warning ("the anonymous setting has no effect") into every run's console.
+    logger._wandb_init.pop("anonymous", None)
+    return logger
 
 
 RUNS_FILE = "runs.json"  # in <run dir>/wandb/: each stage's W&B run id and group

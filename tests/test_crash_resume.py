@@ -1,0 +1,265 @@
+"""Runs that survive a crash: a checkpoint at every epoch's end, atomic writes, SIGTERM
+messages read from the files, and resumes that continue the interrupted run exactly (α,
+weights, history, CSV rows, W&B run id). The ``kill -9`` cases are real subprocess runs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from nas.callbacks import SearchReport
+from nas.checkpointing import AtomicCheckpointIO, RunCheckpoint, describe, preempted_message
+from nas.io import atomic_write_json
+from tests.test_resume import assert_same_run
+from tests.test_train import ROOT, run_train
+
+SEARCH = [
+    "stage=search", "seed=4", "trainer.max_epochs=3",
+    "trainer.limit_train_batches=3", "trainer.limit_val_batches=2",
+]  # fmt: skip
+LAST = Path("checkpoints/search/last.ckpt")
+
+
+class Crash(Exception):
+    """Stands in for a process dying (no handler of ours runs after it)."""
+
+
+def history_epochs(run_dir: Path) -> list[int]:
+    lines = (run_dir / "search_history.jsonl").read_text().splitlines()
+    return [json.loads(line)["epoch"] for line in lines]
+
+
+def csv_epochs(run_dir: Path, column: str) -> list[int]:
+    with open(run_dir / "csv" / "search" / "metrics.csv", newline="") as f:
+        return [int(float(r["epoch"])) for r in csv.DictReader(f) if r.get(column)]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    run_dir = tmp_path_factory.mktemp("full")
+    try:
+        assert run_train(mp, run_dir, *SEARCH) == 0
+    finally:
+        mp.undo()
+    return run_dir
+
+
+def test_every_epoch_end_writes_a_loadable_checkpoint(tmp_path, monkeypatch):
+    """The file is on disk after each epoch, before the next one starts (what a kill -9 needs)."""
+    seen = []
+
+    def record(self, trainer, pl_module):
+        seen.append(describe(tmp_path / LAST))
+
+    monkeypatch.setattr(SearchReport, "on_train_epoch_start", record, raising=False)
+    assert run_train(monkeypatch, tmp_path, *SEARCH) == 0
+    assert seen == [None, "end of epoch 1, step 6", "end of epoch 2, step 12"]
+    assert describe(tmp_path / LAST) == "end of epoch 3, step 18"
+    assert not list((tmp_path / LAST).parent.glob(".*.tmp"))
+
+
+def test_crash_after_an_epoch_resumes_exactly(uninterrupted, tmp_path, monkeypatch):
+    """A crash as epoch 3 starts (epoch 2's checkpoint, history line and CSV rows on disk):
+    resume=auto continues without lost or duplicated epochs."""
+
+    def crash(self, trainer, pl_module):
+        if trainer.current_epoch == 2:
+            raise Crash
+
+    with monkeypatch.context() as m:
+        m.setattr(SearchReport, "on_train_epoch_start", crash, raising=False)
+        assert run_train(m, tmp_path, *SEARCH) == 1  # a crash: Hydra reports it, exit 1
+    assert history_epochs(tmp_path) == [0, 1]
+    assert run_train(monkeypatch, tmp_path, *SEARCH, "resume=auto") == 0
+    assert_same_run(uninterrupted, tmp_path)
+    assert history_epochs(tmp_path) == history_epochs(uninterrupted) == [0, 1, 2]
+    for column in ("search/val_acc", "alpha_entropy", "alpha/normal/0->2/skip_connect"):
+        assert csv_epochs(tmp_path, column) == csv_epochs(uninterrupted, column) == [0, 1, 2]
+
+
+def test_periodic_checkpoints_inside_an_epoch(uninterrupted, tmp_path, monkeypatch):
+    """checkpoint.every_n_steps=1 writes after every batch; a crash after batch 2 of epoch 2
+    resumes from that mid-epoch state exactly."""
+    original = RunCheckpoint.on_train_batch_end
+    saved = []
+
+    def crash_mid(self, trainer, pl_module, outputs, batch, batch_idx):
+        original(self, trainer, pl_module, outputs, batch, batch_idx)
+        saved.append(describe(tmp_path / LAST))
+        if trainer.current_epoch == 1 and batch_idx == 1:
+            raise Crash
+
+    with monkeypatch.context() as m:
+        m.setattr(RunCheckpoint, "on_train_batch_end", crash_mid)
+        assert run_train(m, tmp_path, *SEARCH, "checkpoint.every_n_steps=1") == 1  # a crash
+    assert saved[-1] == "inside epoch 2, step 10"
+    assert run_train(monkeypatch, tmp_path, *SEARCH, "resume=auto") == 0
+    assert_same_run(uninterrupted, tmp_path)
+    assert history_epochs(tmp_path) == [0, 1, 2]
+
+
+def sigterm_in(monkeypatch, cls, hook: str, when) -> None:
+    """Sends this process a real SIGTERM from ``cls.<hook>`` when ``when(trainer)``."""
+    original = getattr(cls, hook, None)
+
+    def hooked(self, trainer, *args):
+        if when(trainer) and not trainer.received_sigterm:
+            os.kill(os.getpid(), signal.SIGTERM)
+        if original is not None:
+            original(self, trainer, *args)
+
+    monkeypatch.setattr(cls, hook, hooked, raising=False)
+
+
+@pytest.mark.parametrize("where", ["epoch_end", "validation", "last_validation_batch"])
+def test_sigterm_outside_a_batch_says_what_is_on_disk(
+    uninterrupted, tmp_path, monkeypatch, capsys, where
+):
+    """While the epoch's figures render, or on the epoch's last validation batch: the epoch
+    ends, its checkpoint is written, then Lightning stops. In the middle of validation:
+    Lightning stops there, and the previous epoch's checkpoint is the one to resume from. The
+    message names the file and where it stands; the file says the same; the resume is exact."""
+    in_epoch_2 = lambda t: t.current_epoch == 1  # noqa: E731
+    with monkeypatch.context() as m:
+        if where == "epoch_end":
+            sigterm_in(m, SearchReport, "on_train_epoch_end", in_epoch_2)
+        else:
+            batch = 0 if where == "validation" else 1
+            hook = "on_validation_batch_start"
+            original = getattr(SearchReport, hook, None)
+            assert original is None or callable(original)
+
+            def at_batch(self, trainer, pl_module, b, batch_idx, *args):
+                if in_epoch_2(trainer) and batch_idx == batch and not trainer.received_sigterm:
+                    os.kill(os.getpid(), signal.SIGTERM)
+
+            m.setattr(SearchReport, hook, at_batch, raising=False)
+        assert run_train(m, tmp_path, *SEARCH) == 3
+    expected = "end of epoch 1, step 6" if where == "validation" else "end of epoch 2, step 12"
+    err = capsys.readouterr().err
+    assert describe(tmp_path / LAST) == expected
+    assert f"{tmp_path / LAST} ({expected}" in err
+    assert not (tmp_path / "alphas.json").exists()
+    assert run_train(monkeypatch, tmp_path, *SEARCH, "resume=auto") == 0
+    assert f"resuming from {tmp_path / LAST} ({expected})" in capsys.readouterr().out
+    assert_same_run(uninterrupted, tmp_path)
+    assert history_epochs(tmp_path) == [0, 1, 2]
+
+
+def test_preempted_before_any_checkpoint_says_nothing_was_saved(tmp_path):
+    message = preempted_message(tmp_path, time.time())
+    assert "before any checkpoint was written: nothing was saved" in message
+
+
+def test_resume_auto_without_checkpoint_says_so(tmp_path, monkeypatch, capsys):
+    assert run_train(monkeypatch, tmp_path, *SEARCH, "trainer.max_epochs=1", "resume=auto") == 0
+    assert "resume=auto found no checkpoint" in capsys.readouterr().out
+
+
+def test_a_crash_during_a_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
+    path = tmp_path / "last.ckpt"
+    io = AtomicCheckpointIO()
+    io.save_checkpoint({"state_dict": {"w": torch.ones(3)}}, path)
+
+    def dies_halfway(obj, f, *args, **kwargs):
+        f.write(b"half a checkpoint")
+        raise Crash
+
+    monkeypatch.setattr(torch, "save", dies_halfway)
+    with pytest.raises(Crash):
+        io.save_checkpoint({"state_dict": {"w": torch.zeros(3)}}, path)
+    monkeypatch.undo()
+    assert torch.equal(torch.load(path)["state_dict"]["w"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_result_files_respect_the_umask(tmp_path, umask):
+    from nas.figures import save_png
+
+    old = os.umask(umask)
+    try:
+        atomic_write_json(tmp_path / "summary.json", {"a": 1})
+        AtomicCheckpointIO().save_checkpoint({"x": 1}, tmp_path / "last.ckpt")
+        import matplotlib.figure
+
+        save_png(matplotlib.figure.Figure(), tmp_path / "fig.png")
+    finally:
+        os.umask(old)
+    for name in ("summary.json", "last.ckpt", "fig.png"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
+
+
+def test_resumed_stage_continues_its_wandb_run(tmp_path, monkeypatch):
+    original = RunCheckpoint.on_train_epoch_end
+
+    def crash_after(self, trainer, pl_module):
+        original(self, trainer, pl_module)
+        raise Crash
+
+    args = (*SEARCH, "trainer.max_epochs=2")
+    with monkeypatch.context() as m:
+        m.setattr(RunCheckpoint, "on_train_epoch_end", crash_after)
+        assert run_train(m, tmp_path, *args, logger="wandb") == 1  # a crash
+    assert run_train(monkeypatch, tmp_path, *args, "resume=auto", logger="wandb") == 0
+    runs = sorted((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2
+    ids = {p.name.rsplit("-", 1)[-1] for p in runs}
+    recorded = json.loads((tmp_path / "wandb" / "runs.json").read_text())["search"]["id"]
+    assert ids == {recorded}
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["wandb"]["search"]["run_id"] == recorded
+
+
+# The honest test: SIGKILL, no handler of ours or Lightning's runs.
+KILL_RUN = [
+    "experiment=smoke", "logger=csv", "stage=search", "threads=1", "seed=5",
+    "trainer.max_epochs=4", "trainer.limit_train_batches=4",
+]  # fmt: skip
+
+
+def train_process(run_dir: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "train.py", f"hydra.run.dir={run_dir}", *KILL_RUN, *extra],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+
+def kill_after_epoch(proc: subprocess.Popen, ckpt: Path, epoch: int) -> None:
+    """SIGKILLs ``proc`` as soon as its checkpoint is past ``epoch`` (1-based)."""
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and time.monotonic() < deadline:
+        where = describe(ckpt)
+        if where and where.startswith(f"end of epoch {epoch}"):
+            proc.kill()
+            break
+        time.sleep(0.02)
+    proc.communicate()
+
+
+def test_kill_9_after_an_epoch_then_resume_auto_is_bitwise_exact(tmp_path):
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    done = train_process(full)
+    out = done.communicate()[0]
+    assert done.returncode == 0, out[-2000:]
+    proc = train_process(cut)
+    kill_after_epoch(proc, cut / LAST, epoch=2)
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert describe(cut / LAST).startswith("end of epoch")
+    assert not (cut / "alphas.json").exists()
+    resumed = train_process(cut, "resume=auto")
+    out = resumed.communicate()[0]
+    assert resumed.returncode == 0, out[-2000:]
+    assert "resuming from" in out
+    assert_same_run(full, cut)
+    assert history_epochs(cut) == history_epochs(full) == [0, 1, 2, 3]
