@@ -178,6 +178,14 @@ class SearchReport(L.Callback):
         self.images = images
         self.extras = list(extras)
         self.previous: str | None = None  # last epoch's genotype text (edges changed)
+        # A staged search (P-DARTS) is one fit per stage, each counting epochs from 0: the
+        # history and figures count on across stages (nas/progressive_depth.py sets these).
+        self.stage: int | None = None
+        self.epoch_offset = 0
+        self.total_epochs: int | None = None
+
+    def begin_stage(self, index: int, epoch_offset: int, total_epochs: int) -> None:
+        self.stage, self.epoch_offset, self.total_epochs = index, epoch_offset, total_epochs
 
     def state_dict(self) -> dict[str, Any]:
         return {"previous": self.previous}
@@ -195,7 +203,8 @@ class SearchReport(L.Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module) -> None:
         # A resumed search redoes the epochs after its checkpoint: their lines go.
         if trainer.ckpt_path and trainer.is_global_zero:
-            trim_history(self.run_dir / HISTORY_FILE, resume_point(trainer)[0])
+            done = self.epoch_offset + resume_point(trainer)[0]
+            trim_history(self.run_dir / HISTORY_FILE, done)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module) -> None:
         probs = pl_module.probabilities()
@@ -212,12 +221,15 @@ class SearchReport(L.Callback):
         self.previous = str(genotype)
         if not trainer.is_global_zero:
             return
-        epoch, step = trainer.current_epoch, trainer.global_step
+        epoch, step = self.epoch_offset + trainer.current_epoch, trainer.global_step
         for logger in trainer.loggers:
             alphas = alpha_metrics(probs, pl_module.arch, independent)
-            logger.log_metrics({**alphas, "epoch": epoch}, step=step)
+            # The fit's own epoch, as Lightning's rows carry (a resume trims a stage's rows by it).
+            logger.log_metrics({**alphas, "epoch": trainer.current_epoch}, step=step)
         extra = {k: v for c in self.extras for k, v in c.history_fields().items()}
-        history = {"epoch": epoch, "step": step, **scalars, **extra, "genotype": str(genotype)}
+        stage = {} if self.stage is None else {"stage": self.stage}
+        history = {"epoch": epoch, **stage, "step": step, **scalars, **extra}
+        history["genotype"] = str(genotype)
         with open(self.run_dir / HISTORY_FILE, "a") as f:
             f.write(json.dumps(history) + "\n")
         loggers = wandb_loggers(trainer)
@@ -231,7 +243,7 @@ class SearchReport(L.Callback):
         if self.images:
             # Counted from 1, as the console counts epochs (history and metrics keep Lightning's 0).
             out_dir = self.run_dir / FIGURES_DIR / "search" / f"epoch_{epoch + 1:03d}"
-            title = f"epoch {epoch + 1}/{trainer.max_epochs}"
+            title = f"epoch {epoch + 1}/{self.total_epochs or trainer.max_epochs}"
             paths = draw_figures(probs, pl_module.arch, genotype, out_dir, title, centre)
             log_images(loggers, paths, "search", step)
 

@@ -40,8 +40,10 @@ import torch
 from omegaconf import DictConfig
 
 from nas import builders
+from nas.callbacks import SearchReport
 from nas.io import atomic_write_json, read_json
 from nas.resume import differences, run_identity
+from nas.resume_logs import ResumableCSVLogger
 from nas.strategies.modifiers.op_pruning import ProgressivePruning
 
 STAGES_FILE = "stages.json"
@@ -198,7 +200,14 @@ def fit_stages(
     if first:
         _log(f"search: stages 0-{first - 1} done ({run_dir / STAGES_FILE}); resuming stage {first}")
     module = trainer = data = None
+    epochs = [stage_config(cfg, i).trainer.max_epochs for i in range(len(stages))]
+    reports = [c for c in callbacks if isinstance(c, SearchReport)]
     for i in range(first, len(stages)):
+        for report in reports:  # history and figures count epochs on across the stages
+            report.begin_stage(i, sum(epochs[:i]), sum(epochs))
+        stage_logger = logger.for_version(stage_name(i)) if isinstance(
+            logger, ResumableCSVLogger
+        ) else logger  # fmt: skip
         st, scfg = stages[i], stage_config(cfg, i)
         L.seed_everything(cfg.seed + i, workers=True, verbose=False)
         space = builders.space_from_config(scfg)
@@ -212,7 +221,7 @@ def fit_stages(
         data = builders.search_data(scfg)
         stamp = StageStamp(i, len(stages), st.layers)
         trainer = builders.trainer(
-            scfg, run_dir, stage_name(i), logger, callbacks=[*callbacks, stamp]
+            scfg, run_dir, stage_name(i), stage_logger, callbacks=[*callbacks, stamp]
         )
         ckpt = builders.resume_checkpoint(scfg, run_dir, stage_name(i)) if i == first else None
         _log(

@@ -90,6 +90,11 @@ class _KeepingWriter(ExperimentWriter):
 class ResumableCSVLogger(CSVLogger):
     """``CSVLogger`` whose file survives a resume (``ContinueLogs``); otherwise the same."""
 
+    def for_version(self, version: str) -> ResumableCSVLogger:
+        """The same logger writing ``csv/<version>/metrics.csv`` (a P-DARTS stage's own file:
+        each stage's fit counts epochs and steps from 0 and resumes on its own)."""
+        return ResumableCSVLogger(save_dir=self.save_dir, name=self.name, version=version)
+
     @property
     def experiment(self) -> _KeepingWriter:
         if self._experiment is None:

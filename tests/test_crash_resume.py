@@ -263,3 +263,88 @@ def test_kill_9_after_an_epoch_then_resume_auto_is_bitwise_exact(tmp_path):
     assert "resuming from" in out
     assert_same_run(full, cut)
     assert history_epochs(cut) == history_epochs(full) == [0, 1, 2, 3]
+
+
+def crash_at_epoch_start(monkeypatch, epoch: int, cls=RunCheckpoint) -> None:
+    """A crash as ``epoch`` (0-based, of any fit) starts: the previous epoch is on disk."""
+
+    def crash(self, trainer, pl_module):
+        if trainer.current_epoch == epoch:
+            raise Crash
+
+    monkeypatch.setattr(cls, "on_train_epoch_start", crash, raising=False)
+
+
+def test_retrain_crash_after_an_epoch_resumes_exactly(tmp_path, monkeypatch):
+    """Drop path and cutout draw from the RNGs: their states travel in the epoch's checkpoint."""
+    retrain = ["stage=retrain", "genotype=darts_v2", "seed=2", "retrain.drop_path=0.3",
+               "retrain.epochs=3", "trainer.limit_train_batches=2"]  # fmt: skip
+    assert run_train(monkeypatch, tmp_path / "full", *retrain) == 0
+    with monkeypatch.context() as m:
+        crash_at_epoch_start(m, 2)
+        assert run_train(m, tmp_path / "cut", *retrain) == 1
+    assert describe(tmp_path / "cut/checkpoints/retrain/last.ckpt") == "end of epoch 2, step 4"
+    assert run_train(monkeypatch, tmp_path / "cut", *retrain, "resume=auto") == 0
+    assert_same_run(tmp_path / "full", tmp_path / "cut", stage="retrain")
+    full, cut = (json.loads((d / "summary.json").read_text()) for d in (tmp_path / "full", tmp_path / "cut"))  # fmt: skip
+    assert cut["test_acc"] == full["test_acc"]
+
+
+PDARTS = [
+    "stage=search", "strategy=pdarts", "seed=6", "trainer.limit_train_batches=2",
+    "trainer.max_epochs=2", "strategy.arch_start_epoch=0",
+    "strategy.stages=[{layers:3,keep:5,skip_dropout:0.1},{layers:4,keep:3,skip_dropout:0.4},"
+    "{layers:5,skip_dropout:0.7}]",
+]  # fmt: skip
+
+
+def test_pdarts_crash_inside_a_stage_resumes_exactly(tmp_path, monkeypatch):
+    """A crash in the second depth stage, after its first epoch: the finished stage is not
+    rerun, the second continues from its epoch checkpoint, and the history counts epochs on
+    across stages without duplicates."""
+    assert run_train(monkeypatch, tmp_path / "full", *PDARTS) == 0
+    calls = []
+
+    def crash(self, trainer, pl_module):
+        calls.append(trainer.current_epoch)
+        if len(calls) == 4:  # stage 0: epochs 0, 1; stage 1: epoch 0, then this one
+            raise Crash
+
+    with monkeypatch.context() as m:
+        m.setattr(RunCheckpoint, "on_train_epoch_start", crash, raising=False)
+        assert run_train(m, tmp_path / "cut", *PDARTS) == 1
+    ckpt = tmp_path / "cut/checkpoints/search/stage1/last.ckpt"
+    assert describe(ckpt) == "end of epoch 1, step 4"
+    assert run_train(monkeypatch, tmp_path / "cut", *PDARTS, "resume=auto") == 0
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    assert json.loads((cut / "alphas.json").read_text()) == json.loads((full / "alphas.json").read_text())  # fmt: skip
+    assert (cut / "genotype.json").read_text() == (full / "genotype.json").read_text()
+    assert history_epochs(cut) == history_epochs(full) == list(range(6))
+    stages = [json.loads(line)["stage"] for line in (cut / "search_history.jsonl").open()]
+    assert stages == [0, 0, 1, 1, 2, 2]
+    for i in range(3):
+        rows = (cut / f"csv/search/stage{i}/metrics.csv").read_text()
+        assert rows == (full / f"csv/search/stage{i}/metrics.csv").read_text() or i == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["retrain", "pdarts"])
+def test_kill_9_retrain_and_staged_search_resume_exactly(tmp_path, kind):
+    """The SIGKILL test of a retrain and of a staged (P-DARTS) search."""
+    if kind == "retrain":
+        extra = ["stage=retrain", "genotype=darts_v2", "retrain.epochs=4", "retrain.drop_path=0.2"]
+        ckpt, stage = Path("checkpoints/retrain/last.ckpt"), "retrain"
+    else:
+        extra = [*PDARTS[1:], "trainer.limit_train_batches=4"]
+        ckpt, stage = Path("checkpoints/search/stage1/last.ckpt"), "search/stage2"
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    done = train_process(full, *extra)
+    out = done.communicate()[0]
+    assert done.returncode == 0, out[-2000:]
+    proc = train_process(cut, *extra)
+    kill_after_epoch(proc, cut / ckpt, epoch=1)
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    resumed = train_process(cut, *extra, "resume=auto")
+    out = resumed.communicate()[0]
+    assert resumed.returncode == 0, out[-2000:]
+    assert_same_run(full, cut, stage=stage)
