@@ -43,9 +43,13 @@ def check_epochs(cfg: DictConfig, stage: str) -> None:
         at_least("strategy.lr_warmup_epochs", s.lr_warmup_epochs, 0, "warm-up epochs; 0 = off")
     if stage in RETRAIN_STAGES:
         at_least("retrain.epochs", cfg.retrain.epochs, 1, "the child network's training epochs")
+    if stage in (*SEARCH_STAGES, *RETRAIN_STAGES):
+        every = cfg.checkpoint
+        at_least("checkpoint.every_n_steps", every.every_n_steps, 0, "training batches; 0 = off")
+        at_least("checkpoint.every_minutes", every.every_minutes, 0, "minutes; 0 = off")
 
 
-def at_least(key: str, value: int, low: int, meaning: str) -> None:
+def at_least(key: str, value: float, low: int, meaning: str) -> None:
     if value < low:
         hint = " (Lightning would read -1 as 'train forever')" if low == 1 else ""
         raise ValueError(f"{key}={value} must be >= {low}: {meaning}{hint}.")

@@ -68,6 +68,8 @@ def test_an_unknown_key_of_a_progressive_stage_fails():
         (["stage=pipeline", "retrain.epochs=-1"], "retrain.epochs=-1"),
         (["stage=search", "strategy.arch_start_epoch=-1"], "strategy.arch_start_epoch=-1"),
         (["strategy=pdarts", "stage=search", "strategy.stages.0.epochs=0"], "stages[0].epochs"),
+        (["stage=search", "checkpoint.every_n_steps=-5"], "checkpoint.every_n_steps=-5"),
+        (["stage=retrain", "genotype=darts_v2", "checkpoint.every_minutes=-1"], "every_minutes"),
     ],
 )
 def test_non_positive_epochs_are_refused(overrides, key):
