@@ -34,7 +34,14 @@ for p in (str(ROOT), str(HERE)):
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from search_step import environment, peak_memory_mb, sync  # noqa: E402
+from search_step import (  # noqa: E402
+    device_name,
+    environment,
+    peak_memory_mb,
+    resolve_channels_last,
+    resolve_threads,
+    sync,
+)
 
 
 def build(args: argparse.Namespace, device: torch.device):
@@ -154,6 +161,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "memory_kind": "cuda_max_allocated" if device.type == "cuda" else "max_rss",
         "memory_before_steps_mb": mem_before,
         "threads": torch.get_num_threads(),
+        "threads_choice": args.threads_choice,
+        "device_name": device_name(args.device),
         "build_s": build_s,
         "last_loss": round(float(loss), 4),
     }
@@ -171,12 +180,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--drop-path", type=float, default=0.2)
     p.add_argument("--no-auxiliary", action="store_true", help="drop the auxiliary head")
     p.add_argument("--precision", default="32", choices=["32", "bf16-mixed"])
-    p.add_argument("--steps", type=int, default=5, help="timed steps")
+    p.add_argument("--steps", type=int, default=7, help="timed steps (median reported)")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument(
+        "--threads",
+        default="auto",
+        help="torch threads: auto (the config's default, nas/threads.py), N, or 0 (torch's default)",
+    )
     p.add_argument("--cudnn-benchmark", action="store_true")
     p.add_argument(
-        "--channels-last", action="store_true", help="channels_last=true (NHWC model and batch)"
+        "--channels-last",
+        nargs="?",
+        const="true",
+        default="auto",
+        choices=["auto", "true", "false"],
+        help="channels_last (NHWC model and batch): auto (the config's default) is NHWC on the "
+        "CPU, NCHW on a GPU; a bare --channels-last is true",
     )
     p.add_argument(
         "--compile", action="store_true", help="compile=true (torch.compile of the child network)"
@@ -184,6 +203,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="JSON (default: results/retrain_step_<device>.json)")
     args = p.parse_args(argv)
+    args.channels_last = resolve_channels_last(args.channels_last, args.device)
+    try:
+        args.threads, args.threads_choice = resolve_threads(args.threads, args.device)
+    except ValueError as e:
+        p.error(str(e))
     if args.steps < 1 or args.warmup < 0:
         p.error("--steps must be >= 1 and --warmup >= 0")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -221,12 +245,13 @@ def main(argv: list[str] | None = None) -> None:
         f"{row['macs_per_image'] / 1e6:.0f} M MACs/image, precision {row['precision']}"
     )
     head = f"{'batch':>6}{'median s':>10}{'min s':>8}{'img/s':>9}{'GFLOP/s':>9}{'peak MiB':>10}"
-    head += f"{'1st step s':>12}"  # a compiled network's first step pays the cold compile
+    head += f"{'1st step s':>12}  device"  # a compiled network's first step pays the cold compile
     first = (row["warmup_times_s"] or row["times_s"])[0]
     print(head + "\n" + "-" * len(head))
     print(
         f"{row['batch']:>6d}{row['median_s']:>10.3f}{row['min_s']:>8.3f}{row['images_per_s']:>9.1f}"
         f"{row['achieved_gflop_per_s']:>9.1f}{row['peak_memory_mb']:>10.0f}{first:>12.1f}"
+        f"  {row['device_name']}"
     )
     print(f"\nwrote {out}")
 

@@ -18,6 +18,9 @@ for PC-DARTS). The default is 16 on CPU and ``paper`` on CUDA.
 
 Each mode runs in its own subprocess so the peak memory of one does not hide the other's.
 
+Defaults are what ``python train.py`` runs: ``channels_last=auto`` (NHWC on the CPU) and
+``threads=auto``; 2 warm-up and 7 timed steps per mode (the median is reported).
+
     python experiments/bench/search_step.py                        # CPU, batch 16, first+second
     python experiments/bench/search_step.py --modes gdas,pcdarts --threads 1
     python experiments/bench/search_step.py --device cuda --modes first,second,gdas,pcdarts
@@ -286,6 +289,8 @@ def measure(mode: str, args: argparse.Namespace) -> dict[str, Any]:
         "memory_kind": "cuda_max_allocated" if device.type == "cuda" else "max_rss",
         "memory_before_steps_mb": rss_before_mb,
         "threads": torch.get_num_threads(),
+        "threads_choice": args.threads_choice,
+        "device_name": device_name(args.device),
         "build_s": build_s,
         "loadavg_1min_after": os.getloadavg()[0],
         "last_losses": losses,
@@ -341,8 +346,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--layers", type=int, default=8, help="search cells")
     p.add_argument("--size", type=int, default=32, help="input height and width")
     p.add_argument("--classes", type=int, default=10)
-    p.add_argument("--steps", type=int, default=3, help="timed steps per mode")
-    p.add_argument("--warmup", type=int, default=1, help="untimed steps first")
+    p.add_argument("--steps", type=int, default=7, help="timed steps per mode (median reported)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     p.add_argument(
         "--modes", default="first,second", help=f"comma list of: {', '.join(STRATEGIES)}"
     )
@@ -359,7 +364,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="the config's nonfinite: skip adds the opt-in finiteness checks (host reads)",
     )
     p.add_argument("--device", default="cpu", help="cpu or cuda[:index]")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument(
+        "--threads",
+        default="auto",
+        help="torch threads: auto (the config's default: as many as CPUs are idle at the start, "
+        "nas/threads.py), N, or 0 (torch's default)",
+    )
     p.add_argument(
         "--cudnn-benchmark", action="store_true", help="off by default, like train.py's Trainer"
     )
@@ -407,9 +417,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--channels-last",
-        action="store_true",
-        help="channels_last=true: NHWC memory format for the supernet and the batches "
-        "(default: channels_last=false, whatever the device; the config's default is auto)",
+        nargs="?",
+        const="true",
+        default="auto",
+        choices=["auto", "true", "false"],
+        help="channels_last: NHWC memory format for the supernet and the batches; auto (the "
+        "config's default): NHWC on the CPU, NCHW on a GPU; a bare --channels-last is true",
     )
     p.add_argument(
         "--bf16",
@@ -439,6 +452,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.batch = parse_batch(args.batch, args.device)
     except ValueError as e:
         p.error(str(e))
+    args.channels_last = resolve_channels_last(args.channels_last, args.device)
+    try:
+        args.threads, args.threads_choice = resolve_threads(args.threads, args.device)
+    except ValueError as e:
+        p.error(str(e))
     if args.steps < 1 or args.warmup < 0:
         p.error("--steps must be >= 1 and --warmup >= 0")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -446,6 +464,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.cuda_graph and not args.device.startswith("cuda"):
         p.error("--cuda-graph captures CUDA graphs: it needs --device cuda")
     return args
+
+
+def resolve_channels_last(value: str | bool, device: str) -> bool:
+    """``--channels-last auto|true|false`` as the config's ``channels_last``: auto is NHWC on the
+    CPU (what ``python train.py`` runs there) and NCHW on a GPU."""
+    if isinstance(value, bool):
+        return value
+    return not device.startswith("cuda") if value == "auto" else value == "true"
+
+
+def resolve_threads(value: str | int, device: str) -> tuple[int, str]:
+    """``--threads``: the thread count to set (0: leave torch's default) and how it was chosen.
+    ``auto`` is the config's default, ``nas.threads``' rule: as many threads as CPUs are idle
+    now (1 on a 2-core machine where another job holds a core)."""
+    from nas import threads
+
+    if str(value) == "0":
+        return 0, "torch's default"
+    parsed = threads.parse(value)
+    if parsed == "auto" and not device.startswith("cuda"):
+        cpus = threads.allowed_cpus()
+        idle, source = threads.measure_idle(cpus)
+        n = threads.threads_for(idle, len(cpus), torch.get_num_threads())
+        return n, f"auto: {idle:.1f} of {len(cpus)} CPUs idle ({source})"
+    if parsed == "auto" or parsed is None:
+        return 0, "torch's default"
+    return parsed, f"--threads {parsed}"
 
 
 def parse_batch(spec: str | None, device: str) -> dict[str, int]:
@@ -490,10 +535,12 @@ def table(rows: list[dict[str, Any]]) -> str:
         ("train_images_per_s", "img/s", ">7", ".1f"),
         ("peak_memory_mb", "peak MiB", ">9", ".0f"),
         ("first_step_s", "1st step s", ">11", ".1f"),
+        ("device_name", "  device", "", ""),
     ]
     head = "".join(f"{title:{align}}" for _, title, align, _ in cols)
     lines = [head, "-" * len(head)]
     for r in rows:
+        r = {**r, "device_name": "  " + r.get("device_name", "?")}
         lines.append("".join(f"{r[key]:{align}{fmt}}" for key, _, align, fmt in cols))
     return "\n".join(lines)
 
