@@ -6,6 +6,14 @@ options: ``python train.py --help``; files and formats: README.md.
 
 from __future__ import annotations
 
+import os
+
+# Before torch is imported (nas.config imports it): libgomp, torch's CPU thread pool, reads this
+# once. PASSIVE: a thread waiting at the end of a parallel op sleeps instead of spinning, so a
+# core shared with another job is not burnt by spinning (a search step 83 -> 1.1 s with a busy
+# loop on one of 2 cores, experiments/bench/shared_cores.py; nas/threads.py). Set it to override.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import json
 import sys
 import time
@@ -22,6 +30,12 @@ register_configs()
 
 # Errors caused by the user's input: reported as one paragraph, exit status 2, no traceback.
 USER_ERRORS = (ValueError, FileNotFoundError, TypeError, KeyError)
+# The one exit status of bad input (argparse's convention), whichever check finds it: Hydra's
+# at compose time or the project's. A crash (a bug: a traceback) exits 1.
+BAD_INPUT = 2
+# Set when the task function starts: Hydra exits 1 both on a compose error (before it) and on
+# an exception inside the run; only the first is bad input.
+_task_started = False
 
 
 CONFIG_DIR = str(Path(__file__).resolve().parent / "conf")
@@ -76,32 +90,43 @@ def objective(cfg: DictConfig, summary: dict) -> float | None:
     )
 
 
+def main() -> None:
+    """``python train.py``: Hydra's entry point, with its compose errors (an unknown group
+    option, bad override syntax, a wrongly typed value: Hydra exits 1) exiting ``BAD_INPUT``."""
+    global _task_started
+    _task_started = False
+    try:
+        task()
+    except SystemExit as exit_:
+        if exit_.code == 1 and not _task_started:
+            sys.exit(BAD_INPUT)
+        raise
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
-def main(cfg: DictConfig) -> float | None:
+def task(cfg: DictConfig) -> float | None:
+    global _task_started
+    _task_started = True
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from nas import stages
+    from nas.checkpointing import preempted_message
     from nas.guards import NonFiniteError, check_output_dir
     from nas.summary import write_summary
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    start = time.perf_counter()
+    start, started = time.perf_counter(), time.time()
     try:
         check_output_dir(run_dir)
         fields = stages.run(cfg, run_dir)
     except USER_ERRORS as err:
         print(f"error: {err}", file=sys.stderr, flush=True)
-        sys.exit(2)
+        sys.exit(BAD_INPUT)
     except NonFiniteError as err:
         print(f"error: {err}", file=sys.stderr, flush=True)
         sys.exit(4)
     except SIGTERMException:
-        print(
-            f"preempted (SIGTERM): state saved under {run_dir / 'checkpoints'}; continue with "
-            f"python train.py ... hydra.run.dir={run_dir} resume=auto",
-            file=sys.stderr,
-            flush=True,
-        )
+        print(preempted_message(run_dir, started), file=sys.stderr, flush=True)
         sys.exit(3)
     path = write_summary(run_dir, cfg, fields, time.perf_counter() - start)
     print("\n" + "=" * 72)

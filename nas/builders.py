@@ -330,10 +330,8 @@ def trainer(
     # One last.ckpt per stage, written at every epoch end (and every_n_steps / every_minutes),
     # atomically; a mid-epoch stop's (SIGTERM, max_steps) is kept as it is, so resuming
     # continues inside that epoch (nas/checkpointing.py).
-    every = cfg.get("checkpoint") or {}
-    checkpoint = RunCheckpoint(
-        ckpt_dir, every.get("every_n_steps", 0) or 0, every.get("every_minutes", 0) or 0
-    )
+    every = cfg.checkpoint
+    checkpoint = RunCheckpoint(ckpt_dir, every.every_n_steps, every.every_minutes)
     guards = [
         NonFiniteGuard(),  # before ModelCheckpoint: a diverged state is never saved
         ConfigStamp(run_identity(cfg, stage)),

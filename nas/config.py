@@ -8,12 +8,15 @@ OmegaConf cannot parse ``X | None``, hence ``Optional``.
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Optional  # noqa: UP035
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from hydra.utils import get_object
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
 from nas.data.config import DataConfig
 
@@ -249,10 +252,32 @@ class CollectConfig:
 
 
 @dataclass
+class CheckpointConfig:
+    """Besides every epoch's end, ``last.ckpt`` is also written every ``every_n_steps``
+    training batches and every ``every_minutes`` minutes inside an epoch (0: off), for epochs
+    too long to lose (``nas/checkpointing.py``)."""
+
+    every_n_steps: int = 0
+    every_minutes: float = 0.0
+
+
+@dataclass
+class ChanceConfig:
+    """Whether the search beat chance (``nas/chance.py``): after the pipeline's retrain,
+    ``cells`` random genotypes with the found one's parameter-free op count per cell are
+    trained with the same recipe and seed, and ``summary.json`` gets their test accuracies and
+    a verdict. 0 = off (the default; the digits scale turns it on)."""
+
+    cells: int = 0
+
+
+@dataclass
 class Config:
     stage: Stage = Stage.pipeline
     seed: int = 0
-    threads: Optional[int] = None  # noqa: UP045 - torch CPU threads; None = torch's default
+    # torch CPU threads: auto (as many as CPUs are idle at the start, nas/threads.py), N, or
+    # None (torch's default). Typed Any for the string auto; nas.threads.parse validates.
+    threads: Any = "auto"
     resume: Optional[str] = None  # noqa: UP045 - auto (run dir's last.ckpt) or a checkpoint path
     # A non-finite loss or gradient: stop the run, or skip the step and count it.
     nonfinite: NonFinite = NonFinite.stop
@@ -281,6 +306,8 @@ class Config:
     costs: CostsConfig = field(default_factory=CostsConfig)
     constraint: ConstraintConfig = field(default_factory=ConstraintConfig)
     collect: CollectConfig = field(default_factory=CollectConfig)
+    chance: ChanceConfig = field(default_factory=ChanceConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
 
 
 def register_configs() -> None:
@@ -288,3 +315,68 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=Config)
     cs.store(group="data", name="base_data", node=DataConfig)
+
+
+# Keys of an instantiated node that Hydra's ``instantiate`` reads itself.
+INSTANTIATE_KEYS = ("_target_", "_partial_", "_recursive_", "_convert_", "_args_")
+
+
+def check_known_keys(cfg: DictConfig) -> None:
+    """Refuses keys that nothing reads. The typed schema refuses ``strategy.lrr=0.1``, but
+    Hydra's ``+key`` / ``++key`` add keys to a typed node anyway; this compares the composed
+    config with the schema (and an instantiated node's keys with its target's arguments)."""
+    problems: list[str] = []
+    _check_node(cfg, "", problems)
+    if problems:
+        raise ValueError(" ".join(problems))
+
+
+def _check_node(node: Any, key: str, problems: list[str]) -> None:
+    if isinstance(node, ListConfig):
+        for i in range(len(node)):
+            _check_child(node, i, f"{key}[{i}]", problems)
+        return
+    if not isinstance(node, DictConfig) or node._is_none() or node._is_missing():
+        return
+    schema = OmegaConf.get_type(node)
+    if dataclasses.is_dataclass(schema):
+        _compare(node, key, [f.name for f in dataclasses.fields(schema)], "", problems)
+    elif "_target_" in node and not OmegaConf.is_interpolation(node, "_target_"):
+        _check_target(node, key, problems)
+    for child in node:
+        if key or child != "hydra":  # Hydra's own node is Hydra's to check
+            _check_child(node, child, f"{key}.{child}" if key else str(child), problems)
+
+
+def _check_child(node: Any, child: Any, key: str, problems: list[str]) -> None:
+    if not OmegaConf.is_interpolation(node, child) and not OmegaConf.is_missing(node, child):
+        _check_node(node._get_node(child), key, problems)
+
+
+def _compare(node: DictConfig, key: str, valid: list[str], target: str, problems: list[str]):
+    """Records each key of ``node`` outside ``valid`` (``target``: the instantiated class)."""
+    takes = f"{key} takes" if key else "the top-level keys are"
+    for name in node:
+        if name in valid or name in INSTANTIATE_KEYS or (not key and name == "hydra"):
+            continue
+        full = f"{key}.{name}" if key else name
+        value = "???" if OmegaConf.is_missing(node, name) else node._get_node(name)._value()
+        why = f"is not an argument of {target}" if target else "is not a config key"
+        problems.append(
+            f"{full}={value!r} {why} (nothing reads it); {takes}: "
+            f"{', '.join(valid) or 'no arguments'}."
+        )
+
+
+def _check_target(node: DictConfig, key: str, problems: list[str]) -> None:
+    """An instantiated node's keys must be arguments of its ``_target_`` (unless it takes
+    ``**kwargs``); an unknown one would fail at instantiation, or never with ``_partial_``."""
+    target = node["_target_"]
+    try:
+        params = inspect.signature(get_object(target)).parameters.values()
+    except (ImportError, AttributeError, ValueError, TypeError) as err:
+        problems.append(f"{key}._target_={target!r} cannot be loaded: {err}.")
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return
+    _compare(node, key, [p.name for p in params if p.name != "self"], target, problems)
