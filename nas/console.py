@@ -189,7 +189,9 @@ def device_text(cfg: DictConfig) -> str:
     from nas.builders import runs_on_cpu
 
     if runs_on_cpu(cfg):
-        return f"cpu ({torch.get_num_threads()} threads)"
+        from nas.threads import describe
+
+        return f"cpu, threads {describe()}"
     if torch.cuda.is_available():
         n = torch.cuda.device_count()
         return f"cuda: {torch.cuda.get_device_name(0)}" + (f" (x{n} visible)" if n > 1 else "")
