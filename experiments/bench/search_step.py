@@ -54,6 +54,8 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere in the checkout
 
 import torch  # noqa: E402
 
+from experiments.bench.machine import cpu_model  # noqa: E402
+
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
@@ -324,13 +326,7 @@ def environment(device: str, load_before: float) -> dict[str, Any]:
 def device_name(device: str) -> str:
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(torch.device(device))
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return cpu_model()
 
 
 # ---- command line ---------------------------------------------------------------------------

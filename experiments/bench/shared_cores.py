@@ -49,20 +49,10 @@ DEFAULT_SETTINGS = "N,N+passive,1,auto"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from experiments.bench.machine import cpu_model  # noqa: E402 - torch-free
+
 
 # ---- worker: one setting in a fresh interpreter ---------------------------------------------
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or platform.machine()
-
-
 def proc_stat() -> dict[int, tuple[int, int]]:
     from nas.threads import read_cpu_times
 
