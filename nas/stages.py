@@ -29,10 +29,12 @@ from nas.genotype import (
     save_genotype,
 )
 from nas.hessian import summary_fields as hessian_summary
+from nas.input_check import check_inputs
 from nas.profile import count_macs, count_params
 from nas.progressive_depth import fit_stages
 from nas.strategies.selection import select
 from nas.summary import write_summary
+from nas.threads import choose as choose_threads
 from supernet.spaces.base import SearchSpace
 
 ALPHAS_FILE = "alphas.json"
@@ -168,16 +170,19 @@ def search(cfg: DictConfig, run_dir: Path, logger) -> dict[str, Any]:
     space = builders.space_from_config(cfg)
     report = builders.search_report(cfg, run_dir)
     start = time.perf_counter()
+    fit_cfg = cfg  # resume=<a DARTS-PT checkpoint>: the search resumes as resume=auto
+    if cfg.selection.name == "pt":
+        from nas.pt_selection import search_stage_config
+
+        fit_cfg = search_stage_config(cfg)
     if cfg.strategy.stages:  # P-DARTS: one fit per depth stage (nas/progressive_depth.py)
-        module, trainer, data = fit_stages(cfg, run_dir, logger, [*report.extras, report])
+        module, trainer, data = fit_stages(fit_cfg, run_dir, logger, [*report.extras, report])
     else:
         module = builders.search_module(cfg, space)
         data = builders.search_data(cfg)
         callbacks = [*report.extras, report]
         trainer = builders.trainer(cfg, run_dir, "search", logger, callbacks=callbacks)
-        _log(f"search: space={space.name} strategy={cfg.strategy.name} "
-             f"epochs={trainer.max_epochs}")  # fmt: skip
-        ckpt = builders.resume_checkpoint(cfg, run_dir, "search")
+        ckpt = builders.resume_checkpoint(fit_cfg, run_dir, "search")
         trainer.fit(module, datamodule=data, ckpt_path=ckpt)
     if trainer.interrupted:
         raise KeyboardInterrupt("search interrupted; no alphas written")
@@ -185,7 +190,7 @@ def search(cfg: DictConfig, run_dir: Path, logger) -> dict[str, Any]:
     if cfg.selection.name == "pt":  # DARTS-PT after any strategy (nas/pt_selection.py)
         from nas.pt_selection import pt_select
 
-        selection = pt_select(cfg, module, data)
+        selection = pt_select(cfg, module, data, run_dir)  # checkpointed; resumes
         _log(f"DARTS-PT selection: {selection['genotype']}")
     elif module.strategy.selector is not None:
         selection = module.select_architecture(selection_batches(module, data))
@@ -208,7 +213,7 @@ def search(cfg: DictConfig, run_dir: Path, logger) -> dict[str, Any]:
         "search_wall_time_s": time.perf_counter() - start,
         "search_epochs": trainer.current_epoch,
         "skipped_steps": module.skipped_steps,
-        "search_val_acc": metrics.get("supernet/val_acc"),
+        "search_val_acc": metrics.get("search/val_acc"),
         "supernet_params": sum(p.numel() for p in module.supernet.parameters()),
         "skip_connect": count_op(genotype, "skip_connect"),
         "param_free_ops": param_free_ops(genotype),
@@ -364,8 +369,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     stage = cfg.stage.value
     start = time.perf_counter()
     check_experiment_choices()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    check_inputs(cfg)  # before any data is read or a logger (a W&B run) is created
+    choose_threads(cfg.threads)  # auto: as many as CPUs are idle now (nas/threads.py)
     quiet_lightning()
     if _is_global_zero():
         print(banner(cfg, run_dir), flush=True)
@@ -399,13 +404,16 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         genotype = load_genotype(run_dir / GENOTYPE_FILE)
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         search_run = fields.get("wandb", {}).get("search")
-        logger = retrain_logger(cfg, run_dir, search_run) if is_wandb(logger) else logger
+        logger = retrain_logger(cfg, run_dir, search_run)  # a stage's own W&B run / CSV file
         try:
             retrain_fields = retrain(cfg, run_dir, logger, genotype, search_run)
         finally:
             finish(logger)
         wandb = {**fields.get("wandb", {}), **retrain_fields.pop("wandb", {})}
         fields = {**fields, **retrain_fields, **({"wandb": wandb} if wandb else {})}
+        from nas.chance import compare  # random cells trained alike (chance.cells; 0 = off)
+
+        fields.update(compare(cfg, run_dir, genotype, fields.get("test_acc")))
         return check_exports(cfg, run_dir, fields, start)
     return fields
 
