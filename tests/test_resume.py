@@ -124,8 +124,9 @@ def test_missing_or_corrupt_checkpoint_is_a_clear_error(tmp_path, monkeypatch, c
     assert "cannot be read" in capsys.readouterr().err
 
 
-def test_resume_auto_without_checkpoint_starts_fresh(uninterrupted, tmp_path, monkeypatch):
+def test_resume_auto_without_checkpoint_starts_fresh(uninterrupted, tmp_path, monkeypatch, capsys):
     assert run_train(monkeypatch, tmp_path, *SEARCH, "trainer.max_epochs=2", "resume=auto") == 0
+    assert "resume=auto found no checkpoint" in capsys.readouterr().out  # not silently
     assert_same_run(uninterrupted, tmp_path)
 
 
