@@ -30,9 +30,14 @@ from nas.io import atomic_file
 
 
 def resume_point(trainer: L.Trainer) -> tuple[int, int]:
-    """(epochs fully covered by the restored checkpoint, logger step it stopped at)."""
+    """(epochs fully covered by the restored checkpoint, the first logger step it does not
+    cover). A mid-epoch checkpoint is written in its batch's end hook, before Lightning counts
+    that batch (it does so on restart, after ``on_train_start``), so that batch's own rows,
+    logged at the uncounted step, are covered too."""
     fit = trainer.fit_loop
-    return fit.epoch_progress.total.processed, fit.epoch_loop._batches_that_stepped
+    progress, step = fit.epoch_progress.total, fit.epoch_loop._batches_that_stepped
+    mid_epoch = progress.processed < progress.started
+    return progress.processed, step + 1 if mid_epoch else step
 
 
 def trim_history(path: Path, epochs_done: int) -> int:

@@ -54,22 +54,26 @@ def uninterrupted(tmp_path_factory):
     return run_dir
 
 
-def test_crash_after_an_epoch_resumes_exactly(uninterrupted, tmp_path, monkeypatch):
-    """Every epoch's checkpoint is on disk before the next epoch starts; a crash as epoch 3
-    starts (epoch 2's checkpoint, history line and CSV rows on disk): resume=auto continues
-    without lost or duplicated epochs."""
-
+def test_crash_resumes_exactly_from_the_last_checkpoint(uninterrupted, tmp_path, monkeypatch):
+    """Every epoch's checkpoint is on disk before the next epoch starts, and with
+    checkpoint.every_n_steps=2 also one inside each epoch; a crash inside epoch 3, after its
+    periodic checkpoint and its first two batches' rows: resume=auto continues from there
+    without lost or duplicated epochs or CSV rows."""
     seen = []
 
-    def crash(self, trainer, pl_module):
-        seen.append(describe(tmp_path / LAST))  # on disk before the next epoch starts
-        if trainer.current_epoch == 2:
+    def at_epoch_start(self, trainer, pl_module):
+        seen.append(describe(tmp_path / LAST))
+
+    def crash_mid(self, trainer, pl_module, batch, batch_idx):
+        if trainer.current_epoch == 2 and batch_idx == 2:  # batch 2's rows are logged
             raise Crash
 
     with monkeypatch.context() as m:
-        m.setattr(SearchReport, "on_train_epoch_start", crash, raising=False)
-        assert run_train(m, tmp_path, *SEARCH) == 1  # a crash
+        m.setattr(SearchReport, "on_train_epoch_start", at_epoch_start, raising=False)
+        m.setattr(SearchReport, "on_train_batch_start", crash_mid, raising=False)
+        assert run_train(m, tmp_path, *SEARCH, "checkpoint.every_n_steps=2") == 1  # a crash
     assert seen == [None, "end of epoch 1, step 6", "end of epoch 2, step 12"]
+    assert describe(tmp_path / LAST) == "inside epoch 3, step 16"
     assert not list((tmp_path / LAST).parent.glob(".*.tmp"))
     assert history_epochs(tmp_path) == [0, 1]
     assert run_train(monkeypatch, tmp_path, *SEARCH, "resume=auto") == 0
@@ -77,27 +81,8 @@ def test_crash_after_an_epoch_resumes_exactly(uninterrupted, tmp_path, monkeypat
     assert history_epochs(tmp_path) == history_epochs(uninterrupted) == [0, 1, 2]
     for column in ("search/val_acc", "alpha_entropy", "alpha/normal/0->2/skip_connect"):
         assert csv_epochs(tmp_path, column) == csv_epochs(uninterrupted, column) == [0, 1, 2]
-
-
-def test_periodic_checkpoints_inside_an_epoch(uninterrupted, tmp_path, monkeypatch):
-    """checkpoint.every_n_steps=1 writes after every batch; a crash after batch 2 of epoch 2
-    resumes from that mid-epoch state exactly."""
-    original = RunCheckpoint.on_train_batch_end
-    saved = []
-
-    def crash_mid(self, trainer, pl_module, outputs, batch, batch_idx):
-        original(self, trainer, pl_module, outputs, batch, batch_idx)
-        saved.append(describe(tmp_path / LAST))
-        if trainer.current_epoch == 1 and batch_idx == 1:
-            raise Crash
-
-    with monkeypatch.context() as m:
-        m.setattr(RunCheckpoint, "on_train_batch_end", crash_mid)
-        assert run_train(m, tmp_path, *SEARCH, "checkpoint.every_n_steps=1") == 1  # a crash
-    assert saved[-1] == "inside epoch 2, step 10"
-    assert run_train(monkeypatch, tmp_path, *SEARCH, "resume=auto") == 0
-    assert_same_run(uninterrupted, tmp_path)
-    assert history_epochs(tmp_path) == [0, 1, 2]
+    steps = "search/train_loss_step"
+    assert csv_epochs(tmp_path, steps) == csv_epochs(uninterrupted, steps)
 
 
 def sigterm_in(monkeypatch, cls, hook: str, when) -> None:
@@ -115,7 +100,11 @@ def sigterm_in(monkeypatch, cls, hook: str, when) -> None:
 
 @pytest.mark.parametrize(
     "where",
-    ["epoch_end", "validation", pytest.param("last_validation_batch", marks=pytest.mark.slow)],
+    [
+        pytest.param("epoch_end", marks=pytest.mark.slow),
+        "validation",
+        pytest.param("last_validation_batch", marks=pytest.mark.slow),
+    ],
 )
 def test_sigterm_outside_a_batch_says_what_is_on_disk(
     uninterrupted, tmp_path, monkeypatch, capsys, where
@@ -211,16 +200,14 @@ def test_resumed_stage_continues_its_wandb_run(tmp_path, monkeypatch):
     assert summary["wandb"]["search"]["run_id"] == recorded
 
 
-# The honest test: SIGKILL, no handler of ours or Lightning's runs.
-KILL_RUN = [
-    "experiment=smoke", "logger=csv", "stage=search", "threads=1", "seed=5",
-    "trainer.max_epochs=3", "trainer.limit_train_batches=4",
-]  # fmt: skip
+# The honest test: SIGKILL, no handler of ours or Lightning's runs. The same config and thread
+# count as the in-process ``uninterrupted`` run, which it must equal bitwise.
+KILL_RUN = ["experiment=smoke", "logger=csv", "threads=1", *SEARCH]
 
 
-def train_process(run_dir: Path, *extra: str) -> subprocess.Popen:
+def train_process(run_dir: Path, *extra: str, base: list[str] = KILL_RUN) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "train.py", f"hydra.run.dir={run_dir}", *KILL_RUN, *extra],
+        [sys.executable, "train.py", f"hydra.run.dir={run_dir}", *base, *extra],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
 
@@ -233,25 +220,22 @@ def kill_after_epoch(proc: subprocess.Popen, ckpt: Path, epoch: int) -> None:
         if where and where.startswith(f"end of epoch {epoch}"):
             proc.kill()
             break
-        time.sleep(0.02)
+        time.sleep(0.01)
     proc.communicate()
 
 
-def test_kill_9_after_an_epoch_then_resume_auto_is_bitwise_exact(tmp_path):
-    full, cut = tmp_path / "full", tmp_path / "cut"
-    done, proc = train_process(full), train_process(cut)  # side by side: one core each
-    kill_after_epoch(proc, cut / LAST, epoch=2)
-    out = done.communicate()[0]
-    assert done.returncode == 0, out[-2000:]
+def test_kill_9_after_an_epoch_then_resume_auto_is_bitwise_exact(uninterrupted, tmp_path):
+    proc = train_process(tmp_path)
+    kill_after_epoch(proc, tmp_path / LAST, epoch=1)
     assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
-    assert describe(cut / LAST).startswith("end of epoch")
-    assert not (cut / "alphas.json").exists()
-    resumed = train_process(cut, "resume=auto")
+    assert describe(tmp_path / LAST).startswith("end of epoch")
+    assert not (tmp_path / "alphas.json").exists()
+    resumed = train_process(tmp_path, "resume=auto")
     out = resumed.communicate()[0]
     assert resumed.returncode == 0, out[-2000:]
     assert "resuming from" in out
-    assert_same_run(full, cut)
-    assert history_epochs(cut) == history_epochs(full) == [0, 1, 2]
+    assert_same_run(uninterrupted, tmp_path)
+    assert history_epochs(tmp_path) == history_epochs(uninterrupted) == [0, 1, 2]
 
 
 def crash_at_epoch_start(monkeypatch, epoch: int, cls=RunCheckpoint) -> None:
@@ -321,6 +305,7 @@ def test_pdarts_crash_inside_a_stage_resumes_exactly(tmp_path, monkeypatch):
 @pytest.mark.parametrize("kind", ["retrain", "pdarts"])
 def test_kill_9_retrain_and_staged_search_resume_exactly(tmp_path, kind):
     """The SIGKILL test of a retrain and of a staged (P-DARTS) search."""
+    base = ["experiment=smoke", "logger=csv", "threads=1", "seed=5"]
     if kind == "retrain":
         extra = ["stage=retrain", "genotype=darts_v2", "retrain.epochs=4", "retrain.drop_path=0.2"]
         ckpt, stage = Path("checkpoints/retrain/last.ckpt"), "retrain"
@@ -328,13 +313,12 @@ def test_kill_9_retrain_and_staged_search_resume_exactly(tmp_path, kind):
         extra = [*PDARTS[1:], "trainer.limit_train_batches=4"]
         ckpt, stage = Path("checkpoints/search/stage1/last.ckpt"), "search/stage2"
     full, cut = tmp_path / "full", tmp_path / "cut"
-    done = train_process(full, *extra)
+    done, proc = train_process(full, *extra, base=base), train_process(cut, *extra, base=base)
+    kill_after_epoch(proc, cut / ckpt, epoch=1)
     out = done.communicate()[0]
     assert done.returncode == 0, out[-2000:]
-    proc = train_process(cut, *extra)
-    kill_after_epoch(proc, cut / ckpt, epoch=1)
     assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
-    resumed = train_process(cut, *extra, "resume=auto")
+    resumed = train_process(cut, *extra, "resume=auto", base=base)
     out = resumed.communicate()[0]
     assert resumed.returncode == 0, out[-2000:]
     assert_same_run(full, cut, stage=stage)

@@ -44,6 +44,7 @@ def test_same_seed_same_alphas_and_genotype(family, tmp_path, monkeypatch):
     assert json.loads((tmp_path / "c" / "alphas.json").read_text()) != a
 
 
+@pytest.mark.slow  # scheduled resume: test_resume.py (fbnet) by default
 def test_gumbel_sampler_resumes_exactly_after_sigterm(tmp_path, monkeypatch):
     """SIGTERM in epoch 1 (3 batches of 2 optimizer steps per epoch: step 8 ends its first
     batch), where GDAS' τ has left its initial value: Lightning skips the epoch-start hook on

@@ -220,6 +220,7 @@ def results(run_dir: Path) -> tuple:
     )
 
 
+@pytest.mark.slow  # 17 s; the in-process crash test covers the default run
 def test_killed_selection_resumes_to_the_uninterrupted_result(tmp_path):
     """The honest one: ``train.py`` in a process, SIGKILLed inside DARTS-PT, rerun with
     ``resume=auto``; alphas.json, genotype.json and the PT report equal an uninterrupted run's."""

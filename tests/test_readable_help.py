@@ -3,22 +3,33 @@ prints the whole composed config."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
+from types import SimpleNamespace
 
 from tests.test_train import ROOT
 
 STAGES = ("pipeline", "search", "discretize", "retrain", "profile", "latency")
 
 
-def train(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
-    )
+def train(monkeypatch, capsys, *args: str) -> SimpleNamespace:
+    """``python train.py <args>`` in this process (Hydra's --help and --cfg exit before any
+    work), as the exit status and what it printed."""
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setattr(sys, "argv", ["train.py", *args])
+    import train
+
+    capsys.readouterr()
+    try:
+        train.main()
+        code = 0
+    except SystemExit as exit_:
+        code = int(exit_.code or 0)
+    out = capsys.readouterr()
+    return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
 
 
-def test_help_is_short_and_names_every_stage_and_group():
-    proc = train("--help")
+def test_help_is_short_and_names_every_stage_and_group(monkeypatch, capsys):
+    proc = train(monkeypatch, capsys, "--help")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert 10 < len(lines) < 80
@@ -40,8 +51,8 @@ def test_help_is_short_and_names_every_stage_and_group():
     assert "Powered by Hydra" not in proc.stdout and "hydra:" not in proc.stdout
 
 
-def test_cfg_job_prints_the_full_config():
-    proc = train("--cfg", "job", "stage=search")
+def test_cfg_job_prints_the_full_config(monkeypatch, capsys):
+    proc = train(monkeypatch, capsys, "--cfg", "job", "stage=search")
     assert proc.returncode == 0, proc.stderr
     assert "stage: search" in proc.stdout and "search_space:" in proc.stdout
     assert len(proc.stdout.splitlines()) > 80

@@ -48,6 +48,7 @@ def uninterrupted(tmp_path_factory):
     return run_dir
 
 
+@pytest.mark.slow  # tests/test_crash_resume.py resumes epoch-end checkpoints by default
 def test_resume_at_epoch_boundary_is_bitwise_exact(uninterrupted, tmp_path, monkeypatch):
     # Stopped by max_steps after epoch 1 of 2 (max_epochs sets the cosine schedule, so it stays).
     # Two optimizers step per search batch, so 3 batches are 6 optimizer steps.
@@ -59,6 +60,7 @@ def test_resume_at_epoch_boundary_is_bitwise_exact(uninterrupted, tmp_path, monk
     assert_same_run(uninterrupted, tmp_path)
 
 
+@pytest.mark.slow  # mid-epoch resume: tests/test_crash_resume.py by default
 def test_max_steps_mid_epoch_then_resume_is_bitwise_exact(uninterrupted, tmp_path, monkeypatch):
     """Stopped by max_steps after batch 2 of 3 (2 optimizer steps per batch): the checkpoint is
     the mid-epoch state (not the cut-short epoch's end), and resuming needs no warning."""

@@ -132,6 +132,7 @@ def test_sweep_config_names_real_keys():
             assert isinstance(OmegaConf.select(cfg, key), float), key
 
 
+@pytest.mark.slow  # 14 s; the objective itself: test_train.py
 def test_optuna_sweep_returns_the_summary_objective(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
     proc = run_multirun(
@@ -173,6 +174,7 @@ def test_optuna_on_a_stage_without_objective_names_it(tmp_path):
 # -- submitit ----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # 16 s: a process per job
 def test_submitit_local_runs_each_job_in_its_process(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     proc = run_multirun(

@@ -121,6 +121,7 @@ print("depthwise compiled", done)
 """
 
 
+@pytest.mark.slow  # 16 s of compiling for a GPU this machine lacks
 def test_kernels_compile_for_sm90(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["TRITON_CACHE_DIR"] = str(tmp_path)
