@@ -9,10 +9,12 @@ from __future__ import annotations
 import os
 
 # Before torch is imported (nas.config imports it): libgomp, torch's CPU thread pool, reads this
-# once. PASSIVE: a thread waiting at the end of a parallel op sleeps instead of spinning, so a
-# core shared with another job is not burnt by spinning (a search step 83 -> 1.1 s with a busy
-# loop on one of 2 cores, experiments/bench/shared_cores.py; nas/threads.py). Set it to override.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# once. A thread waiting at the end of a parallel op spins 1,000 times, then sleeps: a core
+# shared with another job is not burnt by spinning (a search step 2-83 s -> 1.2-2.5 s with a
+# busy loop on one of 2 cores, experiments/bench/shared_cores.py; nas/threads.py), and the idle
+# path keeps its speed (OMP_WAIT_POLICY=PASSIVE, never spinning, made an idle 2-epoch search
+# 43.4 s instead of 23.0 s). Set it (or OMP_WAIT_POLICY) to override.
+os.environ.setdefault("GOMP_SPINCOUNT", "1000")
 
 import json
 import sys

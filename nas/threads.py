@@ -20,7 +20,8 @@ throughout, so no condition was idle; medians of 8- or 12-step runs, 3 where slo
                                   2 + PASSIVE: 1.12 / 1.99 / 0.87 / 1.31 / 1.73
                                   1 thread: 2.61 / 0.60 / 1.63 / 1.58   auto (took 1): 2.43 / 0.63 / 1.45 / 1.72
 
-So both fewer threads and not spinning fix it: ``train.py`` sets ``OMP_WAIT_POLICY=PASSIVE``
+So both fewer threads and not spinning fix it: ``train.py`` sets ``GOMP_SPINCOUNT=1000`` (PASSIVE,
+never spinning, doubled an idle search's time: 43.4 vs 23.0 s for 2 epochs of the default job)
 before torch is imported (unless the variable is set), which bounds the damage when a core gets
 busy after the start, and ``threads: auto`` picks the thread count at the start.
 
@@ -30,7 +31,7 @@ how idle they are over a short window at the start of the run (``/proc/stat``; e
 count in effect before (torch's default, ``OMP_NUM_THREADS``, or an embedding program's
 ``torch.set_num_threads``, e.g. ``tests/conftest.py``): on an idle machine torch's default, on a
 2-core machine with one busy core 1. It is chosen once, before the banner (``cpu (N threads)``);
-a core that gets busy later is not noticed (PASSIVE limits the cost then). ``threads: N`` (an
+a core that gets busy later is not noticed (the short spin limits the cost then). ``threads: N`` (an
 integer >= 1) forces N; ``threads: null`` (or 0) leaves torch's default.
 """
 
