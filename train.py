@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 
-# Before torch is imported (nas.config imports it): libgomp, torch's CPU thread pool, reads this
+# Before torch is imported (nas.run.schema imports it): libgomp, torch's CPU thread pool, reads this
 # once. A thread waiting at the end of a parallel op spins 1,000 times, then sleeps: a core
 # shared with another job is not burnt by spinning (a search step 2-83 s -> 1.2-2.5 s with a
-# busy loop on one of 2 cores, experiments/bench/shared_cores.py; nas/threads.py), and the idle
+# busy loop on one of 2 cores, experiments/bench/shared_cores.py; nas/run/threads.py), and the idle
 # path keeps its speed (OMP_WAIT_POLICY=PASSIVE, never spinning, made an idle 2-epoch search
 # 43.4 s instead of 23.0 s). Set it (or OMP_WAIT_POLICY) to override.
 os.environ.setdefault("GOMP_SPINCOUNT", "1000")
@@ -26,7 +26,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from nas.config import register_configs
+from nas.run.schema import register_configs
 
 register_configs()
 
@@ -111,10 +111,10 @@ def task(cfg: DictConfig) -> float | None:
     _task_started = True
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-    from nas import stages
-    from nas.checkpointing import preempted_message
-    from nas.guards import NonFiniteError, check_output_dir
-    from nas.summary import write_summary
+    from nas.run import stages
+    from nas.run.checkpointing import preempted_message
+    from nas.run.guards import NonFiniteError, check_output_dir
+    from nas.run.summary import write_summary
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     start, started = time.perf_counter(), time.time()

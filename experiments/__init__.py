@@ -1,1 +1,1 @@
-"""Paper recipes, benchmarks and result tools (``python -m experiments.collect``)."""
+"""Paper recipes (READMEs, provenance) and benchmarks (``bench/``)."""

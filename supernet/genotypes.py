@@ -8,7 +8,7 @@ have their own class, chosen by the ``space`` field (``GENOTYPE_TYPES``): ``NB20
 holds per-node input lists and prints NAS-Bench-201's architecture string.
 
 Pure data, parsing and validation, on the ground floor with the spaces (DESIGN.md, Layering);
-``nas.genotype`` adds the file round trip, the published genotypes (the zoo) and analysis
+``nas.core.genotype`` adds the file round trip, the published genotypes (the zoo) and analysis
 helpers on top.
 """
 

@@ -25,7 +25,7 @@ def tiny_search_module(
     """A SearchModule on a DARTS space small enough for exact autograd checks."""
     from functools import partial
 
-    from nas.search import SearchModule
+    from nas.search.module import SearchModule
     from nas.strategies import SoftmaxSampler, Strategy
     from supernet.spaces.darts import DartsSpace
 

@@ -1,4 +1,4 @@
-"""Tests of nas/arch.py: α per cell type, its init and the self-describing alphas.json."""
+"""Tests of nas/core/arch.py: α per cell type, its init and the self-describing alphas.json."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import torch
 
-from nas.arch import AlphasFileError, ArchParams, load_alphas, parse_alphas
+from nas.core.arch import AlphasFileError, ArchParams, load_alphas, parse_alphas
 from supernet.spaces.darts import DARTS_OPS, DartsSpace
 
 

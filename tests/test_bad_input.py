@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from nas import stages
-from nas.config import check_known_keys
-from nas.input_check import check_inputs
+from nas.run import stages
+from nas.run.input_check import check_inputs
+from nas.run.schema import check_known_keys
 from supernet.spaces import build_space
 from tests.test_config import compose_cfg, options
 from tests.test_train import ROOT, run_train

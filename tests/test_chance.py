@@ -1,4 +1,4 @@
-"""The chance comparison (``nas/chance.py``) and the default job's search leaving uniform α."""
+"""The chance comparison (``nas/run/chance.py``) and the default job's search leaving uniform α."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from nas import builders
-from nas.chance import free_counts, random_genotypes, train_random_cell, verdict
-from nas.genotype import kept_edges, load_genotype, resolve_genotype
+from nas.core.genotype import kept_edges, load_genotype, resolve_genotype
+from nas.run import builders
+from nas.run.chance import free_counts, random_genotypes, train_random_cell, verdict
 from supernet.spaces.darts import DARTS_OPS, DartsSpace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,7 +66,7 @@ def test_the_chance_comparison_is_on_for_digits_only():
     """Real data gets no chance comparison: the default is off, only the digits scale sets it."""
     from hydra import compose, initialize_config_dir
 
-    from nas.config import register_configs
+    from nas.run.schema import register_configs
 
     register_configs()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):

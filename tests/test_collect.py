@@ -1,4 +1,4 @@
-"""``python -m experiments.collect``: tested on a real tiny multirun and on hand-written jobs."""
+"""``python -m nas.report.collect``: tested on a real tiny multirun and on hand-written jobs."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from experiments.collect import main
-from nas.genotype import load_genotype
+from nas.core.genotype import load_genotype
+from nas.report.collect import main
 
 REPO = Path(__file__).resolve().parents[1]
 SWEEP = ["experiment=smoke", "data=synthetic", "logger=none", "threads=1"]
@@ -55,7 +55,7 @@ def read_csv(path: Path) -> dict[str, dict[str, str]]:
 def test_real_multirun(multirun: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     proc = subprocess.run(
-        [sys.executable, "-m", "experiments.collect", str(multirun), "--out", str(out)],
+        [sys.executable, "-m", "nas.report.collect", str(multirun), "--out", str(out)],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -89,7 +89,7 @@ def test_real_multirun(multirun: Path, tmp_path: Path) -> None:
     assert "Incomplete jobs (not averaged): none." in md
     pixels = np.asarray(Image.open(out / "accuracy_vs_params.png").convert("L"), dtype=float)
     assert pixels.shape[0] > 200 and pixels.std() > 10
-    # The multirun collected itself when its last job ended (experiments/sweep_callback.py),
+    # The multirun collected itself when its last job ended (nas/report/sweep_callback.py),
     # into the sweep directory, and, its jobs having no W&B, sent nothing to W&B.
     for name in ("results.csv", "results_jobs.csv"):
         assert (multirun / name).read_text() == (out / name).read_text(), name
@@ -102,8 +102,8 @@ def test_bad_collect_setting_fails_before_the_sweep_runs() -> None:
     from hydra.core.global_hydra import GlobalHydra
 
     import train
-    from experiments.collect import CollectError
-    from experiments.sweep_callback import CollectSweep
+    from nas.report.collect import CollectError
+    from nas.report.sweep_callback import CollectSweep
 
     GlobalHydra.instance().clear()  # an in-process train.main() may have left it set
     with initialize_config_dir(train.CONFIG_DIR, version_base="1.3", job_name="train"):
@@ -116,7 +116,7 @@ def test_bad_collect_setting_fails_before_the_sweep_runs() -> None:
     with initialize_config_dir(train.CONFIG_DIR, version_base="1.3", job_name="train"):
         cfg = compose("config", overrides=["+sweep=latency_pareto"], return_hydra_config=True)
     assert cfg.collect.cost == "latency_ms"
-    assert cfg.hydra.callbacks.collect._target_ == "experiments.sweep_callback.CollectSweep"
+    assert cfg.hydra.callbacks.collect._target_ == "nas.report.sweep_callback.CollectSweep"
 
 
 def test_broken_and_unfinished_jobs_are_listed_not_averaged(
@@ -274,7 +274,7 @@ def penalty_sweep(root: Path) -> Path:
 
 
 def test_pareto_front_is_exactly_the_non_dominated_configurations() -> None:
-    from experiments.collect import ParetoPoint, pareto_front
+    from nas.report.collect import ParetoPoint, pareto_front
 
     points = [
         ParetoPoint(
@@ -365,7 +365,7 @@ def test_a_failing_wandb_log_keeps_the_files_and_says_so(tmp_path, monkeypatch, 
     def no_key(*args, **kwargs):
         raise RuntimeError("api_key not configured (no-tty)")
 
-    monkeypatch.setattr("experiments.collect_wandb.log_collection", no_key)
+    monkeypatch.setattr("nas.report.collect_wandb.log_collection", no_key)
     sweep = penalty_sweep(tmp_path / "sweep")
     assert main([str(sweep), "--out", str(tmp_path / "o"), "--wandb", "online"]) == 2
     err = capsys.readouterr().err
@@ -379,7 +379,7 @@ def test_one_colour_per_configuration_in_every_figure(tmp_path: Path, monkeypatc
     and marker, although the Pareto figure orders its points by cost."""
     from matplotlib.axes import Axes
 
-    from experiments.collect import config_styles
+    from nas.report.collect import config_styles
 
     drawn: list[tuple[str, str, str]] = []
     errorbar = Axes.errorbar

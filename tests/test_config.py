@@ -9,7 +9,7 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from nas.config import register_configs
+from nas.run.schema import register_configs
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 register_configs()

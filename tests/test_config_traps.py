@@ -11,9 +11,9 @@ from __future__ import annotations
 import pytest
 from hydra import compose, initialize_config_dir
 
-from nas import builders, stages
-from nas.config import register_configs
-from nas.experiment_check import contradictions, fixed_groups
+from nas.run import builders, stages
+from nas.run.experiment_check import contradictions, fixed_groups
+from nas.run.schema import register_configs
 from tests.test_config import CONF
 from tests.test_train import run_train
 

@@ -1,5 +1,5 @@
-"""Cost tables, latency tables, hardware-cost penalties and hard constraints (nas/costs.py,
-nas/latency.py, nas/strategies/regularizers/hardware_cost.py, nas/constraint.py)."""
+"""Cost tables, latency tables, hardware-cost penalties and hard constraints (nas/hardware/costs.py,
+nas/hardware/latency.py, nas/strategies/regularizers/hardware_cost.py, nas/hardware/constraint.py)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,15 @@ import math
 import pytest
 import torch
 
-from nas.constraint import ConstraintError, allowed_ops, enforce
-from nas.costs import LatencyTableError, genotype_choices, row_probabilities, space_cost_model
-from nas.latency import attach, measure, save_table
-from nas.profile import count_macs, count_params
+from nas.hardware.constraint import ConstraintError, allowed_ops, enforce
+from nas.hardware.costs import (
+    LatencyTableError,
+    genotype_choices,
+    row_probabilities,
+    space_cost_model,
+)
+from nas.hardware.latency import attach, measure, save_table
+from nas.hardware.profile import count_macs, count_params
 from nas.strategies.regularizers import HardwareCost
 from nas.strategies.selection import select
 from supernet.spaces import build_space
@@ -131,7 +136,7 @@ def test_a_latency_table_timed_at_setup_travels_in_the_checkpoint(monkeypatch):
     space = build_space("mbconv", SHAPE, 10, **SIZES["mbconv"])
     timings = iter(range(1, 10_000))
     monkeypatch.setattr(
-        "nas.latency.measure_latency", lambda *a: {"latency_ms": float(next(timings))}
+        "nas.hardware.latency.measure_latency", lambda *a: {"latency_ms": float(next(timings))}
     )
     first, second = HardwareCost(kind="latency"), HardwareCost(kind="latency")
     first.setup(space=space)
@@ -182,8 +187,8 @@ def test_constraint_is_met_in_a_search_and_reported(tmp_path, monkeypatch):
     from hydra.core.global_hydra import GlobalHydra
 
     import train
-    from nas import builders
-    from nas.costs import config_cost_model
+    from nas.hardware.costs import config_cost_model
+    from nas.run import builders
     from tests.test_train import run_train
 
     overrides = ["search_space=mbconv", "data=synthetic", "data.num_samples=64"]
@@ -199,7 +204,7 @@ def test_constraint_is_met_in_a_search_and_reported(tmp_path, monkeypatch):
     target = cheapest + 1
     # FBNet's latency penalty, its table timed at setup (here: 1 ms per 1,000 parameters).
     monkeypatch.setattr(
-        "nas.latency.measure_latency",
+        "nas.hardware.latency.measure_latency",
         lambda net, *a: {"latency_ms": 1.0 + sum(p.numel() for p in net.parameters()) / 1000},
     )
     args = ["stage=search", "strategy=fbnet", *overrides, f"constraint.macs={target}"]
@@ -220,7 +225,7 @@ def test_the_search_logs_the_penalised_cost_every_epoch(tmp_path, monkeypatch):
     from tests.test_train import run_train
 
     monkeypatch.setattr(
-        "nas.latency.measure_latency",
+        "nas.hardware.latency.measure_latency",
         lambda net, *a: {"latency_ms": 1.0 + sum(p.numel() for p in net.parameters()) / 100},
     )
     args = ["stage=search", "strategy=fbnet", "search_space=mbconv", "data=synthetic",

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from nas.callbacks import SearchReport
-from nas.checkpointing import AtomicCheckpointIO, RunCheckpoint, describe, preempted_message
-from nas.io import atomic_write_json
+from nas.core.io import atomic_write_json
+from nas.run.checkpointing import AtomicCheckpointIO, RunCheckpoint, describe, preempted_message
+from nas.search.report import SearchReport
 from tests.test_resume import assert_same_run
 from tests.test_train import ROOT, run_train
 
@@ -164,7 +164,7 @@ def test_a_crash_during_a_checkpoint_write_keeps_the_previous_one(tmp_path, monk
 
 @pytest.mark.parametrize("umask", [0o022, 0o077])
 def test_result_files_respect_the_umask(tmp_path, umask):
-    from nas.figures import save_png
+    from nas.search.figures import save_png
 
     old = os.umask(umask)
     try:

@@ -18,8 +18,8 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from nas import builders
-from nas.config import register_configs
+from nas.run import builders
+from nas.run.schema import register_configs
 from nas.strategies.arch_grad import FirstOrder
 from supernet.cuda_graphs import SupernetGraphs
 from tests.conftest import random_batch, tiny_search_module

@@ -10,8 +10,8 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from nas import builders
-from nas.config import register_configs
+from nas.run import builders
+from nas.run.schema import register_configs
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -101,7 +101,7 @@ class RetrainRankDump(L.Callback):
 
 
 def test_ddp_spawn_retrain_keeps_weights_identical(tmp_path):
-    from nas.genotype import resolve_genotype
+    from nas.core.genotype import resolve_genotype
 
     cfg = ddp_config()
     space = builders.space_from_config(cfg)

@@ -1,4 +1,4 @@
-"""``nas/export.py``: the retrained child network as TorchScript / ONNX files, and latency."""
+"""``nas/retrain/export.py``: the retrained child network as TorchScript / ONNX files, and latency."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from nas import builders, export
-from nas.config import register_configs
-from nas.genotype import NB201Genotype, resolve_genotype
+from nas.core.genotype import NB201Genotype, resolve_genotype
+from nas.retrain import export
+from nas.run import builders
+from nas.run.schema import register_configs
 from tests.test_train import read_summary, run_train
 
 CONF = Path(__file__).resolve().parents[1] / "conf"

@@ -9,8 +9,8 @@ import math
 import pytest
 import torch
 
-from nas.callbacks import mean_entropy, weight_kind
-from nas.figures import alpha_heatmap
+from nas.search.figures import alpha_heatmap
+from nas.search.report import mean_entropy, weight_kind
 from nas.strategies import Strategy
 from nas.strategies.regularizers import BetaDecay, ZeroOneLoss
 from nas.strategies.samplers import SigmoidSampler, SoftmaxSampler

@@ -10,7 +10,16 @@ import torch
 from matplotlib.patches import FancyArrowPatch
 from PIL import Image
 
-from nas.figures import (
+from nas.core.genotype import (
+    PARAM_FREE_OPS,
+    ZOO_FILE,
+    Genotype,
+    NB201Genotype,
+    count_op,
+    param_free_ops,
+    resolve_genotype,
+)
+from nas.search.figures import (
     CHOSEN_GID,
     DPI,
     FAMILIES,
@@ -19,15 +28,6 @@ from nas.figures import (
     chosen_cells,
     genotype_figures,
     save_png,
-)
-from nas.genotype import (
-    PARAM_FREE_OPS,
-    ZOO_FILE,
-    Genotype,
-    NB201Genotype,
-    count_op,
-    param_free_ops,
-    resolve_genotype,
 )
 from supernet.ops import OPS
 from supernet.spaces.darts import DartsSpace

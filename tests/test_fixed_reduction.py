@@ -9,8 +9,14 @@ import pytest
 import torch
 from torch import nn
 
-from nas.genotype import Genotype, GenotypeError, load_genotype, resolve_genotype, save_genotype
-from nas.profile import count_params
+from nas.core.genotype import (
+    Genotype,
+    GenotypeError,
+    load_genotype,
+    resolve_genotype,
+    save_genotype,
+)
+from nas.hardware.profile import count_params
 from nas.strategies.selection import select
 from supernet.fixed_cells import GdasReductionCell, check_reduce_cell
 from supernet.mixed import MixedOp

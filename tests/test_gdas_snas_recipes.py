@@ -15,7 +15,7 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 import train
-from nas.genotype import Genotype, GenotypeError
+from nas.core.genotype import Genotype, GenotypeError
 from nas.strategies.selection import SELECTION_RULES, select
 from nas.strategies.selection.gdas_top2 import gdas_top2, gdas_top2_cell
 from nas.strategies.selection.top_k import darts_top2

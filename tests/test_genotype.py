@@ -1,4 +1,4 @@
-"""Tests of nas/genotype.py: the validated genotype, its text and JSON forms, and the zoo."""
+"""Tests of nas/core/genotype.py: the validated genotype, its text and JSON forms, and the zoo."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from nas.genotype import (
+from nas.core.genotype import (
     Genotype,
     GenotypeError,
     canonical,

@@ -267,7 +267,7 @@ def test_grouped_pointwise_matmul_equals_conv(channels_last):
     """``search_space.pointwise_kernel``: the grouped 1x1 convolutions (sep/dil convs,
     FactorizedReduce at stride 2 with partial channels) as batched matrix products or as
     ``F.conv2d`` give the same supernet (NHWC inputs take the convolution either way)."""
-    from nas import builders
+    from nas.run import builders
     from supernet.kernels import op_kernels
     from tests.test_config import compose_cfg
 

@@ -9,8 +9,8 @@ from functools import partial
 import pytest
 import torch
 
-from nas.hessian import EarlyStopRule, dominant_eigenvalue, module_eigenvalue
-from nas.search import SearchModule
+from nas.search.hessian import EarlyStopRule, dominant_eigenvalue, module_eigenvalue
+from nas.search.module import SearchModule
 from nas.strategies import Strategy
 from nas.strategies.arch_grad import FirstOrder
 from nas.strategies.samplers import SoftmaxSampler
@@ -94,7 +94,7 @@ def test_search_logs_the_eigenvalue(tmp_path, monkeypatch):
 def test_early_stop_rolls_alpha_back_and_stops(monkeypatch):
     from types import SimpleNamespace
 
-    import nas.hessian as hessian
+    import nas.search.hessian as hessian
 
     module = tiny_module()
     values = iter([1.0, 1.0, 1.0, 1.0, 1.0, 5.0, 9.0, 9.0, 9.0, 9.0])
@@ -120,7 +120,7 @@ def test_early_stop_rolls_alpha_back_and_stops(monkeypatch):
 
 
 def test_distributed_helpers_are_no_ops_in_one_process(monkeypatch):
-    from nas import distributed
+    from nas.core import distributed
 
     # Any collective would fail the test: none may run without a process group.
     def no_collective(*args, **kwargs):

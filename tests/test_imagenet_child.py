@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from nas.genotype import resolve_genotype
-from nas.profile import count_macs, count_params
+from nas.core.genotype import resolve_genotype
+from nas.hardware.profile import count_macs, count_params
 from supernet.spaces.darts_imagenet import AuxiliaryHeadImageNet, DartsImageNetNetwork
 
 
@@ -20,7 +20,7 @@ def darts_v2_imagenet():
 def test_darts_v2_mobile_sizes(darts_v2_imagenet):
     # Paper (Liu et al., 2019, Table 3): 4.7M params, 574M multiply-adds. The parameter count is
     # the reference implementation's exact 4,718,752. Our multiply-adds count conv + linear
-    # layers (nas/profile.py) and give 529.9M, 7.7% under the paper's 574M (a counting
+    # layers (nas/hardware/profile.py) and give 529.9M, 7.7% under the paper's 574M (a counting
     # convention we could not reproduce; BN/ReLU/pooling add only ~11M).
     params = count_params(darts_v2_imagenet)
     assert params == 4_718_752 and 4.6e6 <= params <= 4.8e6
@@ -64,8 +64,8 @@ def test_small_input_and_too_small():
 def test_recipe_and_builder_select_imagenet_network():
     from hydra import compose, initialize_config_dir
 
-    from nas import builders
-    from nas.config import register_configs
+    from nas.run import builders
+    from nas.run.schema import register_configs
     from tests.test_config import CONF
 
     register_configs()

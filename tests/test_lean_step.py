@@ -131,8 +131,8 @@ def reads_per_step(tmp_path, monkeypatch, stage: str, *overrides: str) -> list[i
     and redrawing the progress bar every ``EVERY`` steps."""
     from lightning.pytorch.loggers import CSVLogger
 
-    from nas import builders
-    from nas.genotype import resolve_genotype
+    from nas.core.genotype import resolve_genotype
+    from nas.run import builders
     from tests.test_config import compose_cfg
 
     cfg = compose_cfg(
@@ -202,7 +202,7 @@ def test_gdas_reads_its_sampled_ops_once_per_forward(tmp_path, monkeypatch):
 def test_compile_leaves_single_path_supernets_eager(strategy, compiled, capsys):
     """A compiled graph is static; single-path samplers run other ops every forward pass, so
     compile=true compiles their retrained network but not their supernet (and says so)."""
-    from nas import builders
+    from nas.run import builders
     from supernet.mixed import MixedOp
     from tests.test_config import compose_cfg
 
@@ -295,7 +295,7 @@ def test_edge_compiled_second_order_matches_eager():
 
 @pytest.mark.parametrize("scope", ["edge", "model"])
 def test_compile_scope_option(scope):
-    from nas import builders
+    from nas.run import builders
     from supernet.mixed import MixedOp
     from tests.test_config import compose_cfg
 
@@ -316,7 +316,7 @@ def test_compile_scope_option(scope):
 
 
 def test_unknown_compile_scope_is_a_clear_error():
-    from nas import builders
+    from nas.run import builders
     from tests.test_config import compose_cfg
 
     cfg = compose_cfg(["experiment=smoke", "compile=true", "compile_scope=cell"])
@@ -330,7 +330,7 @@ def test_compiled_child_does_not_recompile_as_drop_path_ramps():
     compiles once with drop path off (epoch 0) and once with it on, not once per epoch."""
     from torch._dynamo.utils import counters
 
-    from nas.genotype import resolve_genotype
+    from nas.core.genotype import resolve_genotype
     from supernet.spaces.darts_child import DartsChildNetwork
 
     net = DartsChildNetwork(
@@ -361,7 +361,7 @@ def test_compiled_child_does_not_recompile_as_drop_path_ramps():
     ],
 )
 def test_channels_last_auto_follows_the_device(value, accelerator, expected):
-    from nas import builders
+    from nas.run import builders
     from tests.test_config import compose_cfg
 
     overrides = [f"channels_last={value}", f"trainer.accelerator={accelerator}"]
@@ -381,7 +381,7 @@ def test_channels_last_auto_follows_the_device(value, accelerator, expected):
 
 
 def test_unknown_channels_last_is_a_clear_error():
-    from nas import builders
+    from nas.run import builders
     from tests.test_config import compose_cfg
 
     cfg = compose_cfg(["experiment=smoke", "channels_last=maybe"])

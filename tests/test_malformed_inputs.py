@@ -14,8 +14,8 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nas.arch import AlphasFileError, ArchParams, load_alphas
-from nas.genotype import Genotype, GenotypeError, load_genotype, zoo
+from nas.core.arch import AlphasFileError, ArchParams, load_alphas
+from nas.core.genotype import Genotype, GenotypeError, load_genotype, zoo
 from supernet.spaces.darts import DartsSpace
 
 SPACE = DartsSpace(input_shape=(3, 8, 8), num_classes=10, C=4, layers=3)

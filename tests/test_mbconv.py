@@ -8,8 +8,8 @@ import json
 import pytest
 import torch
 
-from nas.genotype import Genotype, load_genotype, resolve_genotype, save_genotype
-from nas.profile import count_macs, count_params
+from nas.core.genotype import Genotype, load_genotype, resolve_genotype, save_genotype
+from nas.hardware.profile import count_macs, count_params
 from nas.strategies.selection import select
 from supernet.genotypes import MBCONV_OPS, GenotypeError, MBConvGenotype
 from supernet.spaces import build_space

@@ -8,8 +8,7 @@ import json
 import pytest
 import torch
 
-from nas.benchmark import lookup
-from nas.genotype import (
+from nas.core.genotype import (
     Genotype,
     GenotypeError,
     NB201Genotype,
@@ -17,7 +16,8 @@ from nas.genotype import (
     resolve_genotype,
     save_genotype,
 )
-from nas.profile import count_params
+from nas.estimate.benchmark import lookup
+from nas.hardware.profile import count_params
 from nas.strategies.selection import select
 from supernet.spaces import build_space
 from supernet.spaces.nb201 import NB201_OPS, NB201Space

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from nas.progressive_depth import STAGE_KEY, STAGES_FILE, StageStamp, prune
-from nas.search import SearchModule
+from nas.run.progressive_depth import STAGE_KEY, STAGES_FILE, StageStamp, prune
+from nas.search.module import SearchModule
 from nas.strategies import SoftmaxSampler, Strategy
 from nas.strategies.arch_grad import FirstOrder
 from nas.strategies.modifiers import SkipDropout

@@ -10,7 +10,7 @@ from functools import partial
 import pytest
 import torch
 
-from nas.search import SearchModule
+from nas.search.module import SearchModule
 from nas.strategies import Strategy
 from nas.strategies.arch_grad import FirstOrder
 from nas.strategies.samplers import BinaryGateSampler

@@ -17,9 +17,9 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from nas import builders
-from nas.config import register_configs
-from nas.pt_selection import (
+from nas.run import builders
+from nas.run.schema import register_configs
+from nas.search.pt_selection import (
     PT_KEY,
     PTCheckpoint,
     Tuner,

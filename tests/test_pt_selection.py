@@ -13,9 +13,9 @@ import lightning as L
 import pytest
 import torch
 
-from nas.hessian import EarlyStopRule
-from nas.pt_selection import PerturbationSelection, Projection
-from nas.search import SearchModule
+from nas.search.hessian import EarlyStopRule
+from nas.search.module import SearchModule
+from nas.search.pt_selection import PerturbationSelection, Projection
 from nas.strategies import Strategy
 from nas.strategies.arch_grad import FirstOrder
 from nas.strategies.samplers import SoftmaxSampler
@@ -150,7 +150,7 @@ class PTRankDump(L.Callback):
         self.eigenvalues: list[float] = []
 
     def _hessian(self, trainer):
-        from nas.hessian import HessianDiagnostic
+        from nas.search.hessian import HessianDiagnostic
 
         return next(c for c in trainer.callbacks if isinstance(c, HessianDiagnostic))
 
@@ -158,9 +158,9 @@ class PTRankDump(L.Callback):
         self.eigenvalues.append(self._hessian(trainer).latest["hessian/eigenvalue"])
 
     def on_fit_end(self, trainer, pl_module) -> None:
-        from nas import distributed
-        from nas.hessian import module_eigenvalue
-        from nas.pt_selection import pt_select
+        from nas.core import distributed
+        from nas.search.hessian import module_eigenvalue
+        from nas.search.pt_selection import pt_select
 
         # One product from the same unit vector v: vᵀ(mean over ranks of H)v, and this rank's
         # own vᵀHv (no reduction). The former must be the mean of the latter.
@@ -190,7 +190,7 @@ def test_ddp_spawn_hessian_and_pt_agree_on_every_rank(tmp_path):
     """2 CPU ranks (gloo): the eigenvalue is computed on different images per rank but is the
     same everywhere, and so is DARTS-ES' stop (forced after the second eigenvalue); DARTS-PT,
     with its tuning steps, decides the same and keeps the supernet identical on both ranks."""
-    from nas import builders
+    from nas.run import builders
     from tests.test_ddp import ddp_config
 
     cfg = ddp_config(
@@ -243,7 +243,7 @@ def test_ddp_spawn_hessian_and_pt_agree_on_every_rank(tmp_path):
 def test_tuning_steps_are_the_searchs_steps(monkeypatch):
     """Each tuning step ends its α step with the strategy's ``after_arch_step`` (ProxylessNAS'
     rescale) and smooths the weight step's labels as the search does."""
-    from nas.pt_selection import Tuner
+    from nas.search.pt_selection import Tuner
     from tests.conftest import random_batch
 
     module = make_module(NB201Space((3, 8, 8), 5, C=4, layers=1))

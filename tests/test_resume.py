@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from nas.checkpointing import RunCheckpoint
+from nas.run.checkpointing import RunCheckpoint
 from tests.test_train import run_train
 
 SEARCH = ["stage=search", "seed=1", "trainer.limit_train_batches=3"]
@@ -170,10 +170,10 @@ def test_full_disk_is_reported_at_start(tmp_path, monkeypatch, capsys):
 
 def test_skip_mode_counts_nonfinite_steps_and_finishes(tmp_path, monkeypatch):
     """nonfinite=skip: steps whose loss or gradient is non-finite are skipped and counted."""
-    import nas.search
+    import nas.search.module
 
     calls = {"n": 0}
-    original = nas.search.SearchModule.loss
+    original = nas.search.module.SearchModule.loss
 
     def poisoned(self, batch, alphas, params=None, **kw):
         loss, logits = original(self, batch, alphas, params, **kw)
@@ -182,7 +182,7 @@ def test_skip_mode_counts_nonfinite_steps_and_finishes(tmp_path, monkeypatch):
             loss = loss * float("nan")
         return loss, logits
 
-    monkeypatch.setattr(nas.search.SearchModule, "loss", poisoned)
+    monkeypatch.setattr(nas.search.module.SearchModule, "loss", poisoned)
     assert run_train(monkeypatch, tmp_path, *SEARCH, "nonfinite=skip") == 0
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["skipped_steps"] == 3  # every weight step of the 3 batches
@@ -221,7 +221,7 @@ def test_scheduled_strategies_resume_bitwise_exact(strategy, tmp_path, monkeypat
     """Mid-epoch resume restores what each epoch's start set (Lightning skips that hook on a
     mid-epoch restart): the Gumbel temperature of FBNet / GDAS, the search options above.
     (GDAS by SIGTERM in the default run: tests/test_determinism.py.)"""
-    monkeypatch.setattr("nas.latency.measure_latency", params_latency)
+    monkeypatch.setattr("nas.hardware.latency.measure_latency", params_latency)
     full, cut = tmp_path / "full", tmp_path / "cut"
     args = (*HARDWARE, f"strategy={strategy}")
     assert run_train(monkeypatch, full, *args) == 0

@@ -1,4 +1,4 @@
-"""Retraining options of ProxylessNAS' recipe (``nas/retrain.py``): dropout on the classifier's
+"""Retraining options of ProxylessNAS' recipe (``nas/retrain/module.py``): dropout on the classifier's
 input in training only (``retrain.dropout``), BatchNorm without weight decay
 (``retrain.no_decay_bn``)."""
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from nas.retrain import classifier_dropout, decay_groups
+from nas.retrain.module import classifier_dropout, decay_groups
 from supernet.genotypes import MBCONV_OPS, MBConvGenotype
 from supernet.spaces.mbconv import MBConvSpace
 

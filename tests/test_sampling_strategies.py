@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from nas.search import SearchModule
+from nas.search.module import SearchModule
 from nas.strategies import Strategy
 from nas.strategies.arch_grad import FirstOrder
 from nas.strategies.modifiers import (
@@ -473,7 +473,7 @@ def search_then_discretize(tmp_path, monkeypatch, strategy: str, *overrides: str
     # of each run's time (tests/test_workflow.py checks them). The final ones are built for
     # every composition's genotype but not rendered to PNG (rendering was 1.2 s of a 2.9 s
     # DARTS-space run; tests/test_workflow.py and tests/test_figures.py check the PNGs).
-    monkeypatch.setattr("nas.figures.save_png", lambda fig, path: Path(path))
+    monkeypatch.setattr("nas.search.figures.save_png", lambda fig, path: Path(path))
     common = [f"strategy={strategy}", "data=synthetic", "data.num_samples=64",
               "logger.alpha_images=false", *overrides]  # fmt: skip
     common += SMALL_SELECTORS.get(strategy, []) + PARTIAL_CHANNEL_SIZES.get(strategy, [])
@@ -503,7 +503,7 @@ def test_a_mechanic_that_does_not_apply_to_a_space_says_so(space, strategy):
     from hydra.core.global_hydra import GlobalHydra
 
     import train
-    from nas import builders
+    from nas.run import builders
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(train.CONFIG_DIR, version_base="1.3", job_name="train"):

@@ -1,5 +1,5 @@
 """The search loop's schedule options (ProxylessNAS' recipe): the warm-up lr cosine that
-restarts (``nas/lr_schedules.py``), one α step every N weight steps (``strategy.arch_every``)
+restarts (``nas/core/lr_schedules.py``), one α step every N weight steps (``strategy.arch_every``)
 and label smoothing in the weight step only (``strategy.label_smoothing``)."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from nas.lr_schedules import WarmupThenCosine
-from nas.search import SearchModule
+from nas.core.lr_schedules import WarmupThenCosine
+from nas.search.module import SearchModule
 from nas.strategies import Strategy
 from nas.strategies.arch_grad import FirstOrder
 from nas.strategies.samplers import SoftmaxSampler

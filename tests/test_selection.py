@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nas.genotype import Genotype
+from nas.core.genotype import Genotype
 from nas.strategies.samplers import SoftmaxSampler
 from nas.strategies.selection import SELECTION_RULES, select
 from nas.strategies.selection.top_k import darts_top2, top_k_cell

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from nas.genotype import Genotype, GenotypeError, resolve_genotype
-from nas.profile import count_macs, count_params
+from nas.core.genotype import Genotype, GenotypeError, resolve_genotype
+from nas.hardware.profile import count_macs, count_params
 from supernet.mixed import MixedOp
 from supernet.spaces import SPACES, build_space
 from supernet.spaces.darts import DARTS_OPS, DartsSpace, DartsSupernet, cell_edges

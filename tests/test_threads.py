@@ -1,4 +1,4 @@
-"""The ``threads`` option (``nas/threads.py``): the ``auto`` rule on injected idle readings.
+"""The ``threads`` option (``nas/run/threads.py``): the ``auto`` rule on injected idle readings.
 
 No timings: the measured effect of the choice is in experiments/bench/shared_cores.py.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nas import threads
+from nas.run import threads
 
 STAT_BEFORE = """cpu  200 0 100 1000 0 0 0 0 0 0
 cpu0 100 0 50 500 0 0 0 0 0 0

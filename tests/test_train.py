@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from nas.genotype import load_genotype
+from nas.core.genotype import load_genotype
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -183,7 +183,7 @@ def test_unknown_batch_norm_kernel_in_the_config_is_a_clear_error():
 
 
 def test_config_key_reaches_the_grouped_cells():
-    from nas import builders
+    from nas.run import builders
     from supernet.grouped_edges import GroupedEdgesCell
     from tests.test_config import compose_cfg
 

@@ -158,7 +158,7 @@ def test_grouped_supernet_with_triton_kernels_matches_torch():
 
 
 def test_config_key_reaches_the_grouped_cells():
-    from nas import builders
+    from nas.run import builders
     from supernet.grouped_edges import GroupedEdgesCell
     from tests.test_config import compose_cfg
 
@@ -170,7 +170,7 @@ def test_config_key_reaches_the_grouped_cells():
 
 @pytest.mark.parametrize("key", ["kernel", "batch_norm_kernel", "depthwise_kernel"])
 def test_triton_on_a_cpu_run_fails_before_any_work(key, monkeypatch):
-    from nas import builders
+    from nas.run import builders
     from tests.test_config import compose_cfg
 
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)

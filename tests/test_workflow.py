@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nas.callbacks import edges_changed, mean_entropy
-from nas.genotype import resolve_genotype
+from nas.core.genotype import resolve_genotype
+from nas.search.report import edges_changed, mean_entropy
 from tests.test_train import read_summary, run_train
 from tests.wandb_records import read_run
 

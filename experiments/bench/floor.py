@@ -4,7 +4,7 @@ For each row of ``search_step_*.json`` results the supernet of that row (mode, C
 size, classes; the ``torch`` kernel: the same arithmetic as ``triton``) is built and one forward
 pass is traced with hooks:
 
-- **FLOPs**: multiply-adds of every ``Conv2d`` and ``Linear`` call (as ``nas/profile.py``
+- **FLOPs**: multiply-adds of every ``Conv2d`` and ``Linear`` call (as ``nas/hardware/profile.py``
   ``count_macs`` counts them), × 2 for FLOPs. A forward+backward costs 3 forwards; an α-only
   backward (first-order arch step: no weight gradients) is counted as 1 forward, so
   - first order (``darts``, ``gdas``, ``pcdarts``): arch step fwd + α-only bwd (2) + weight step

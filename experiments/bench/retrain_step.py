@@ -5,7 +5,7 @@ ICLR 2019, sec. 3.3 / A.2): forward of the child network (C=36, 20 cells, auxili
 the cell at 2/3 depth, drop path on every non-identity op), cross-entropy + 0.4 × auxiliary
 cross-entropy, zero_grad, backward, gradient norm clipping at 5, SGD (lr 0.025, momentum 0.9,
 weight decay 3e-4). The network and the module come from the composed Hydra config
-(``retrain=darts_cifar``, ``data=cifar10``, ``genotype=darts_v2``) through ``nas.builders``;
+(``retrain=darts_cifar``, ``data=cifar10``, ``genotype=darts_v2``) through ``nas.run.builders``;
 drop path is held at its final value (0.2; during training it ramps from 0). Inputs are random
 normal 32×32 images and random labels, one batch reused every step; no data pipeline (see
 ``data_pipeline.py`` for that), no Trainer, no logging.
@@ -49,9 +49,9 @@ def build(args: argparse.Namespace, device: torch.device):
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
 
-    from nas import builders
-    from nas.config import register_configs
-    from nas.genotype import resolve_genotype
+    from nas.core.genotype import resolve_genotype
+    from nas.run import builders
+    from nas.run.schema import register_configs
 
     register_configs()
     overrides = [
@@ -103,7 +103,7 @@ def train_step(module, optimizer: torch.optim.Optimizer, batch, autocast: bool) 
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
-    from nas.profile import count_macs, count_params
+    from nas.hardware.profile import count_macs, count_params
 
     device = torch.device(args.device)
     torch.backends.cudnn.benchmark = args.cudnn_benchmark
@@ -185,7 +185,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--threads",
         default="auto",
-        help="torch threads: auto (the config's default, nas/threads.py), N, or 0 (torch's default)",
+        help="torch threads: auto (the config's default, nas/run/threads.py), N, or 0 (torch's default)",
     )
     p.add_argument("--cudnn-benchmark", action="store_true")
     p.add_argument(

@@ -66,8 +66,8 @@ def build(mode: str, args: argparse.Namespace, device: torch.device):
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
 
-    from nas import builders
-    from nas.config import register_configs
+    from nas.run import builders
+    from nas.run.schema import register_configs
 
     register_configs()
     overrides = [
@@ -180,7 +180,7 @@ def graph_captures(module) -> int | None:
 
 
 def _all_finite(*tensors: torch.Tensor) -> bool:
-    from nas.search import _all_finite as all_finite
+    from nas.search.module import _all_finite as all_finite
 
     return all_finite(*tensors)
 
@@ -364,7 +364,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--threads",
         default="auto",
         help="torch threads: auto (the config's default: as many as CPUs are idle at the start, "
-        "nas/threads.py), N, or 0 (torch's default)",
+        "nas/run/threads.py), N, or 0 (torch's default)",
     )
     p.add_argument(
         "--cudnn-benchmark", action="store_true", help="off by default, like train.py's Trainer"
@@ -472,9 +472,9 @@ def resolve_channels_last(value: str | bool, device: str) -> bool:
 
 def resolve_threads(value: str | int, device: str) -> tuple[int, str]:
     """``--threads``: the thread count to set (0: leave torch's default) and how it was chosen.
-    ``auto`` is the config's default, ``nas.threads``' rule: as many threads as CPUs are idle
+    ``auto`` is the config's default, ``nas.run.threads``' rule: as many threads as CPUs are idle
     now (1 on a 2-core machine where another job holds a core)."""
-    from nas import threads
+    from nas.run import threads
 
     if str(value) == "0":
         return 0, "torch's default"

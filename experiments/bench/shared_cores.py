@@ -12,7 +12,7 @@ conditions, back to back:
 
 Each setting runs in a fresh interpreter (libgomp reads ``OMP_WAIT_POLICY`` when torch is
 imported), settings interleaved, ``--repeats`` times. A setting is ``<threads>[+passive|+active]``:
-``<threads>`` is an integer or ``auto`` (``nas/threads.py``, chosen in the worker once the busy
+``<threads>`` is an integer or ``auto`` (``nas/run/threads.py``, chosen in the worker once the busy
 loop runs, as ``stages.run`` does); ``+passive`` / ``+active`` set ``OMP_WAIT_POLICY`` and
 ``+spin<N>`` sets ``GOMP_SPINCOUNT=N`` (without any, both are unset: libgomp's default spins
 300,000 iterations at a barrier, then sleeps; PASSIVE sleeps at once, ACTIVE never does).
@@ -54,7 +54,7 @@ from experiments.bench.machine import cpu_model  # noqa: E402 - torch-free
 
 # ---- worker: one setting in a fresh interpreter ---------------------------------------------
 def proc_stat() -> dict[int, tuple[int, int]]:
-    from nas.threads import read_cpu_times
+    from nas.run.threads import read_cpu_times
 
     try:
         return read_cpu_times(Path("/proc/stat").read_text())
@@ -77,8 +77,8 @@ def worker(setting: str, args: argparse.Namespace) -> dict[str, Any]:
     from hydra.utils import instantiate
 
     from experiments.bench.search_step import arch_step, weight_step
-    from nas import builders, threads
-    from nas.config import register_configs
+    from nas.run import builders, threads
+    from nas.run.schema import register_configs
 
     threads_value = setting.split("+")[0]
     choice = threads.choose(threads_value)
@@ -253,7 +253,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", default=None, help="JSON (default: results/shared_cores_cpu.json)")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    from nas.threads import allowed_cpus
+    from nas.run.threads import allowed_cpus
 
     n = str(len(allowed_cpus()))
     args.settings = [s.strip().replace("N", n) for s in args.settings.split(",") if s.strip()]
@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.worker:
         print(json.dumps(worker(args.worker, args)))
         return
-    from nas.threads import allowed_cpus
+    from nas.run.threads import allowed_cpus
 
     cpus = allowed_cpus()
     hog_cpu = cpus[-1] if args.hog_cpu is None else args.hog_cpu

@@ -25,4 +25,4 @@ run hydra.sweep.dir="$out/beta_darts" strategy=beta_darts strategy.regularizers.
 run hydra.sweep.dir="$out/darts_pt" strategy=darts selection=pt selection.tune_epochs=2
 run hydra.sweep.dir="$out/pdarts" strategy=pdarts strategy.arch_start_epoch=4 \
     'strategy.stages=[{layers:1,epochs:10,keep:3,skip_dropout:0.1},{layers:2,epochs:10,keep:2,skip_dropout:0.4},{layers:3,epochs:10,skip_dropout:0.7}]'
-python -m experiments.collect "$out" --metric search_val_acc
+python -m nas.report.collect "$out" --metric search_val_acc

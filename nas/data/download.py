@@ -18,7 +18,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from nas.io import current_umask
+from nas.core.io import current_umask
 
 
 class DatasetFileError(FileNotFoundError):

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from nas.arch import split_arch
+from nas.core.arch import split_arch
 from nas.strategies.samplers import Mixing, Sampler, SoftmaxSampler
 
 __all__ = ["Mixing", "Sampler", "SoftmaxSampler", "Strategy"]

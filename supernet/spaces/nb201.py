@@ -303,7 +303,7 @@ class NB201Space(SearchSpace):
     ):
         """``multiplier`` and ``stem_multiplier`` are fixed at 1 (the cell's output is its
         last node, the stem has C channels); ``benchmark_file`` is read by the benchmark
-        lookup (``nas/benchmark.py``), not here."""
+        lookup (``nas/estimate/benchmark.py``), not here."""
         check_op_names(ops, OPS)
         check_choice("kernel", kernel, kernels.BACKENDS)
         if reduce_cell != "searched":

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:
-    from nas.search import SearchModule
+    from nas.search.module import SearchModule
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import torch
 
 if TYPE_CHECKING:
-    from nas.search import SearchModule
+    from nas.search.module import SearchModule
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 

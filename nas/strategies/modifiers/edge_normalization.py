@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from nas.arch import split_arch
+from nas.core.arch import split_arch
 from nas.strategies.samplers.base import Mixing
 
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import torch
 
-from nas.arch import MASK_PREFIX
+from nas.core.arch import MASK_PREFIX
 from nas.strategies.samplers.base import Mixing
 
 

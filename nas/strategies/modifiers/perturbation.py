@@ -37,7 +37,7 @@ from typing import Any
 
 import torch
 
-from nas.arch import split_arch
+from nas.core.arch import split_arch
 from nas.strategies.arch_grad.first_order import constant_weights
 from nas.strategies.samplers.base import Mixing
 from nas.strategies.samplers.softmax import SoftmaxSampler

@@ -85,7 +85,7 @@ class SkipDropout:
         self.p = self.rate
 
     def set_stage(self, index: int, stage) -> None:
-        """A staged search's stage ``index`` begins (``nas.progressive_depth``)."""
+        """A staged search's stage ``index`` begins (``nas.run.progressive_depth``)."""
         rate = float(stage.skip_dropout)
         if not 0.0 <= rate < 1.0:
             raise ValueError(

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from nas.arch import split_arch
+from nas.core.arch import split_arch
 
 
 class BetaDecay:

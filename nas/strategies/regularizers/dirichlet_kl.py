@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch.distributions import Dirichlet, kl_divergence
 
-from nas.arch import split_arch
+from nas.core.arch import split_arch
 from nas.strategies.samplers.dirichlet import concentration
 
 

@@ -1,6 +1,6 @@
 """Hardware-cost penalties on the supernet's expected latency, multiply-adds or parameters.
 
-``E[cost] = fixed + Σ_rows Σ_ops p(row, op) · cost(row, op)`` (``nas/costs.py``), with
+``E[cost] = fixed + Σ_rows Σ_ops p(row, op) · cost(row, op)`` (``nas/hardware/costs.py``), with
 p = softmax(α) per row (pruned ops excluded), computed here from the α given, so the penalty
 is differentiable in α whatever the sampler mixes with. Three forms:
 
@@ -25,8 +25,8 @@ from typing import Any
 
 import torch
 
-from nas.arch import split_arch
-from nas.costs import KINDS, CostModel, row_probabilities, space_cost_model
+from nas.core.arch import split_arch
+from nas.hardware.costs import KINDS, CostModel, row_probabilities, space_cost_model
 
 FORMS = ("additive", "multiplicative", "fbnet")
 # Repeats of an on-the-fly latency measurement (no table given): quick, for tests and demos.
@@ -78,7 +78,7 @@ class HardwareCost:
             return
         cm = space_cost_model(space)
         if self.kind == "latency":
-            from nas import latency
+            from nas.hardware import latency
 
             if self.table:
                 latency.attach(cm, self.table)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nas.arch import split_arch
+from nas.core.arch import split_arch
 from supernet.ops import OPS, build_op
 
 COST_KINDS = ("params", "flops", "mac")

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from nas.arch import split_arch
+from nas.core.arch import split_arch
 
 KINDS = ("l2", "l1")
 

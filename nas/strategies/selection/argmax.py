@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from nas.genotype import NB201Genotype
+from nas.core.genotype import NB201Genotype
 from supernet.genotypes import MBConvGenotype
 
 

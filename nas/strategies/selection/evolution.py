@@ -10,7 +10,7 @@ With ``max_macs`` (SPOS' FLOPs constraint, sec. 3.4: only candidates under the b
 kept), every candidate (initial, mutated or crossed) whose child network has more
 multiply-adds than ``max_macs`` is rejected before it is scored and redrawn; the child is
 built from the candidate's genotype (``space.build_child``, retraining sizes) and counted
-with ``nas.profile.count_macs`` at the space's input size, cached per architecture.
+with ``nas.hardware.profile.count_macs`` at the space's input size, cached per architecture.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from nas.profile import count_macs
+from nas.hardware.profile import count_macs
 from nas.strategies.samplers.uniform import Arch, arch_alphas, sample_arch
 from nas.strategies.selection.scoring import Batch, score_arch
 

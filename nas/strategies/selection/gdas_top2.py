@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from nas.genotype import Genotype
+from nas.core.genotype import Genotype
 from nas.strategies.selection.top_k import darts_genotype
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from nas.genotype import Genotype
+from nas.core.genotype import Genotype
 from nas.strategies.selection.top_k import darts_top2, top_k_cell
 
 SKIP = "skip_connect"

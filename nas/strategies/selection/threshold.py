@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import torch
 
-from nas.genotype import Genotype, NB201Genotype
+from nas.core.genotype import Genotype, NB201Genotype
 from nas.strategies.selection.top_k import darts_genotype
 
 OP_THRESHOLD = 0.85  # σ_threshold: train_search.py --op_threshold 0.85, the paper's value

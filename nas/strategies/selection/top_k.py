@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from nas.genotype import Genotype
+from nas.core.genotype import Genotype
 
 
 def top_k_cell(

@@ -1,0 +1,2 @@
+"""Performance estimation beside weight sharing: benchmark lookups (NAS-Bench-201).
+"""

@@ -1,0 +1,2 @@
+"""Training a genotype's child network from scratch (``module``) and exporting it (``export``).
+"""

@@ -1,0 +1,382 @@
+"""Typed schemas of the Hydra config, registered in the ConfigStore.
+
+The root config (``conf/config.yaml``) starts from ``base_config``, so every group is merged
+into a typed node: a misspelt key or a wrongly typed value fails at compose time with a
+message naming the key. Instantiable sub-objects (``_target_`` nodes) are typed ``Any``.
+OmegaConf cannot parse ``X | None``, hence ``Optional``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Optional  # noqa: UP035
+
+from hydra.core.config_store import ConfigStore
+from hydra.utils import get_object
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
+
+from nas.data.config import DataConfig
+
+
+class Stage(str, Enum):
+    pipeline = "pipeline"
+    search = "search"
+    discretize = "discretize"
+    retrain = "retrain"
+    profile = "profile"
+    latency = "latency"
+
+
+class NonFinite(str, Enum):
+    stop = "stop"
+    skip = "skip"
+
+
+@dataclass
+class SearchSpaceConfig:
+    """The search space: op list and supernet sizes (paper defaults of the DARTS CIFAR space).
+
+    For ``nb201``, ``layers`` is N (cells per stage) and ``steps`` the nodes after the input.
+    """
+
+    name: str = MISSING
+    ops: list[str] = MISSING
+    C: int = 16
+    layers: int = 8
+    steps: int = 4
+    multiplier: int = 4
+    stem_multiplier: int = 3
+    kernel: str = "auto"
+    track_running_stats: bool = True  # BN running statistics in the search cells (nb201: false)
+    reduce_cell: str = "searched"  # darts: "searched" or a fixed cell ("gdas_frc", GDAS' FRC)
+    pool_bn: bool = True  # darts: BN after the pools of the search cells (DrNAS' code: none)
+    group_edges: bool = True  # edges with inputs ready together run as one op per candidate
+    batch_norm_kernel: str = "torch"  # grouped edge ops' batch norm: torch | triton (GPU)
+    depthwise_kernel: str = "torch"  # grouped edge ops' depthwise convs: torch | triton (GPU)
+    pointwise_kernel: str = "auto"  # grouped edge ops' 1x1 convs: auto | conv | matmul
+    benchmark_file: Optional[str] = None  # noqa: UP045 - NAS-Bench-201/NATS-Bench file (nb201)
+    layout: str = "cifar"  # mbconv: cifar | imagenet_mobile (ProxylessNAS' mobile stages)
+    width_mult: float = 1.0  # mbconv: every width times width_mult (ProxylessNAS' rounding)
+    se: bool = False  # mbconv: squeeze-excitation in every MBConv block
+    superkernel: bool = True  # mbconv: shared-weight superkernel (false: separate candidates)
+
+
+@dataclass
+class DepthStage:
+    """One stage of a progressive-depth search (P-DARTS; ``nas/run/progressive_depth.py``): a fresh
+    supernet of ``layers`` cells (NAS-Bench-201: N cells per stage) trained for ``epochs``."""
+
+    layers: int = MISSING
+    epochs: Optional[int] = None  # noqa: UP045 - None = trainer.max_epochs (P-DARTS --epochs)
+    keep: Optional[int] = None  # noqa: UP045 - ops per edge kept after this stage; None on the last
+    drop_none: bool = False  # prune ``none`` first (P-DARTS get_min_k_no_zero)
+    skip_dropout: float = 0.0  # initial dropout rate on skip_connect outputs (SkipDropout)
+    add_width: int = 0  # channels added to search_space.C (P-DARTS --add_width)
+
+
+@dataclass
+class StrategyConfig:
+    """A search method: its components and its paper's hyperparameters."""
+
+    name: str = MISSING
+    paper: str = ""
+    sampler: Any = MISSING
+    arch_grad: Any = MISSING
+    selection: Optional[str] = None  # noqa: UP045 - None = the space's default rule
+    regularizers: list[Any] = field(default_factory=list)
+    modifiers: list[Any] = field(default_factory=list)
+    selector: Any = None  # model-based post-search selection (RSWS, SPOS)
+    batch_size: int = 64
+    weight_optimizer: Any = MISSING
+    weight_lr_min: float = 0.001
+    arch_optimizer: Any = MISSING
+    grad_clip: float = 5.0
+    alpha_init_std: float = 1e-3
+    arch_start_epoch: int = 0
+    arch_every: int = (
+        1  # one α step every N weight steps (ProxylessNAS --grad_update_arch_param_every)
+    )
+    label_smoothing: float = 0.0  # of the weight step's loss (ProxylessNAS' search: 0.1)
+    # A weight-lr warm-up with its own cosine from lr_warmup_peak over the first epochs, then the
+    # search's cosine restarts from the optimizer's lr (ProxylessNAS' warm_up); 0 = off.
+    lr_warmup_epochs: int = 0
+    lr_warmup_peak: float = 0.05
+    # Progressive depth (P-DARTS): search stages run as successive fits; empty = one fit.
+    stages: list[DepthStage] = field(default_factory=list)
+
+
+@dataclass
+class RetrainConfig:
+    """How a genotype's child network is trained from scratch."""
+
+    name: str = MISSING
+    network: str = "cifar"  # cifar (NetworkCIFAR) | imagenet (DARTS' NetworkImageNet, 224x224)
+    # Child width and depth; None = the search space's (NAS-Bench-201: the benchmark's network).
+    C: Optional[int] = 36  # noqa: UP045
+    layers: Optional[int] = 20  # noqa: UP045
+    auxiliary: bool = True
+    auxiliary_weight: float = 0.4
+    epochs: int = 600
+    batch_size: int = 96
+    optimizer: Any = MISSING
+    scheduler: str = "cosine"
+    lr_min: float = 0.0
+    gamma: float = 0.97
+    drop_path: float = 0.2
+    cutout: int = 16
+    grad_clip: float = 5.0
+    label_smoothing: float = 0.0
+    dropout: float = 0.0  # on the classifier's input, training only (ProxylessNAS mobile: 0.1)
+    no_decay_bn: bool = False  # BatchNorm parameters without weight decay (ProxylessNAS)
+
+
+@dataclass
+class TrainerConfig:
+    """Options passed to ``lightning.Trainer`` (``max_epochs`` is the search's epochs)."""
+
+    accelerator: str = "auto"
+    devices: Any = 1
+    strategy: Any = "auto"
+    num_nodes: int = 1
+    precision: Any = "32-true"
+    max_epochs: int = 50
+    max_steps: int = -1
+    limit_train_batches: Any = None
+    limit_val_batches: Any = None
+    limit_test_batches: Any = None
+    check_val_every_n_epoch: int = 1
+    log_every_n_steps: int = 10
+    enable_progress_bar: bool = True
+    enable_model_summary: bool = False
+    deterministic: Any = False
+    num_sanity_val_steps: int = 0
+    benchmark: Optional[bool] = None  # noqa: UP045
+
+
+@dataclass
+class LoggerConfig:
+    """Where metrics go: ``wandb`` (offline unless ``mode=online``), ``csv`` or ``none``."""
+
+    name: str = "wandb"
+    project: str = "oneshot-nas"
+    entity: Optional[str] = None  # noqa: UP045
+    mode: str = "offline"
+    tags: list[str] = field(default_factory=list)
+    alpha_images: bool = True
+
+
+@dataclass
+class SelectionConfig:
+    """How the searched supernet becomes an architecture (``conf/selection/``).
+
+    ``default``: the strategy's own rule (or model-based selector). ``pt``: DARTS-PT's
+    perturbation-based selection (Wang et al., ICLR 2021; ``nas/search/pt_selection.py``).
+    """
+
+    name: str = "default"
+    criterion: str = "acc"  # pt: acc | loss (what an op's or edge's removal is judged by)
+    edge_order: str = "random"  # pt: random (darts-pt's --edge_decision random) | fixed
+    tune_epochs: int = 5  # pt: fine-tuning epochs between decisions (darts-pt --proj_intv 5)
+    tune_lr_factor: float = 0.1  # pt: tuning lr = the weights' lr x this (darts-pt: lr / 10)
+    tune_lr_schedule: str = "constant"  # pt: constant (darts-pt) | cosine over the tuning epochs
+    tune_arch: bool = True  # pt: keep taking α steps on undecided edges while tuning
+    tune_batches: Optional[int] = None  # noqa: UP045 - pt: steps per tuning epoch; None = all
+    eval_batches: Optional[int] = None  # noqa: UP045 - pt: val batches per evaluation; None = all
+
+
+@dataclass
+class DiagnosticsConfig:
+    """Search diagnostics: the dominant Hessian eigenvalue of the validation loss w.r.t. α
+    (Zela et al., RobustDARTS, ICLR 2020; ``nas/search/hessian.py``) and DARTS-ES early stopping."""
+
+    hessian_every: int = 0  # compute every N epochs (and at the last); 0 = off
+    hessian_iters: int = 20  # power-iteration steps (Hessian-vector products)
+    hessian_tol: float = 1e-4  # stop iterating when the estimate changes less (relative)
+    hessian_batches: int = 1  # fixed validation batches the loss is taken on
+    early_stop: bool = False  # DARTS-ES: stop when the local-average eigenvalue grows
+    es_window: int = 5  # eigenvalues per local average (RobustDARTS --window)
+    es_delta: int = 4  # compare with the local average this many evaluations back (--delta)
+    es_factor: float = 1.3  # stop when current / previous local average > factor (--factor)
+    es_start_epoch: int = 10  # no stop decided before this epoch (--es_start_epoch)
+
+
+@dataclass
+class ExportConfig:
+    """The retrained child network as deployable files, and its latency (``nas/retrain/export.py``).
+
+    ``torchscript`` / ``onnx``: true (export; a failure fails the run, after the checkpoint and
+    summary.json are written), false (no export) or auto (export if possible; a failure is
+    reported, not fatal; ONNX only when its packages are installed). Typed ``Any`` for the
+    string ``auto``; ``nas.retrain.export.check_config`` validates before training.
+    """
+
+    torchscript: Any = "auto"  # model.pt (torch.jit.trace of the eval-mode network)
+    onnx: Any = False  # model.onnx (dynamic batch axis; pip install -e '.[onnx]')
+    atol: float = 1e-4  # max |export - PyTorch| on a fixed random batch before it counts as failed
+    latency_batch: int = 1  # batch size of the latency measurement
+    latency_repeats: int = 20  # timed forwards (median reported); 0 = no latency
+    latency_warmup: int = 5  # untimed forwards first
+
+
+@dataclass
+class CostsConfig:
+    """Hardware cost tables (``nas/hardware/costs.py``): ``latency_table`` is a ``latency_table.json``
+    of ``python train.py stage=latency``, read for latency costs (HardwareCost, constraints)."""
+
+    latency_table: Optional[str] = None  # noqa: UP045
+
+
+@dataclass
+class ConstraintConfig:
+    """Hard targets the found architecture must meet (``nas/hardware/constraint.py``); null = none.
+    After selection, the cheapest-to-give-up choices are downgraded until every target is met,
+    or the run fails naming the target and the cheapest reachable cost."""
+
+    latency_ms: Optional[float] = None  # noqa: UP045 - needs costs.latency_table
+    macs: Optional[float] = None  # noqa: UP045
+    params: Optional[float] = None  # noqa: UP045
+
+
+@dataclass
+class CollectConfig:
+    """What a multirun does when its last job ends (``nas/report/sweep_callback.py``):
+    ``nas/report/collect.py`` on the sweep directory (tables, figures, Pareto front, W&B)."""
+
+    enabled: bool = True
+    metric: str = "test_acc"  # test_acc | search_val_acc: the figures' accuracy axis
+    cost: str = "macs"  # macs | params | latency_ms: the Pareto front's cost axis
+    wandb: str = "auto"  # auto (as the jobs logged) | offline | online | none
+
+
+@dataclass
+class CheckpointConfig:
+    """Besides every epoch's end, ``last.ckpt`` is also written every ``every_n_steps``
+    training batches and every ``every_minutes`` minutes inside an epoch (0: off), for epochs
+    too long to lose (``nas/run/checkpointing.py``)."""
+
+    every_n_steps: int = 0
+    every_minutes: float = 0.0
+
+
+@dataclass
+class ChanceConfig:
+    """Whether the search beat chance (``nas/run/chance.py``): after the pipeline's retrain,
+    ``cells`` random genotypes with the found one's parameter-free op count per cell are
+    trained with the same recipe and seed, and ``summary.json`` gets their test accuracies and
+    a verdict. 0 = off (the default; the digits scale turns it on)."""
+
+    cells: int = 0
+
+
+@dataclass
+class Config:
+    stage: Stage = Stage.pipeline
+    seed: int = 0
+    # torch CPU threads: auto (as many as CPUs are idle at the start, nas/run/threads.py), N, or
+    # None (torch's default). Typed Any for the string auto; nas.run.threads.parse validates.
+    threads: Any = "auto"
+    resume: Optional[str] = None  # noqa: UP045 - auto (run dir's last.ckpt) or a checkpoint path
+    # A non-finite loss or gradient: stop the run, or skip the step and count it.
+    nonfinite: NonFinite = NonFinite.stop
+    # NHWC memory format for the networks and their batches: true | false | auto (on when the run
+    # is on the CPU, where oneDNN's NHWC convolutions made search steps ~1.46x faster; off on a
+    # GPU, where it measured 8-15% slower).
+    channels_last: Any = "auto"
+    compile: bool = False  # torch.compile the supernet / child network (static-graph strategies)
+    compile_mode: str = "default"  # default | reduce-overhead (CUDA graphs) | max-autotune
+    compile_scope: str = "edge"  # supernet: edge (graphs shared by same-shape edges) | model
+    cuda_graph: bool = False  # search: replay the supernet's passes as CUDA graphs (one GPU)
+    # The value train.py returns to a sweeper: auto (stage=search: search_val_acc; retrain,
+    # pipeline: test_acc; other stages: none) or the name of a numeric summary.json field.
+    objective: str = "auto"
+    genotype: Optional[str] = None  # noqa: UP045 - zoo name or genotype.json path
+    alphas: Optional[str] = None  # noqa: UP045 - alphas.json path (stage=discretize)
+    search_space: SearchSpaceConfig = field(default_factory=SearchSpaceConfig)
+    strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    retrain: RetrainConfig = field(default_factory=RetrainConfig)
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
+    diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    costs: CostsConfig = field(default_factory=CostsConfig)
+    constraint: ConstraintConfig = field(default_factory=ConstraintConfig)
+    collect: CollectConfig = field(default_factory=CollectConfig)
+    chance: ChanceConfig = field(default_factory=ChanceConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+
+
+def register_configs() -> None:
+    """Stores the schemas; ``conf/config.yaml`` lists ``base_config`` first in its defaults."""
+    cs = ConfigStore.instance()
+    cs.store(name="base_config", node=Config)
+    cs.store(group="data", name="base_data", node=DataConfig)
+
+
+# Keys of an instantiated node that Hydra's ``instantiate`` reads itself.
+INSTANTIATE_KEYS = ("_target_", "_partial_", "_recursive_", "_convert_", "_args_")
+
+
+def check_known_keys(cfg: DictConfig) -> None:
+    """Refuses keys that nothing reads. The typed schema refuses ``strategy.lrr=0.1``, but
+    Hydra's ``+key`` / ``++key`` add keys to a typed node anyway; this compares the composed
+    config with the schema (and an instantiated node's keys with its target's arguments)."""
+    problems: list[str] = []
+    _check_node(cfg, "", problems)
+    if problems:
+        raise ValueError(" ".join(problems))
+
+
+def _check_node(node: Any, key: str, problems: list[str]) -> None:
+    if isinstance(node, ListConfig):
+        for i in range(len(node)):
+            _check_child(node, i, f"{key}[{i}]", problems)
+        return
+    if not isinstance(node, DictConfig) or node._is_none() or node._is_missing():
+        return
+    schema = OmegaConf.get_type(node)
+    if dataclasses.is_dataclass(schema):
+        _compare(node, key, [f.name for f in dataclasses.fields(schema)], "", problems)
+    elif "_target_" in node and not OmegaConf.is_interpolation(node, "_target_"):
+        _check_target(node, key, problems)
+    for child in node:
+        if key or child != "hydra":  # Hydra's own node is Hydra's to check
+            _check_child(node, child, f"{key}.{child}" if key else str(child), problems)
+
+
+def _check_child(node: Any, child: Any, key: str, problems: list[str]) -> None:
+    if not OmegaConf.is_interpolation(node, child) and not OmegaConf.is_missing(node, child):
+        _check_node(node._get_node(child), key, problems)
+
+
+def _compare(node: DictConfig, key: str, valid: list[str], target: str, problems: list[str]):
+    """Records each key of ``node`` outside ``valid`` (``target``: the instantiated class)."""
+    takes = f"{key} takes" if key else "the top-level keys are"
+    for name in node:
+        if name in valid or name in INSTANTIATE_KEYS or (not key and name == "hydra"):
+            continue
+        full = f"{key}.{name}" if key else name
+        value = "???" if OmegaConf.is_missing(node, name) else node._get_node(name)._value()
+        why = f"is not an argument of {target}" if target else "is not a config key"
+        problems.append(
+            f"{full}={value!r} {why} (nothing reads it); {takes}: "
+            f"{', '.join(valid) or 'no arguments'}."
+        )
+
+
+def _check_target(node: DictConfig, key: str, problems: list[str]) -> None:
+    """An instantiated node's keys must be arguments of its ``_target_`` (unless it takes
+    ``**kwargs``); an unknown one would fail at instantiation, or never with ``_partial_``."""
+    target = node["_target_"]
+    try:
+        params = inspect.signature(get_object(target)).parameters.values()
+    except (ImportError, AttributeError, ValueError, TypeError) as err:
+        problems.append(f"{key}._target_={target!r} cannot be loaded: {err}.")
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return
+    _compare(node, key, [p.name for p in params if p.name != "self"], target, problems)

@@ -1,0 +1,448 @@
+"""The stages of a run: search, discretize, retrain, profile, latency (the cost model's latency
+table, ``nas/hardware/latency.py``), and the pipeline of the first three.
+
+Each stage returns the fields it contributes to ``summary.json``; ``train.py`` writes the file.
+Result files (alphas.json, genotype.json) are written atomically and only once a stage succeeds.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from omegaconf import DictConfig
+
+from nas.core.arch import load_alphas
+from nas.core.genotype import (
+    Genotype,
+    count_op,
+    load_genotype,
+    param_free_ops,
+    resolve_genotype,
+    save_genotype,
+)
+from nas.hardware.profile import count_macs, count_params
+from nas.retrain import export
+from nas.run import builders, wandb_run
+from nas.run.console import banner, quiet_lightning
+from nas.run.experiment_check import check_experiment_choices
+from nas.run.input_check import check_inputs
+from nas.run.progressive_depth import fit_stages
+from nas.run.summary import write_summary
+from nas.run.threads import choose as choose_threads
+from nas.search.hessian import summary_fields as hessian_summary
+from nas.search.report import HISTORY_FILE, alpha_entropy, weight_kind
+from nas.strategies.selection import select
+from supernet.spaces.base import SearchSpace
+
+ALPHAS_FILE = "alphas.json"
+GENOTYPE_FILE = "genotype.json"
+
+
+def _log(msg: str) -> None:
+    print(f"[oneshot-nas] {msg}", flush=True)
+
+
+def profile_fields(cfg: DictConfig, space: SearchSpace, genotype: Genotype) -> dict[str, Any]:
+    """Params (without the auxiliary head) and multiply-adds of the child network."""
+    model = builders.child_network(cfg, space, genotype)
+    C, layers = builders.child_size(cfg)
+    return {
+        "params": count_params(model),
+        "macs": count_macs(model, list(cfg.data.input_shape)),
+        "retrain_C": C,
+        "retrain_layers": layers,
+    }
+
+
+def hardware_fields(
+    cfg: DictConfig, space: SearchSpace, genotype, probs: dict, strategy=None
+) -> tuple[Any, dict[str, Any]]:
+    """The constraint's genotype (``nas/hardware/constraint.py``) and its params / MACs / latency
+    (``latency_ms`` and ``latency_ms_table``: the lookup table's estimate).
+
+    Only when a constraint, a latency table or a hardware-cost regularizer is configured (the
+    cost tables of a large child take a few seconds). Latency comes from
+    ``costs.latency_table``, else from a HardwareCost regularizer's own (measured) table when
+    it covers the child (mbconv, nb201: the searched network is the child), else it is left out.
+    """
+    from nas.hardware.constraint import enforce, targets_of
+    from nas.hardware.costs import config_cost_model
+
+    targets = targets_of(cfg.get("constraint"))
+    table = cfg.get("costs", {}).get("latency_table")
+    regs = [r for r in getattr(strategy, "regularizers", []) if hasattr(r, "cost_model")]
+    if not (targets or table or regs):
+        return genotype, {}
+    cm = config_cost_model(cfg, space)
+    if table:
+        from nas.hardware.latency import attach
+
+        attach(cm, table)
+    else:
+        needed = [s.key for s in cm.op_shapes()] + [cm.fixed_key]
+        for r in regs:
+            entries = getattr(r.cost_model, "latency", None) or {}
+            if all(k in entries for k in needed):
+                cm.set_latency(entries)
+                break
+    fields: dict[str, Any] = {}
+    if targets:
+        genotype, fields["constraint"] = enforce(space, genotype, probs, cm, targets)
+        _log(f"constraint {fields['constraint']['targets']} met: {genotype}")
+    fields["params"] = int(cm.genotype_cost(space, genotype, "params"))
+    fields["macs"] = int(cm.genotype_cost(space, genotype, "macs"))
+    if cm.latency is not None:
+        # The lookup table's estimate (what a latency penalty optimises, free of timing noise)
+        # stays as latency_ms_table; latency_ms is it until a retrain measures the exported
+        # network (nas/retrain/export.py), which then replaces latency_ms and latency.
+        source = table or "HardwareCost's table (measured at search start)"
+        estimate = cm.genotype_cost(space, genotype, "latency")
+        fields["latency_ms"] = fields["latency_ms_table"] = estimate
+        fields["latency"] = {"model": "latency table", "source": source}
+    return genotype, fields
+
+
+def latency(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """``stage=latency``: times every candidate op at its shapes (retrained child and searched
+    network) and the fixed parts on this run's device; writes ``latency_table.json``."""
+    from nas.hardware.costs import config_cost_model, space_cost_model
+    from nas.hardware.latency import LATENCY_FILE, measure, save_table
+
+    space = builders.space_from_config(cfg)
+    device = profile_device(cfg)
+    s = export.latency_settings(cfg.export)
+    models = [config_cost_model(cfg, space), space_cost_model(space)]
+    _log(f"latency: timing {space.name} candidate ops on {device} (batch {s['batch']}, "
+         f"{s['warmup']} warm-up, median of {s['repeats']}, {torch.get_num_threads()} threads)")  # fmt: skip
+    start = time.perf_counter()
+    entries = measure(models, device, s["batch"], s["repeats"], s["warmup"])
+    path = save_table(
+        run_dir / LATENCY_FILE, entries, [space.name], device, s["batch"], s["repeats"],
+        s["warmup"],
+    )  # fmt: skip
+    _log(f"latency table of {len(entries)} entries: {path}")
+    return {
+        "latency_table": str(path),
+        "latency_entries": len(entries),
+        "latency_fixed_ms": entries[models[0].fixed_key],
+        "latency_wall_time_s": time.perf_counter() - start,
+        "device": str(device),
+        "latency_batch": s["batch"],
+        "threads": torch.get_num_threads(),
+    }
+
+
+def selection_batches(module, data) -> list:
+    """The first ``selector.eval_batches`` validation batches, normalised, on the module's
+    device: every candidate of a model-based selector is scored on the same images."""
+    n = getattr(module.strategy.selector, "eval_batches", 1)
+    batches = []
+    for x, y in data.val_dataloader():
+        batch = (x.to(module.device), y.to(module.device))
+        batches.append(data.transform(batch, train=False))
+        if len(batches) >= n:
+            break
+    return batches
+
+
+def benchmark_fields(cfg: DictConfig, space: SearchSpace, genotype) -> dict[str, Any]:
+    """NAS-Bench-201 accuracies of an nb201 genotype, when the benchmark is available."""
+    if space.name != "nb201":
+        return {}
+    from nas.estimate.benchmark import lookup
+
+    result = lookup(str(genotype), cfg.search_space.get("benchmark_file"))
+    if not result["available"]:
+        _log(f"NAS-Bench-201 lookup unavailable: {result['reason']}")
+    return {"benchmark": result}
+
+
+def is_wandb(logger) -> bool:
+    from lightning.pytorch.loggers import WandbLogger
+
+    return isinstance(logger, WandbLogger)
+
+
+def search(cfg: DictConfig, run_dir: Path, logger) -> dict[str, Any]:
+    space = builders.space_from_config(cfg)
+    report = builders.search_report(cfg, run_dir)
+    start = time.perf_counter()
+    fit_cfg = cfg  # resume=<a DARTS-PT checkpoint>: the search resumes as resume=auto
+    if cfg.selection.name == "pt":
+        from nas.search.pt_selection import search_stage_config
+
+        fit_cfg = search_stage_config(cfg)
+    if cfg.strategy.stages:  # P-DARTS: one fit per depth stage (nas/run/progressive_depth.py)
+        module, trainer, data = fit_stages(fit_cfg, run_dir, logger, [*report.extras, report])
+    else:
+        module = builders.search_module(cfg, space)
+        data = builders.search_data(cfg)
+        callbacks = [*report.extras, report]
+        trainer = builders.trainer(cfg, run_dir, "search", logger, callbacks=callbacks)
+        ckpt = builders.resume_checkpoint(fit_cfg, run_dir, "search")
+        trainer.fit(module, datamodule=data, ckpt_path=ckpt)
+    if trainer.interrupted:
+        raise KeyboardInterrupt("search interrupted; no alphas written")
+    selection = None
+    if cfg.selection.name == "pt":  # DARTS-PT after any strategy (nas/search/pt_selection.py)
+        from nas.search.pt_selection import pt_select
+
+        selection = pt_select(cfg, module, data, run_dir)  # checkpointed; resumes
+        _log(f"DARTS-PT selection: {selection['genotype']}")
+    elif module.strategy.selector is not None:
+        selection = module.select_architecture(selection_batches(module, data))
+        _log(f"post-search selection: {selection}")
+    genotype, cost_fields = hardware_fields(
+        cfg, space, module.genotype(), module.probabilities(), module.strategy
+    )
+    if trainer.is_global_zero:
+        module.arch.save(run_dir / ALPHAS_FILE)
+        save_genotype(genotype, run_dir / GENOTYPE_FILE)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    _log(f"search done: {genotype}")
+    extra = {} if selection is None else {"selection": selection}
+    extra.update(cost_fields)
+    extra.update(hessian_summary(report.extras))
+    extra.update(benchmark_fields(cfg, space, genotype))
+    fields = {
+        **extra,
+        "genotype": str(genotype),
+        "search_wall_time_s": time.perf_counter() - start,
+        "search_epochs": trainer.current_epoch,
+        "skipped_steps": module.skipped_steps,
+        "search_val_acc": metrics.get("search/val_acc"),
+        "supernet_params": sum(p.numel() for p in module.supernet.parameters()),
+        "skip_connect": count_op(genotype, "skip_connect"),
+        "param_free_ops": param_free_ops(genotype),
+        "alpha_entropy": alpha_entropy(module.probabilities(), weight_kind(module)[0]),
+        "alphas_file": str(run_dir / ALPHAS_FILE),
+        "genotype_file": str(run_dir / GENOTYPE_FILE),
+        "history_file": str(run_dir / HISTORY_FILE),
+        "figures": report.finalize(trainer, module),
+    }
+    if is_wandb(logger) and trainer.is_global_zero:
+        files = {
+            "alphas": ("alphas", run_dir / ALPHAS_FILE),
+            "genotype": ("genotype", run_dir / GENOTYPE_FILE),
+            "supernet": ("model", run_dir / "checkpoints" / "search" / "last.ckpt"),
+        }
+        artifacts = wandb_run.log_artifacts(logger, cfg, files)
+        wandb_run.update_summary(logger, fields)
+        fields["wandb"] = {"search": {**wandb_run.run_fields(logger), "artifacts": artifacts}}
+    return fields
+
+
+def discretize(cfg: DictConfig, run_dir: Path, alphas_path: str | Path) -> dict[str, Any]:
+    """Derives the genotype of a saved alphas file with the strategy's (or space's) rule."""
+    space = builders.space_from_config(cfg)
+    strategy = builders.strategy_from_config(cfg)
+    alphas = load_alphas(alphas_path, space)
+    strategy.setup(space=space, seed=cfg.seed)
+    probs = strategy.probabilities(alphas)
+    genotype = select(strategy.selection or space.default_selection, probs, space)
+    genotype, cost_fields = hardware_fields(cfg, space, genotype, probs, strategy)
+    save_genotype(genotype, run_dir / GENOTYPE_FILE)
+    _log(f"genotype of {alphas_path}: {genotype}")
+    return {
+        **cost_fields,
+        **benchmark_fields(cfg, space, genotype),
+        "genotype": str(genotype),
+        "alphas_file": str(alphas_path),
+        "genotype_file": str(run_dir / GENOTYPE_FILE),
+    }
+
+
+def load_genotype_arg(cfg: DictConfig, space: SearchSpace) -> Genotype:
+    if not cfg.genotype:
+        raise ValueError(
+            f"stage={cfg.stage.value} needs a genotype: genotype=<zoo name or path to genotype.json>, "
+            "e.g. genotype=darts_v2."
+        )
+    genotype = resolve_genotype(cfg.genotype)
+    space.validate_genotype(genotype, check_ops=False)
+    return genotype
+
+
+def retrain(
+    cfg: DictConfig, run_dir: Path, logger, genotype: Genotype, search_run: dict | None = None
+) -> dict[str, Any]:
+    space = builders.space_from_config(cfg)
+    export.check_config(cfg.export)  # a bad export setting fails now, not after training
+    model = builders.child_network(cfg, space, genotype)
+    fields = profile_fields(cfg, space, genotype)
+    module = builders.retrain_module(cfg, model)
+    data = builders.retrain_data(cfg)
+    trainer = builders.trainer(cfg, run_dir, "retrain", logger, max_epochs=cfg.retrain.epochs)
+    _log(
+        f"retrain: {fields['params']:,} params, {fields['macs']:,} MACs, {cfg.retrain.epochs} epochs"
+    )
+    start = time.perf_counter()
+    trainer.fit(
+        module, datamodule=data, ckpt_path=builders.resume_checkpoint(cfg, run_dir, "retrain")
+    )
+    if trainer.interrupted:
+        raise KeyboardInterrupt("retrain interrupted; no results written")
+    results = trainer.test(module, datamodule=data, verbose=False)
+    test_acc = results[0]["retrain/test_acc"] if results else None
+    fields = {
+        **fields,
+        "genotype": str(genotype),
+        "test_acc": test_acc,
+        "retrain_epochs": cfg.retrain.epochs,
+        "retrain_skipped_steps": module.skipped_steps,
+        "retrain_wall_time_s": time.perf_counter() - start,
+    }
+    if trainer.is_global_zero:  # the checkpoint is saved: an export failure loses nothing
+        fields.update(export_fields(cfg, space, genotype, module.model, run_dir, trainer))
+    if is_wandb(logger) and trainer.is_global_zero:
+        ckpt = run_dir / "checkpoints" / "retrain" / "last.ckpt"
+        exported = [Path(f) for f in export.exported_files(fields)]
+        files = {"retrained": ("model", ckpt), "exported": ("model", exported)}
+        artifacts = wandb_run.log_artifacts(logger, cfg, files)
+        wandb_run.update_summary(logger, fields)
+        retrain_run = {**wandb_run.run_fields(logger), "artifacts": artifacts}
+        if search_run:
+            retrain_run["search_run_id"] = search_run.get("run_id")
+        fields["wandb"] = {"retrain": retrain_run}
+    return fields
+
+
+def export_fields(
+    cfg: DictConfig, space: SearchSpace, genotype: Genotype, trained, run_dir: Path, trainer
+) -> dict[str, Any]:
+    """``nas/retrain/export.py`` on a fresh eager copy of the trained child (the trained one may be
+    compiled or NHWC), timed on the device it was trained on."""
+    model = builders.child_network(cfg, space, genotype)
+    model.load_state_dict(trained.state_dict())
+    return export.export_child(
+        model, cfg.export, cfg.data, run_dir, genotype, space.name, trainer.strategy.root_device
+    )
+
+
+def profile_device(cfg: DictConfig) -> torch.device:
+    """Where ``stage=profile`` times the network: the device a run of this config trains on."""
+    if builders.runs_on_cpu(cfg) or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda")
+
+
+def profile(cfg: DictConfig, run_dir: Path, genotype: Genotype) -> dict[str, Any]:
+    space = builders.space_from_config(cfg)
+    export.check_config(cfg.export)
+    fields = profile_fields(cfg, space, genotype)
+    if cfg.export.latency_repeats:
+        model = builders.child_network(cfg, space, genotype)
+        latency = export.eager_latency(
+            model, list(cfg.data.input_shape), cfg.export, profile_device(cfg)
+        )
+        fields.update({"latency_ms": latency["latency_ms"], "latency": latency})
+    timing = (
+        f", {fields['latency_ms']:.3g} ms per batch of {cfg.export.latency_batch} on "
+        f"{fields['latency']['device']} ({torch.get_num_threads()} threads)"
+        if "latency_ms" in fields
+        else ""
+    )
+    _log(
+        f"profile: {fields['params']:,} params, {fields['macs']:,} MACs at "
+        f"{list(cfg.data.input_shape)}{timing}"
+    )
+    return {
+        **fields,
+        **benchmark_fields(cfg, space, genotype),
+        "genotype": str(genotype),
+        "input_shape": list(cfg.data.input_shape),
+    }
+
+
+def _is_global_zero() -> bool:
+    """Rank 0 of a launched DDP job (the banner is printed once)."""
+    import os
+
+    return os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) == "0"
+
+
+def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Runs ``cfg.stage`` and returns its summary fields."""
+    stage = cfg.stage.value
+    start = time.perf_counter()
+    check_experiment_choices()
+    check_inputs(cfg)  # before any data is read or a logger (a W&B run) is created
+    choose_threads(cfg.threads)  # auto: as many as CPUs are idle now (nas/run/threads.py)
+    quiet_lightning()
+    if _is_global_zero():
+        print(banner(cfg, run_dir), flush=True)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    if stage == "discretize":
+        if not cfg.alphas:
+            raise ValueError("stage=discretize needs alphas=<path to alphas.json>.")
+        return discretize(cfg, run_dir, cfg.alphas)
+    if stage == "latency":
+        return latency(cfg, run_dir)
+    if stage == "profile":
+        space = builders.space_from_config(cfg)
+        return profile(cfg, run_dir, load_genotype_arg(cfg, space))
+    if stage == "retrain":
+        space = builders.space_from_config(cfg)
+        genotype = load_genotype_arg(cfg, space)
+        search_run = wandb_run.search_run_of(cfg.genotype)
+        logger = retrain_logger(cfg, run_dir, search_run)
+        try:
+            fields = retrain(cfg, run_dir, logger, genotype, search_run)
+        finally:
+            finish(logger)
+        return check_exports(cfg, run_dir, fields, start)
+
+    logger = builders.logger_from_config(cfg, run_dir, "search")
+    try:
+        fields = search(cfg, run_dir, logger)
+    finally:
+        finish(logger)
+    if stage == "pipeline":
+        genotype = load_genotype(run_dir / GENOTYPE_FILE)
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+        search_run = fields.get("wandb", {}).get("search")
+        logger = retrain_logger(cfg, run_dir, search_run)  # a stage's own W&B run / CSV file
+        try:
+            retrain_fields = retrain(cfg, run_dir, logger, genotype, search_run)
+        finally:
+            finish(logger)
+        wandb = {**fields.get("wandb", {}), **retrain_fields.pop("wandb", {})}
+        fields = {**fields, **retrain_fields, **({"wandb": wandb} if wandb else {})}
+        from nas.run.chance import compare  # random cells trained alike (chance.cells; 0 = off)
+
+        fields.update(compare(cfg, run_dir, genotype, fields.get("test_acc")))
+        return check_exports(cfg, run_dir, fields, start)
+    return fields
+
+
+def check_exports(cfg: DictConfig, run_dir: Path, fields: dict[str, Any], start: float) -> dict:
+    """The fields, or, when a format asked for with ``export.<format>=true`` failed, an error
+    (exit status 2) after writing ``summary.json`` with everything else and the failure."""
+    failed = export.failed_required(fields)
+    if not failed:
+        return fields
+    path = write_summary(run_dir, cfg, fields, time.perf_counter() - start)
+    raise ValueError(
+        f"export failed ({'; '.join(failed)}). The trained model is kept in "
+        f"{run_dir / 'checkpoints' / 'retrain'} and the results in {path}; set "
+        "export.<format>=auto to report an export failure without failing the run."
+    )
+
+
+def retrain_logger(cfg: DictConfig, run_dir: Path, search_run: dict | None):
+    """The retrain stage's logger: for W&B a run in the search run's group, linked to it."""
+    group = (search_run or {}).get("group")
+    logger = builders.logger_from_config(cfg, run_dir, "retrain", group, search_run)
+    if is_wandb(logger):
+        wandb_run.use_search_genotype(logger, search_run)
+    return logger
+
+
+def finish(logger) -> None:
+    """Ends a stage's W&B run (the next stage or multirun job starts its own)."""
+    if is_wandb(logger):
+        wandb_run.finish(logger)

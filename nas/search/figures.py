@@ -1,0 +1,410 @@
+"""Figures of a search epoch: α heatmaps and cell diagrams (matplotlib only, no system binaries).
+
+Pure functions: each returns a ``matplotlib.figure.Figure`` made without pyplot (no GUI
+backend whatever the active one, nothing left in pyplot's figure registry; PNGs render through
+Agg), which ``wandb.Image`` takes as is and ``save_png`` writes to the run directory.
+
+The heatmap colours each op weight on one fixed scale, the same every epoch: a diverging map
+from 0 (full blue) through 1/K (white, uniform) to 1 (full red), so a near-uniform α reads as
+a near-white block and only a decided one (a weight near 1, its rivals near 0) is saturated;
+the title states the spread, ``max |p - 1/K|``. The cell diagrams use the genotype's node
+numbers (inputs ``c_{k-2}``, ``c_{k-1}`` = 0, 1; intermediate nodes 2, 3, ...; the heatmap's
+edge labels ``i->j`` are the same numbers) and colour each kept op by family (convolution,
+skip, pooling, none), so a collapse to parameter-free ops shows at a glance. A MobileNet
+chain is drawn as rows of layers, a skipped layer (``zero``) as a skip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import matplotlib.pyplot as plt  # only to close; wandb.Image(fig) also needs it imported
+import numpy as np
+from matplotlib.colors import TwoSlopeNorm
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Patch, Rectangle
+
+from nas.core.genotype import Genotype, NB201Genotype, kept_edges
+from nas.core.io import atomic_file
+
+DPI = 120
+CMAP = "RdBu_r"
+SKIPPED_LAYER = "zero"  # a MobileNet chain's choice to leave the layer out (its output = input)
+LAYERS_PER_ROW = 6  # a MobileNet chain's diagram wraps after this many layers
+CHOSEN_GID = "chosen"  # gid of the outline rectangles, so tests and callers can find them
+
+# Op family -> (colour, line style) of the diagrams' edges.
+FAMILIES = {
+    "conv": ("#1f5fa8", "-"),
+    "skip": ("#d62728", "-"),
+    "pool": ("#e08a00", "-"),
+    "none": ("#a0a0a0", "--"),
+}
+NODE_COLOURS = {"input": "#b7e1a1", "intermediate": "#aed3f0", "output": "#fdd49e"}
+_CENTRED = {"ha": "center", "va": "center"}
+_LABEL_BOX = {"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.9}
+
+
+def op_family(op: str) -> str:
+    """``"none"``, ``"skip"`` (skip_connect; a MobileNet chain's ``zero``, the layer left
+    out), ``"pool"`` (max/avg pools) or ``"conv"``."""
+    if op == "none":
+        return "none"
+    if op in ("skip_connect", SKIPPED_LAYER):
+        return "skip"
+    return "pool" if "pool" in op else "conv"
+
+
+def _edge_label(edge: Sequence[int]) -> str:
+    return f"{edge[0]}->{edge[1]}"  # the format of nas.search.report.edge_label
+
+
+def alpha_heatmap(
+    probs,
+    ops: Sequence[str],
+    edges: Sequence[Sequence[int]],
+    chosen: Iterable[tuple[int, int]] = (),
+    title: str = "",
+    centre: float | None = None,
+) -> Figure:
+    """One cell type's ``[edges, ops]`` weights as an annotated heatmap centred on uniform.
+
+    The colour scale is fixed, not stretched to the data: a ``TwoSlopeNorm`` on the ``RdBu_r``
+    map with ``0`` full blue, ``1/K`` white and ``1`` full red (wider only for weights outside
+    [0, 1]). A weight within 1e-3 of 1/K (DARTS' first epochs) is therefore near white, and a
+    decided edge (one op near 1, the rest near 0) is saturated, so figures of different epochs
+    and runs compare by colour. The title ends with the spread, ``max |p - 1/K| = ...``, and
+    values are printed with enough decimals to tell them apart (4 while all are within 0.01 of
+    1/K).
+
+    Args:
+        probs: ``[E, K]`` tensor or array of per-edge op weights (rows need not sum to 1).
+        ops: the K op names (columns).
+        edges: the E ``(input, node)`` pairs (rows, labelled ``"0->2"``).
+        chosen: ``(edge_index, op_index)`` cells the current genotype keeps; each gets a thick
+            black outline (see ``chosen_cells``).
+        title: the axes title (the spread is added on a second line).
+        centre: the white value in place of 1/K, for weights that are not a distribution over
+            an edge's ops (FairDARTS' independent σ(α): 0.5, σ(0)).
+
+    Returns:
+        The figure; its one image's ``norm(1/K) == 0.5`` (``norm(centre)`` with ``centre``),
+        ``norm.vmin == 0`` and ``norm.vmax == 1`` for weights in [0, 1].
+    """
+    if hasattr(probs, "detach"):
+        probs = probs.detach().cpu().double().numpy()
+    data = np.asarray(probs, dtype=np.float64)
+    E, K = len(edges), len(ops)
+    if data.shape != (E, K):
+        raise ValueError(f"probs has shape {data.shape}, expected [edges, ops] = {(E, K)}.")
+    uniform = 1.0 / K if centre is None else float(centre)
+    finite = data[np.isfinite(data)]
+    lowest = min(0.0, float(finite.min())) if finite.size else 0.0
+    highest = max(1.0, float(finite.max())) if finite.size else 1.0
+    norm = TwoSlopeNorm(
+        vmin=min(lowest, uniform - 1e-9), vcenter=uniform, vmax=max(highest, uniform + 1e-9)
+    )
+    spread = float(np.abs(finite - uniform).max()) if finite.size else 0.0
+    digits = 4 if spread < 0.01 else 3
+
+    fig = Figure(figsize=(0.78 * K + 2.6, 0.36 * E + 1.9), dpi=DPI)
+    ax = fig.subplots()
+    im = ax.imshow(data, cmap=CMAP, norm=norm, aspect="auto", interpolation="nearest")
+    for e in range(E):
+        for o in range(K):
+            r, g, b, _ = im.cmap(norm(data[e, o]))
+            dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5
+            colour = "white" if dark else "black"
+            ax.text(o, e, f"{data[e, o]:.{digits}f}", fontsize=7, color=colour, **_CENTRED)
+    chosen = sorted(set(chosen))
+    for e, o in chosen:
+        box = Rectangle((o - 0.5, e - 0.5), 1, 1, fill=False, ec="black", lw=2.2, gid=CHOSEN_GID)
+        ax.add_patch(box).set_clip_on(False)  # the outline of an edge cell is not cut in half
+    ax.set_xticks(range(K), list(ops), rotation=35, ha="right", rotation_mode="anchor", fontsize=8)
+    ax.set_yticks(range(E), [_edge_label(edge) for edge in edges], fontsize=8)
+    ax.set_xlabel("op", fontsize=8)
+    ax.set_ylabel("edge (input->node)", fontsize=8)
+    ax.tick_params(length=0)
+    symbol = "p − 1/K" if centre is None else f"w − {uniform:.3g}"
+    stated = f"max |{symbol}| = {spread:.{digits}f}"
+    ax.set_title(f"{title}\n{stated}" if title else stated, fontsize=9, loc="left")
+    if chosen:
+        outline = Patch(facecolor="none", edgecolor="black", linewidth=2, label="kept by genotype")
+        legend = {"fontsize": 7, "frameon": False, "borderaxespad": 0.2, "handlelength": 1.2}
+        ax.legend(handles=[outline], loc="lower right", bbox_to_anchor=(1.0, 1.0), **legend)
+    bar = fig.colorbar(im, ax=ax, fraction=0.05, pad=0.03)
+    ticks = {norm.vmin, uniform, norm.vmax} | {
+        t for t in (0.25, 0.5, 0.75) if norm.vmin < t < norm.vmax
+    }
+    bar.set_ticks(
+        sorted(t for t in ticks if all(abs(t - u) > 0.06 for u in ticks if u != t) or t == uniform)
+    )
+    white = f"uniform 1/K = {uniform:.3g}" if centre is None else f"neutral {uniform:.3g}"
+    bar.set_label(f"weight (white = {white}; blue 0, red 1)", fontsize=8)
+    bar.ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def chosen_cells(
+    genotype: Genotype | NB201Genotype,
+    edges: Sequence[Sequence[int]],
+    ops: Sequence[str],
+) -> dict[str, set[tuple[int, int]]]:
+    """The heatmap cells ``(edge_index, op_index)`` a genotype keeps, per searched cell type.
+
+    Keys are the α keys: ``"normal"``/``"reduce"`` for DARTS (no ``"reduce"`` with a fixed
+    reduction cell), ``"cell"`` for NAS-Bench-201. Ops not in ``ops`` are skipped.
+
+    Raises:
+        ValueError: a kept edge ``(input, node)`` is not in ``edges`` (another space's genotype).
+    """
+    index = {tuple(edge): k for k, edge in enumerate(edges)}
+    op_index = {op: k for k, op in enumerate(ops)}
+    out: dict[str, set[tuple[int, int]]] = {}
+    for cell, kept in kept_edges(genotype).items():
+        out[cell] = set()
+        for op, i, j in kept:
+            if (i, j) not in index:
+                raise ValueError(f"{cell}: the genotype's edge {i}->{j} is not in {list(index)}.")
+            if op in op_index:
+                out[cell].add((index[(i, j)], op_index[op]))
+    return out
+
+
+def _bezier(p1: np.ndarray, p2: np.ndarray, rad: float, t: float) -> tuple[np.ndarray, float]:
+    """Point and tangent angle (degrees) at ``t`` of matplotlib's ``arc3,rad=rad`` curve.
+
+    Exact in data coordinates only on an equal-aspect axes (arc3 works in display space).
+    """
+    d = p2 - p1
+    c = (p1 + p2) / 2 + rad * np.array([d[1], -d[0]])
+    point = (1 - t) ** 2 * p1 + 2 * t * (1 - t) * c + t**2 * p2
+    tangent = 2 * (1 - t) * (c - p1) + 2 * t * (p2 - c)
+    angle = float(np.degrees(np.arctan2(tangent[1], tangent[0])))
+    return point, (angle + 90) % 180 - 90  # keep the text upright
+
+
+class _Graph:
+    """A small DAG on an equal-aspect axes: boxed nodes, arrows clipped to the boxes and bent
+    around other nodes, op labels slid along their arrows until they overlap nothing."""
+
+    W, H = 1.5, 0.62  # node box size, data units
+    SCALE = 0.62  # inches per data unit; label sizes below assume it (7.5 pt text)
+
+    def __init__(self, positions: dict[object, tuple[float, float]]):
+        self.fig = Figure(dpi=DPI)
+        self.ax = self.fig.subplots()
+        self.ax.set_aspect("equal")
+        self.ax.axis("off")
+        self.pos = {k: np.array(v, dtype=float) for k, v in positions.items()}
+        self.drawn = [np.array(list(self.pos.values()))]  # points to fit in the axes limits
+        self.boxes: dict[object, FancyBboxPatch] = {}
+        self.labels: list[np.ndarray] = []  # sample points of the placed labels
+        self.families: set[str] = set()
+        self.routes: dict[tuple, set[float]] = {}  # arcs taken per (src, dst)
+
+    def node(self, key: object, text: str, kind: str) -> None:
+        x, y = self.pos[key]
+        style = "round,pad=0.02,rounding_size=0.15"
+        box = FancyBboxPatch((x - self.W / 2, y - self.H / 2), self.W, self.H, boxstyle=style)
+        box.set(facecolor=NODE_COLOURS[kind], edgecolor="#333333", linewidth=1.0, zorder=3)
+        self.ax.add_patch(box)
+        self.ax.text(x, y, text, fontsize=10, zorder=4, **_CENTRED)
+        self.boxes[key] = box
+
+    def _hits(self, pts: np.ndarray, skip: tuple = (), margin: float = 0.12) -> bool:
+        """Whether any point lies in a node box (grown by ``margin``) not in ``skip``."""
+        w, h = self.W / 2 + margin, self.H / 2 + margin
+        return any(
+            np.any((abs(pts[:, 0] - p[0]) < w) & (abs(pts[:, 1] - p[1]) < h))
+            for k, p in self.pos.items()
+            if k not in skip
+        )
+
+    def _route(self, src: object, dst: object, side: int, bend: float) -> float:
+        """The first arc3 ``rad`` of at least ``bend`` (straight first, then bending to ``side``:
+        -1 above for a left-to-right arrow, +1 below, then the other way) whose curve misses
+        the other nodes and is not taken yet by another arrow between the same nodes (GDAS'
+        selection may feed a node twice from one input, through two ops)."""
+        taken = self.routes.setdefault((src, dst), set())
+        rads = [s * r for r in (0.0, 0.15, 0.25, 0.35, 0.5, 0.65) for s in (side, -side)]
+        free = [r for r in rads if abs(r) >= bend - 1e-9 and r not in taken]
+        for rad in free or [side * bend]:
+            ts = np.linspace(0.0, 1.0, 41)
+            pts = np.array([_bezier(self.pos[src], self.pos[dst], rad, t)[0] for t in ts])
+            if not self._hits(pts, skip=(src, dst)):
+                self.drawn.append(pts)
+                taken.add(rad)
+                return rad
+        rad = free[0] if free else side * bend
+        taken.add(rad)
+        return rad
+
+    def edge(
+        self,
+        src: object,
+        dst: object,
+        op: str | None,
+        side: int = -1,
+        bend: float = 0.0,
+        label: str | None = None,
+    ) -> None:
+        """An arrow coloured by ``op``'s family, labelled ``label`` (default: ``op``)."""
+        family = op_family(op) if op else None
+        colour, style = FAMILIES[family] if family else ("#888888", "-")
+        rad = self._route(src, dst, side, bend)
+        arrow = FancyArrowPatch(
+            tuple(self.pos[src]),
+            tuple(self.pos[dst]),
+            mutation_scale=11,
+            connectionstyle=f"arc3,rad={rad}",
+            arrowstyle="-|>",
+        )
+        arrow.set(linewidth=1.6 if op else 1.0, linestyle=style, color=colour, zorder=2)
+        arrow.set(patchA=self.boxes[src], patchB=self.boxes[dst])  # clipped to the boxes
+        self.ax.add_patch(arrow)
+        if not op:
+            return
+        self.families.add(family)
+        text = op if label is None else label
+        # A label is a row of points along its baseline; half length ~ its text width.
+        half = 0.047 * len(text) + 0.1
+        spots = []
+        for t in (0.5, 0.42, 0.58, 0.34, 0.66, 0.27, 0.73):
+            (x, y), angle = _bezier(self.pos[src], self.pos[dst], rad, t)
+            a = np.radians(angle)
+            pts = np.array([x, y]) + np.outer(np.linspace(-half, half, 9), [np.cos(a), np.sin(a)])
+            clash = any(np.min(np.hypot(*(pts[:, None] - q[None]).T)) < 0.3 for q in self.labels)
+            spots.append((clash or self._hits(pts, margin=0.02), (x, y), angle, pts))
+        _, (x, y), angle, pts = min(spots, key=lambda s: s[0])  # first free, else t=0.5
+        self.labels.append(pts)
+        shown = self.ax.text(x, y, text, fontsize=7.5, color=colour, bbox=_LABEL_BOX, **_CENTRED)
+        shown.set(rotation=angle, rotation_mode="anchor", zorder=5)
+
+    def finish(self, title: str) -> Figure:
+        handles = [
+            Patch(facecolor=c, edgecolor="#333333", label=k) for k, c in NODE_COLOURS.items()
+        ]
+        handles += [
+            Line2D([], [], color=c, linestyle=ls, linewidth=1.6, label=f"{f} op")
+            for f, (c, ls) in FAMILIES.items()
+            if f in self.families
+        ]
+        legend = {"fontsize": 7.5, "frameon": False, "handlelength": 1.6, "columnspacing": 1.2}
+        where = {"loc": "upper center", "bbox_to_anchor": (0.5, 0.0), "ncol": len(handles)}
+        self.ax.legend(handles=handles, **where, **legend)
+        if title:
+            self.ax.set_title(title, fontsize=10)
+        # Limits fit the boxes and arcs; the figure's size follows them at SCALE in/unit.
+        pts = np.concatenate(self.drawn)
+        (x0, y0), (x1, y1) = pts.min(0) - (self.W, 0.6), pts.max(0) + (self.W, 0.6)
+        self.ax.set_xlim(x0, x1)
+        self.ax.set_ylim(y0, y1)
+        self.fig.set_size_inches(self.SCALE * (x1 - x0) + 0.3, self.SCALE * (y1 - y0) + 0.9)
+        self.fig.tight_layout(pad=0.4)
+        return self.fig
+
+
+def cell_diagram(genotype: Genotype | NB201Genotype, cell_type: str, title: str = "") -> Figure:
+    """The kept cell as a graph: nodes as boxes, one arrow per kept edge labelled with its op.
+
+    DARTS: inputs ``c_{k-2}``, ``c_{k-1}`` (labelled with their genotype numbers 0, 1),
+    intermediate nodes 2..steps+1 (the genotype's and the heatmap's numbers) in a row, and the
+    output ``c_{k}`` fed (grey arrows) by the concatenated nodes. NAS-Bench-201
+    (``cell_type="cell"``): nodes 0..3, an arrow from every i < j; ``none`` edges are drawn
+    dashed and grey (kept, so the cell reads complete). A MobileNet chain (``"layers"``): see
+    ``layer_chain``. Op labels and arrows are coloured by family (``op_family``).
+
+    Raises:
+        ValueError: an unknown cell type, or ``"reduce"`` of a genotype whose reduction cell is
+            fixed (hand-designed, nothing searched to draw).
+    """
+    kept = kept_edges(genotype)
+    if cell_type not in kept:
+        if isinstance(genotype, Genotype) and genotype.fixed_reduction and cell_type == "reduce":
+            raise ValueError(
+                f"the reduction cell is fixed ({genotype.reduce_cell}), not searched; "
+                "only the normal cell has a diagram."
+            )
+        raise ValueError(f"unknown cell type {cell_type!r}; this genotype has {list(kept)}.")
+    edges = kept[cell_type]
+    if hasattr(genotype, "kept_edges"):  # a chain of layers (mbconv: layer i is edge i -> i+1)
+        return layer_chain([op for op, _, _ in edges], title)
+    if isinstance(genotype, NB201Genotype):
+        n = max(j for _, _, j in edges) + 1
+        graph = _Graph({j: (4.0 * j, 0.0) for j in range(n)})
+        for j in range(n):
+            graph.node(j, str(j), "input" if j == 0 else "output" if j == n - 1 else "intermediate")
+        for op, i, j in edges:  # edges that skip nodes arc: from node 0 above, else below
+            graph.edge(i, j, op, side=-1 if i == 0 else 1, bend=0.15 * (j - i - 1))
+        return graph.finish(title)
+
+    steps = len(edges) // 2
+    pos = {0: (0.0, 2.2), 1: (0.0, -2.2), "out": (3.4 * (steps + 1), 0.0)}
+    graph = _Graph(pos | {2 + n: (3.4 * (n + 1), 0.0) for n in range(steps)})
+    graph.node(0, "0: $c_{k-2}$", "input")
+    graph.node(1, "1: $c_{k-1}$", "input")
+    for n in range(steps):
+        graph.node(2 + n, str(2 + n), "intermediate")
+    graph.node("out", "$c_{k}$", "output")
+    for op, i, j in edges:
+        # Edges between intermediates that skip nodes arc above, the longer the higher.
+        graph.edge(i, j, op, side=-1, bend=0.15 * (j - i - 1) if i >= 2 else 0.0)
+    for node in genotype.cell(cell_type)[1]:
+        graph.edge(node, "out", None, side=1)  # the concatenation, below
+    return graph.finish(title)
+
+
+def layer_chain(ops: Sequence[str], title: str = "", per_row: int = LAYERS_PER_ROW) -> Figure:
+    """A MobileNet chain of searchable layers, wrapped into rows of ``per_row`` nodes.
+
+    Node ``i`` is the feature map after ``i`` layers (0: the input of the first searchable
+    layer, ``len(ops)``: the output of the last); layer ``i`` is the arrow ``i -> i + 1``
+    labelled ``L<i>: <op>``. Rows run left to right, then right to left (a snake), so each
+    arrow joins neighbours. A skipped layer (``zero``: the layer is left out, its output is
+    its input) is drawn as a skip: a red arrow labelled ``L<i>: skipped``.
+    """
+    n = len(ops) + 1
+    per_row = max(1, int(per_row))
+
+    def place(j: int) -> tuple[float, float]:
+        row, col = divmod(j, per_row)
+        col = col if row % 2 == 0 else per_row - 1 - col
+        return 3.6 * col, -2.6 * row
+
+    graph = _Graph({j: place(j) for j in range(n)})
+    for j in range(n):
+        graph.node(j, str(j), "input" if j == 0 else "output" if j == n - 1 else "intermediate")
+    for i, op in enumerate(ops):
+        label = f"L{i}: skipped" if op == SKIPPED_LAYER else f"L{i}: {op}"
+        graph.edge(i, i + 1, op, label=label)
+    return graph.finish(title)
+
+
+def genotype_figures(
+    genotype: Genotype | NB201Genotype, title_prefix: str = ""
+) -> dict[str, Figure]:
+    """One ``cell_diagram`` per searched cell type, keyed like α (``"normal"``, ``"reduce"``;
+    NAS-Bench-201 ``"cell"``); a fixed reduction cell has none."""
+    return {
+        cell: cell_diagram(
+            genotype, cell, f"{title_prefix}{cell}{'' if cell == 'cell' else ' cell'}"
+        )
+        for cell in kept_edges(genotype)
+    }
+
+
+def save_png(fig: Figure, path: str | Path) -> Path:
+    """Writes ``fig`` as a PNG at ``DPI`` (parents created, atomically: a temporary file in the
+    same directory, then ``os.replace``), closes it and returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with atomic_file(path, "wb") as f:  # the umask's mode, as every result file
+            fig.savefig(f, format="png", dpi=DPI)
+    finally:
+        plt.close(fig)  # a no-op for our pyplot-free figures, frees a pyplot-made one
+    return path

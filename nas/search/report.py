@@ -1,0 +1,260 @@
+"""What a search reports per epoch, to every logger and to disk.
+
+Per search epoch (``SearchReport``): the per-edge op distribution and its entropy, the current
+genotype (text, skip and parameter-free op counts, edges changed since the last epoch), the
+learning rates and the sampler's temperature as metrics; α heatmaps (coloured relative to the
+uniform 1/K, genotype cells outlined) and cell diagrams as PNGs under
+``<run dir>/figures/search/epoch_<n>/`` (``n`` from 1, as the console counts), sent as images to W&B; one line per epoch in
+``<run dir>/search_history.jsonl``. At the end of the search ``finalize`` draws the final
+genotype's figures into ``<run dir>/figures/`` (listed in ``summary.json``). The same pictures
+exist with ``logger=csv`` and ``logger=none``: they are files first, W&B images second.
+
+Reads α once per epoch, so the training step stays free of host synchronisation.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import WandbLogger
+
+from nas.core.arch import ArchParams
+from nas.core.genotype import count_op, kept_edges, param_free_ops
+from nas.run.resume_logs import resume_point, trim_history
+
+HISTORY_FILE = "search_history.jsonl"
+FIGURES_DIR = "figures"
+
+
+def edge_label(edge: tuple[int, int]) -> str:
+    return f"{edge[0]}->{edge[1]}"
+
+
+def alpha_metrics(
+    probs: dict[str, torch.Tensor], arch: ArchParams, normalize: bool = False
+) -> dict[str, float]:
+    """Flat metric dict: ``alpha/<cell>/<input>-><node>/<op>`` and mean entropy per cell
+    (``normalize``: see ``mean_entropy``)."""
+    out: dict[str, float] = {}
+    for cell, p in probs.items():
+        rows = p.double().cpu()
+        for e, edge in enumerate(arch.edges):
+            for o, op in enumerate(arch.ops):
+                out[f"alpha/{cell}/{edge_label(edge)}/{op}"] = float(rows[e, o])
+        out[f"alpha_entropy/{cell}"] = mean_entropy(rows, normalize)
+    return out
+
+
+def mean_entropy(rows: torch.Tensor, normalize: bool = False) -> float:
+    """Mean over edges of the op distribution's entropy (nats; log K when uniform).
+
+    ``normalize``: each row is divided by its sum first, for independent per-op weights that
+    are not a distribution (FairDARTS' σ(α)): the entropy of the normalised row, log K when an
+    edge's weights are all equal, 0 when one op holds all the weight.
+    """
+    rows = rows.double()
+    if normalize:
+        rows = rows / rows.sum(-1, keepdim=True).clamp_min(1e-12)
+    return float(-(rows * rows.clamp_min(1e-12).log()).sum(-1).mean())
+
+
+def alpha_entropy(probs: dict[str, torch.Tensor], normalize: bool = False) -> float:
+    """``mean_entropy`` averaged over the searched cell types: the ``alpha_entropy`` metric."""
+    return sum(mean_entropy(p, normalize) for p in probs.values()) / len(probs)
+
+
+def weight_kind(pl_module) -> tuple[bool, float | None]:
+    """(whether the sampler's weights are independent per op rather than a distribution per
+    edge, the heatmaps' white value): ``(True, 0.5)`` for FairDARTS' σ(α), else ``(False,
+    None)`` (entropy as is, white = 1/K)."""
+    sampler = getattr(getattr(pl_module, "strategy", None), "sampler", None)
+    if not getattr(sampler, "independent_weights", False):
+        return False, None
+    return True, getattr(sampler, "neutral_weight", None)
+
+
+def edges_changed(before, after) -> int:
+    """How many kept (op, input, node) edges of ``after`` are not in ``before``."""
+    if before is None:
+        return 0
+    old, new = kept_edges(before), kept_edges(after)
+    return sum(len(set(new[c]) - set(old.get(c, ()))) for c in new)
+
+
+def genotype_metrics(genotype, previous=None, ops: Sequence[str] = ()) -> dict[str, float]:
+    """Counts of the current genotype; ``genotype/skip_connect`` only where the space's ``ops``
+    have a skip connection (the MobileNet chain's identity is its ``zero`` choice, counted in
+    ``genotype/param_free_ops``)."""
+    out = {
+        "genotype/param_free_ops": float(param_free_ops(genotype)),
+        "genotype/edges_changed": float(edges_changed(previous, genotype)),
+    }
+    if not ops or "skip_connect" in ops:
+        out["genotype/skip_connect"] = float(count_op(genotype, "skip_connect"))
+    return out
+
+
+def cost_metrics(pl_module, genotype) -> dict[str, float]:
+    """Per hardware-cost regularizer (ProxylessNAS, FBNet, ``HardwareCost``): the expected
+    cost under the current α that its penalty sees (``cost/expected_<kind>``) and the cost of
+    the current argmax architecture at the search network's size (``cost/argmax_<kind>``),
+    from the regularizer's own tables (latency: ms of its lookup table)."""
+    out: dict[str, float] = {}
+    for reg in getattr(pl_module.strategy, "regularizers", []):
+        cm = getattr(reg, "cost_model", None)
+        if cm is None or (reg.kind == "latency" and cm.latency is None):
+            continue
+        with torch.no_grad():
+            expected = reg.expected(pl_module.arch.as_dict(), pl_module.arch.op_masks)
+        out[f"cost/expected_{reg.kind}"] = float(expected)
+        try:
+            out[f"cost/argmax_{reg.kind}"] = cm.genotype_cost(pl_module.space, genotype, reg.kind)
+        except ValueError:  # a genotype op the tables do not price (none here; kept safe)
+            pass
+    return out
+
+
+def schedule_metrics(pl_module) -> dict[str, float]:
+    """The α optimizer's learning rate and the sampler's temperature τ, where it has one (the
+    weights' rate is logged by the module after its scheduler steps)."""
+    out: dict[str, float] = {}
+    trainer = pl_module._trainer
+    if trainer is not None and len(trainer.optimizers) > 1:
+        out["lr/arch"] = float(trainer.optimizers[1].param_groups[0]["lr"])
+    tau = getattr(pl_module.strategy.sampler, "tau", None)
+    if tau is not None:
+        out["temperature/tau"] = float(tau)
+    return out
+
+
+def draw_figures(
+    probs, arch: ArchParams, genotype, out_dir: Path, title: str, centre: float | None = None
+) -> dict[str, Path]:
+    """α heatmaps and cell diagrams of ``genotype`` as PNGs in ``out_dir``: ``alpha_<cell>``,
+    ``cell_<cell>`` (one per searched cell type); ``centre``: the heatmaps' white value (None:
+    1/K)."""
+    from nas.search.figures import alpha_heatmap, chosen_cells, genotype_figures, save_png
+
+    marks = chosen_cells(genotype, arch.edges, arch.ops)
+    paths: dict[str, Path] = {}
+    for cell, p in probs.items():
+        fig = alpha_heatmap(
+            p.detach().double().cpu(), arch.ops, arch.edges, marks.get(cell, ()),
+            title=f"{title}: {cell} cell α (outlined: kept by the genotype)", centre=centre,
+        )  # fmt: skip
+        paths[f"alpha_{cell}"] = save_png(fig, out_dir / f"alpha_{cell}.png")
+    for cell, fig in genotype_figures(genotype, title_prefix=f"{title}: ").items():
+        paths[f"cell_{cell}"] = save_png(fig, out_dir / f"cell_{cell}.png")
+    return paths
+
+
+def wandb_loggers(trainer: L.Trainer) -> list[WandbLogger]:
+    return [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
+
+
+def log_images(loggers, paths: dict[str, Path], prefix: str, step: int) -> None:
+    for logger in loggers:
+        for name, path in paths.items():
+            logger.log_image(f"{prefix}/{name}", images=[str(path)], step=step)
+
+
+class SearchReport(L.Callback):
+    """Per search epoch: metrics to every logger, figures to disk and W&B, a history line.
+
+    Args:
+        run_dir: the run directory (figures and the history file go there).
+        images: draw the per-epoch figures (``logger.alpha_images``); the final ones always are.
+        extras: diagnostic callbacks (``nas.search.hessian.HessianDiagnostic``) that run before this
+            one; their ``history_fields()`` join the epoch's history line.
+    """
+
+    def __init__(self, run_dir: Path | str, images: bool = True, extras: list | tuple = ()):
+        self.run_dir = Path(run_dir)
+        self.images = images
+        self.extras = list(extras)
+        self.previous: str | None = None  # last epoch's genotype text (edges changed)
+        # A staged search (P-DARTS) is one fit per stage, each counting epochs from 0: the
+        # history and figures count on across stages (nas/run/progressive_depth.py sets these).
+        self.stage: int | None = None
+        self.epoch_offset = 0
+        self.total_epochs: int | None = None
+
+    def begin_stage(self, index: int, epoch_offset: int, total_epochs: int) -> None:
+        self.stage, self.epoch_offset, self.total_epochs = index, epoch_offset, total_epochs
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"previous": self.previous}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.previous = state.get("previous")
+
+    def _previous_genotype(self, pl_module):
+        if self.previous is None:
+            return None
+        from nas.core.genotype import parse_genotype_text
+
+        return parse_genotype_text(self.previous, pl_module.space.name)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module) -> None:
+        # A resumed search redoes the epochs after its checkpoint: their lines go.
+        if trainer.ckpt_path and trainer.is_global_zero:
+            done = self.epoch_offset + resume_point(trainer)[0]
+            trim_history(self.run_dir / HISTORY_FILE, done)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module) -> None:
+        probs = pl_module.probabilities()
+        genotype = pl_module.genotype()
+        independent, centre = weight_kind(pl_module)
+        scalars = {
+            "alpha_entropy": alpha_entropy(probs, independent),
+            **genotype_metrics(genotype, self._previous_genotype(pl_module), pl_module.arch.ops),
+            **schedule_metrics(pl_module),
+            **cost_metrics(pl_module, genotype),
+        }
+        # Through the module: every logger, and the bar shows skips and entropy.
+        pl_module.log_dict(scalars, on_step=False, on_epoch=True, sync_dist=False)
+        self.previous = str(genotype)
+        if not trainer.is_global_zero:
+            return
+        epoch, step = self.epoch_offset + trainer.current_epoch, trainer.global_step
+        for logger in trainer.loggers:
+            alphas = alpha_metrics(probs, pl_module.arch, independent)
+            # The fit's own epoch, as Lightning's rows carry (a resume trims a stage's rows by it).
+            logger.log_metrics({**alphas, "epoch": trainer.current_epoch}, step=step)
+        extra = {k: v for c in self.extras for k, v in c.history_fields().items()}
+        stage = {} if self.stage is None else {"stage": self.stage}
+        history = {"epoch": epoch, **stage, "step": step, **scalars, **extra}
+        history["genotype"] = str(genotype)
+        with open(self.run_dir / HISTORY_FILE, "a") as f:
+            f.write(json.dumps(history) + "\n")
+        loggers = wandb_loggers(trainer)
+        for logger in loggers:
+            logger.log_text(
+                "search/genotype",
+                columns=["epoch", "genotype"],
+                data=[[epoch, str(genotype)]],
+                step=step,
+            )
+        if self.images:
+            # Counted from 1, as the console counts epochs (history and metrics keep Lightning's 0).
+            out_dir = self.run_dir / FIGURES_DIR / "search" / f"epoch_{epoch + 1:03d}"
+            title = f"epoch {epoch + 1}/{self.total_epochs or trainer.max_epochs}"
+            paths = draw_figures(probs, pl_module.arch, genotype, out_dir, title, centre)
+            log_images(loggers, paths, "search", step)
+
+    def finalize(self, trainer: L.Trainer, pl_module) -> dict[str, str]:
+        """The final genotype's heatmaps and cell diagrams in ``<run dir>/figures/`` (and W&B
+        under ``final/``); returns ``{name: path}`` for ``summary.json``."""
+        if not trainer.is_global_zero:
+            return {}
+        paths = draw_figures(
+            pl_module.probabilities(), pl_module.arch, pl_module.genotype(),
+            self.run_dir / FIGURES_DIR, "final", weight_kind(pl_module)[1],
+        )  # fmt: skip
+        log_images(wandb_loggers(trainer), paths, "final", trainer.global_step)
+        return {name: str(path) for name, path in paths.items()}
