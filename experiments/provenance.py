@@ -9,7 +9,7 @@ Each ``experiments/<paper>/README.md`` holds, per recipe, a section headed
 
 ``key`` is a dotted path into the composed config (``strategy.modifiers[0].ks`` for list
 items) and ``value`` a YAML literal; a row whose key is ``—`` documents a fact with no config
-key (it is read, not checked). ``tests/test_recipes.py`` composes every recipe and compares its
+key (it is read, not checked). ``tests/recipes/test_recipes.py`` composes every recipe and compares its
 resolved values with these rows, so a change to a shared base config that moves a recipe fails
 loudly.
 """

@@ -131,7 +131,7 @@ class _Untagged(Dataset):
 # Plain DataLoaders on purpose: the data position lives in the datamodule's state_dict. Marking
 # the loaders as Lightning-stateful (state_dict/load_state_dict on the loader) silences
 # Lightning's "dataloader is not resumable" warning on mid-epoch resume but changed how
-# Lightning restarts and broke bitwise-exact resume (tests/test_resume.py), so that warning is
+# Lightning restarts and broke bitwise-exact resume (tests/run/test_resume.py), so that warning is
 # expected and harmless here.
 _Loader = DataLoader
 

@@ -10,7 +10,7 @@ after the cell at 2/3 depth (7x7 input): ReLU, AvgPool2d(5, stride 2, no padding
 count_include_pad=False), Conv 1x1 to 128, BN, ReLU, Conv 2x2 to 768, ReLU, Linear. The
 reference omits the BatchNorm after the 768-channel conv (a typo kept "for consistency with
 the experiments in the paper"), and so do we. DARTS_V2 at C=48, 14 cells: 4.7M parameters and
-574M multiply-adds in the paper (tests/test_imagenet_child.py checks our counts).
+574M multiply-adds in the paper (tests/supernet/test_imagenet_child.py checks our counts).
 """
 
 from __future__ import annotations
