@@ -7,7 +7,7 @@ published genotypes can be pasted in and ours can be pasted out. Spaces with oth
 have their own class, chosen by the ``space`` field (``GENOTYPE_TYPES``): ``NB201Genotype``
 holds per-node input lists and prints NAS-Bench-201's architecture string.
 
-Pure data, parsing and validation, on the ground floor with the spaces (DESIGN.md, Layering);
+Pure data, parsing and validation, on the ground floor with the spaces (ARCHITECTURE.md, the rooms);
 ``nas.core.genotype`` adds the file round trip, the published genotypes (the zoo) and analysis
 helpers on top.
 """
@@ -15,8 +15,9 @@ helpers on top.
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass
-from typing import Any
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar
 
 from supernet.fixed_cells import check_reduce_cell
 from supernet.ops import OPS
@@ -24,14 +25,50 @@ from supernet.ops import OPS
 CELL_TYPES = ("normal", "reduce")
 
 Pair = tuple[str, int]
+KeptEdge = tuple[str, int, int]  # (op, input node, node)
 
 
 class GenotypeError(ValueError):
     """A malformed genotype, genotype file or genotype name."""
 
 
+class GenotypeBase(ABC):
+    """What every genotype type offers, whatever its space's shape.
+
+    Attributes:
+        space: name of the search space the genotype belongs to.
+        known_ops: the op names a genotype of this type may name (checked when it is made).
+        diagram: how ``nas.search.figures`` draws it: ``"two_input_cell"`` (DARTS' cell: two
+            inputs, intermediate nodes, concatenated output), ``"dag"`` (every node sums one op
+            per earlier node) or ``"chain"`` (layer i is the edge i -> i + 1).
+    """
+
+    space: str
+    known_ops: ClassVar[frozenset[str]] = frozenset(OPS)
+    diagram: ClassVar[str] = "dag"
+
+    @abstractmethod
+    def kept_edges(self) -> dict[str, tuple[KeptEdge, ...]]:
+        """(op, input, node) per kept edge, by searched cell type (keyed as the space keys α),
+        in the genotype's own order: ``space.genotype_from_edges`` inverts it."""
+
+    @abstractmethod
+    def with_op(self, cell: str, slot: int, op: str) -> GenotypeBase:
+        """The genotype with the op of kept edge ``slot`` of ``cell`` replaced by ``op``."""
+
+    @abstractmethod
+    def to_dict(self) -> dict[str, Any]:
+        """The ``genotype.json`` object (with its ``space``)."""
+
+    @classmethod
+    def matches_text(cls, text: str) -> bool:
+        """Whether ``text`` is this type's own marked text form (read without knowing the
+        space); the DARTS ``Genotype(...)`` form is read only where the space is known."""
+        return False
+
+
 @dataclass(frozen=True)
-class Genotype:
+class Genotype(GenotypeBase):
     """A discrete DARTS-style architecture.
 
     Attributes:
@@ -51,6 +88,8 @@ class Genotype:
     reduce_concat: tuple[int, ...]
     space: str = "darts"
     reduce_cell: str = "searched"
+
+    diagram: ClassVar[str] = "two_input_cell"
 
     def __post_init__(self) -> None:
         try:
@@ -97,6 +136,20 @@ class Genotype:
 
     def cell(self, cell_type: str) -> tuple[tuple[Pair, ...], tuple[int, ...]]:
         return getattr(self, cell_type), getattr(self, f"{cell_type}_concat")
+
+    def kept_edges(self) -> dict[str, tuple[KeptEdge, ...]]:
+        """``"normal"`` and ``"reduce"`` (no ``"reduce"`` with a fixed reduction cell); pair k
+        feeds node ``2 + k // 2``."""
+        cells = ("normal",) if self.fixed_reduction else CELL_TYPES
+        return {
+            cell: tuple((op, i, 2 + k // 2) for k, (op, i) in enumerate(getattr(self, cell)))
+            for cell in cells
+        }
+
+    def with_op(self, cell: str, slot: int, op: str) -> Genotype:
+        pairs = list(self.cell(cell)[0])
+        pairs[slot] = (op, pairs[slot][1])
+        return replace(self, **{cell: tuple(pairs)})
 
     def __str__(self) -> str:
         def pairs(ps: tuple[Pair, ...]) -> str:
@@ -219,7 +272,7 @@ def _check_cell(cell: str, pairs: tuple[Pair, ...], concat: tuple[int, ...]) -> 
 
 
 @dataclass(frozen=True)
-class NB201Genotype:
+class NB201Genotype(GenotypeBase):
     """A NAS-Bench-201 cell: per node j = 1, 2, ..., its (op, input) pairs, one per input i < j.
 
     The canonical text form is the benchmark's architecture string, nodes joined by ``+``:
@@ -229,6 +282,8 @@ class NB201Genotype:
 
     nodes: tuple[tuple[Pair, ...], ...]
     space: str = "nb201"
+
+    diagram: ClassVar[str] = "dag"
 
     def __post_init__(self) -> None:
         if not isinstance(self.nodes, (list, tuple)) or not self.nodes:
@@ -252,6 +307,27 @@ class NB201Genotype:
 
     def __str__(self) -> str:
         return "+".join("|" + "|".join(f"{op}~{i}" for op, i in node) + "|" for node in self.nodes)
+
+    def kept_edges(self) -> dict[str, tuple[KeptEdge, ...]]:
+        """The one cell type ``"cell"`` (``NB201Space.cell_types``), node j = 1, 2, ..."""
+        return {
+            NB201_CELL_TYPE: tuple(
+                (op, i, j) for j, node in enumerate(self.nodes, start=1) for op, i in node
+            )
+        }
+
+    def with_op(self, cell: str, slot: int, op: str) -> NB201Genotype:
+        flat = [list(p) for node in self.nodes for p in node]
+        flat[slot][0] = op
+        nodes, k = [], 0
+        for node in self.nodes:
+            nodes.append(tuple(tuple(p) for p in flat[k : k + len(node)]))
+            k += len(node)
+        return replace(self, nodes=tuple(nodes))
+
+    @classmethod
+    def matches_text(cls, text: str) -> bool:
+        return text.startswith("|")
 
     def to_dict(self) -> dict[str, Any]:
         return {"space": self.space, "nodes": [[list(p) for p in node] for node in self.nodes]}
@@ -282,8 +358,11 @@ class NB201Genotype:
         return cls(nodes=nodes, space=space)
 
 
+# NAS-Bench-201's one cell type: the key of its α (``NB201Space.cell_types``).
+NB201_CELL_TYPE = "cell"
+
 # Genotype classes of the spaces whose cells are not DARTS-shaped, by ``space`` name.
-GENOTYPE_TYPES: dict[str, type] = {"nb201": NB201Genotype}
+GENOTYPE_TYPES: dict[str, type[GenotypeBase]] = {"nb201": NB201Genotype}
 
 
 # The MobileNet-style space's per-layer choices (``supernet.spaces.mbconv``), in α's column
@@ -308,7 +387,7 @@ def parse_mbconv_op(op: str) -> tuple[int, int] | None:
 
 
 @dataclass(frozen=True)
-class MBConvGenotype:
+class MBConvGenotype(GenotypeBase):
     """A chain of MBConv layers: one choice per searchable layer, in network order.
 
     The canonical text form is ``mbconv:`` followed by the choices joined by ``-``, e.g.
@@ -320,6 +399,9 @@ class MBConvGenotype:
 
     layers: tuple[str, ...]
     space: str = "mbconv"
+
+    known_ops: ClassVar[frozenset[str]] = frozenset(MBCONV_OPS)
+    diagram: ClassVar[str] = "chain"
 
     def __post_init__(self) -> None:
         if isinstance(self.layers, str) or not isinstance(self.layers, (list, tuple)):
@@ -339,9 +421,14 @@ class MBConvGenotype:
     def to_dict(self) -> dict[str, Any]:
         return {"space": self.space, "layers": list(self.layers)}
 
-    def kept_edges(self) -> dict[str, tuple[tuple[str, int, int], ...]]:
+    def kept_edges(self) -> dict[str, tuple[KeptEdge, ...]]:
         """(op, input, node) per layer: layer i is the edge (i → i + 1) of the chain."""
         return {"layers": tuple((op, i, i + 1) for i, op in enumerate(self.layers))}
+
+    def with_op(self, cell: str, slot: int, op: str) -> MBConvGenotype:
+        layers = list(self.layers)
+        layers[slot] = op
+        return replace(self, layers=tuple(layers))
 
     @classmethod
     def matches_text(cls, text: str) -> bool:
@@ -379,3 +466,18 @@ def _from_fields(cls, data: Any, field: str, source: str):
         return cls(**{field: data[field]}, space=data["space"])
     except GenotypeError as err:
         raise GenotypeError(f"{source}: {err}") from None
+
+
+# What ``nas.core.genotype`` re-exports: the genotype types and their vocabulary.
+__all__ = [
+    "CELL_TYPES",
+    "DARTS_STYLE_SPACES",
+    "GENOTYPE_TYPES",
+    "Genotype",
+    "GenotypeBase",
+    "GenotypeError",
+    "KeptEdge",
+    "MBConvGenotype",
+    "NB201Genotype",
+    "Pair",
+]

@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny spaces and search modules built without Hydra."""
+"""The test environment: offline W&B, Triton's interpreter without a GPU, one thread, and the
+DDP tests' own port. What tests share (configs, runs, tiny modules) is in ``tests/helpers``."""
 
 from __future__ import annotations
 
@@ -19,37 +20,18 @@ if not torch.cuda.is_available():
 torch.set_num_threads(1)
 
 
-def tiny_search_module(
-    arch_grad, C: int = 4, layers: int = 3, steps: int = 2, seed: int = 0, dtype=torch.float32
-):
-    """A SearchModule on a DARTS space small enough for exact autograd checks."""
-    from functools import partial
-
-    from nas.search.module import SearchModule
-    from nas.strategies import SoftmaxSampler, Strategy
-    from supernet.spaces.darts import DartsSpace
-
-    torch.manual_seed(seed)
-    space = DartsSpace(
-        input_shape=(3, 8, 8), num_classes=5, C=C, layers=layers, steps=steps, multiplier=steps
-    )
-    module = SearchModule(
-        space,
-        Strategy(name="test", sampler=SoftmaxSampler(), arch_grad=arch_grad),
-        weight_optimizer=partial(torch.optim.SGD, lr=0.05, momentum=0.9, weight_decay=3e-4),
-        arch_optimizer=partial(torch.optim.Adam, lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3),
-        seed=seed,
-    )
-    return module.to(dtype)
-
-
-def random_batch(n: int = 4, classes: int = 5, dtype=torch.float32, seed: int = 0):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(n, 3, 8, 8, generator=g, dtype=dtype), torch.randint(
-        0, classes, (n,), generator=g
-    )
-
-
 @pytest.fixture
-def tiny_module_factory():
-    return tiny_search_module
+def spawned_ranks(monkeypatch):
+    """For a test that spawns DDP ranks: a free port of its own, and the environment as it was
+    afterwards. Lightning otherwise writes its first port (and address) into ``os.environ`` for
+    every later test of the process, which pytest-xdist's other worker knows nothing of. The
+    ranks get the module's tensors through files, not passed descriptors: that avoids
+    multiprocessing's "bad value(s) in fds_to_keep" with many tensors."""
+    from lightning.fabric.plugins.environments.lightning import find_free_network_port
+
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(find_free_network_port()))
+    previous = torch.multiprocessing.get_sharing_strategy()
+    torch.multiprocessing.set_sharing_strategy("file_system")
+    yield
+    torch.multiprocessing.set_sharing_strategy(previous)

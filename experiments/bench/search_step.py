@@ -3,7 +3,8 @@ GDAS and PC-DARTS.
 
 One step is what ``SearchModule.training_step`` does (Liu et al., DARTS, ICLR 2019, Alg. 1): an
 architecture step on a validation batch (the strategy's arch-gradient mode, then Adam on α),
-then a weight step on a training batch (cross-entropy, backward, norm clipping, SGD). The
+then a weight step on a training batch (cross-entropy, backward, norm clipping, SGD); the
+benchmark calls the module's own ``arch_step`` and ``weight_step``. The
 ``SearchModule`` is built from the composed Hydra config (``strategy=darts`` / ``darts_2nd`` /
 ``gdas`` / ``pcdarts``, ``data=cifar10``: the paper's optimizers and hyperparameters) and stepped
 directly, without Lightning's Trainer loop, so the numbers are the algorithm's cost and not the
@@ -108,60 +109,33 @@ def build(mode: str, args: argparse.Namespace, device: torch.device):
 
 
 def arch_step(
-    module, arch_optimizer: torch.optim.Optimizer, train: Batch, val: Batch
+    module, arch_optimizer: torch.optim.Optimizer, train: Batch, val: Batch, batch_idx: int = 0
 ) -> torch.Tensor | None:
-    """The first half of ``SearchModule.training_step``: α gradient by the strategy, Adam on α.
-
-    Single process: ``_average_arch_grads`` is a no-op (world size 1) and is left out. With
-    ``nonfinite=skip`` a non-finite loss or α gradient skips the α step (one host read), as in
-    ``training_step``. Returns the validation loss, detached and not read (no host sync), or
-    None when the strategy learns no α or during the α warm-up.
+    """The first half of ``SearchModule.training_step``: ``SearchModule.arch_step`` when
+    ``arch_step_due`` (the same code: α gradient by the strategy, Adam on α, the strategy's
+    ``after_arch_step``; with ``nonfinite=skip`` a non-finite loss or α gradient skips it).
+    Returns the validation loss, detached and not read (no host sync), or None when the
+    strategy learns no α, during the α warm-up or between ``arch_every`` steps.
     """
-    if not module.updates_arch():
+    if not module.arch_step_due(batch_idx):
         return None
-    arch_optimizer.zero_grad(set_to_none=True)
-    val_loss, _ = module.strategy.arch_grad(module, train, val)
-    if module.skip_nonfinite and not _all_finite(val_loss, *module._arch_grads()):
-        arch_optimizer.zero_grad(set_to_none=True)
-        module.skipped_steps += 1
-    else:
-        arch_optimizer.step()
-    return val_loss
+    return module.arch_step(train, val, arch_optimizer).loss
 
 
 def weight_step(module, train: Batch) -> torch.Tensor:
-    """The second half: cross-entropy at constant α, backward, norm clipping, SGD.
-
-    ``self.manual_backward`` is ``loss.backward()`` at 32-bit precision and
-    ``self.clip_gradients(..., "norm")`` is ``clip_grad_norm_`` over the weight optimizer's
-    parameters (the supernet's). With ``nonfinite=skip``: clipping over the supernet's
-    parameters, and a non-finite loss or gradient norm skips the step (one host read), as in
-    ``training_step``. Returns the training loss, detached and not read.
+    """The second half: ``SearchModule.weight_step`` with the module's weight optimizer (the
+    strategy's α for the weight step, e.g. SDARTS' perturbation; cross-entropy with the
+    strategy's label smoothing, backward, norm clipping, SGD). Returns the training loss,
+    detached and not read (also when ``nonfinite=skip`` skipped the step).
     """
-    w_opt = module.weight_optimizer
-    detached = {k: a.detach() for k, a in module.arch.as_dict().items()}
-    loss, _ = module.loss(train, detached, graphable=True)
-    w_opt.zero_grad(set_to_none=True)
-    loss.backward()
-    if module.skip_nonfinite:
-        max_norm = module.grad_clip or float("inf")
-        norm = torch.nn.utils.clip_grad_norm_(module.supernet.parameters(), max_norm)
-        if not _all_finite(loss, norm):
-            w_opt.zero_grad(set_to_none=True)
-            module.skipped_steps += 1
-            return loss.detach()
-    elif module.grad_clip:
-        params = [p for g in w_opt.param_groups for p in g["params"]]
-        torch.nn.utils.clip_grad_norm_(params, module.grad_clip)
-    w_opt.step()
-    return loss.detach()
+    return module.weight_step(train, module.weight_optimizer).loss
 
 
 def search_step(
-    module, arch_optimizer: torch.optim.Optimizer, train: Batch, val: Batch
+    module, arch_optimizer: torch.optim.Optimizer, train: Batch, val: Batch, batch_idx: int = 0
 ) -> dict[str, torch.Tensor | None]:
     """One bilevel step: ``SearchModule.training_step`` minus Lightning's metric logging."""
-    val_loss = arch_step(module, arch_optimizer, train, val)
+    val_loss = arch_step(module, arch_optimizer, train, val, batch_idx)
     return {"val_loss": val_loss, "train_loss": weight_step(module, train)}
 
 
@@ -177,12 +151,6 @@ def graph_captures(module) -> int | None:
     """Graph pairs ``cuda_graph=true`` captured (2 in steady state: arch and weight step)."""
     graphs = module.supernet_graphs
     return None if graphs is None else graphs.captures
-
-
-def _all_finite(*tensors: torch.Tensor) -> bool:
-    from nas.search.module import _all_finite as all_finite
-
-    return all_finite(*tensors)
 
 
 # ---- measuring ------------------------------------------------------------------------------

@@ -1,9 +1,10 @@
 """The genotype as the pipeline uses it: files, the published genotypes (the zoo), analysis.
 
-The types (``Genotype``, ``NB201Genotype``, parsing and validation) live with the spaces in
-``supernet.genotypes`` and are re-exported here; this module adds the ``genotype.json`` round
-trip (``save_genotype`` / ``load_genotype``), the zoo of published genotypes
-(``genotype_zoo.json``), name-or-file resolution and the counts the logs report.
+The types (``GenotypeBase`` and each space's genotype class, parsing and validation) live with
+the spaces in ``supernet.genotypes`` and are re-exported here; this module adds the
+``genotype.json`` round trip (``save_genotype`` / ``load_genotype``), the zoo of published
+genotypes (``genotype_zoo.json``), name-or-file resolution and the counts the logs report. It
+reads every genotype through ``GenotypeBase``'s methods, whatever its space.
 """
 
 from __future__ import annotations
@@ -12,26 +13,15 @@ import json
 from pathlib import Path
 
 from nas.core.io import atomic_write_json, read_json
-from supernet.genotypes import (
-    CELL_TYPES,
-    DARTS_STYLE_SPACES,
-    GENOTYPE_TYPES,
-    Genotype,
-    GenotypeError,
-    NB201Genotype,
-    Pair,
-)
+from supernet import genotypes as _types
+from supernet.genotypes import *  # noqa: F403 - the genotype types, re-exported
+from supernet.genotypes import GENOTYPE_TYPES, Genotype, GenotypeBase, GenotypeError, KeptEdge
 
 __all__ = [
-    "CELL_TYPES",
-    "DARTS_STYLE_SPACES",
-    "GENOTYPE_TYPES",
-    "Genotype",
-    "GenotypeError",
-    "NB201Genotype",
-    "Pair",
+    *_types.__all__,
     "canonical",
     "count_op",
+    "genotype_from_text",
     "kept_edges",
     "load_genotype",
     "param_free_ops",
@@ -44,12 +34,12 @@ __all__ = [
 ZOO_FILE = Path(__file__).with_name("genotype_zoo.json")
 
 
-def save_genotype(genotype: Genotype | NB201Genotype, path: str | Path) -> None:
+def save_genotype(genotype: GenotypeBase, path: str | Path) -> None:
     """Writes ``genotype.json`` atomically (a half-written file never looks like a result)."""
     atomic_write_json(path, genotype.to_dict())
 
 
-def load_genotype(path: str | Path) -> Genotype | NB201Genotype:
+def load_genotype(path: str | Path) -> GenotypeBase:
     """Reads a ``genotype.json`` of any space; a malformed file raises ``GenotypeError``."""
     try:
         data = read_json(path, what="genotype file")
@@ -75,10 +65,8 @@ def resolve_genotype(spec: str | Path) -> Genotype:
     table = zoo()
     if spec.lower() in table:
         return table[spec.lower()]
-    if spec.startswith("|"):  # a NAS-Bench-201 architecture string
-        return NB201Genotype.from_text(spec)
-    for cls in GENOTYPE_TYPES.values():  # another space's text form (``mbconv:...``)
-        if hasattr(cls, "matches_text") and cls.matches_text(spec):
+    for cls in GENOTYPE_TYPES.values():  # a space's own text form (``|op~0|+...``, ``mbconv:...``)
+        if cls.matches_text(spec):
             return cls.from_text(spec)
     if spec.endswith(".json") or Path(spec).exists():
         return load_genotype(spec)
@@ -88,7 +76,7 @@ def resolve_genotype(spec: str | Path) -> Genotype:
     )
 
 
-def canonical(genotype: Genotype | NB201Genotype) -> str:
+def canonical(genotype: GenotypeBase) -> str:
     return str(genotype)
 
 
@@ -97,45 +85,35 @@ def canonical(genotype: Genotype | NB201Genotype) -> str:
 # sense: Zela et al., ICLR 2020; Chu et al., DARTS-, ICLR 2021). ``none`` is not counted. The
 # MobileNet chain's ``zero`` (the layer left out: an identity) is its parameter-free choice.
 PARAM_FREE_OPS = frozenset({"skip_connect", "max_pool_3x3", "avg_pool_3x3", "zero"})
-# NAS-Bench-201's one cell type: the key of its α (``NB201Space.cell_types``).
-NB201_CELL_TYPE = "cell"
-
-KeptEdge = tuple[str, int, int]  # (op, input node, node)
 
 
-def kept_edges(genotype: Genotype | NB201Genotype) -> dict[str, tuple[KeptEdge, ...]]:
-    """(op, input, node) per kept edge, by searched cell type, keyed as the space keys α.
-
-    DARTS-style: ``"normal"`` and ``"reduce"`` (no ``"reduce"`` with a fixed reduction cell);
-    pair k feeds node ``2 + k // 2``. NAS-Bench-201: ``"cell"``, node j = 1, 2, ...
-    """
-    if hasattr(genotype, "kept_edges"):  # a space's own genotype type (MBConvGenotype)
-        return genotype.kept_edges()
-    if isinstance(genotype, NB201Genotype):
-        return {
-            NB201_CELL_TYPE: tuple(
-                (op, i, j) for j, node in enumerate(genotype.nodes, start=1) for op, i in node
-            )
-        }
-    cells = ("normal",) if genotype.fixed_reduction else CELL_TYPES
-    return {
-        cell: tuple((op, i, 2 + k // 2) for k, (op, i) in enumerate(getattr(genotype, cell)))
-        for cell in cells
-    }
+def kept_edges(genotype: GenotypeBase) -> dict[str, tuple[KeptEdge, ...]]:
+    """(op, input, node) per kept edge, by searched cell type, keyed as the space keys α
+    (``GenotypeBase.kept_edges``)."""
+    return genotype.kept_edges()
 
 
-def count_op(genotype: Genotype | NB201Genotype, op: str) -> int:
+def count_op(genotype: GenotypeBase, op: str) -> int:
     """How many kept edges carry ``op``, over all searched cells."""
     return sum(o == op for edges in kept_edges(genotype).values() for o, _, _ in edges)
 
 
-def param_free_ops(genotype: Genotype | NB201Genotype) -> int:
+def param_free_ops(genotype: GenotypeBase) -> int:
     """How many kept edges carry a parameter-free op (``PARAM_FREE_OPS``), over all searched
     cells: the count that grows when DARTS collapses to skip connections."""
     return sum(o in PARAM_FREE_OPS for edges in kept_edges(genotype).values() for o, _, _ in edges)
 
 
-def parse_genotype_text(text: str, space: str) -> Genotype | NB201Genotype:
+def parse_genotype_text(text: str, space: str) -> GenotypeBase:
     """A genotype from its canonical text form (``str(genotype)``) in ``space``."""
     cls = GENOTYPE_TYPES.get(space, Genotype)
     return cls.from_text(text, space=space)
+
+
+def genotype_from_text(text: str, space: str | None = None) -> GenotypeBase:
+    """A genotype from its text form: a type's own marked form (``matches_text``) whatever
+    ``space`` says, else the form of ``space`` (the DARTS ``Genotype(...)`` when None)."""
+    for cls in GENOTYPE_TYPES.values():
+        if cls.matches_text(text):
+            return cls.from_text(text)
+    return Genotype.from_text(text) if space is None else parse_genotype_text(text, space)

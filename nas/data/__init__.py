@@ -1,4 +1,4 @@
-"""Datasets, search/retrain splits and device-side augmentation (see DESIGN.md, ``nas/data``)."""
+"""Datasets, search/retrain splits and device-side augmentation (ARCHITECTURE.md, the rooms)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,10 @@
-"""Typed schema of the ``data`` config group and its validation.
+"""The settings of the ``data`` config group, and their validation.
 
-The dataclass is registered in Hydra's ConfigStore as group ``data``, name ``base_data``;
-every ``conf/data/*.yaml`` starts with ``defaults: [base_data, _self_]`` so a typo in a key
-or a wrongly typed value fails at compose time. Only OmegaConf-compatible field types are
+``DataConfig`` is a plain dataclass: ``nas.run.schema`` registers it in Hydra's ConfigStore as
+group ``data``, name ``base_data`` (every ``conf/data/*.yaml`` starts with
+``defaults: [base_data, _self_]``), so a typo in a key or a wrongly typed value fails at compose
+time, and ``nas.run`` hands the data room the composed node as this dataclass. Fields without a
+default are mandatory (OmegaConf marks them ``???``); only OmegaConf-compatible field types are
 used (no ``X | None`` unions, which OmegaConf cannot express, hence ``Optional``).
 """
 
@@ -12,16 +14,13 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Optional  # noqa: UP035 - OmegaConf needs typing.Optional
 
-from omegaconf import MISSING
-from omegaconf.errors import MissingMandatoryValue
-
 from nas.data.datasets import FILE_DATASETS, dataset_names
 
 SPLITS = ("darts", "nb201")
 PIPELINES = ("auto", "device", "loader")
 
 
-@dataclass
+@dataclass(kw_only=True)  # mandatory fields stay in reading order, among the defaulted ones
 class DataConfig:
     """Which dataset to load, how to split it and how to augment it.
 
@@ -58,12 +57,12 @@ class DataConfig:
         crop_scale: Image folders: area range of the training random resized crop.
     """
 
-    name: str = MISSING
+    name: str
     root: Optional[str] = None  # noqa: UP045 - OmegaConf cannot parse `str | None`
-    input_shape: list[int] = MISSING
-    num_classes: int = MISSING
-    mean: list[float] = MISSING
-    std: list[float] = MISSING
+    input_shape: list[int]
+    num_classes: int
+    mean: list[float]
+    std: list[float]
     train_portion: float = 0.5
     test_fraction: float = 0.2
     crop_padding: int = 0
@@ -78,57 +77,37 @@ class DataConfig:
     crop_scale: list[float] = field(default_factory=lambda: [0.08, 1.0])
 
 
-def _get(cfg: Any, key: str, problems: list[str]) -> Any:
-    """Reads ``cfg.key`` from a dataclass or DictConfig, recording a missing value."""
-    try:
-        value = getattr(cfg, key)
-    except MissingMandatoryValue:
-        value = MISSING
-    except AttributeError:
-        problems.append(f"data.{key} is absent")
-        return None
-    if value == MISSING:
-        problems.append(f"data.{key} is mandatory but was not set")
-        return None
-    return value
-
-
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def validate_data_config(cfg: Any) -> None:
-    """Checks a data config (``DataConfig`` or a ``DictConfig`` of that shape).
+def validate_data_config(cfg: DataConfig) -> None:
+    """Checks the data settings: the dataclass holds what Hydra typed, not what makes sense.
 
     Args:
-        cfg: The ``data`` node of the run config.
+        cfg: The ``data`` settings of the run.
 
     Raises:
         ValueError: One paragraph naming every bad value together with its valid range.
     """
     problems: list[str] = []
-    name = _get(cfg, "name", problems)
-    if name is not None and name not in dataset_names():
+    name = cfg.name
+    if name not in dataset_names():
         problems.append(f"data.name={name!r} is not a known dataset (valid: {dataset_names()})")
 
-    shape = _get(cfg, "input_shape", problems)
+    shape = list(cfg.input_shape)
     channels = None
-    if shape is not None:
-        shape = list(shape)
-        if len(shape) != 3 or not all(isinstance(s, int) and s > 0 for s in shape):
-            problems.append(f"data.input_shape={shape} must be three positive ints [C, H, W]")
-        else:
-            channels = shape[0]
+    if len(shape) != 3 or not all(isinstance(s, int) and s > 0 for s in shape):
+        problems.append(f"data.input_shape={shape} must be three positive ints [C, H, W]")
+    else:
+        channels = shape[0]
 
-    num_classes = _get(cfg, "num_classes", problems)
-    if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 2):
+    num_classes = cfg.num_classes
+    if not isinstance(num_classes, int) or num_classes < 2:
         problems.append(f"data.num_classes={num_classes} must be an int >= 2")
 
     for key, low_ok in (("mean", True), ("std", False)):
-        values = _get(cfg, key, problems)
-        if values is None:
-            continue
-        values = list(values)
+        values = list(getattr(cfg, key))
         if channels is not None and len(values) != channels:
             problems.append(
                 f"data.{key} has {len(values)} entries but input_shape has {channels} channels"
@@ -139,40 +118,36 @@ def validate_data_config(cfg: Any) -> None:
             problems.append(f"data.{key}={values} must hold numbers in {valid} (pixel units)")
 
     for key in ("train_portion", "test_fraction"):
-        value = _get(cfg, key, problems)
-        if value is not None and (not _is_number(value) or not 0 < value < 1):
+        value = getattr(cfg, key)
+        if not _is_number(value) or not 0 < value < 1:
             problems.append(f"data.{key}={value} must lie in the open interval (0, 1)")
 
     for key, minimum in (("crop_padding", 0), ("num_workers", 0), ("num_samples", 4)):
-        value = _get(cfg, key, problems)
-        if value is not None and (not isinstance(value, int) or value < minimum):
+        value = getattr(cfg, key)
+        if not isinstance(value, int) or value < minimum:
             problems.append(f"data.{key}={value} must be an int >= {minimum}")
 
     for key, valid in (("split", SPLITS), ("pipeline", PIPELINES)):
-        value = _get(cfg, key, problems)
-        if value is not None and value not in valid:
+        value = getattr(cfg, key)
+        if value not in valid:
             problems.append(f"data.{key}={value!r} must be one of {list(valid)}")
-    if getattr(cfg, "split", None) == "nb201" and name not in (None, "cifar100", "imagenet16_120"):
+    if cfg.split == "nb201" and name not in ("cifar100", "imagenet16_120"):
         problems.append(f"data.split=nb201 needs cifar100 or imagenet16_120, not {name!r}")
-    if getattr(cfg, "pipeline", None) == "device" and name in FILE_DATASETS:
+    if cfg.pipeline == "device" and name in FILE_DATASETS:
         problems.append(f"data.pipeline=device cannot hold {name!r} (read per file): use loader")
-    scale = _get(cfg, "crop_scale", problems)
-    if scale is not None:
-        scale = list(scale)
-        if (
-            len(scale) != 2
-            or not all(_is_number(v) for v in scale)
-            or not 0 < scale[0] <= scale[1] <= 1
-        ):
-            problems.append(
-                f"data.crop_scale={scale} must be [low, high] with 0 < low <= high <= 1"
-            )
-    resize = _get(cfg, "eval_resize", problems)
-    if resize is not None and (not isinstance(resize, int) or resize < 1):
+    scale = list(cfg.crop_scale)
+    if (
+        len(scale) != 2
+        or not all(_is_number(v) for v in scale)
+        or not 0 < scale[0] <= scale[1] <= 1
+    ):
+        problems.append(f"data.crop_scale={scale} must be [low, high] with 0 < low <= high <= 1")
+    resize = cfg.eval_resize
+    if not isinstance(resize, int) or resize < 1:
         problems.append(f"data.eval_resize={resize} must be an int >= 1")
 
-    hflip = _get(cfg, "hflip", problems)
-    if hflip is not None and not isinstance(hflip, bool):
+    hflip = cfg.hflip
+    if not isinstance(hflip, bool):
         problems.append(f"data.hflip={hflip!r} must be true or false")
 
     if problems:

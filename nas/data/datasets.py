@@ -14,15 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 from nas.data.base import ArraySplits
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # config.py imports this registry to validate names: typed, not imported back
+    from nas.data.config import DataConfig
     from nas.data.imagefolder import FileSplits
 
-# A ``nas.data.config.DataConfig`` or a DictConfig of that shape (config.py imports this
-# registry to validate names, so the type is not imported back).
-DataConfig = Any
 
-
-Loader = Callable[[DataConfig], "ArraySplits | FileSplits"]
+Loader = Callable[["DataConfig"], "ArraySplits | FileSplits"]
 
 
 def _load_digits(cfg: DataConfig) -> ArraySplits:
@@ -115,7 +112,7 @@ def load_dataset(cfg: DataConfig) -> ArraySplits | FileSplits:
     """Loads the dataset named by ``cfg.name`` and checks it against the config.
 
     Args:
-        cfg: A ``DataConfig`` (or DictConfig of that shape).
+        cfg: The data settings.
 
     Returns:
         ``ArraySplits`` (in-memory uint8 tensors) or, for image folders, ``FileSplits``.

@@ -139,7 +139,7 @@ _Loader = DataLoader
 class _DataModule(L.LightningDataModule):
     """Shared parts: config, cached splits, seeded generators, both pipelines, resume."""
 
-    def __init__(self, cfg: DataConfig | Any, batch_size: int, seed: int, cutout: int = 0) -> None:
+    def __init__(self, cfg: DataConfig, batch_size: int, seed: int, cutout: int = 0) -> None:
         super().__init__()
         validate_data_config(cfg)
         if batch_size < 1:
@@ -428,12 +428,12 @@ class SearchDataModule(_DataModule):
     x-valid half of the test set (x-test is never touched).
 
     Args:
-        cfg: Data config.
+        cfg: The data settings.
         batch_size: Batch size of both halves.
         seed: Run seed (split permutation, batch order, augmentation).
     """
 
-    def __init__(self, cfg: DataConfig | Any, batch_size: int, seed: int) -> None:
+    def __init__(self, cfg: DataConfig, batch_size: int, seed: int) -> None:
         super().__init__(cfg, batch_size, seed, cutout=0)
         self.weight_set: IndexBatchDataset | None = None
         self.arch_set: IndexBatchDataset | None = None
@@ -506,13 +506,13 @@ class RetrainDataModule(_DataModule):
     NAS-Bench-201's x-valid half, test on its x-test half.
 
     Args:
-        cfg: Data config.
+        cfg: The data settings.
         batch_size: Batch size for training and evaluation.
         seed: Run seed (batch order, augmentation).
         cutout: Cutout side length for training batches (DARTS retrains with 16; 0 = none).
     """
 
-    def __init__(self, cfg: DataConfig | Any, batch_size: int, seed: int, cutout: int = 0) -> None:
+    def __init__(self, cfg: DataConfig, batch_size: int, seed: int, cutout: int = 0) -> None:
         super().__init__(cfg, batch_size, seed, cutout=cutout)
         self.train_set: IndexBatchDataset | None = None
         self.val_set: IndexBatchDataset | None = None

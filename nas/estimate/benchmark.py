@@ -13,6 +13,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from nas.estimate.base import Estimator, register_estimator
+from supernet.genotypes import GenotypeBase
+from supernet.spaces.base import SearchSpace
+
 DATASETS = ("cifar10", "cifar100", "ImageNet16-120")
 
 
@@ -55,3 +59,21 @@ def lookup(arch_str: str, benchmark_file: str | None = None, api: Any = None) ->
         info = api.get_more_info(index, dataset, hp="200", is_random=False)
         out[f"{dataset}_test_acc"] = float(info["test-accuracy"])
     return out
+
+
+class BenchmarkLookup(Estimator):
+    """The space's tabular benchmark (``SearchSpace.benchmark_key``: NAS-Bench-201 for nb201),
+    read from the space's ``benchmark_file`` (``search_space.benchmark_file``) or
+    ``NASBENCH201_FILE``."""
+
+    def applies_to(self, space: SearchSpace) -> bool:
+        return type(space).benchmark_key is not SearchSpace.benchmark_key
+
+    def estimate(self, space: SearchSpace, genotype: GenotypeBase) -> dict[str, Any]:
+        key = space.benchmark_key(genotype)
+        if key is None:
+            return {"available": False, "reason": f"search_space={space.name} has no benchmark"}
+        return lookup(key, space.benchmark_file)
+
+
+register_estimator("benchmark", BenchmarkLookup)

@@ -11,7 +11,9 @@ reachable with the selected edges. Costs are the child network's (``nas/hardware
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Optional  # noqa: UP035 - OmegaConf needs typing.Optional
 
 import torch
 
@@ -26,19 +28,26 @@ class ConstraintError(ValueError):
 
 
 def allowed_ops(space, row: int) -> list[int]:
-    """Op indices the space's selection may choose on ``row``."""
-    if space.name == "mbconv":
-        return list(space.allowed_ops(row))
-    if space.name == "darts":
-        return [k for k, op in enumerate(space.ops) if op != "none"]
-    return list(range(len(space.ops)))
+    """Op indices the space's selection may choose on ``row`` (``space.selectable_ops``)."""
+    return list(space.selectable_ops(row))
 
 
-def targets_of(constraint) -> dict[str, float]:
-    """``{name: target}`` of the set targets of a ``constraint`` config block."""
-    if constraint is None:
-        return {}
-    return {n: float(constraint[n]) for n in TARGETS if constraint.get(n) is not None}
+@dataclass
+class ConstraintConfig:
+    """The ``constraint`` settings: hard targets the found architecture must meet; null = none
+    (``nas.run.schema`` registers this dataclass). After selection, the cheapest-to-give-up
+    choices are downgraded until every target is met, or the run fails naming the target and
+    the cheapest reachable cost."""
+
+    latency_ms: Optional[float] = None  # noqa: UP045 - needs costs.latency_table
+    macs: Optional[float] = None  # noqa: UP045
+    params: Optional[float] = None  # noqa: UP045
+
+
+def targets_of(constraint: ConstraintConfig) -> dict[str, float]:
+    """``{name: target}`` of the set targets of the ``constraint`` settings."""
+    values = dataclasses.asdict(constraint)
+    return {n: float(values[n]) for n in TARGETS if values[n] is not None}
 
 
 def enforce(

@@ -4,7 +4,7 @@ Every distinct candidate op at every shape it runs at in the child network (``na
 ``OpShape.key``, e.g. ``k5_e6|24>40|s2|32x32``) and the network's fixed part (the child with
 its searched ops stubbed out, key ``fixed|<space>|<input>|<digest>``) are built on the current
 device and timed in eval mode: ``warmup`` untimed forwards, then the median of ``repeats``
-synchronised forwards of a batch of ``batch`` (``nas/retrain/export.py``'s ``measure_latency``). The
+synchronised forwards of a batch of ``batch`` (``measure_latency``, which the export's timings use too). The
 file records the device, torch version, batch, threads and the spaces it covers, so a table is
 only ever read for what it measured (FBNet, Wu et al., CVPR 2019, sec. 3.2: a per-operator
 latency lookup table of the target device; ProxylessNAS, Cai et al., ICLR 2019, sec. 3.3).
@@ -14,17 +14,59 @@ from __future__ import annotations
 
 import json
 import platform
+import statistics
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from nas.hardware.costs import CostModel, LatencyTableError
-from nas.retrain.export import measure_latency
 
 LATENCY_FILE = "latency_table.json"
 TABLE_FORMAT = "oneshot-nas latency table"
 TABLE_VERSION = 1
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure_latency(
+    fn: Callable[[Any], Any],
+    x: Any,
+    device: torch.device | str = "cpu",
+    repeats: int = 20,
+    warmup: int = 5,
+    batch: int | None = None,
+) -> dict[str, Any]:
+    """Median wall time of ``fn(x)`` in milliseconds over ``repeats`` calls after ``warmup``.
+
+    Each call is synchronised with the device (CUDA), so the time is the forward's, not its
+    launch's. Returns ``latency_ms`` with what it was measured under.
+    """
+    device = torch.device(device)
+    with torch.no_grad():
+        for _ in range(warmup):
+            fn(x)
+        _sync(device)
+        times = []
+        for _ in range(max(1, repeats)):
+            start = time.perf_counter()
+            fn(x)
+            _sync(device)
+            times.append((time.perf_counter() - start) * 1e3)
+    return {
+        "latency_ms": statistics.median(times),
+        "latency_min_ms": min(times),
+        "batch": batch if batch is not None else int(x.shape[0]),
+        "repeats": len(times),
+        "warmup": warmup,
+        "threads": torch.get_num_threads(),
+        "device": str(device),
+    }
 
 
 def device_name(device: torch.device) -> str:

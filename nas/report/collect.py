@@ -46,18 +46,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from nas.core.genotype import Genotype, GenotypeError, NB201Genotype, load_genotype
+from nas.core.genotype import (
+    GenotypeBase,
+    GenotypeError,
+    count_op,
+    genotype_from_text,
+    load_genotype,
+)
 from nas.report import collect_wandb
-
-try:
-    from nas.core.genotype import count_op
-except ImportError:  # checkouts older than the shared helper
-
-    def count_op(genotype: Genotype | NB201Genotype, op: str) -> int:
-        """How many kept edges of the genotype (all its cells) carry ``op``."""
-        if isinstance(genotype, NB201Genotype):
-            return sum(name == op for node in genotype.nodes for name, _ in node)
-        return sum(name == op for name, _ in (*genotype.normal, *genotype.reduce))
 
 
 class Metric(NamedTuple):
@@ -135,16 +131,14 @@ class Group:
         return [j.metrics[key] for j in self.jobs if key in j.metrics]
 
 
-def parse_genotype(job_dir: Path, summary: dict[str, Any]) -> Genotype | NB201Genotype | None:
+def parse_genotype(job_dir: Path, summary: dict[str, Any]) -> GenotypeBase | None:
     """The job's genotype from its ``genotype.json``, else from the summary's text form."""
     text = summary.get("genotype")
     try:
         if (job_dir / "genotype.json").is_file():
             return load_genotype(job_dir / "genotype.json")
-        if isinstance(text, str) and text.startswith("|"):
-            return NB201Genotype.from_text(text)
         if isinstance(text, str):
-            return Genotype.from_text(text, space=summary.get("space") or "darts")
+            return genotype_from_text(text, summary.get("space") or None)
     except (GenotypeError, ValueError):
         pass
     return None
@@ -155,10 +149,10 @@ def config_overrides(job_dir: Path) -> tuple[tuple[str, ...], int | None]:
     path = job_dir / ".hydra" / "overrides.yaml"
     if not path.is_file():
         return (), None
-    from omegaconf import OmegaConf
+    import yaml  # Hydra's record of the job, plain YAML: no OmegaConf below nas.run
 
     kept, seed = [], None
-    for item in OmegaConf.to_container(OmegaConf.load(path)) or []:
+    for item in yaml.safe_load(path.read_text()) or []:
         key, _, value = str(item).partition("=")
         key = key.lstrip("+~")
         if key == "seed":
@@ -180,7 +174,7 @@ def read_job(job_dir: Path) -> Job:
         if isinstance(summary.get(m.key), (int, float)) and not isinstance(summary[m.key], bool)
     }
     genotype = parse_genotype(job_dir, summary)
-    if isinstance(genotype, (Genotype, NB201Genotype)):  # cell spaces; mbconv has no skip op
+    if genotype is not None and "skip_connect" in genotype.known_ops:  # spaces with a skip op
         metrics["skip_count"] = float(count_op(genotype, "skip_connect"))
     text = str(genotype) if genotype is not None else summary.get("genotype")
     if isinstance(summary.get("seed"), int):

@@ -36,10 +36,10 @@ def _job_logger(job_dir: Path) -> dict[str, Any] | None:
     path = job_dir / ".hydra" / "config.yaml"
     if not path.is_file():
         return None
-    from omegaconf import OmegaConf
+    import yaml  # Hydra's record of the job, plain YAML: no OmegaConf below nas.run
 
     try:
-        logger = OmegaConf.to_container(OmegaConf.load(path)).get("logger")
+        logger = yaml.safe_load(path.read_text()).get("logger")
     except Exception:  # noqa: BLE001 - an unreadable config only means: no W&B settings known
         return None
     return logger if isinstance(logger, dict) else None

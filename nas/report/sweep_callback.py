@@ -16,6 +16,10 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from nas.core.log import get_logger
+
+log = get_logger(__name__)
+
 
 class CollectSweep(Callback):
     """``on_multirun_end``: ``nas.report.collect.collect`` on ``hydra.sweep.dir``."""
@@ -35,8 +39,8 @@ class CollectSweep(Callback):
         from nas.report.collect import CollectError, collect
 
         root = Path(str(config.hydra.sweep.dir))
-        print(f"[oneshot-nas] collecting the sweep {root} (collect.enabled=false to skip)")
+        log.info(f"collecting the sweep {root} (collect.enabled=false to skip)")
         try:
             collect(root, None, settings.metric, settings.cost, settings.wandb)
         except CollectError as err:
-            print(f"[oneshot-nas] the sweep was not collected: {err}")
+            log.warning(f"the sweep was not collected: {err}")

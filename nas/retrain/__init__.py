@@ -1,2 +1,1 @@
-"""Training a genotype's child network from scratch (``module``) and exporting it (``export``).
-"""
+"""Training a genotype's child network from scratch (``module``) and exporting it (``export``)."""

@@ -22,17 +22,23 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import statistics
-import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from nas.core.io import atomic_write_json
+from nas.core.log import get_logger
+from nas.hardware.latency import measure_latency
+
+log = get_logger(__name__)
+
+if TYPE_CHECKING:
+    from nas.data.config import DataConfig
 
 TORCHSCRIPT_FILE = "model.pt"
 ONNX_FILE = "model.onnx"
@@ -44,8 +50,27 @@ CHECK_BATCH = 2  # the fixed random batch each export is compared on
 CHECK_SEED = 0
 
 
-def _log(msg: str) -> None:
-    print(f"[oneshot-nas] {msg}", flush=True)
+@dataclass
+class ExportConfig:
+    """The ``export`` settings: which files, how closely checked, how timed.
+
+    After retraining (``stage=retrain``, ``pipeline``) the child network in eval mode is
+    written as ``model.pt`` (TorchScript) and ``model.onnx``, with ``model.json`` (input shape,
+    mean/std, classes, genotype); each is checked against PyTorch's outputs and timed.
+    ``torchscript`` / ``onnx``: true (export; a failure fails the run, after the checkpoint and
+    summary.json are written), false (no export) or auto (export if possible; a failure is
+    reported, not fatal; ONNX only when its packages are installed). Typed ``Any`` for the
+    string ``auto`` (``nas.run.schema`` registers this dataclass; OmegaConf has no unions);
+    ``check_config`` validates before training. ``stage=profile`` times the eager network with
+    the same latency settings.
+    """
+
+    torchscript: Any = "auto"  # model.pt (torch.jit.trace of the eval-mode network)
+    onnx: Any = False  # model.onnx (dynamic batch axis; needs pip install -e '.[onnx]')
+    atol: float = 1e-4  # max |export - PyTorch| on a fixed random batch before it counts as failed
+    latency_batch: int = 1  # batch size of the latency measurement
+    latency_repeats: int = 20  # timed forwards (median reported); 0 = no latency
+    latency_warmup: int = 5  # untimed forwards first
 
 
 class LogitsOnly(nn.Module):
@@ -108,9 +133,9 @@ def onnx_available() -> bool:
     return True
 
 
-def mode(cfg_export: Mapping, fmt: str) -> bool | str:
+def mode(settings: ExportConfig, fmt: str) -> bool | str:
     """The ``export.<fmt>`` setting: True (required), False (off) or ``"auto"``."""
-    value = cfg_export.get(fmt, False)
+    value = getattr(settings, fmt)  # fmt: one of FORMATS, each a field
     if isinstance(value, str) and value.lower() in ("true", "false"):
         value = value.lower() == "true"
     if value not in MODES or (isinstance(value, int) and not isinstance(value, bool)):
@@ -121,74 +146,34 @@ def mode(cfg_export: Mapping, fmt: str) -> bool | str:
     return value
 
 
-def check_config(cfg_export: Mapping) -> None:
+def check_config(settings: ExportConfig) -> None:
     """Fails before training on a bad ``export`` block, or on ``export.onnx=true`` without
     the ONNX packages, rather than after hours of retraining."""
-    modes = {fmt: mode(cfg_export, fmt) for fmt in FORMATS}
+    modes = {fmt: mode(settings, fmt) for fmt in FORMATS}
     if modes["onnx"] is True and not onnx_available():
         raise ValueError(
             "export.onnx=true needs the packages onnx, onnxscript and onnxruntime: "
             f"{ONNX_INSTALL} (or export.onnx=false / auto)."
         )
     for key, low in (("latency_batch", 1), ("latency_repeats", 0), ("latency_warmup", 0)):
-        value = cfg_export.get(key, low)
+        value = getattr(settings, key)
         if not isinstance(value, int) or value < low:
             raise ValueError(f"export.{key}={value!r} must be an int >= {low}.")
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def measure_latency(
-    fn: Callable[[Any], Any],
-    x: Any,
-    device: torch.device | str = "cpu",
-    repeats: int = 20,
-    warmup: int = 5,
-    batch: int | None = None,
-) -> dict[str, Any]:
-    """Median wall time of ``fn(x)`` in milliseconds over ``repeats`` calls after ``warmup``.
-
-    Each call is synchronised with the device (CUDA), so the time is the forward's, not its
-    launch's. Returns ``latency_ms`` with what it was measured under.
-    """
-    device = torch.device(device)
-    with torch.no_grad():
-        for _ in range(warmup):
-            fn(x)
-        _sync(device)
-        times = []
-        for _ in range(max(1, repeats)):
-            start = time.perf_counter()
-            fn(x)
-            _sync(device)
-            times.append((time.perf_counter() - start) * 1e3)
+def latency_settings(settings: ExportConfig) -> dict[str, int]:
     return {
-        "latency_ms": statistics.median(times),
-        "latency_min_ms": min(times),
-        "batch": batch if batch is not None else int(x.shape[0]),
-        "repeats": len(times),
-        "warmup": warmup,
-        "threads": torch.get_num_threads(),
-        "device": str(device),
-    }
-
-
-def latency_settings(cfg_export: Mapping) -> dict[str, int]:
-    return {
-        "batch": int(cfg_export.get("latency_batch", 1)),
-        "repeats": int(cfg_export.get("latency_repeats", 20)),
-        "warmup": int(cfg_export.get("latency_warmup", 5)),
+        "batch": int(settings.latency_batch),
+        "repeats": int(settings.latency_repeats),
+        "warmup": int(settings.latency_warmup),
     }
 
 
 def eager_latency(
-    model: nn.Module, input_shape: list[int], cfg_export: Mapping, device: torch.device | str
+    model: nn.Module, input_shape: list[int], settings: ExportConfig, device: torch.device | str
 ) -> dict[str, Any]:
     """Latency of the child network's eval-mode PyTorch forward (``stage=profile``)."""
-    s = latency_settings(cfg_export)
+    s = latency_settings(settings)
     net = deployable(model).to(device)
     x = torch.randn(s["batch"], *input_shape, device=device)
     result = measure_latency(net, x, device, s["repeats"], s["warmup"])
@@ -272,7 +257,7 @@ def _torchscript_entry(
             entry.update(measure_latency(loaded, batch, device, s["repeats"], s["warmup"]))
         except Exception as err:  # noqa: BLE001
             entry["latency_error"] = f"on {device}: {type(err).__name__}: {err}"
-            _log(f"warning: TorchScript latency not measured ({entry['latency_error']})")
+            log.warning(f"warning: TorchScript latency not measured ({entry['latency_error']})")
     return entry
 
 
@@ -300,7 +285,7 @@ def _onnx_entry(
     return entry
 
 
-def sidecar(data_cfg: Mapping, genotype: Any, space: str, files: dict[str, str]) -> dict[str, Any]:
+def sidecar(data: DataConfig, genotype: Any, space: str, files: dict[str, str]) -> dict[str, Any]:
     """What a user needs to run the exported files: the input and, under ``preprocessing``,
     the exact recipe from the dataset's raw files to that input (``nas.data.datasets``)."""
     from nas.data.datasets import preprocessing
@@ -309,13 +294,13 @@ def sidecar(data_cfg: Mapping, genotype: Any, space: str, files: dict[str, str])
         "files": files,
         "space": space,
         "genotype": str(genotype),
-        "input_shape": list(data_cfg["input_shape"]),
+        "input_shape": list(data.input_shape),
         "input": "float32 NCHW batch [N, *input_shape] (any N), made from raw images by "
         "`preprocessing.formula`",
-        "preprocessing": preprocessing(data_cfg),
-        "num_classes": int(data_cfg["num_classes"]),
+        "preprocessing": preprocessing(data),
+        "num_classes": int(data.num_classes),
         "output": "logits [N, num_classes] (softmax for probabilities)",
-        "dataset": data_cfg.get("name"),
+        "dataset": data.name,
         "torch": torch.__version__,
         "usage": {
             "torchscript": "torch.jit.load('model.pt')(x)",
@@ -330,14 +315,14 @@ def load_sidecar(path: str | Path) -> dict[str, Any]:
 
 def export_child(
     model: nn.Module,
-    cfg_export: Mapping,
-    data_cfg: Mapping,
+    settings: ExportConfig,
+    data: DataConfig,
     run_dir: Path,
     genotype: Any,
     space: str,
     device: torch.device | str = "cpu",
 ) -> dict[str, Any]:
-    """Exports a retrained child network in every format ``cfg_export`` turns on.
+    """Exports a retrained child network in every format ``settings`` turns on.
 
     Returns the summary fields: ``export`` (per format: file, ``max_abs_diff``, latency, or the
     ``error`` and whether the format was ``required``; the sidecar file), and ``latency_ms`` /
@@ -345,9 +330,9 @@ def export_child(
     the PyTorch model's). Never raises for a failed export: ``failed_required`` tells.
     """
     device = torch.device(device)
-    s = latency_settings(cfg_export)
-    atol = float(cfg_export.get("atol", 1e-4))
-    input_shape = list(data_cfg["input_shape"])
+    s = latency_settings(settings)
+    atol = float(settings.atol)
+    input_shape = list(data.input_shape)
     net = deployable(model)
     x = check_batch(input_shape)
     with torch.no_grad():
@@ -357,7 +342,7 @@ def export_child(
     exporters["onnx"] = (_onnx_entry, ONNX_FILE)
     export: dict[str, Any] = {}
     for fmt in FORMATS:
-        setting = mode(cfg_export, fmt)
+        setting = mode(settings, fmt)
         if setting is False:
             continue
         if fmt == "onnx" and setting == "auto" and not onnx_available():
@@ -369,7 +354,7 @@ def export_child(
         path = run_dir / name
         try:
             export[fmt] = build(net, x, ref, path, device, s, atol)
-            _log(
+            log.info(
                 f"exported {fmt}: {path} (max |diff| vs PyTorch {export[fmt]['max_abs_diff']:.2g}"
                 + (f", {export[fmt]['latency_ms']:.3g} ms at batch {s['batch']} on "
                    f"{export[fmt]['device']})" if "latency_ms" in export[fmt] else ")")
@@ -379,14 +364,15 @@ def export_child(
             why = f"{type(err).__name__}: {err}".strip()
             export[fmt] = {"error": why, "required": setting is True}
             level = "ERROR" if setting is True else "warning"
-            _log(
+            log.log(
+                logging.ERROR if setting is True else logging.WARNING,
                 f"{level}: {fmt} export failed ({why}); the trained model is kept in "
-                f"{run_dir / 'checkpoints' / 'retrain'}"
+                f"{run_dir / 'checkpoints' / 'retrain'}",
             )
     files = {f: Path(e["file"]).name for f, e in export.items() if "file" in e}
     if files:
         path = run_dir / SIDECAR_FILE
-        atomic_write_json(path, sidecar(data_cfg, genotype, space, files))
+        atomic_write_json(path, sidecar(data, genotype, space, files))
         export["sidecar"] = str(path)
     fields: dict[str, Any] = {"export": export}
     timed = export.get("torchscript", {})

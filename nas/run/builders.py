@@ -2,51 +2,102 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from pathlib import Path
 
 import lightning as L
 import torch
-from hydra.utils import instantiate
+from hydra.utils import instantiate as hydra_instantiate
 from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from omegaconf import DictConfig, OmegaConf
 
+from nas.core.checkpoints import LAST, AtomicCheckpointIO
 from nas.core.genotype import Genotype
+from nas.core.log import get_logger
 from nas.core.lr_schedules import WarmupThenCosine
+from nas.core.rng import RNGState
 from nas.data.modules import RetrainDataModule, SearchDataModule
+from nas.hardware.costs import CostModel, build_cost_model
 from nas.retrain.module import RetrainModule
-from nas.run.checkpointing import LAST, AtomicCheckpointIO, RunCheckpoint, describe
+from nas.run.checkpointing import RunCheckpoint, describe
 from nas.run.console import progress_bar
-from nas.run.guards import NonFiniteGuard, RNGState
+from nas.run.devices import channels_last, runs_on_cpu
+from nas.run.guards import NonFiniteGuard
 from nas.run.resume import ConfigStamp, check_checkpoint, resolve_checkpoint, run_identity
 from nas.run.resume_logs import ContinueLogs
+from nas.run.settings import child_size, data_settings, diagnostics_settings
 from nas.search.module import SearchModule
 from nas.search.report import SearchReport
 from nas.strategies import Strategy
 from nas.strategies.arch_grad import SecondOrder
+from nas.strategies.samplers import SAMPLERS, Sampler, build_sampler
 from supernet.kernels import check_triton_runs
 from supernet.mixed import compile_candidates
-from supernet.spaces import build_space
+from supernet.spaces import SPACES, build_space, space_defaults
 from supernet.spaces.base import SearchSpace
+
+log = get_logger(__name__)
+
+
+def instantiate(node: DictConfig):
+    """The object a ``_target_`` node names, its nested arguments plain lists and dicts (Adam's
+    betas, a pruning schedule): the rooms below ``nas.run`` never hold an OmegaConf container."""
+    return hydra_instantiate(node, _convert_="all")
 
 
 def space_from_config(cfg: DictConfig) -> SearchSpace:
     options = OmegaConf.to_container(cfg.search_space, resolve=True)
     name = options.pop("name")
+    options = without_unset_foreign_keys(cfg.search_space, name, options)
     return build_space(name, list(cfg.data.input_shape), cfg.data.num_classes, **options)
+
+
+def without_unset_foreign_keys(node: DictConfig, name: str, options: dict) -> dict:
+    """``options`` less the keys space ``name`` does not take that are at the schema's default:
+    the typed ``search_space`` node holds every space's keys, and one a space's YAML leaves out
+    is not the user's choice. (Any other foreign key reaches ``build_space``, which refuses it
+    by name.)"""
+    schema = OmegaConf.get_type(node)
+    if name not in SPACES or not dataclasses.is_dataclass(schema):
+        return options
+    defaults = {f.name: f.default for f in dataclasses.fields(schema)}
+    taken = space_defaults(name)
+    return {k: v for k, v in options.items() if k in taken or k not in defaults or v != defaults[k]}
 
 
 def strategy_from_config(cfg: DictConfig) -> Strategy:
     s = cfg.strategy
     return Strategy(
         name=s.name,
-        sampler=instantiate(s.sampler),
+        sampler=sampler_from_config(s.sampler),
         arch_grad=None if s.arch_grad is None else instantiate(s.arch_grad),
         selection=s.selection,
         regularizers=[instantiate(r) for r in s.regularizers],
         modifiers=[instantiate(m) for m in s.modifiers],
         selector=None if s.selector is None else instantiate(s.selector),
     )
+
+
+def sampler_from_config(node: DictConfig) -> Sampler:
+    """``strategy.sampler``: a ``_target_`` class path, or ``name`` of a sampler registered with
+    ``nas.strategies.samplers.register_sampler`` plus its options."""
+    if "_target_" in node and "name" in node:
+        raise ValueError(
+            f"strategy.sampler has both _target_={node._target_!r} and name={node.name!r}: "
+            "give one. A strategy that names a registered sampler cannot inherit a _target_ "
+            "sampler (Hydra merges the two nodes): state its components itself instead of "
+            "defaults: [darts]."
+        )
+    if "_target_" in node:
+        return instantiate(node)
+    options = OmegaConf.to_container(node, resolve=True)
+    if "name" not in options:
+        raise ValueError(
+            f"strategy.sampler={options!r} names no sampler: give name (one of "
+            f"{', '.join(sorted(SAMPLERS))}) or a _target_ class path."
+        )
+    return build_sampler(options.pop("name"), **options)
 
 
 def search_module(cfg: DictConfig, space: SearchSpace) -> SearchModule:
@@ -78,18 +129,16 @@ def search_module(cfg: DictConfig, space: SearchSpace) -> SearchModule:
         cuda_graph=cfg.cuda_graph and static_path,
     )
     if cfg.compile and not static_path:
-        print(
-            f"[oneshot-nas] compile=true: the supernet of strategy={cfg.strategy.name} stays eager: "
+        log.info(
+            f"compile=true: the supernet of strategy={cfg.strategy.name} stays eager: "
             "its sampler runs different ops every forward pass, and a compiled graph would "
-            "recompile for each choice. The retrained network is compiled.",
-            flush=True,
+            "recompile for each choice. The retrained network is compiled."
         )
     if cfg.cuda_graph and not static_path:
-        print(
-            f"[oneshot-nas] cuda_graph=true: strategy={cfg.strategy.name} samples a different "
+        log.info(
+            f"cuda_graph=true: strategy={cfg.strategy.name} samples a different "
             "path every forward pass, which a captured graph cannot follow; its supernet runs "
-            "eager.",
-            flush=True,
+            "eager."
         )
     lean(cfg, module.supernet, compile_ok=static_path)
     if (
@@ -98,18 +147,17 @@ def search_module(cfg: DictConfig, space: SearchSpace) -> SearchModule:
         and cfg.compile_scope == "edge"
         and getattr(space, "group_edges", False)
     ):
-        print(
-            "[oneshot-nas] compile=true, compile_scope=edge: each edge's candidates run compiled, "
+        log.info(
+            "compile=true, compile_scope=edge: each edge's candidates run compiled, "
             "on their own; search_space.group_edges groups edges only on the eager path. "
             "Partial-channel edges (PC-DARTS) stay eager and grouped: they gain nothing from "
-            "compiling.",
-            flush=True,
+            "compiling."
         )
     return module
 
 
 def search_data(cfg: DictConfig) -> SearchDataModule:
-    data = SearchDataModule(cfg.data, batch_size=cfg.strategy.batch_size, seed=cfg.seed)
+    data = SearchDataModule(data_settings(cfg), batch_size=cfg.strategy.batch_size, seed=cfg.seed)
     data.channels_last = channels_last(cfg)
     return data
 
@@ -157,30 +205,6 @@ def check_cuda_graph_strategy(cfg: DictConfig, strategy: Strategy) -> None:
         )
 
 
-def channels_last(cfg: DictConfig) -> bool:
-    """``channels_last``: true, false, or auto (true where the run is on the CPU: oneDNN's NHWC
-    convolutions made a first-order search step 1.46x faster and a second-order one 1.48x on
-    2 cores; false on a GPU, where NHWC measured 8-15% slower, experiments/bench/README.md)."""
-    value = cfg.channels_last
-    if value == "auto":
-        return runs_on_cpu(cfg)
-    if isinstance(value, bool):
-        return value
-    raise ValueError(
-        f"Unknown channels_last={value!r}. Valid choices are: true, false, auto (NHWC on the "
-        "CPU, NCHW on a GPU)."
-    )
-
-
-def runs_on_cpu(cfg: DictConfig) -> bool:
-    """Whether Lightning will put this run on the CPU (``trainer.accelerator``; ``auto`` picks a
-    GPU when one is present)."""
-    accelerator = str(cfg.trainer.get("accelerator", "auto"))
-    if accelerator == "auto":
-        return not (torch.cuda.is_available() or torch.backends.mps.is_available())
-    return accelerator == "cpu"
-
-
 def lean(cfg: DictConfig, net: torch.nn.Module, compile_ok: bool = True) -> torch.nn.Module:
     """Applies the speed options in place: channels_last memory format, torch.compile."""
     if channels_last(cfg):
@@ -202,73 +226,44 @@ def lean(cfg: DictConfig, net: torch.nn.Module, compile_ok: bool = True) -> torc
 
 def retrain_data(cfg: DictConfig) -> RetrainDataModule:
     r = cfg.retrain
-    data = RetrainDataModule(cfg.data, batch_size=r.batch_size, seed=cfg.seed, cutout=r.cutout)
+    data = RetrainDataModule(
+        data_settings(cfg), batch_size=r.batch_size, seed=cfg.seed, cutout=r.cutout
+    )
     data.channels_last = channels_last(cfg)
     return data
 
 
-def child_size(cfg: DictConfig) -> tuple[int, int]:
-    """The child network's (C, layers): the retrain recipe's, or, where it leaves them null
-    (``retrain=nb201``), the search space's (NAS-Bench-201 trains the benchmark's own C=16,
-    N=5 network, the one it searches)."""
-    r, ss = cfg.retrain, cfg.search_space
-    return (ss.C if r.C is None else r.C), (ss.layers if r.layers is None else r.layers)
-
-
-# A CIFAR-style child network (one stride-1 stem) on larger images than this is a config
-# mistake (e.g. data=imagenet with the default retrain recipe), not a smaller ImageNet model.
-CIFAR_NETWORK_MAX_SIDE = 64
-
-
-def check_child_network(cfg: DictConfig) -> None:
-    """Refuses a child network that does not fit the data, naming both choices."""
+def check_child_network(cfg: DictConfig, space: SearchSpace) -> None:
+    """Refuses a child network that does not fit the data, naming both choices
+    (``SearchSpace.child_networks``, ``SearchSpace.child_input_error``)."""
     network = cfg.retrain.get("network", "cifar")
-    side = max(cfg.data.input_shape[1:])
-    if cfg.search_space.name == "mbconv":  # the space's layout sets the resolution
-        if cfg.search_space.get("layout", "cifar") == "cifar" and side > CIFAR_NETWORK_MAX_SIDE:
-            raise ValueError(
-                f"search_space=mbconv with layout=cifar (one stride-1 stem for 32x32 images) "
-                f"on data={cfg.data.name}'s {side}x{side} images: use "
-                "search_space.layout=imagenet_mobile (ProxylessNAS' 224x224 stages)."
-            )
-        return
-    if network == "cifar" and side > CIFAR_NETWORK_MAX_SIDE:
+    if network not in space.child_networks:
         raise ValueError(
-            f"retrain={cfg.retrain.name} builds a CIFAR-style network (retrain.network=cifar, one "
-            f"stride-1 stem for 32x32 images), but data={cfg.data.name} has "
-            f"{side}x{side} images. Use the ImageNet recipe (retrain=darts_imagenet: DARTS' "
-            "NetworkImageNet, C=48, 14 cells, three stride-2 stems) or set "
-            "retrain.network=imagenet."
+            f"Unknown retrain.network={network!r} for search_space={space.name}; valid: "
+            f"{', '.join(space.child_networks)}."
         )
+    side = max(cfg.data.input_shape[1:])
+    problem = space.child_input_error(network, side, cfg.data.name, cfg.retrain.name)
+    if problem is not None:
+        raise ValueError(problem)
 
 
 def child_network(cfg: DictConfig, space: SearchSpace, genotype: Genotype):
-    """The space's child network (``retrain.network=cifar``) or, for the DARTS space, the
-    ImageNet-mobile network (``retrain.network=imagenet``: three stride-2 stems, 224x224)."""
+    """The space's child network of ``retrain.network`` (``cifar``; the DARTS space also
+    ``imagenet``: DARTS' NetworkImageNet) at the retrain recipe's sizes."""
     r = cfg.retrain
-    network = r.get("network", "cifar")
     C, layers = child_size(cfg)
-    check_child_network(cfg)
-    if network == "cifar":
-        return space.build_child(genotype, C=C, layers=layers, auxiliary=r.auxiliary)
-    if network == "imagenet":
-        if space.name != "darts":
-            raise ValueError(
-                f"retrain.network=imagenet builds DARTS' NetworkImageNet; search_space={space.name!r} "
-                "has no ImageNet network. Use retrain.network=cifar."
-            )
-        from supernet.spaces.darts_imagenet import DartsImageNetNetwork
+    check_child_network(cfg, space)
+    return space.build_child(
+        genotype, network=r.get("network", "cifar"), C=C, layers=layers, auxiliary=r.auxiliary
+    )
 
-        space.validate_genotype(genotype, check_ops=False)
-        return DartsImageNetNetwork(
-            genotype,
-            list(cfg.data.input_shape),
-            cfg.data.num_classes,
-            C=C,
-            layers=layers,
-            auxiliary=r.auxiliary,
-        )
-    raise ValueError(f"Unknown retrain.network={network!r}; valid: cifar, imagenet.")
+
+def config_cost_model(cfg: DictConfig, space: SearchSpace) -> CostModel:
+    """Cost tables of the child the run retrains (``retrain`` C / layers / network)."""
+    return build_cost_model(
+        space, lambda g: child_network(cfg, space, g), list(cfg.data.input_shape)
+    )
 
 
 def retrain_module(cfg: DictConfig, model) -> RetrainModule:
@@ -366,11 +361,11 @@ def resume_checkpoint(cfg: DictConfig, run_dir: Path, stage: str) -> str | None:
     if path is None:
         if cfg.get("resume") == "auto":
             where = run_dir / "checkpoints" / stage / LAST
-            print(f"[oneshot-nas] {stage}: resume=auto found no checkpoint ({where}); "
-                  "starting from the beginning", flush=True)  # fmt: skip
+            log.info(f"{stage}: resume=auto found no checkpoint ({where}); "
+                     "starting from the beginning")  # fmt: skip
         return None
     check_checkpoint(path, cfg, stage)
-    print(f"[oneshot-nas] {stage}: resuming from {path} ({describe(path)})", flush=True)
+    log.info(f"{stage}: resuming from {path} ({describe(path)})")
     return str(path)
 
 
@@ -379,5 +374,6 @@ def search_report(cfg: DictConfig, run_dir: Path) -> SearchReport:
     ``diagnostics.hessian_every`` > 0) are callbacks listed before it."""
     from nas.search.hessian import hessian_callback
 
-    extras = [c for c in (hessian_callback(cfg),) if c is not None]
+    diagnostic = hessian_callback(diagnostics_settings(cfg), cfg.seed, compiled=cfg.compile)
+    extras = [c for c in (diagnostic,) if c is not None]
     return SearchReport(run_dir, images=cfg.logger.alpha_images, extras=extras)

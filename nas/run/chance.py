@@ -33,20 +33,19 @@ import lightning as L
 import torch
 from omegaconf import DictConfig
 
-from nas.core.genotype import DARTS_STYLE_SPACES, PARAM_FREE_OPS, Genotype, kept_edges
+from nas.core.genotype import PARAM_FREE_OPS, Genotype, kept_edges
+from nas.core.log import get_logger
 from nas.run import builders
 from nas.strategies.samplers.uniform import arch_alphas, sample_arch
 from nas.strategies.selection import select
 from supernet.spaces.base import SearchSpace
 
+log = get_logger(__name__)
+
 # Offset of the random cells' generator from the run's seed (other seeded streams use theirs).
 SEED_OFFSET = 104729
 # Draws before giving up on a genotype distinct from the found one and the earlier ones.
 MAX_DRAWS = 1000
-
-
-def _log(msg: str) -> None:
-    print(f"[oneshot-nas] {msg}", flush=True)
 
 
 def free_counts(genotype: Genotype) -> dict[str, int]:
@@ -60,7 +59,7 @@ def free_counts(genotype: Genotype) -> dict[str, int]:
 def random_genotypes(space: SearchSpace, found: Genotype, n: int, seed: int) -> list[Genotype]:
     """``n`` distinct random genotypes of ``space`` with ``found``'s parameter-free op count per
     cell type (module docstring); the same ``seed`` gives the same list."""
-    if space.name not in DARTS_STYLE_SPACES:
+    if not issubclass(space.genotype_type, Genotype):
         raise ValueError(
             f"chance.cells > 0 compares DARTS-style cells; search_space={space.name!r} is not "
             "one. Set chance.cells=0."
@@ -137,25 +136,24 @@ def train_random_cell(cfg: DictConfig, run_dir: Path, space: SearchSpace, genoty
 
 
 def compare(
-    cfg: DictConfig, run_dir: Path, found: Genotype, found_acc: float | None
+    cfg: DictConfig, run_dir: Path, space: SearchSpace, found: Genotype, found_acc: float | None
 ) -> dict[str, Any]:
-    """``chance.cells`` random cells trained like the found one: the ``chance`` summary field
-    (empty when ``chance.cells`` is 0)."""
+    """``chance.cells`` random cells of the run's ``space`` trained like the found one: the
+    ``chance`` summary field (empty when ``chance.cells`` is 0)."""
     n = cfg.get("chance", {}).get("cells", 0)
     if not n:
         return {}
     start = time.perf_counter()
-    space = builders.space_from_config(cfg)
     genotypes = random_genotypes(space, found, n, cfg.seed)
-    _log(f"chance: training {n} random cells with {free_counts(found)} parameter-free ops, "
-         f"{cfg.retrain.epochs} epochs each")  # fmt: skip
+    log.info(f"chance: training {n} random cells with {free_counts(found)} parameter-free ops, "
+             f"{cfg.retrain.epochs} epochs each")  # fmt: skip
     params, accs = [], []
     for i, genotype in enumerate(genotypes, start=1):
         p, acc = train_random_cell(cfg, run_dir, space, genotype, i)
         params.append(p)
         accs.append(acc)
         shown = "none (no test run)" if acc is None else f"{100 * acc:.2f}%"
-        _log(f"chance: random cell {i}/{n}: {p:,} params, test accuracy {shown}")
+        log.info(f"chance: random cell {i}/{n}: {p:,} params, test accuracy {shown}")
     fields = {
         "cells": n,
         "param_free_ops": free_counts(found),
@@ -169,5 +167,5 @@ def compare(
         fields["verdict"] = verdict(found_acc, accs)
     else:
         fields["verdict"] = "no test accuracy to compare (no test run)"
-    _log(f"chance: {fields['verdict']}")
+    log.info(f"chance: {fields['verdict']}")
     return {"chance": fields}

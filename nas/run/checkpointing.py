@@ -17,62 +17,21 @@ epochs), because ``RunCheckpoint`` writes ``last.ckpt``:
 
 Lightning's ``ModelCheckpoint(save_last=True, save_top_k=0)`` writes ``last.ckpt`` only when a
 top-k checkpoint was saved in the same step (Lightning 2.6), i.e. only at the end of the fit:
-hence this callback. ``AtomicCheckpointIO`` writes every checkpoint (also ``trainer.save_checkpoint``)
-to a temporary file that is flushed and renamed into place, so a crash during a write leaves
-the previous checkpoint loadable.
+hence this callback. ``nas.core.checkpoints.AtomicCheckpointIO`` writes every checkpoint (also
+``trainer.save_checkpoint``) to a temporary file that is flushed and renamed into place, so a
+crash during a write leaves the previous checkpoint loadable.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
-from typing import Any
 
 import lightning as L
 import torch
-from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Checkpoint
 
-from nas.core.io import current_umask
-
-LAST = "last.ckpt"
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """``torch.save`` to ``.<name>.tmp`` beside the target, ``fsync``, then ``os.replace``."""
-
-    def save_checkpoint(
-        self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
-    ) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            with open(tmp, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o666 & ~current_umask())
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Makes the rename itself durable (a power cut after ``os.replace`` keeps the new file)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+from nas.core.checkpoints import LAST
 
 
 class RunCheckpoint(Checkpoint):
@@ -154,7 +113,9 @@ class RunCheckpoint(Checkpoint):
         # A fit that ends away from an epoch end without a SIGTERM (max_time); not a resumed
         # fit that was already finished (nothing new to write).
         resumed_finished = self.saved_step is None and self.path.is_file()
-        if not (self.stopped_mid_epoch or resumed_finished or self.saved_step == trainer.global_step):
+        if not (
+            self.stopped_mid_epoch or resumed_finished or self.saved_step == trainer.global_step
+        ):
             self.save(trainer)
 
 

@@ -21,6 +21,9 @@ import lightning as L
 from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
 from omegaconf import DictConfig
 
+from nas.run.devices import channels_last, runs_on_cpu
+from nas.run.settings import child_size
+
 # logged key -> name on the bar, per phase (``trainer`` stage argument of builders.trainer):
 # the name is the logged key's last part, so a number on the console is found under that
 # name in every logger, the CSV and summary.json.
@@ -186,8 +189,6 @@ def quiet_lightning() -> None:
 def device_text(cfg: DictConfig) -> str:
     import torch
 
-    from nas.run.builders import runs_on_cpu
-
     if runs_on_cpu(cfg):
         from nas.run.threads import describe
 
@@ -201,14 +202,14 @@ def device_text(cfg: DictConfig) -> str:
 def banner(cfg: DictConfig, run_dir) -> str:
     """The composed choices of a run, one per line."""
     ss, r, t = cfg.search_space, cfg.retrain, cfg.trainer
-    from nas.run.builders import channels_last, child_size
+    from supernet.spaces import space_class
 
     stage = cfg.stage.value
     lines = [f"oneshot-nas  stage={stage}  seed={cfg.seed}"]
     rows = [
         (
             "space",
-            f"{ss.name} (C={ss.C}, {ss.layers} {'cells per stage' if ss.name == 'nb201' else 'cells'}, {len(ss.ops)} ops)",
+            f"{ss.name} (C={ss.C}, {ss.layers} {space_class(ss.name).layers_unit}, {len(ss.ops)} ops)",
         )
     ]
     if stage in ("pipeline", "search", "discretize"):

@@ -3,21 +3,18 @@
 - ``NonFiniteGuard``: a non-finite α or weight stops the run with a clear message before the
   next checkpoint could save the broken state (the last good checkpoint stays);
 - the run's checkpoint (every epoch end, SIGTERM, atomic writes): ``nas/run/checkpointing.py``;
-- ``RNGState``: the global RNGs (torch, numpy, python: drop path, sampling) travel in checkpoints,
-  so a resumed run draws the same numbers as an uninterrupted one;
+- ``nas.core.rng.RNGState``: the global RNGs (torch, numpy, python: drop path, sampling) travel
+  in checkpoints, so a resumed run draws the same numbers as an uninterrupted one;
 - ``check_output_dir``: an unwritable or full output directory is reported at start.
 """
 
 from __future__ import annotations
 
-import random
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 
 
@@ -59,30 +56,6 @@ class NonFiniteGuard(L.Callback):
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         self._check(trainer, pl_module)
-
-
-class RNGState(L.Callback):
-    """Puts the global RNG states into checkpoints and restores them on resume."""
-
-    # Tensors, lists and ints only, so checkpoints load with torch.load(weights_only=True).
-    def state_dict(self) -> dict[str, Any]:
-        kind, keys, pos, has_gauss, gauss = np.random.get_state()
-        version, internal, gauss_next = random.getstate()
-        return {
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
-            "python": [version, list(internal), gauss_next],
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        torch.set_rng_state(state["torch"])
-        if state["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda"])
-        kind, keys, pos, has_gauss, gauss = state["numpy"]
-        np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-        version, internal, gauss_next = state["python"]
-        random.setstate((version, tuple(internal), gauss_next))
 
 
 def _last_checkpoint(trainer: L.Trainer) -> str | None:

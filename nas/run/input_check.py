@@ -1,37 +1,47 @@
 """The inputs of a run, checked before any data is read or any logger (a W&B run) is created.
 
 ``check_inputs`` builds or validates what can fail cheaply: unknown keys, epochs, the search
-space and its options, the strategy's components. A bad input then fails with one paragraph
-(``train.py``: exit status 2) and leaves nothing behind: no dataset download, no offline W&B
-run. The stages build the same objects again; these checks only make them fail first.
+space and its options, the data settings, the strategy's components. A bad input then fails
+with one paragraph (``train.py``: exit status 2) and leaves nothing behind: no dataset
+download, no offline W&B run. The search space it builds is the run's (the stages take it);
+the other objects the stages build again: these checks only make them fail first.
 """
 
 from __future__ import annotations
 
 from omegaconf import DictConfig
 
+from nas.data.config import validate_data_config
+from nas.estimate import build_estimator
 from nas.retrain import export
 from nas.run import builders
 from nas.run.progressive_depth import check_stages
 from nas.run.schema import check_known_keys
+from nas.run.settings import data_settings, export_settings
+from supernet.spaces.base import SearchSpace
 
 SEARCH_STAGES = ("search", "pipeline")
 RETRAIN_STAGES = ("retrain", "pipeline")
 
 
-def check_inputs(cfg: DictConfig) -> None:
-    """Raises ValueError (naming the full key, the value and the valid choices) on a bad input."""
+def check_inputs(cfg: DictConfig) -> SearchSpace:
+    """Raises ValueError (naming the full key, the value and the valid choices) on a bad input;
+    returns the run's search space."""
     stage = cfg.stage.value
     check_known_keys(cfg)
     check_epochs(cfg, stage)
-    builders.space_from_config(cfg)
+    space = builders.space_from_config(cfg)
     if stage in SEARCH_STAGES:
         check_stages(cfg)
     if stage in (*SEARCH_STAGES, "discretize"):
         builders.strategy_from_config(cfg)
     if stage in RETRAIN_STAGES:
-        export.check_config(cfg.export)
-        builders.check_child_network(cfg)
+        export.check_config(export_settings(cfg))
+        builders.check_child_network(cfg, space)
+    validate_data_config(data_settings(cfg))  # the data modules check it again when built
+    for name in cfg.estimators:
+        build_estimator(name)  # an unknown name fails here, naming the registered ones
+    return space
 
 
 def check_epochs(cfg: DictConfig, stage: str) -> None:

@@ -37,21 +37,21 @@ from typing import Any
 
 import lightning as L
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from nas.core.checkpoints import differences
 from nas.core.io import atomic_write_json, read_json
+from nas.core.log import get_logger
 from nas.run import builders
-from nas.run.resume import differences, run_identity
+from nas.run.resume import run_identity
 from nas.run.resume_logs import ResumableCSVLogger
 from nas.search.report import SearchReport
 from nas.strategies.modifiers.op_pruning import ProgressivePruning
 
+log = get_logger(__name__)
+
 STAGES_FILE = "stages.json"
 STAGE_KEY = "progressive_depth"  # the checkpoint's stage record
-
-
-def _log(msg: str) -> None:
-    print(f"[oneshot-nas] {msg}", flush=True)
 
 
 def stage_name(index: int) -> str:
@@ -198,7 +198,9 @@ def fit_stages(
     run_dir = Path(run_dir)
     first, done, masks = _read_progress(cfg, run_dir)
     if first:
-        _log(f"search: stages 0-{first - 1} done ({run_dir / STAGES_FILE}); resuming stage {first}")
+        log.info(
+            f"search: stages 0-{first - 1} done ({run_dir / STAGES_FILE}); resuming stage {first}"
+        )
     module = trainer = data = None
     epochs = [stage_config(cfg, i).trainer.max_epochs for i in range(len(stages))]
     reports = [c for c in callbacks if isinstance(c, SearchReport)]
@@ -215,16 +217,16 @@ def fit_stages(
         pruning = pruning_modifier(module.strategy)
         pruning.masks = {c: m.clone() for c, m in masks.items()}
         module.arch.op_masks = dict(pruning.masks)
+        stage = OmegaConf.to_object(st)  # a DepthStage (nas.run.schema), not the config node
         for m in module.strategy.modifiers:
-            if hasattr(m, "set_stage"):
-                m.set_stage(i, st)
+            m.set_stage(i, stage)
         data = builders.search_data(scfg)
         stamp = StageStamp(i, len(stages), st.layers)
         trainer = builders.trainer(
             scfg, run_dir, stage_name(i), stage_logger, callbacks=[*callbacks, stamp]
         )
         ckpt = builders.resume_checkpoint(scfg, run_dir, stage_name(i)) if i == first else None
-        _log(
+        log.info(
             f"search stage {i + 1}/{len(stages)}: {st.layers} cells, C={scfg.search_space.C}, "
             f"{trainer.max_epochs} epochs, ops per edge {_ops_per_edge(module)}, "
             f"skip dropout {st.skip_dropout}"

@@ -15,7 +15,8 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-STAMP_KEY = "oneshot_nas_config"
+from nas.core.checkpoints import STAMP_KEY, differences
+
 # What defines a run's results; trainer/logger options (epochs to extend, devices) may change.
 IDENTITY_KEYS = ("seed", "search_space", "strategy", "data")
 RETRAIN_KEYS = ("retrain",)
@@ -37,21 +38,6 @@ class ConfigStamp(L.Callback):
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
         checkpoint[STAMP_KEY] = self.identity
-
-
-def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(d, dict):
-        out: dict[str, Any] = {}
-        for k, v in d.items():
-            out.update(_flatten(v, f"{prefix}{k}."))
-        return out
-    return {prefix.rstrip("."): d}
-
-
-def differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    a, b = _flatten(saved), _flatten(current)
-    return [f"{k}: {a.get(k, '<absent>')!r} in the checkpoint, {b.get(k, '<absent>')!r} now"
-            for k in sorted(set(a) | set(b)) if a.get(k, "<absent>") != b.get(k, "<absent>")]  # fmt: skip
 
 
 def resolve_checkpoint(spec: str | None, run_dir: Path, stage: str) -> Path | None:

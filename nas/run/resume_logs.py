@@ -18,39 +18,13 @@ epoch ``e`` logged at a step below the checkpoint's logger step.
 from __future__ import annotations
 
 import csv
-import json
 import os
-from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
-from nas.core.io import atomic_file
-
-
-def resume_point(trainer: L.Trainer) -> tuple[int, int]:
-    """(epochs fully covered by the restored checkpoint, the first logger step it does not
-    cover). A mid-epoch checkpoint is written in its batch's end hook, before Lightning counts
-    that batch (it does so on restart, after ``on_train_start``), so that batch's own rows,
-    logged at the uncounted step, are covered too."""
-    fit = trainer.fit_loop
-    progress, step = fit.epoch_progress.total, fit.epoch_loop._batches_that_stepped
-    mid_epoch = progress.processed < progress.started
-    return progress.processed, step + 1 if mid_epoch else step
-
-
-def trim_history(path: Path, epochs_done: int) -> int:
-    """Keeps the ``search_history.jsonl`` lines of epochs ``< epochs_done``; returns how many
-    lines were dropped."""
-    if not path.is_file():
-        return 0
-    lines = path.read_text().splitlines()
-    kept = [line for line in lines if line.strip() and json.loads(line)["epoch"] < epochs_done]
-    if len(kept) != len(lines):
-        with atomic_file(path) as f:
-            f.write("".join(line + "\n" for line in kept))
-    return len(lines) - len(kept)
+from nas.core.resume_point import resume_point
 
 
 class _KeepingWriter(ExperimentWriter):

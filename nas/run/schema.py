@@ -4,6 +4,10 @@ The root config (``conf/config.yaml``) starts from ``base_config``, so every gro
 into a typed node: a misspelt key or a wrongly typed value fails at compose time with a
 message naming the key. Instantiable sub-objects (``_target_`` nodes) are typed ``Any``.
 OmegaConf cannot parse ``X | None``, hence ``Optional``.
+
+This is the one home of every default: ``conf/config.yaml`` states only what differs. The
+settings a room below ``nas.run`` takes are that room's dataclasses (``data``, ``export``,
+``diagnostics``, ``selection``, ``constraint``), composed here; ``nas.run.settings`` hands them down typed.
 """
 
 from __future__ import annotations
@@ -19,6 +23,11 @@ from hydra.utils import get_object
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
 from nas.data.config import DataConfig
+from nas.hardware.constraint import ConstraintConfig
+from nas.retrain.export import ExportConfig
+from nas.search.hessian import DiagnosticsConfig
+from nas.search.pt_selection import SelectionConfig
+from nas.search.settings import SearchSettings
 
 
 class Stage(str, Enum):
@@ -90,20 +99,18 @@ class StrategyConfig:
     modifiers: list[Any] = field(default_factory=list)
     selector: Any = None  # model-based post-search selection (RSWS, SPOS)
     batch_size: int = 64
+    # The step's settings (the optimizers aside): their defaults and meaning are SearchSettings'
+    # (nas/search/settings.py), written once.
     weight_optimizer: Any = MISSING
-    weight_lr_min: float = 0.001
+    weight_lr_min: float = SearchSettings.weight_lr_min
     arch_optimizer: Any = MISSING
-    grad_clip: float = 5.0
-    alpha_init_std: float = 1e-3
-    arch_start_epoch: int = 0
-    arch_every: int = (
-        1  # one α step every N weight steps (ProxylessNAS --grad_update_arch_param_every)
-    )
-    label_smoothing: float = 0.0  # of the weight step's loss (ProxylessNAS' search: 0.1)
-    # A weight-lr warm-up with its own cosine from lr_warmup_peak over the first epochs, then the
-    # search's cosine restarts from the optimizer's lr (ProxylessNAS' warm_up); 0 = off.
-    lr_warmup_epochs: int = 0
-    lr_warmup_peak: float = 0.05
+    grad_clip: float = SearchSettings.grad_clip
+    alpha_init_std: float = SearchSettings.alpha_init_std
+    arch_start_epoch: int = SearchSettings.arch_start_epoch
+    arch_every: int = SearchSettings.arch_every  # ProxylessNAS --grad_update_arch_param_every
+    label_smoothing: float = SearchSettings.label_smoothing  # ProxylessNAS' search: 0.1
+    lr_warmup_epochs: int = SearchSettings.lr_warmup_epochs  # ProxylessNAS' warm_up; 0 = off
+    lr_warmup_peak: float = SearchSettings.lr_warmup_peak
     # Progressive depth (P-DARTS): search stages run as successive fits; empty = one fit.
     stages: list[DepthStage] = field(default_factory=list)
 
@@ -169,81 +176,22 @@ class LoggerConfig:
 
 
 @dataclass
-class SelectionConfig:
-    """How the searched supernet becomes an architecture (``conf/selection/``).
-
-    ``default``: the strategy's own rule (or model-based selector). ``pt``: DARTS-PT's
-    perturbation-based selection (Wang et al., ICLR 2021; ``nas/search/pt_selection.py``).
-    """
-
-    name: str = "default"
-    criterion: str = "acc"  # pt: acc | loss (what an op's or edge's removal is judged by)
-    edge_order: str = "random"  # pt: random (darts-pt's --edge_decision random) | fixed
-    tune_epochs: int = 5  # pt: fine-tuning epochs between decisions (darts-pt --proj_intv 5)
-    tune_lr_factor: float = 0.1  # pt: tuning lr = the weights' lr x this (darts-pt: lr / 10)
-    tune_lr_schedule: str = "constant"  # pt: constant (darts-pt) | cosine over the tuning epochs
-    tune_arch: bool = True  # pt: keep taking α steps on undecided edges while tuning
-    tune_batches: Optional[int] = None  # noqa: UP045 - pt: steps per tuning epoch; None = all
-    eval_batches: Optional[int] = None  # noqa: UP045 - pt: val batches per evaluation; None = all
-
-
-@dataclass
-class DiagnosticsConfig:
-    """Search diagnostics: the dominant Hessian eigenvalue of the validation loss w.r.t. α
-    (Zela et al., RobustDARTS, ICLR 2020; ``nas/search/hessian.py``) and DARTS-ES early stopping."""
-
-    hessian_every: int = 0  # compute every N epochs (and at the last); 0 = off
-    hessian_iters: int = 20  # power-iteration steps (Hessian-vector products)
-    hessian_tol: float = 1e-4  # stop iterating when the estimate changes less (relative)
-    hessian_batches: int = 1  # fixed validation batches the loss is taken on
-    early_stop: bool = False  # DARTS-ES: stop when the local-average eigenvalue grows
-    es_window: int = 5  # eigenvalues per local average (RobustDARTS --window)
-    es_delta: int = 4  # compare with the local average this many evaluations back (--delta)
-    es_factor: float = 1.3  # stop when current / previous local average > factor (--factor)
-    es_start_epoch: int = 10  # no stop decided before this epoch (--es_start_epoch)
-
-
-@dataclass
-class ExportConfig:
-    """The retrained child network as deployable files, and its latency (``nas/retrain/export.py``).
-
-    ``torchscript`` / ``onnx``: true (export; a failure fails the run, after the checkpoint and
-    summary.json are written), false (no export) or auto (export if possible; a failure is
-    reported, not fatal; ONNX only when its packages are installed). Typed ``Any`` for the
-    string ``auto``; ``nas.retrain.export.check_config`` validates before training.
-    """
-
-    torchscript: Any = "auto"  # model.pt (torch.jit.trace of the eval-mode network)
-    onnx: Any = False  # model.onnx (dynamic batch axis; pip install -e '.[onnx]')
-    atol: float = 1e-4  # max |export - PyTorch| on a fixed random batch before it counts as failed
-    latency_batch: int = 1  # batch size of the latency measurement
-    latency_repeats: int = 20  # timed forwards (median reported); 0 = no latency
-    latency_warmup: int = 5  # untimed forwards first
-
-
-@dataclass
 class CostsConfig:
-    """Hardware cost tables (``nas/hardware/costs.py``): ``latency_table`` is a ``latency_table.json``
-    of ``python train.py stage=latency``, read for latency costs (HardwareCost, constraints)."""
+    """Hardware cost tables (``nas/hardware/costs.py``): per-candidate params / MACs / latency at
+    the child's shapes. ``python train.py stage=latency`` times every candidate op at its shape
+    on this device and writes ``latency_table.json``; pass it as ``latency_table`` for latency
+    penalties (``strategy=fbnet``, HardwareCost) and constraints."""
 
-    latency_table: Optional[str] = None  # noqa: UP045
-
-
-@dataclass
-class ConstraintConfig:
-    """Hard targets the found architecture must meet (``nas/hardware/constraint.py``); null = none.
-    After selection, the cheapest-to-give-up choices are downgraded until every target is met,
-    or the run fails naming the target and the cheapest reachable cost."""
-
-    latency_ms: Optional[float] = None  # noqa: UP045 - needs costs.latency_table
-    macs: Optional[float] = None  # noqa: UP045
-    params: Optional[float] = None  # noqa: UP045
+    latency_table: Optional[str] = None  # noqa: UP045 - path to a latency_table.json
 
 
 @dataclass
 class CollectConfig:
-    """What a multirun does when its last job ends (``nas/report/sweep_callback.py``):
-    ``nas/report/collect.py`` on the sweep directory (tables, figures, Pareto front, W&B)."""
+    """What a multirun (``python train.py -m ...``) does when its last job ends
+    (``nas/report/sweep_callback.py``): ``nas/report/collect.py`` on the sweep directory
+    (results.md, CSVs, accuracy_vs_params.png, pareto_<cost>.png; a W&B run of job_type
+    collect when the jobs logged to W&B). Run it again by hand with other axes:
+    ``python -m nas.report.collect``."""
 
     enabled: bool = True
     metric: str = "test_acc"  # test_acc | search_val_acc: the figures' accuracy axis
@@ -257,8 +205,8 @@ class CheckpointConfig:
     training batches and every ``every_minutes`` minutes inside an epoch (0: off), for epochs
     too long to lose (``nas/run/checkpointing.py``)."""
 
-    every_n_steps: int = 0
-    every_minutes: float = 0.0
+    every_n_steps: int = 0  # every N training batches (0 = off)
+    every_minutes: float = 0.0  # every N minutes (0 = off)
 
 
 @dataclass
@@ -273,30 +221,35 @@ class ChanceConfig:
 
 @dataclass
 class Config:
-    stage: Stage = Stage.pipeline
+    """The root node. ``conf/config.yaml`` picks the groups and states what differs from here."""
+
+    stage: Stage = Stage.pipeline  # pipeline | search | discretize | retrain | profile | latency
     seed: int = 0
-    # torch CPU threads: auto (as many as CPUs are idle at the start, nas/run/threads.py), N, or
-    # None (torch's default). Typed Any for the string auto; nas.run.threads.parse validates.
+    # torch CPU threads: auto (as many as CPUs are idle at the start: 1 when another job holds a
+    # core; nas/run/threads.py), N, or None (torch's default). Typed Any for the string auto;
+    # nas.run.threads.parse validates.
     threads: Any = "auto"
     resume: Optional[str] = None  # noqa: UP045 - auto (run dir's last.ckpt) or a checkpoint path
-    # A non-finite loss or gradient: stop the run, or skip the step and count it.
+    # A non-finite loss or gradient: stop the run (the last good checkpoint is kept), or skip
+    # the step and count it.
     nonfinite: NonFinite = NonFinite.stop
     # NHWC memory format for the networks and their batches: true | false | auto (on when the run
     # is on the CPU, where oneDNN's NHWC convolutions made search steps ~1.46x faster; off on a
     # GPU, where it measured 8-15% slower).
     channels_last: Any = "auto"
     compile: bool = False  # torch.compile the supernet / child network (static-graph strategies)
-    compile_mode: str = "default"  # default | reduce-overhead (CUDA graphs) | max-autotune
+    compile_mode: str = "default"  # default | reduce-overhead (CUDA graphs on GPU) | max-autotune
     compile_scope: str = "edge"  # supernet: edge (graphs shared by same-shape edges) | model
     cuda_graph: bool = False  # search: replay the supernet's passes as CUDA graphs (one GPU)
     # The value train.py returns to a sweeper: auto (stage=search: search_val_acc; retrain,
     # pipeline: test_acc; other stages: none) or the name of a numeric summary.json field.
     objective: str = "auto"
-    genotype: Optional[str] = None  # noqa: UP045 - zoo name or genotype.json path
+    # A zoo name (darts_v1, darts_v2) or a genotype.json path, for stage=retrain / profile.
+    genotype: Optional[str] = None  # noqa: UP045
     alphas: Optional[str] = None  # noqa: UP045 - alphas.json path (stage=discretize)
     search_space: SearchSpaceConfig = field(default_factory=SearchSpaceConfig)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
-    data: DataConfig = field(default_factory=DataConfig)
+    data: DataConfig = MISSING  # DataConfig has mandatory fields: conf/data/<name>.yaml sets them
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
@@ -308,13 +261,66 @@ class Config:
     collect: CollectConfig = field(default_factory=CollectConfig)
     chance: ChanceConfig = field(default_factory=ChanceConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    # Estimators (nas/estimate) that score the found genotype beside weight sharing, each where
+    # it applies to the space; summary.json records each under its name. benchmark: the
+    # space's tabular benchmark (NAS-Bench-201 for nb201).
+    estimators: list[str] = field(default_factory=lambda: ["benchmark"])
 
 
 def register_configs() -> None:
-    """Stores the schemas; ``conf/config.yaml`` lists ``base_config`` first in its defaults."""
+    """Stores the schemas; ``conf/config.yaml`` lists ``base_config`` first in its defaults.
+    Call it again after ``supernet.spaces.register_space`` so the new space's keys are in."""
     cs = ConfigStore.instance()
-    cs.store(name="base_config", node=Config)
+    cs.store(name="base_config", node=config_schema())
     cs.store(group="data", name="base_data", node=DataConfig)
+
+
+def config_schema() -> type:
+    """``Config``, or where a registered space takes keys ``SearchSpaceConfig`` lacks, a
+    ``Config`` whose ``search_space`` node also holds them (typed from the space's constructor,
+    at its defaults; ``supernet.spaces.check_options`` still refuses another space's keys)."""
+    extra = space_fields()
+    if not extra:
+        return Config
+    node = dataclasses.make_dataclass("SearchSpaceConfig", extra, bases=(SearchSpaceConfig,))
+    return dataclasses.make_dataclass(
+        "Config",
+        [("search_space", node, field(default_factory=node))],
+        bases=(Config,),
+    )
+
+
+# Constructor annotations a search_space key may have, as OmegaConf types them.
+_KEY_TYPES = {"int": int, "float": float, "bool": bool, "str": str}
+
+
+def space_fields() -> list[tuple[str, Any, Any]]:
+    """(key, type, field) of every registered space's constructor keyword that
+    ``SearchSpaceConfig`` lacks. A type other than int / float / bool / str (or one of them
+    or None) is typed ``Any``; a list or tuple default becomes a list."""
+    from supernet.spaces import SPACES, space_defaults
+
+    known = {f.name for f in dataclasses.fields(SearchSpaceConfig)}
+    out: dict[str, tuple[str, Any, Any]] = {}
+    for name, cls in SPACES.items():
+        annotations = {
+            p.name: str(p.annotation) for p in inspect.signature(cls).parameters.values()
+        }
+        for key, default in space_defaults(name).items():
+            if key in known or key in out:
+                continue
+            text = annotations[key].replace(" ", "")
+            optional = text.endswith("|None") or text.startswith("Optional[")
+            base = _KEY_TYPES.get(text.removesuffix("|None"), Any)
+            kind = Optional[base] if optional and base is not Any else base  # noqa: UP045
+            if default is inspect.Parameter.empty:
+                spec = field(default=MISSING)
+            elif isinstance(default, (list, tuple)):
+                spec = field(default_factory=lambda d=tuple(default): list(d))
+            else:
+                spec = field(default=default)
+            out[key] = (key, kind, spec)
+    return list(out.values())
 
 
 # Keys of an instantiated node that Hydra's ``instantiate`` reads itself.

@@ -24,32 +24,39 @@ from nas.core.genotype import (
     resolve_genotype,
     save_genotype,
 )
+from nas.core.log import get_logger
 from nas.hardware.profile import count_macs, count_params
 from nas.retrain import export
-from nas.run import builders, wandb_run
+from nas.run import builders, pt_stage, wandb_run
 from nas.run.console import banner, quiet_lightning
+from nas.run.devices import runs_on_cpu
 from nas.run.experiment_check import check_experiment_choices
 from nas.run.input_check import check_inputs
 from nas.run.progressive_depth import fit_stages
+from nas.run.settings import child_size, constraint_settings, data_settings, export_settings
 from nas.run.summary import write_summary
 from nas.run.threads import choose as choose_threads
 from nas.search.hessian import summary_fields as hessian_summary
 from nas.search.report import HISTORY_FILE, alpha_entropy, weight_kind
+from nas.strategies.regularizers.hardware_cost import HardwareCost
 from nas.strategies.selection import select
 from supernet.spaces.base import SearchSpace
+
+log = get_logger(__name__)
 
 ALPHAS_FILE = "alphas.json"
 GENOTYPE_FILE = "genotype.json"
 
 
-def _log(msg: str) -> None:
-    print(f"[oneshot-nas] {msg}", flush=True)
-
-
 def profile_fields(cfg: DictConfig, space: SearchSpace, genotype: Genotype) -> dict[str, Any]:
-    """Params (without the auxiliary head) and multiply-adds of the child network."""
-    model = builders.child_network(cfg, space, genotype)
-    C, layers = builders.child_size(cfg)
+    """``count_fields`` of a child network built for the count (its draws from the torch RNG
+    are those of ``retrain``'s eager copy: ``nas.run.chance`` trains random cells alike)."""
+    return count_fields(cfg, builders.child_network(cfg, space, genotype))
+
+
+def count_fields(cfg: DictConfig, model: torch.nn.Module) -> dict[str, Any]:
+    """Params (without the auxiliary head) and multiply-adds of the child network ``model``."""
+    C, layers = child_size(cfg)
     return {
         "params": count_params(model),
         "macs": count_macs(model, list(cfg.data.input_shape)),
@@ -67,17 +74,16 @@ def hardware_fields(
     Only when a constraint, a latency table or a hardware-cost regularizer is configured (the
     cost tables of a large child take a few seconds). Latency comes from
     ``costs.latency_table``, else from a HardwareCost regularizer's own (measured) table when
-    it covers the child (mbconv, nb201: the searched network is the child), else it is left out.
+    it covers the child (where the searched network is the child), else it is left out.
     """
     from nas.hardware.constraint import enforce, targets_of
-    from nas.hardware.costs import config_cost_model
 
-    targets = targets_of(cfg.get("constraint"))
+    targets = targets_of(constraint_settings(cfg))
     table = cfg.get("costs", {}).get("latency_table")
-    regs = [r for r in getattr(strategy, "regularizers", []) if hasattr(r, "cost_model")]
+    regs = [r for r in strategy.regularizers if isinstance(r, HardwareCost)] if strategy else []
     if not (targets or table or regs):
         return genotype, {}
-    cm = config_cost_model(cfg, space)
+    cm = builders.config_cost_model(cfg, space)
     if table:
         from nas.hardware.latency import attach
 
@@ -85,14 +91,14 @@ def hardware_fields(
     else:
         needed = [s.key for s in cm.op_shapes()] + [cm.fixed_key]
         for r in regs:
-            entries = getattr(r.cost_model, "latency", None) or {}
+            entries = (r.cost_model.latency if r.cost_model is not None else None) or {}
             if all(k in entries for k in needed):
                 cm.set_latency(entries)
                 break
     fields: dict[str, Any] = {}
     if targets:
         genotype, fields["constraint"] = enforce(space, genotype, probs, cm, targets)
-        _log(f"constraint {fields['constraint']['targets']} met: {genotype}")
+        log.info(f"constraint {fields['constraint']['targets']} met: {genotype}")
     fields["params"] = int(cm.genotype_cost(space, genotype, "params"))
     fields["macs"] = int(cm.genotype_cost(space, genotype, "macs"))
     if cm.latency is not None:
@@ -106,25 +112,24 @@ def hardware_fields(
     return genotype, fields
 
 
-def latency(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+def latency(cfg: DictConfig, run_dir: Path, space: SearchSpace) -> dict[str, Any]:
     """``stage=latency``: times every candidate op at its shapes (retrained child and searched
     network) and the fixed parts on this run's device; writes ``latency_table.json``."""
-    from nas.hardware.costs import config_cost_model, space_cost_model
+    from nas.hardware.costs import space_cost_model
     from nas.hardware.latency import LATENCY_FILE, measure, save_table
 
-    space = builders.space_from_config(cfg)
     device = profile_device(cfg)
-    s = export.latency_settings(cfg.export)
-    models = [config_cost_model(cfg, space), space_cost_model(space)]
-    _log(f"latency: timing {space.name} candidate ops on {device} (batch {s['batch']}, "
-         f"{s['warmup']} warm-up, median of {s['repeats']}, {torch.get_num_threads()} threads)")  # fmt: skip
+    s = export.latency_settings(export_settings(cfg))
+    models = [builders.config_cost_model(cfg, space), space_cost_model(space)]
+    log.info(f"latency: timing {space.name} candidate ops on {device} (batch {s['batch']}, "
+             f"{s['warmup']} warm-up, median of {s['repeats']}, {torch.get_num_threads()} threads)")  # fmt: skip
     start = time.perf_counter()
     entries = measure(models, device, s["batch"], s["repeats"], s["warmup"])
     path = save_table(
         run_dir / LATENCY_FILE, entries, [space.name], device, s["batch"], s["repeats"],
         s["warmup"],
     )  # fmt: skip
-    _log(f"latency table of {len(entries)} entries: {path}")
+    log.info(f"latency table of {len(entries)} entries: {path}")
     return {
         "latency_table": str(path),
         "latency_entries": len(entries),
@@ -139,7 +144,8 @@ def latency(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 def selection_batches(module, data) -> list:
     """The first ``selector.eval_batches`` validation batches, normalised, on the module's
     device: every candidate of a model-based selector is scored on the same images."""
-    n = getattr(module.strategy.selector, "eval_batches", 1)
+    selector = module.strategy.selector
+    n = selector.eval_batches if selector is not None else 1
     batches = []
     for x, y in data.val_dataloader():
         batch = (x.to(module.device), y.to(module.device))
@@ -149,16 +155,20 @@ def selection_batches(module, data) -> list:
     return batches
 
 
-def benchmark_fields(cfg: DictConfig, space: SearchSpace, genotype) -> dict[str, Any]:
-    """NAS-Bench-201 accuracies of an nb201 genotype, when the benchmark is available."""
-    if space.name != "nb201":
-        return {}
-    from nas.estimate.benchmark import lookup
+def estimate_fields(cfg: DictConfig, space: SearchSpace, genotype) -> dict[str, Any]:
+    """Each of ``estimators`` that applies to the space scores the genotype
+    (``nas/estimate``); its fields go under its name (``benchmark``: NAS-Bench-201 for nb201)."""
+    from nas.estimate import build_estimator
 
-    result = lookup(str(genotype), cfg.search_space.get("benchmark_file"))
-    if not result["available"]:
-        _log(f"NAS-Bench-201 lookup unavailable: {result['reason']}")
-    return {"benchmark": result}
+    out: dict[str, Any] = {}
+    for name in cfg.estimators:
+        estimator = build_estimator(name)
+        if not estimator.applies_to(space):
+            continue
+        out[name] = result = estimator.estimate(space, genotype)
+        if not result.get("available", True):
+            log.info(f"estimator {name} unavailable: {result['reason']}")
+    return out
 
 
 def is_wandb(logger) -> bool:
@@ -167,15 +177,12 @@ def is_wandb(logger) -> bool:
     return isinstance(logger, WandbLogger)
 
 
-def search(cfg: DictConfig, run_dir: Path, logger) -> dict[str, Any]:
-    space = builders.space_from_config(cfg)
+def search(cfg: DictConfig, run_dir: Path, logger, space: SearchSpace) -> dict[str, Any]:
     report = builders.search_report(cfg, run_dir)
     start = time.perf_counter()
     fit_cfg = cfg  # resume=<a DARTS-PT checkpoint>: the search resumes as resume=auto
     if cfg.selection.name == "pt":
-        from nas.search.pt_selection import search_stage_config
-
-        fit_cfg = search_stage_config(cfg)
+        fit_cfg = pt_stage.search_stage_config(cfg)
     if cfg.strategy.stages:  # P-DARTS: one fit per depth stage (nas/run/progressive_depth.py)
         module, trainer, data = fit_stages(fit_cfg, run_dir, logger, [*report.extras, report])
     else:
@@ -189,13 +196,11 @@ def search(cfg: DictConfig, run_dir: Path, logger) -> dict[str, Any]:
         raise KeyboardInterrupt("search interrupted; no alphas written")
     selection = None
     if cfg.selection.name == "pt":  # DARTS-PT after any strategy (nas/search/pt_selection.py)
-        from nas.search.pt_selection import pt_select
-
-        selection = pt_select(cfg, module, data, run_dir)  # checkpointed; resumes
-        _log(f"DARTS-PT selection: {selection['genotype']}")
+        selection = pt_stage.select(cfg, module, data, run_dir)  # checkpointed; resumes
+        log.info(f"DARTS-PT selection: {selection['genotype']}")
     elif module.strategy.selector is not None:
         selection = module.select_architecture(selection_batches(module, data))
-        _log(f"post-search selection: {selection}")
+        log.info(f"post-search selection: {selection}")
     genotype, cost_fields = hardware_fields(
         cfg, space, module.genotype(), module.probabilities(), module.strategy
     )
@@ -203,11 +208,11 @@ def search(cfg: DictConfig, run_dir: Path, logger) -> dict[str, Any]:
         module.arch.save(run_dir / ALPHAS_FILE)
         save_genotype(genotype, run_dir / GENOTYPE_FILE)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
-    _log(f"search done: {genotype}")
+    log.info(f"search done: {genotype}")
     extra = {} if selection is None else {"selection": selection}
     extra.update(cost_fields)
     extra.update(hessian_summary(report.extras))
-    extra.update(benchmark_fields(cfg, space, genotype))
+    extra.update(estimate_fields(cfg, space, genotype))
     fields = {
         **extra,
         "genotype": str(genotype),
@@ -236,9 +241,10 @@ def search(cfg: DictConfig, run_dir: Path, logger) -> dict[str, Any]:
     return fields
 
 
-def discretize(cfg: DictConfig, run_dir: Path, alphas_path: str | Path) -> dict[str, Any]:
+def discretize(
+    cfg: DictConfig, run_dir: Path, alphas_path: str | Path, space: SearchSpace
+) -> dict[str, Any]:
     """Derives the genotype of a saved alphas file with the strategy's (or space's) rule."""
-    space = builders.space_from_config(cfg)
     strategy = builders.strategy_from_config(cfg)
     alphas = load_alphas(alphas_path, space)
     strategy.setup(space=space, seed=cfg.seed)
@@ -246,10 +252,10 @@ def discretize(cfg: DictConfig, run_dir: Path, alphas_path: str | Path) -> dict[
     genotype = select(strategy.selection or space.default_selection, probs, space)
     genotype, cost_fields = hardware_fields(cfg, space, genotype, probs, strategy)
     save_genotype(genotype, run_dir / GENOTYPE_FILE)
-    _log(f"genotype of {alphas_path}: {genotype}")
+    log.info(f"genotype of {alphas_path}: {genotype}")
     return {
         **cost_fields,
-        **benchmark_fields(cfg, space, genotype),
+        **estimate_fields(cfg, space, genotype),
         "genotype": str(genotype),
         "alphas_file": str(alphas_path),
         "genotype_file": str(run_dir / GENOTYPE_FILE),
@@ -268,16 +274,24 @@ def load_genotype_arg(cfg: DictConfig, space: SearchSpace) -> Genotype:
 
 
 def retrain(
-    cfg: DictConfig, run_dir: Path, logger, genotype: Genotype, search_run: dict | None = None
+    cfg: DictConfig,
+    run_dir: Path,
+    logger,
+    space: SearchSpace,
+    genotype: Genotype,
+    search_run: dict | None = None,
 ) -> dict[str, Any]:
-    space = builders.space_from_config(cfg)
-    export.check_config(cfg.export)  # a bad export setting fails now, not after training
+    export.check_config(export_settings(cfg))  # a bad export setting fails now, not after training
     model = builders.child_network(cfg, space, genotype)
-    fields = profile_fields(cfg, space, genotype)
+    # A second, eager copy, built here as it always was: its draws from the torch RNG come
+    # before the training's (building it later or not at all would change the run's numbers).
+    # Counted now; after training it takes the trained weights for the export.
+    eager = builders.child_network(cfg, space, genotype)
+    fields = count_fields(cfg, eager)
     module = builders.retrain_module(cfg, model)
     data = builders.retrain_data(cfg)
     trainer = builders.trainer(cfg, run_dir, "retrain", logger, max_epochs=cfg.retrain.epochs)
-    _log(
+    log.info(
         f"retrain: {fields['params']:,} params, {fields['macs']:,} MACs, {cfg.retrain.epochs} epochs"
     )
     start = time.perf_counter()
@@ -297,7 +311,7 @@ def retrain(
         "retrain_wall_time_s": time.perf_counter() - start,
     }
     if trainer.is_global_zero:  # the checkpoint is saved: an export failure loses nothing
-        fields.update(export_fields(cfg, space, genotype, module.model, run_dir, trainer))
+        fields.update(export_fields(cfg, space, genotype, module.model, eager, run_dir, trainer))
     if is_wandb(logger) and trainer.is_global_zero:
         ckpt = run_dir / "checkpoints" / "retrain" / "last.ckpt"
         exported = [Path(f) for f in export.exported_files(fields)]
@@ -312,33 +326,41 @@ def retrain(
 
 
 def export_fields(
-    cfg: DictConfig, space: SearchSpace, genotype: Genotype, trained, run_dir: Path, trainer
+    cfg: DictConfig,
+    space: SearchSpace,
+    genotype: Genotype,
+    trained: torch.nn.Module,
+    eager: torch.nn.Module,
+    run_dir: Path,
+    trainer,
 ) -> dict[str, Any]:
-    """``nas/retrain/export.py`` on a fresh eager copy of the trained child (the trained one may be
-    compiled or NHWC), timed on the device it was trained on."""
-    model = builders.child_network(cfg, space, genotype)
-    model.load_state_dict(trained.state_dict())
+    """``nas/retrain/export.py`` on ``eager``, an untrained eager copy of the child (the trained
+    one may be compiled or NHWC) given the trained weights, timed on the device it was trained
+    on."""
+    eager.load_state_dict(trained.state_dict())
+    device = trainer.strategy.root_device
     return export.export_child(
-        model, cfg.export, cfg.data, run_dir, genotype, space.name, trainer.strategy.root_device
+        eager, export_settings(cfg), data_settings(cfg), run_dir, genotype, space.name, device
     )
 
 
 def profile_device(cfg: DictConfig) -> torch.device:
     """Where ``stage=profile`` times the network: the device a run of this config trains on."""
-    if builders.runs_on_cpu(cfg) or not torch.cuda.is_available():
+    if runs_on_cpu(cfg) or not torch.cuda.is_available():
         return torch.device("cpu")
     return torch.device("cuda")
 
 
-def profile(cfg: DictConfig, run_dir: Path, genotype: Genotype) -> dict[str, Any]:
-    space = builders.space_from_config(cfg)
-    export.check_config(cfg.export)
-    fields = profile_fields(cfg, space, genotype)
-    if cfg.export.latency_repeats:
-        model = builders.child_network(cfg, space, genotype)
-        latency = export.eager_latency(
-            model, list(cfg.data.input_shape), cfg.export, profile_device(cfg)
-        )
+def profile(
+    cfg: DictConfig, run_dir: Path, space: SearchSpace, genotype: Genotype
+) -> dict[str, Any]:
+    settings = export_settings(cfg)
+    export.check_config(settings)
+    model = builders.child_network(cfg, space, genotype)
+    fields = count_fields(cfg, model)
+    if settings.latency_repeats:
+        device = profile_device(cfg)
+        latency = export.eager_latency(model, list(cfg.data.input_shape), settings, device)
         fields.update({"latency_ms": latency["latency_ms"], "latency": latency})
     timing = (
         f", {fields['latency_ms']:.3g} ms per batch of {cfg.export.latency_batch} on "
@@ -346,13 +368,13 @@ def profile(cfg: DictConfig, run_dir: Path, genotype: Genotype) -> dict[str, Any
         if "latency_ms" in fields
         else ""
     )
-    _log(
+    log.info(
         f"profile: {fields['params']:,} params, {fields['macs']:,} MACs at "
         f"{list(cfg.data.input_shape)}{timing}"
     )
     return {
         **fields,
-        **benchmark_fields(cfg, space, genotype),
+        **estimate_fields(cfg, space, genotype),
         "genotype": str(genotype),
         "input_shape": list(cfg.data.input_shape),
     }
@@ -370,7 +392,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     stage = cfg.stage.value
     start = time.perf_counter()
     check_experiment_choices()
-    check_inputs(cfg)  # before any data is read or a logger (a W&B run) is created
+    space = check_inputs(cfg)  # before any data is read or a logger (a W&B run) is created
     choose_threads(cfg.threads)  # auto: as many as CPUs are idle now (nas/run/threads.py)
     quiet_lightning()
     if _is_global_zero():
@@ -379,26 +401,24 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     if stage == "discretize":
         if not cfg.alphas:
             raise ValueError("stage=discretize needs alphas=<path to alphas.json>.")
-        return discretize(cfg, run_dir, cfg.alphas)
+        return discretize(cfg, run_dir, cfg.alphas, space)
     if stage == "latency":
-        return latency(cfg, run_dir)
+        return latency(cfg, run_dir, space)
     if stage == "profile":
-        space = builders.space_from_config(cfg)
-        return profile(cfg, run_dir, load_genotype_arg(cfg, space))
+        return profile(cfg, run_dir, space, load_genotype_arg(cfg, space))
     if stage == "retrain":
-        space = builders.space_from_config(cfg)
         genotype = load_genotype_arg(cfg, space)
         search_run = wandb_run.search_run_of(cfg.genotype)
         logger = retrain_logger(cfg, run_dir, search_run)
         try:
-            fields = retrain(cfg, run_dir, logger, genotype, search_run)
+            fields = retrain(cfg, run_dir, logger, space, genotype, search_run)
         finally:
             finish(logger)
         return check_exports(cfg, run_dir, fields, start)
 
     logger = builders.logger_from_config(cfg, run_dir, "search")
     try:
-        fields = search(cfg, run_dir, logger)
+        fields = search(cfg, run_dir, logger, space)
     finally:
         finish(logger)
     if stage == "pipeline":
@@ -407,14 +427,14 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         search_run = fields.get("wandb", {}).get("search")
         logger = retrain_logger(cfg, run_dir, search_run)  # a stage's own W&B run / CSV file
         try:
-            retrain_fields = retrain(cfg, run_dir, logger, genotype, search_run)
+            retrain_fields = retrain(cfg, run_dir, logger, space, genotype, search_run)
         finally:
             finish(logger)
         wandb = {**fields.get("wandb", {}), **retrain_fields.pop("wandb", {})}
         fields = {**fields, **retrain_fields, **({"wandb": wandb} if wandb else {})}
         from nas.run.chance import compare  # random cells trained alike (chance.cells; 0 = off)
 
-        fields.update(compare(cfg, run_dir, genotype, fields.get("test_acc")))
+        fields.update(compare(cfg, run_dir, space, genotype, fields.get("test_acc")))
         return check_exports(cfg, run_dir, fields, start)
     return fields
 

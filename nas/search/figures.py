@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Patch, Rectangle
 
-from nas.core.genotype import Genotype, NB201Genotype, kept_edges
+from nas.core.genotype import Genotype, GenotypeBase, kept_edges
 from nas.core.io import atomic_file
 
 DPI = 120
@@ -149,7 +149,7 @@ def alpha_heatmap(
 
 
 def chosen_cells(
-    genotype: Genotype | NB201Genotype,
+    genotype: GenotypeBase,
     edges: Sequence[Sequence[int]],
     ops: Sequence[str],
 ) -> dict[str, set[tuple[int, int]]]:
@@ -308,15 +308,16 @@ class _Graph:
         return self.fig
 
 
-def cell_diagram(genotype: Genotype | NB201Genotype, cell_type: str, title: str = "") -> Figure:
-    """The kept cell as a graph: nodes as boxes, one arrow per kept edge labelled with its op.
+def cell_diagram(genotype: GenotypeBase, cell_type: str, title: str = "") -> Figure:
+    """The kept cell as a graph: nodes as boxes, one arrow per kept edge labelled with its op,
+    drawn as the genotype's type says (``GenotypeBase.diagram``, ``DIAGRAMS``).
 
-    DARTS: inputs ``c_{k-2}``, ``c_{k-1}`` (labelled with their genotype numbers 0, 1),
+    DARTS (``two_input_cell``): inputs ``c_{k-2}``, ``c_{k-1}`` (labelled with their genotype numbers 0, 1),
     intermediate nodes 2..steps+1 (the genotype's and the heatmap's numbers) in a row, and the
-    output ``c_{k}`` fed (grey arrows) by the concatenated nodes. NAS-Bench-201
-    (``cell_type="cell"``): nodes 0..3, an arrow from every i < j; ``none`` edges are drawn
-    dashed and grey (kept, so the cell reads complete). A MobileNet chain (``"layers"``): see
-    ``layer_chain``. Op labels and arrows are coloured by family (``op_family``).
+    output ``c_{k}`` fed (grey arrows) by the concatenated nodes. NAS-Bench-201 (``dag``,
+    ``cell_type="cell"``): nodes 0..3, an arrow from every i < j; ``none`` edges are drawn
+    dashed and grey (kept, so the cell reads complete). A MobileNet chain (``chain``,
+    ``"layers"``): see ``layer_chain``. Op labels and arrows are coloured by family (``op_family``).
 
     Raises:
         ValueError: an unknown cell type, or ``"reduce"`` of a genotype whose reduction cell is
@@ -330,18 +331,32 @@ def cell_diagram(genotype: Genotype | NB201Genotype, cell_type: str, title: str 
                 "only the normal cell has a diagram."
             )
         raise ValueError(f"unknown cell type {cell_type!r}; this genotype has {list(kept)}.")
-    edges = kept[cell_type]
-    if hasattr(genotype, "kept_edges"):  # a chain of layers (mbconv: layer i is edge i -> i+1)
-        return layer_chain([op for op, _, _ in edges], title)
-    if isinstance(genotype, NB201Genotype):
-        n = max(j for _, _, j in edges) + 1
-        graph = _Graph({j: (4.0 * j, 0.0) for j in range(n)})
-        for j in range(n):
-            graph.node(j, str(j), "input" if j == 0 else "output" if j == n - 1 else "intermediate")
-        for op, i, j in edges:  # edges that skip nodes arc: from node 0 above, else below
-            graph.edge(i, j, op, side=-1 if i == 0 else 1, bend=0.15 * (j - i - 1))
-        return graph.finish(title)
+    if genotype.diagram not in DIAGRAMS:
+        raise ValueError(
+            f"{type(genotype).__name__}.diagram={genotype.diagram!r} has no drawing; "
+            f"valid: {', '.join(DIAGRAMS)}."
+        )
+    return DIAGRAMS[genotype.diagram](genotype, kept[cell_type], cell_type, title)
 
+
+def _chain(genotype: GenotypeBase, edges, cell_type: str, title: str) -> Figure:
+    """A chain of layers (layer i is the edge i -> i + 1): ``layer_chain``."""
+    return layer_chain([op for op, _, _ in edges], title)
+
+
+def _dag(genotype: GenotypeBase, edges, cell_type: str, title: str) -> Figure:
+    """Node j sums one op per earlier node: nodes 0..n-1 in a row."""
+    n = max(j for _, _, j in edges) + 1
+    graph = _Graph({j: (4.0 * j, 0.0) for j in range(n)})
+    for j in range(n):
+        graph.node(j, str(j), "input" if j == 0 else "output" if j == n - 1 else "intermediate")
+    for op, i, j in edges:  # edges that skip nodes arc: from node 0 above, else below
+        graph.edge(i, j, op, side=-1 if i == 0 else 1, bend=0.15 * (j - i - 1))
+    return graph.finish(title)
+
+
+def _two_input_cell(genotype: Genotype, edges, cell_type: str, title: str) -> Figure:
+    """DARTS' cell: inputs 0, 1, intermediate nodes, the concatenation into ``c_{k}``."""
     steps = len(edges) // 2
     pos = {0: (0.0, 2.2), 1: (0.0, -2.2), "out": (3.4 * (steps + 1), 0.0)}
     graph = _Graph(pos | {2 + n: (3.4 * (n + 1), 0.0) for n in range(steps)})
@@ -384,9 +399,11 @@ def layer_chain(ops: Sequence[str], title: str = "", per_row: int = LAYERS_PER_R
     return graph.finish(title)
 
 
-def genotype_figures(
-    genotype: Genotype | NB201Genotype, title_prefix: str = ""
-) -> dict[str, Figure]:
+# ``GenotypeBase.diagram`` -> the function drawing one cell type of such a genotype.
+DIAGRAMS = {"two_input_cell": _two_input_cell, "dag": _dag, "chain": _chain}
+
+
+def genotype_figures(genotype: GenotypeBase, title_prefix: str = "") -> dict[str, Figure]:
     """One ``cell_diagram`` per searched cell type, keyed like α (``"normal"``, ``"reduce"``;
     NAS-Bench-201 ``"cell"``); a fixed reduction cell has none."""
     return {

@@ -9,8 +9,9 @@ search when λ_max's local average grows too fast.
   through the loss; the official code builds the whole Hessian and takes ``max(eigvals)``;
   power iteration gives the eigenvalue of largest magnitude, the same in practice, where the
   Hessian of a converging search is dominated by its positive curvature).
-- ``module_eigenvalue``: that of ``SearchModule.loss`` on fixed validation batches, over every
-  cell type's α concatenated (β, if any, held constant).
+- ``module_eigenvalue``: that of the search state's loss (``SearchModule.loss``; any
+  ``nas.strategies.protocols.SearchState``) on fixed validation batches, over every cell type's
+  α concatenated (β, if any, held constant).
 - ``EarlyStopRule``: RobustDARTS' ``EVLocalAvg`` criterion (``src/utils.py`` and
   ``src/search/args.py``): local averages over ``window`` eigenvalues, stop when the current
   one over the one ``delta`` evaluations back exceeds ``factor`` (defaults 5, 4, 1.3, from
@@ -36,6 +37,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import lightning as L
@@ -44,6 +46,8 @@ from torch import nn
 
 from nas.core import distributed
 from nas.core.arch import split_arch
+from nas.strategies.arch_grad.first_order import constant_weights
+from nas.strategies.protocols import SearchState
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 METRIC = "hessian/eigenvalue"
@@ -108,19 +112,17 @@ def frozen_batch_norm_buffers(net: nn.Module):
 
 
 def module_eigenvalue(
-    module,
+    module: SearchState,
     batches: Sequence[Batch],
     iters: int = 20,
     tol: float = 1e-4,
     seed: int = 0,
     reduce: Callable[[Sequence[torch.Tensor]], Any] | None = distributed.all_reduce_mean_,
 ) -> float:
-    """λ_max of the mean validation loss of ``module`` (a ``SearchModule``) on ``batches``
+    """λ_max of the mean validation loss of ``module`` (the search state) on ``batches``
     w.r.t. all cell types' α; the supernet's weights are constants, BN uses batch statistics
     (training mode, as during the search) and its running statistics are restored. Under DDP
     (``reduce``, see ``dominant_eigenvalue``) that of the mean over ranks of this loss."""
-    from nas.strategies.arch_grad.first_order import constant_weights
-
     arch = module.arch.as_dict()
     alphas, _ = split_arch(arch)
     params = list(alphas.values())
@@ -130,7 +132,7 @@ def module_eigenvalue(
         losses = [module.loss(b, detached)[0] for b in batches]
         return sum(losses) / len(losses)
 
-    sampler_gen = getattr(module.strategy.sampler, "generator", None)
+    sampler_gen = module.strategy.sampler.generator
     sampler_state = sampler_gen.get_state() if sampler_gen is not None else None
     was_training = module.supernet.training
     module.supernet.train()
@@ -294,14 +296,31 @@ class HessianDiagnostic(L.Callback):
             self.rule.load_state_dict(state["rule"])
 
 
-def hessian_callback(cfg) -> HessianDiagnostic | None:
-    """The diagnostic ``cfg.diagnostics`` asks for, or None (``hessian_every: 0``)."""
-    d = cfg.get("diagnostics")
-    if d is None or not d.hessian_every:
+@dataclass
+class DiagnosticsConfig:
+    """The ``diagnostics`` settings: the dominant Hessian eigenvalue of the validation loss
+    w.r.t. α (RobustDARTS), logged as ``hessian/eigenvalue``, and DARTS-ES early stopping
+    (``nas.run.schema`` registers this dataclass)."""
+
+    hessian_every: int = 0  # compute every N epochs (and at the last); 0 = off
+    hessian_iters: int = 20  # power-iteration steps (exact Hessian-vector products)
+    hessian_tol: float = 1e-4  # stop iterating when the estimate changes less (relative)
+    hessian_batches: int = 1  # fixed validation batches the loss is taken on
+    early_stop: bool = False  # DARTS-ES: stop when the local-average eigenvalue grows
+    es_window: int = 5  # eigenvalues per local average (RobustDARTS --window)
+    es_delta: int = 4  # compare with the local average this many evaluations back (--delta)
+    es_factor: float = 1.3  # stop when current / previous local average > factor (--factor)
+    es_start_epoch: int = 10  # no stop decided before this epoch (--es_start_epoch)
+
+
+def hessian_callback(d: DiagnosticsConfig, seed: int, compiled: bool) -> HessianDiagnostic | None:
+    """The diagnostic ``d`` asks for, or None (``hessian_every: 0``); ``compiled``: the run
+    torch.compiles the supernet (``compile=true``)."""
+    if not d.hessian_every:
         return None
     if d.hessian_every < 0:
         raise ValueError(f"diagnostics.hessian_every={d.hessian_every}: use 0 (off) or N >= 1.")
-    if cfg.get("compile"):
+    if compiled:
         raise ValueError(
             "diagnostics.hessian_every needs double backward through the supernet, which a "
             "torch.compile'd graph does not support. Set compile=false, or hessian_every=0."
@@ -312,7 +331,7 @@ def hessian_callback(cfg) -> HessianDiagnostic | None:
             d.es_window, d.es_delta, d.es_factor, d.es_start_epoch, d.hessian_every
         )
     return HessianDiagnostic(
-        d.hessian_every, d.hessian_iters, d.hessian_tol, d.hessian_batches, rule, cfg.seed
+        d.hessian_every, d.hessian_iters, d.hessian_tol, d.hessian_batches, rule, seed
     )
 
 

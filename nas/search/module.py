@@ -2,13 +2,16 @@
 
 Per training step (Liu et al., DARTS, ICLR 2019, Alg. 1): an architecture step on a validation
 batch (the strategy's arch-gradient mode fills α's gradient, the α optimizer steps), then a weight
-step on a training batch. Batches arrive as ``{"train": (x, y), "val": (x, y)}``.
+step on a training batch. Batches arrive as ``{"train": (x, y), "val": (x, y)}``. The two halves
+are public (``arch_step``, ``weight_step``): ``training_step`` and the benchmarks
+(``experiments/bench/search_step.py``) run the same code. The module satisfies the search state
+the strategy's components see (``nas.strategies.protocols.SearchState``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import lightning as L
 import torch
@@ -19,6 +22,7 @@ from nas.core import distributed
 from nas.core.arch import ArchParams
 from nas.core.genotype import Genotype
 from nas.core.lr_schedules import WarmupThenCosine
+from nas.search.settings import SearchSettings
 from nas.strategies import Strategy
 from nas.strategies.samplers.uniform import arch_alphas
 from nas.strategies.selection import select
@@ -26,6 +30,15 @@ from supernet.cuda_graphs import SupernetGraphs
 from supernet.spaces.base import SearchSpace
 
 Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+class StepResult(NamedTuple):
+    """One half of a search step: its loss and logits (detached, not read back to the host)
+    and whether the optimizer stepped (False: skipped for a non-finite loss or gradient)."""
+
+    loss: torch.Tensor
+    logits: torch.Tensor
+    stepped: bool
 
 
 class SearchModule(L.LightningModule):
@@ -36,21 +49,14 @@ class SearchModule(L.LightningModule):
         strategy: the method's composition.
         weight_optimizer: partial optimizer for the supernet weights (SGD in DARTS).
         arch_optimizer: partial optimizer for α (Adam in DARTS).
-        weight_lr_min: final learning rate of the cosine schedule over ``max_epochs``.
-        grad_clip: max gradient norm of the weight step.
-        alpha_init_std: α is initialised as ``alpha_init_std * randn``.
-        arch_start_epoch: epochs of weight-only warm-up before α is updated.
-        arch_every: one α step every this many weight steps (ProxylessNAS: 5), on the steps
-            whose index within the epoch + 1 is a multiple of it.
-        label_smoothing: of the weight step's cross-entropy (ProxylessNAS: 0.1); the α step's
-            loss stays plain cross-entropy.
-        lr_warmup_epochs, lr_warmup_peak: a weight lr warm-up cosine of its own from the peak
-            over the first epochs, then the cosine restarts from the optimizer's lr
-            (ProxylessNAS; ``nas/core/lr_schedules.py``); 0 = one cosine over the search.
         seed: seeds α's initialisation.
         skip_nonfinite: skip (and count) steps with a non-finite loss or gradient.
         cuda_graph: replay the supernet's passes of the arch and weight steps as CUDA graphs
             (``supernet.cuda_graphs``); static-path strategies only, one GPU.
+        **settings: the step's hyperparameters, ``nas.search.settings.SearchSettings`` (their
+            defaults live there): ``weight_lr_min``, ``grad_clip``, ``alpha_init_std``,
+            ``arch_start_epoch``, ``arch_every``, ``label_smoothing``, ``lr_warmup_epochs``,
+            ``lr_warmup_peak``.
     """
 
     def __init__(
@@ -59,19 +65,13 @@ class SearchModule(L.LightningModule):
         strategy: Strategy,
         weight_optimizer: Callable[..., torch.optim.Optimizer],
         arch_optimizer: Callable[..., torch.optim.Optimizer],
-        weight_lr_min: float = 0.001,
-        grad_clip: float = 5.0,
-        alpha_init_std: float = 1e-3,
-        arch_start_epoch: int = 0,
-        arch_every: int = 1,
-        label_smoothing: float = 0.0,
-        lr_warmup_epochs: int = 0,
-        lr_warmup_peak: float = 0.05,
         seed: int = 0,
         skip_nonfinite: bool = False,
         cuda_graph: bool = False,
+        **settings: Any,
     ):
         super().__init__()
+        step = SearchSettings.of(**settings)
         self.automatic_optimization = False
         self.space = space
         self.strategy = strategy
@@ -79,7 +79,7 @@ class SearchModule(L.LightningModule):
         self.supernet = space.build_supernet(**strategy.supernet_options())
         strategy.check_supernet(self.supernet)
         gen = torch.Generator().manual_seed(seed)
-        self.arch = ArchParams(space, alpha_init_std, generator=gen, **strategy.arch_options())
+        self.arch = ArchParams(space, step.alpha_init_std, generator=gen, **strategy.arch_options())
         # Under DDP, α is kept out of the weight reducer (the weight step never touches it);
         # its gradient is averaged across ranks explicitly after each arch step instead.
         self._ddp_params_and_buffers_to_ignore = [
@@ -87,22 +87,20 @@ class SearchModule(L.LightningModule):
         ]
         self._weight_optimizer = weight_optimizer
         self._arch_optimizer = arch_optimizer
-        self.weight_lr_min = weight_lr_min
-        self.grad_clip = grad_clip
-        self.arch_start_epoch = arch_start_epoch
-        if arch_every < 1:
-            raise ValueError(
-                f"strategy.arch_every={arch_every}: one α step every N weight steps needs N >= 1."
-            )
-        self.arch_every = arch_every
-        self.label_smoothing = label_smoothing
-        self.lr_warmup_epochs, self.lr_warmup_peak = lr_warmup_epochs, lr_warmup_peak
+        # Plain attributes (a staged search or a test may change them between fits).
+        self.weight_lr_min = step.weight_lr_min
+        self.grad_clip = step.grad_clip
+        self.arch_start_epoch = step.arch_start_epoch
+        self.arch_every = step.arch_every
+        self.label_smoothing = step.label_smoothing
+        self.lr_warmup_epochs = step.lr_warmup_epochs
+        self.lr_warmup_peak = step.lr_warmup_peak
         self._standalone_optimizer: torch.optim.Optimizer | None = None
         self.skip_nonfinite = skip_nonfinite
         self.skipped_steps = 0  # steps skipped for a non-finite loss or gradient
         self.supernet_graphs = SupernetGraphs(self.supernet) if cuda_graph else None
 
-    # ---- pieces the arch-gradient modes call -------------------------------------------
+    # ---- the search state the strategy's components see (protocols.SearchState) ----------
     @property
     def weight_optimizer(self) -> torch.optim.Optimizer:
         """The raw weight optimizer (its state drives second-order virtual steps)."""
@@ -138,23 +136,10 @@ class SearchModule(L.LightningModule):
             logits = self.supernet(*args)
         return F.cross_entropy(logits, y, label_smoothing=label_smoothing), logits
 
-    def arch_regularization(self) -> torch.Tensor | float:
-        """The additive regularizers' sum (those without ``combine``)."""
-        alphas = self.arch.as_dict()
-        regs = [r for r in self.strategy.regularizers if not hasattr(r, "combine")]
-        return sum((reg(alphas) for reg in regs), 0.0)
-
     def arch_objective(self, loss: torch.Tensor) -> torch.Tensor:
-        """The α objective from the cross-entropy ``loss``: ``loss`` plus the additive
-        regularizers, then each regularizer with ``combine(loss, arch, masks)`` applied in
-        turn (the multiplicative hardware penalties of ProxylessNAS and FBNet scale the loss)."""
-        loss = loss + self.arch_regularization()
-        combined = [r for r in self.strategy.regularizers if hasattr(r, "combine")]
-        if combined:
-            alphas = self.arch.as_dict()
-            for reg in combined:
-                loss = reg.combine(loss, alphas, self.arch.op_masks)
-        return loss
+        """The α objective from the cross-entropy ``loss`` (``Strategy.arch_objective``: the
+        additive regularizers, then the multiplicative hardware penalties)."""
+        return self.strategy.arch_objective(loss, self.arch.as_dict(), self.arch.op_masks)
 
     # ---- Lightning ------------------------------------------------------------------
     def configure_optimizers(self):
@@ -222,44 +207,81 @@ class SearchModule(L.LightningModule):
         """All-reduces α's gradient over DDP ranks, so every rank takes the same α step."""
         distributed.average_gradients(self.arch.parameters())
 
-    def training_step(self, batch: dict[str, Batch], batch_idx: int) -> None:
-        w_opt, a_opt = self.optimizers()
-        train, val = batch["train"], batch["val"]
+    # ---- the step ---------------------------------------------------------------------
+    def arch_step_due(self, batch_idx: int) -> bool:
+        """Whether step ``batch_idx`` of the epoch takes an α step (learned α, past the warm-up,
+        every ``arch_every``-th step)."""
+        return self.updates_arch() and (batch_idx + 1) % self.arch_every == 0
 
-        if self.updates_arch() and (batch_idx + 1) % self.arch_every == 0:
-            a_opt.zero_grad(set_to_none=True)
-            val_loss, val_logits = self.strategy.arch_grad(self, train, val)
-            self._average_arch_grads()
-            if self.skip_nonfinite and not _all_finite(val_loss, *self._arch_grads()):
-                a_opt.zero_grad(set_to_none=True)
-                self.skipped_steps += 1
-            else:
-                a_opt.step()
-                self.strategy.after_arch_step(self.arch.as_dict())  # e.g. ProxylessNAS' rescale
-            self._log_metrics("arch", val_loss, val_logits, val[1])
+    def arch_step(self, train: Batch, val: Batch, optimizer: torch.optim.Optimizer) -> StepResult:
+        """The first half: the strategy's arch-gradient mode fills α's gradient (averaged over
+        DDP ranks), ``optimizer`` (α's) steps and the strategy adjusts α after it (ProxylessNAS'
+        rescale). With ``skip_nonfinite`` a non-finite loss or α gradient skips the step (one
+        host read)."""
+        optimizer.zero_grad(set_to_none=True)
+        val_loss, val_logits = self.strategy.arch_grad(self, train, val)
+        self._average_arch_grads()
+        if self.skip_nonfinite and not _all_finite(val_loss, *self._arch_grads()):
+            optimizer.zero_grad(set_to_none=True)
+            self.skipped_steps += 1
+            return StepResult(val_loss, val_logits, False)
+        optimizer.step()
+        self.strategy.after_arch_step(self.arch.as_dict())  # e.g. ProxylessNAS' rescale
+        return StepResult(val_loss, val_logits, True)
 
+    def weight_step(self, train: Batch, optimizer: torch.optim.Optimizer) -> StepResult:
+        """The second half: cross-entropy (with ``label_smoothing``) at α as a constant, perturbed
+        by the strategy (SDARTS), backward, norm clipping, ``optimizer`` (the weights') steps.
+        With ``skip_nonfinite`` a non-finite loss or gradient norm skips the step (one host
+        read)."""
         # The weight step sees α as a constant: no α gradient is built here.
         detached = {k: a.detach() for k, a in self.arch.as_dict().items()}
         detached = self.strategy.weight_step_arch(self, detached, train)
         loss, logits = self.loss(
             train, detached, graphable=True, label_smoothing=self.label_smoothing
         )
-        w_opt.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
+        optimizer.zero_grad(set_to_none=True)
+        self._backward(loss)
         if self.skip_nonfinite:
             # Opt-in: one host read per step. A non-finite gradient norm skips the step.
             max_norm = self.grad_clip or float("inf")
             norm = torch.nn.utils.clip_grad_norm_(self.supernet.parameters(), max_norm)
             if not _all_finite(loss, norm):
-                w_opt.zero_grad(set_to_none=True)
+                optimizer.zero_grad(set_to_none=True)
                 self.skipped_steps += 1
-                return
+                return StepResult(loss.detach(), logits.detach(), False)
         elif self.grad_clip:
+            self._clip_gradients(optimizer)
+        optimizer.step()
+        return StepResult(loss.detach(), logits.detach(), True)
+
+    def _backward(self, loss: torch.Tensor) -> None:
+        """Lightning's backward (its precision plugin) under a Trainer, plain autograd without."""
+        if self._trainer is None:
+            loss.backward()
+        else:
+            self.manual_backward(loss)
+
+    def _clip_gradients(self, optimizer: torch.optim.Optimizer) -> None:
+        """Norm clipping of the optimizer's parameters to ``grad_clip``, as Lightning's
+        ``clip_gradients`` does (through its precision plugin under a Trainer)."""
+        if self._trainer is None:
+            params = [p for g in optimizer.param_groups for p in g["params"]]
+            torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
+        else:
             self.clip_gradients(
-                w_opt, gradient_clip_val=self.grad_clip, gradient_clip_algorithm="norm"
+                optimizer, gradient_clip_val=self.grad_clip, gradient_clip_algorithm="norm"
             )
-        w_opt.step()
-        self._log_metrics("train", loss.detach(), logits.detach(), train[1])
+
+    def training_step(self, batch: dict[str, Batch], batch_idx: int) -> None:
+        w_opt, a_opt = self.optimizers()
+        train, val = batch["train"], batch["val"]
+        if self.arch_step_due(batch_idx):
+            arch = self.arch_step(train, val, a_opt)
+            self._log_metrics("arch", arch.loss, arch.logits, val[1])
+        weights = self.weight_step(train, w_opt)
+        if weights.stepped:
+            self._log_metrics("train", weights.loss, weights.logits, train[1])
 
     def on_train_epoch_end(self) -> None:
         self.lr_schedulers().step()

@@ -51,9 +51,10 @@ every decision and after every tuning epoch: the decisions so far (projection, u
 and nodes, the edge-order generator, the report's entries), the supernet and α
 (``module.state_dict()``), the strategy's random streams, the tuner's optimizers and lr
 schedule, the global RNG states (``RNGState``), the data position (sampler and augmentation
-generators) and the config stamp (``run_identity`` of the search plus ``selection``). With
-``resume=auto`` (or ``resume=<that file>``) the search resumes from its finished checkpoint
-(its fit ends at once), then ``pt_select`` restores the file and continues exactly where it
+generators) and the config stamp (the search's identity plus ``selection``, made by
+``nas.run.pt_stage``, which also turns ``resume=<that file>`` into the search's own
+``resume=auto``). With ``resume=auto`` (or ``resume=<that file>``) the search resumes from its
+finished checkpoint (its fit ends at once), then ``pt_select`` restores the file and continues exactly where it
 stopped: decisions made are not redone, a tuning continues with its next epoch. The file also
 records a fingerprint of the search's final state (every tensor of ``module.state_dict()``):
 a checkpoint taken after a different search (e.g. one continued with more epochs since) or
@@ -69,20 +70,22 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional  # noqa: UP035 - OmegaConf needs typing.Optional
 
 import torch
 from lightning.pytorch.utilities import move_data_to_device
-from omegaconf import DictConfig, OmegaConf, open_dict
 
 from nas.core import distributed
 from nas.core.arch import BETA_PREFIX
-from nas.run.checkpointing import LAST, AtomicCheckpointIO
-from nas.run.guards import RNGState
-from nas.run.resume import STAMP_KEY, differences, run_identity
+from nas.core.checkpoints import LAST, STAMP_KEY, AtomicCheckpointIO, differences
+from nas.core.log import get_logger
+from nas.core.rng import RNGState
 from nas.search.hessian import frozen_batch_norm_buffers
+from nas.strategies.protocols import Modifier
 from nas.strategies.samplers import Mixing
 from nas.strategies.selection import select
+
+log = get_logger(__name__)
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 Weights = dict[str, torch.Tensor]
@@ -91,8 +94,29 @@ Evaluate = Callable[[Weights], float]
 
 
 @dataclass
-class Projection:
-    """Decisions so far, per cell type: the op of each decided edge, the dropped edges."""
+class SelectionConfig:
+    """The ``selection`` settings: how the searched supernet becomes an architecture
+    (``conf/selection/``; ``nas.run.schema`` registers this dataclass).
+
+    ``default``: the strategy's own rule (or model-based selector). ``pt``: DARTS-PT's
+    perturbation-based selection (this module); the other fields are its settings.
+    """
+
+    name: str = "default"
+    criterion: str = "acc"  # acc | loss (what an op's or edge's removal is judged by)
+    edge_order: str = "random"  # random (darts-pt's --edge_decision random) | fixed
+    tune_epochs: int = 5  # fine-tuning epochs between decisions (darts-pt --proj_intv 5)
+    tune_lr_factor: float = 0.1  # tuning lr = the weights' lr x this (darts-pt: lr / 10)
+    tune_lr_schedule: str = "constant"  # constant (darts-pt) | cosine over the tuning epochs
+    tune_arch: bool = True  # keep taking α steps on undecided edges while tuning
+    tune_batches: Optional[int] = None  # noqa: UP045 - steps per tuning epoch; None = all
+    eval_batches: Optional[int] = None  # noqa: UP045 - val batches per evaluation; None = all
+
+
+@dataclass
+class Projection(Modifier):
+    """Decisions so far, per cell type: the op of each decided edge, the dropped edges. While
+    tuning, a strategy modifier (``mixing``; its other hooks the base's no-ops)."""
 
     ops: dict[str, dict[int, int]] = field(default_factory=dict)
     dropped: dict[str, set[int]] = field(default_factory=dict)
@@ -574,15 +598,6 @@ def pt_checkpoint_path(run_dir: str | Path) -> Path:
     return Path(run_dir) / "checkpoints" / PT_DIR / LAST
 
 
-def pt_identity(cfg: DictConfig) -> dict[str, Any]:
-    """What a DARTS-PT checkpoint must share with the run resuming it: the search's identity
-    and every ``selection`` value."""
-    return {
-        **run_identity(cfg, "search"),
-        "selection": OmegaConf.to_container(cfg.selection, resolve=True),
-    }
-
-
 def fingerprint(module) -> str:
     """sha256 of every tensor of ``module.state_dict()`` (names, dtypes, shapes, bytes)."""
     h = hashlib.sha256()
@@ -604,19 +619,6 @@ def is_pt_checkpoint(path: str | Path) -> bool:
     except Exception:
         return False
     return isinstance(ckpt, dict) and PT_KEY in ckpt
-
-
-def search_stage_config(cfg: DictConfig) -> DictConfig:
-    """The config the search stage resumes with: ``resume=<a DARTS-PT checkpoint>`` resumes
-    the search as ``resume=auto`` (its own finished checkpoint; PT then continues from the
-    file); any other value unchanged."""
-    spec = cfg.get("resume")
-    if not spec or spec == "auto" or not is_pt_checkpoint(spec):
-        return cfg
-    out = copy.deepcopy(cfg)
-    with open_dict(out):
-        out.resume = "auto"
-    return out
 
 
 def _data_state(data) -> dict[str, Any] | None:
@@ -710,8 +712,8 @@ class PTCheckpoint:
             return None
         if spec == "auto":
             if not self.path.is_file():
-                _log(f"pt: resume=auto found no DARTS-PT checkpoint ({self.path}); starting "
-                     "DARTS-PT from the beginning")  # fmt: skip
+                log.info(f"pt: resume=auto found no DARTS-PT checkpoint ({self.path}); starting "
+                         "DARTS-PT from the beginning")  # fmt: skip
                 return None
             path = self.path
         elif is_pt_checkpoint(spec):
@@ -721,34 +723,44 @@ class PTCheckpoint:
         progress = self.restore(self.load(path))
         done, tuned = progress["decisions"], progress["tuned"]
         tuning = f", {tuned} tuning epoch(s) after it done" if tuned else ""
-        _log(f"pt: resuming DARTS-PT from {path}: after decision {done} of "
-             f"{progress['total']}{tuning}")  # fmt: skip
+        log.info(f"pt: resuming DARTS-PT from {path}: after decision {done} of "
+                 f"{progress['total']}{tuning}")  # fmt: skip
         return progress
 
 
-def _log(msg: str) -> None:
-    if distributed.rank() == 0:
-        print(f"[oneshot-nas] {msg}", flush=True)
+@dataclass
+class PTCheckpointing:
+    """Where DARTS-PT checkpoints and what it resumes: ``<run_dir>/checkpoints/pt/last.ckpt``,
+    stamped with ``identity`` (what a run resuming it must share: the search's identity and
+    every ``selection`` value, ``nas.run.pt_stage.pt_identity``), continued under ``resume``
+    (the run's ``resume``: ``auto``, a checkpoint path, or None)."""
+
+    run_dir: Path
+    identity: dict[str, Any]
+    resume: str | None = None
 
 
-def pt_select(cfg, module, data, run_dir: str | Path | None = None) -> dict[str, Any]:
-    """``selection=pt``: DARTS-PT on the searched ``module`` with ``cfg.selection``'s values;
-    writes the architecture into α and returns the report for ``summary.json``.
+def pt_select(
+    s: SelectionConfig, seed: int, module, data, checkpointing: PTCheckpointing | None = None
+) -> dict[str, Any]:
+    """``selection=pt``: DARTS-PT on the searched ``module`` with the ``selection`` settings
+    ``s`` and the run's ``seed``; writes the architecture into α and returns the report for
+    ``summary.json``.
 
-    With ``run_dir``, checkpoints ``<run dir>/checkpoints/pt/last.ckpt`` as it goes and, under
-    ``resume=auto`` (or ``resume=<that file>``), continues from it (``PTCheckpoint``)."""
-    s = cfg.selection
+    With ``checkpointing``, checkpoints ``<run dir>/checkpoints/pt/last.ckpt`` as it goes and,
+    under ``resume=auto`` (or ``resume=<that file>``), continues from it (``PTCheckpoint``)."""
     selector = PerturbationSelection(
         s.criterion, s.edge_order, s.tune_epochs, s.tune_lr_factor, s.tune_arch,
-        s.tune_batches, s.eval_batches, cfg.seed,
+        s.tune_batches, s.eval_batches, seed,
     )  # fmt: skip
     space = module.space
     n_nodes = sum(1 for n in space.edges_per_node if n > 2) if has_topology(space) else 0
     decisions = len(space.edges) + n_nodes
     total = s.tune_epochs * max(1, decisions - 1)
     checkpoint = None
-    if run_dir is not None:  # the search's final state, before the tuner or a restore
-        checkpoint = PTCheckpoint(pt_checkpoint_path(run_dir), pt_identity(cfg), module, data, None)
+    if checkpointing is not None:  # the search's final state, before the tuner or a restore
+        path = pt_checkpoint_path(checkpointing.run_dir)
+        checkpoint = PTCheckpoint(path, checkpointing.identity, module, data, None)
     tuner = Tuner(
         module,
         data,
@@ -765,7 +777,7 @@ def pt_select(cfg, module, data, run_dir: str | Path | None = None) -> dict[str,
     progress = None
     if checkpoint is not None:
         checkpoint.tuner = tuner
-        progress = checkpoint.resume(cfg.get("resume"))
+        progress = checkpoint.resume(checkpointing.resume)
     report = selector(
         module, batches, tune=tuner if s.tune_epochs else None, checkpoint=checkpoint,
         resume=progress,

@@ -25,7 +25,8 @@ from lightning.pytorch.loggers import WandbLogger
 
 from nas.core.arch import ArchParams
 from nas.core.genotype import count_op, kept_edges, param_free_ops
-from nas.run.resume_logs import resume_point, trim_history
+from nas.core.resume_point import resume_point, trim_history
+from nas.strategies.regularizers.hardware_cost import HardwareCost
 
 HISTORY_FILE = "search_history.jsonl"
 FIGURES_DIR = "figures"
@@ -72,10 +73,10 @@ def weight_kind(pl_module) -> tuple[bool, float | None]:
     """(whether the sampler's weights are independent per op rather than a distribution per
     edge, the heatmaps' white value): ``(True, 0.5)`` for FairDARTS' σ(α), else ``(False,
     None)`` (entropy as is, white = 1/K)."""
-    sampler = getattr(getattr(pl_module, "strategy", None), "sampler", None)
-    if not getattr(sampler, "independent_weights", False):
+    sampler = pl_module.strategy.sampler
+    if not sampler.independent_weights:
         return False, None
-    return True, getattr(sampler, "neutral_weight", None)
+    return True, sampler.neutral_weight
 
 
 def edges_changed(before, after) -> int:
@@ -105,8 +106,8 @@ def cost_metrics(pl_module, genotype) -> dict[str, float]:
     the current argmax architecture at the search network's size (``cost/argmax_<kind>``),
     from the regularizer's own tables (latency: ms of its lookup table)."""
     out: dict[str, float] = {}
-    for reg in getattr(pl_module.strategy, "regularizers", []):
-        cm = getattr(reg, "cost_model", None)
+    for reg in pl_module.strategy.regularizers:
+        cm = reg.cost_model if isinstance(reg, HardwareCost) else None
         if cm is None or (reg.kind == "latency" and cm.latency is None):
             continue
         with torch.no_grad():
@@ -126,7 +127,7 @@ def schedule_metrics(pl_module) -> dict[str, float]:
     trainer = pl_module._trainer
     if trainer is not None and len(trainer.optimizers) > 1:
         out["lr/arch"] = float(trainer.optimizers[1].param_groups[0]["lr"])
-    tau = getattr(pl_module.strategy.sampler, "tau", None)
+    tau = pl_module.strategy.sampler.tau
     if tau is not None:
         out["temperature/tau"] = float(tau)
     return out

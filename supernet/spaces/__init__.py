@@ -1,10 +1,15 @@
-"""Search-space registry: ``search_space.name`` → space class, and the options each takes."""
+"""Search-space registry: ``search_space.name`` → space class, and the options each takes.
+
+A new space is one file (a ``SearchSpace`` subclass, registered with ``register_space``) and
+one YAML (``conf/search_space/<name>.yaml``: ``name`` and the constructor's keys it sets).
+"""
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping, Sequence
 
+from supernet.genotypes import GENOTYPE_TYPES, Genotype, GenotypeBase
 from supernet.spaces.base import SearchSpace
 from supernet.spaces.darts import DartsSpace
 from supernet.spaces.mbconv import MBConvSpace
@@ -20,9 +25,60 @@ SPACES: dict[str, type[SearchSpace]] = {
 DATA_ARGUMENTS = ("input_shape", "num_classes")
 
 
+def register_space(name: str, cls: type[SearchSpace]) -> type[SearchSpace]:
+    """Makes ``search_space=<name>`` build ``cls``; its constructor's keyword arguments (after
+    ``input_shape`` and ``num_classes``) are its ``search_space.*`` keys, and its
+    ``genotype_type`` reads the genotype files of space ``name``. Registering the same class
+    again is a no-op; another class under a taken name is refused. (Then
+    ``nas.run.schema.register_configs()`` puts its keys into the config schema.)"""
+    if not (isinstance(cls, type) and issubclass(cls, SearchSpace)):
+        raise TypeError(f"register_space({name!r}, {cls!r}): not a SearchSpace subclass.")
+    if getattr(cls, "name", None) != name:
+        raise ValueError(
+            f"register_space({name!r}, {cls.__name__}): the class's name attribute is "
+            f"{getattr(cls, 'name', None)!r}; it must be {name!r} (alphas and genotype files "
+            "record it)."
+        )
+    genotype_type = getattr(cls, "genotype_type", None)
+    if not (isinstance(genotype_type, type) and issubclass(genotype_type, GenotypeBase)):
+        raise TypeError(
+            f"register_space({name!r}, {cls.__name__}): its genotype_type must be a "
+            f"supernet.genotypes.GenotypeBase subclass, got {genotype_type!r}."
+        )
+    if SPACES.get(name, cls) is not cls:
+        raise ValueError(
+            f"search_space={name!r} is already registered ({SPACES[name].__name__}); "
+            f"registered spaces: {', '.join(sorted(SPACES))}."
+        )
+    missing = [a for a in DATA_ARGUMENTS if a not in inspect.signature(cls).parameters]
+    if missing:
+        raise TypeError(
+            f"register_space({name!r}, {cls.__name__}): its constructor must take {missing} "
+            "(the data's input shape and class count)."
+        )
+    if genotype_type is not Genotype:  # its files name the space: load_genotype finds the type
+        if GENOTYPE_TYPES.get(name, genotype_type) is not genotype_type:
+            raise ValueError(
+                f"register_space({name!r}, {cls.__name__}): genotypes of space {name!r} are "
+                f"already {GENOTYPE_TYPES[name].__name__}, not {genotype_type.__name__}."
+            )
+        GENOTYPE_TYPES[name] = genotype_type
+    SPACES[name] = cls
+    return cls
+
+
+def space_class(name: str) -> type[SearchSpace]:
+    """The class of ``search_space=<name>``; an unknown name is refused with the valid ones."""
+    if name not in SPACES:
+        raise ValueError(
+            f"Unknown search_space={name!r}. Valid choices are: {', '.join(sorted(SPACES))}."
+        )
+    return SPACES[name]
+
+
 def space_defaults(name: str) -> dict[str, object]:
     """The ``search_space.*`` options of space ``name`` and their defaults (its constructor's)."""
-    params = inspect.signature(SPACES[name]).parameters.values()
+    params = inspect.signature(space_class(name)).parameters.values()
     return {p.name: p.default for p in params if p.name not in DATA_ARGUMENTS}
 
 
@@ -58,11 +114,8 @@ def check_options(name: str, options: Mapping[str, object]) -> None:
 def build_space(name: str, input_shape: Sequence[int], num_classes: int, **options) -> SearchSpace:
     """Builds the space ``name`` for the data's input shape and class count. ``options`` may hold
     other spaces' keys at their defaults (the config's union of keys); see ``check_options``."""
-    if name not in SPACES:
-        raise ValueError(
-            f"Unknown search_space={name!r}. Valid choices are: {', '.join(sorted(SPACES))}."
-        )
+    cls = space_class(name)
     check_options(name, options)
     taken = space_defaults(name)
     kwargs = {k: v for k, v in options.items() if k in taken}
-    return SPACES[name](input_shape=input_shape, num_classes=num_classes, **kwargs)
+    return cls(input_shape=input_shape, num_classes=num_classes, **kwargs)

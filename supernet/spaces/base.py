@@ -1,16 +1,22 @@
-"""What every search space provides (see DESIGN.md, "Where things live")."""
+"""What every search space provides (ARCHITECTURE.md, the contracts)."""
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from torch import nn
 
 if TYPE_CHECKING:
-    from supernet.genotypes import Genotype
+    from supernet.genotypes import GenotypeBase, KeptEdge
+    from supernet.spaces.shapes import Rows
+
+# A CIFAR-style child network (one stride-1 stem) on larger images than this is a config
+# mistake (e.g. data=imagenet with a CIFAR recipe), not a smaller ImageNet model.
+CIFAR_NETWORK_MAX_SIDE = 64
 
 
 def reduction_layers(layers: int) -> tuple[int, ...]:
@@ -71,7 +77,13 @@ def check_op_names(ops: Sequence[str], known: Sequence[str]) -> None:
 
 
 class SearchSpace(ABC):
-    """A search space: its edges, candidate ops, supernet, child network and selection rule.
+    """A search space: its edges, candidate ops, supernet, child network and selection rule,
+    and everything code outside ``supernet/spaces/`` would otherwise branch on its name for.
+
+    A new space subclasses this, implements the abstract methods (and the optional ones its
+    users need: cost tables, a benchmark), and registers itself
+    (``supernet.spaces.register_space``); its constructor's keyword arguments are its
+    ``search_space.*`` config keys.
 
     Attributes:
         name: registry key, also written into alphas and genotype files.
@@ -79,6 +91,11 @@ class SearchSpace(ABC):
         cell_types: the α tensors the supernet needs, e.g. ("normal", "reduce").
         edges: (input node, output node) per α row, in a fixed documented order.
         default_selection: name of the selection rule that turns α into a genotype.
+        genotype_type: the class of its genotypes.
+        child_networks: the ``retrain.network`` values ``build_child`` builds.
+        layers_unit: what ``search_space.layers`` counts (the run's banner says it).
+        child_op_pattern: names of the searched ops' modules in the child network (the cost
+            tables count everything else as the fixed part); None: no cost tables.
     """
 
     name: str
@@ -86,6 +103,11 @@ class SearchSpace(ABC):
     cell_types: tuple[str, ...]
     edges: tuple[tuple[int, int], ...]
     default_selection: str
+    genotype_type: ClassVar[type[GenotypeBase]]
+    child_networks: ClassVar[tuple[str, ...]] = ("cifar",)
+    layers_unit: ClassVar[str] = "cells"
+    child_op_pattern: ClassVar[re.Pattern[str] | None] = None
+    benchmark_file: str | None = None  # its tabular benchmark's file, where it has one
 
     @property
     def alpha_shape(self) -> tuple[int, int]:
@@ -110,16 +132,76 @@ class SearchSpace(ABC):
         return torch.randint(len(self.ops), (n_inputs,), generator=generator).tolist()
 
     @abstractmethod
-    def build_child(self, genotype: Genotype, **sizes) -> nn.Module:
-        """The standalone network of a genotype, trained from scratch in retraining."""
+    def build_child(self, genotype: GenotypeBase, **sizes) -> nn.Module:
+        """The standalone network of a genotype, trained from scratch in retraining.
+        ``sizes``: ``C``, ``layers``, ``auxiliary`` and ``network`` (one of
+        ``child_networks``); a space ignores those it has no use for."""
 
     @abstractmethod
-    def validate_genotype(self, genotype: Genotype, check_ops: bool = True) -> None:
+    def validate_genotype(self, genotype: GenotypeBase, check_ops: bool = True) -> None:
         """Raises a GenotypeError when the genotype does not fit this space.
 
         ``check_ops=False`` accepts ops outside the space's list (retraining a genotype found
         with another op set).
         """
+
+    @abstractmethod
+    def genotype_from_edges(self, kept: Mapping[str, Sequence[KeptEdge]]) -> GenotypeBase:
+        """The genotype keeping, per cell type, the (op, input, node) edges ``kept`` in that
+        order: the inverse of ``genotype.kept_edges()``, how selection rules build one."""
+
+    # ---- what the selection rules and the constraint may choose --------------------------
+    def allowed_ops(self, row: int) -> tuple[int, ...]:
+        """Op indices a network may have on α row ``row`` (a sampler samples among them).
+        Default: every op."""
+        return tuple(range(len(self.ops)))
+
+    def selectable_ops(self, row: int) -> tuple[int, ...]:
+        """Op indices the space's selection rule may choose on ``row`` (the constraint's
+        downgrades stay among them). Default: ``allowed_ops``."""
+        return self.allowed_ops(row)
+
+    def reference_genotype(self) -> GenotypeBase:
+        """The genotype the default selection rule gives for uniform α (the cost tables read
+        shapes from its child). Default: the first allowed op on every edge."""
+        kept = [(self.ops[self.allowed_ops(e)[0]], i, j) for e, (i, j) in enumerate(self.edges)]
+        return self.genotype_from_edges({cell: kept for cell in self.cell_types})
+
+    # ---- the child network and its data --------------------------------------------------
+    def child_input_error(self, network: str, side: int, data: str, recipe: str) -> str | None:
+        """Why the child network ``retrain.network=network`` (of ``retrain=recipe``) does not
+        fit the ``side``-pixel images of ``data=data``, with the fix, or None. Default: a
+        CIFAR-style child (one stride-1 stem) takes images up to ``CIFAR_NETWORK_MAX_SIDE``."""
+        if network == "cifar" and side > CIFAR_NETWORK_MAX_SIDE:
+            return (
+                f"retrain={recipe} builds a CIFAR-style network (retrain.network=cifar, one "
+                f"stride-1 stem for 32x32 images), but data={data} has {side}x{side} images. "
+                f"search_space={self.name} builds the child networks: "
+                f"{', '.join(self.child_networks)}."
+            )
+        return None
+
+    def benchmark_key(self, genotype: GenotypeBase) -> str | None:
+        """The genotype's key in the space's tabular benchmark (``nas.estimate``), or None
+        where the space has none."""
+        return None
+
+    # ---- cost tables (``nas.hardware.costs``) ---------------------------------------------
+    def cost_rows(self, child: nn.Module, input_shape: Sequence[int]) -> Rows:
+        """Per cell type, per α row, per op: the op's shape (``supernet.spaces.shapes``) in
+        every cell or layer of that type of ``child``, read with forward hooks."""
+        raise self._no_cost_tables()
+
+    def stub_child(self, child: nn.Module, rows: Rows) -> nn.Module:
+        """A copy of ``child`` with every searched op replaced by a free ``Zero`` of its
+        output shape, in eval mode (timed for the fixed part's latency)."""
+        raise self._no_cost_tables()
+
+    def _no_cost_tables(self) -> ValueError:
+        return ValueError(
+            f"search_space={self.name} has no cost tables (its class defines no "
+            "child_op_pattern, cost_rows and stub_child)."
+        )
 
 
 def check_fixed(space: str, **values: int) -> None:

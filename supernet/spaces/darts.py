@@ -11,32 +11,38 @@ has α and the reduction cells are that fixed cell.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import copy
+import re
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
 
 from supernet import kernels
 from supernet.fixed_cells import REDUCE_CELL_CHOICES, build_fixed_reduction_cell
-from supernet.genotypes import CELL_TYPES, Genotype, GenotypeError
+from supernet.genotypes import CELL_TYPES, Genotype, GenotypeError, KeptEdge
 from supernet.grouped_edges import GroupedEdgesCell
 from supernet.kernels.op_kernels import TORCH_KERNELS, OpKernels
 from supernet.mixed import MixedOp, disable_running_stats, mix_node, node_indices
 from supernet.ops import (
     OPS,
     ReLUConvBN,
+    Zero,
     build_search_op,
     build_search_op_bare_pools,
     preprocess_previous,
 )
 from supernet.spaces.base import (
+    CIFAR_NETWORK_MAX_SIDE,
     SearchSpace,
     check_choice,
     check_op_names,
     check_sizes,
     reduction_layers,
 )
-from supernet.spaces.darts_child import DartsChildNetwork
+from supernet.spaces.darts_child import ChildCell, DartsChildNetwork
+from supernet.spaces.darts_imagenet import DartsImageNetNetwork
+from supernet.spaces.shapes import Rows, add_cell_shapes, empty_rows, run_hooked
 
 DARTS_OPS = (
     "none",
@@ -227,6 +233,10 @@ class DartsSpace(SearchSpace):
     name = "darts"
     cell_types = ("normal", "reduce")
     default_selection = "darts_top2"
+    genotype_type = Genotype
+    # cifar: DARTS' NetworkCIFAR; imagenet: its NetworkImageNet (three stride-2 stems, 224x224).
+    child_networks = ("cifar", "imagenet")
+    child_op_pattern = re.compile(r"^cells\.\d+\.ops\.\d+(\.|$)")
 
     def __init__(
         self,
@@ -306,8 +316,12 @@ class DartsSpace(SearchSpace):
             choice[e] = real[int(torch.randint(len(real), (1,), generator=generator))]
         return choice
 
-    def build_child(self, genotype: Genotype, **sizes) -> nn.Module:
+    def build_child(self, genotype: Genotype, network: str = "cifar", **sizes) -> nn.Module:
+        """NetworkCIFAR (``network="cifar"``) or NetworkImageNet (``"imagenet"``) of the
+        genotype; ``sizes``: C, layers, auxiliary."""
         self.validate_genotype(genotype, check_ops=False)
+        if network == "imagenet":
+            return DartsImageNetNetwork(genotype, self.input_shape, self.num_classes, **sizes)
         return DartsChildNetwork(genotype, self.input_shape, self.num_classes, **sizes)
 
     def validate_genotype(self, genotype: Genotype, check_ops: bool = True) -> None:
@@ -320,3 +334,72 @@ class DartsSpace(SearchSpace):
                 raise GenotypeError(
                     f"{cell} cell uses ops {bad} that are not in this space's op list {list(self.ops)}."
                 )
+
+    def genotype_from_edges(self, kept: Mapping[str, Sequence[KeptEdge]]) -> Genotype:
+        """Two (op, input) pairs per node, node by node; the concatenated nodes are the last
+        ``multiplier``; with a fixed ``reduce_cell`` only the normal cell is kept."""
+        concat = list(range(2 + self.steps - self.multiplier, 2 + self.steps))
+        fixed = self.reduce_cell != "searched"
+        pairs = {cell: [(op, i) for op, i, _ in edges] for cell, edges in kept.items()}
+        return Genotype(
+            normal=pairs["normal"],
+            normal_concat=concat,
+            reduce=[] if fixed else pairs["reduce"],
+            reduce_concat=[] if fixed else concat,
+            space=self.name,
+            reduce_cell=self.reduce_cell,
+        )
+
+    def selectable_ops(self, row: int) -> tuple[int, ...]:
+        """Every op but ``none`` (DARTS' rule never keeps it)."""
+        return tuple(k for k, op in enumerate(self.ops) if op != "none")
+
+    def reference_genotype(self) -> Genotype:
+        """DARTS' rule on uniform α: per node the inputs 0 and 1 (the first edges win ties),
+        each with the first op other than ``none``."""
+        real = [op for op in self.ops if op != "none"]
+        if not real:
+            raise ValueError("The DARTS rule needs at least one op other than 'none'.")
+        nodes = sorted({j for _, j in self.edges})
+        kept = [(real[0], i, j) for j in nodes for i in (0, 1)]
+        return self.genotype_from_edges({cell: kept for cell in self.cell_types})
+
+    def child_input_error(self, network: str, side: int, data: str, recipe: str) -> str | None:
+        if network == "cifar" and side > CIFAR_NETWORK_MAX_SIDE:
+            return (
+                f"retrain={recipe} builds a CIFAR-style network (retrain.network=cifar, one "
+                f"stride-1 stem for 32x32 images), but data={data} has {side}x{side} images. "
+                "Use the ImageNet recipe (retrain=darts_imagenet: DARTS' NetworkImageNet, C=48, "
+                "14 cells, three stride-2 stems) or set retrain.network=imagenet."
+            )
+        return None
+
+    def cost_rows(self, child: nn.Module, input_shape: Sequence[int]) -> Rows:
+        """Every searched cell's width and resolution: the output of its ``preprocess1``."""
+        captured: list[tuple[str, bool, tuple[int, ...]]] = []
+        hooks = []
+        for cell in child.cells:
+            if not isinstance(cell, ChildCell):
+                continue  # a fixed reduction cell: part of the fixed network
+            kind = "reduce" if cell.reduction else "normal"
+            if kind not in self.cell_types:
+                continue
+
+            def hook(m, i, o, kind=kind, reduction=cell.reduction) -> None:
+                captured.append((kind, reduction, tuple(o.shape[1:])))
+
+            hooks.append((cell.preprocess1, hook))
+        run_hooked(child, input_shape, hooks)
+        rows = empty_rows(self.cell_types, len(self.edges), len(self.ops))
+        for kind, reduction, shape in captured:
+            add_cell_shapes(rows[kind], self.edges, self.ops, shape, reduction)
+        return rows
+
+    def stub_child(self, child: nn.Module, rows: Rows) -> nn.Module:
+        stub = copy.deepcopy(child)
+        for cell in stub.cells:
+            if isinstance(cell, ChildCell):
+                for k, inp in enumerate(cell.indices):
+                    C = cell.preprocess1[-1].num_features
+                    cell.ops[k] = Zero(C, 2 if cell.reduction and inp < 2 else 1)
+        return stub.eval()

@@ -29,7 +29,9 @@ Search BNs use batch statistics by default (``track_running_stats=false``), as i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import copy
+import re
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -40,11 +42,19 @@ from supernet.genotypes import (
     MBCONV_OPS,
     MBCONV_ZERO,
     GenotypeError,
+    KeptEdge,
     MBConvGenotype,
     parse_mbconv_op,
 )
 from supernet.mixed import disable_running_stats
-from supernet.spaces.base import SearchSpace, check_choice, check_fixed, check_input_shape
+from supernet.ops import Zero
+from supernet.spaces.base import (
+    CIFAR_NETWORK_MAX_SIDE,
+    SearchSpace,
+    check_choice,
+    check_input_shape,
+)
+from supernet.spaces.shapes import OpShape, Rows, empty_rows, run_hooked
 from supernet.superkernel import MBConv, SuperMBConv
 
 # (width, stride, searchable layers or None = ``layers``) per stage; stem and first block.
@@ -276,6 +286,8 @@ class MBConvSpace(SearchSpace):
     name = "mbconv"
     cell_types = ("layers",)
     default_selection = "argmax_per_layer"
+    genotype_type = MBConvGenotype
+    child_op_pattern = re.compile(r"^layers\.\d+\.block(\.|$)")
 
     def __init__(
         self,
@@ -290,14 +302,7 @@ class MBConvSpace(SearchSpace):
         superkernel: bool = True,
         track_running_stats: bool = False,
         reduce_cell: str = "searched",
-        kernel: str = "auto",
-        steps: int = 1,
-        multiplier: int = 1,
-        stem_multiplier: int = 1,
     ):
-        """``kernel``, ``steps``, ``multiplier`` and ``stem_multiplier`` have no meaning in a
-        chain of layers; they are taken (at their only valid value) so that the keys every cell
-        space reads are not silently dropped."""
         if tuple(ops) != MBCONV_OPS:
             raise ValueError(
                 f"search_space.ops={list(ops)} does not fit mbconv, whose per-layer choices are "
@@ -308,8 +313,6 @@ class MBConvSpace(SearchSpace):
                 f"search_space.reduce_cell={reduce_cell!r} does not apply to mbconv (no cells); "
                 "the only valid choice is 'searched'."
             )
-        check_choice("kernel", kernel, ("auto",))
-        check_fixed("mbconv", steps=steps, multiplier=multiplier, stem_multiplier=stem_multiplier)
         check_input_shape(input_shape)
         self.ops = MBCONV_OPS
         self.input_shape, self.num_classes = tuple(input_shape), num_classes
@@ -380,3 +383,48 @@ class MBConvSpace(SearchSpace):
                     f"layer {i}: 'zero' is not a choice there (the first layer of a stage changes "
                     f"the shape and cannot be skipped); valid choices are: {', '.join(valid)}."
                 )
+
+    def genotype_from_edges(self, kept: Mapping[str, Sequence[KeptEdge]]) -> MBConvGenotype:
+        """One op per layer, in the order ``kept`` lists the layers."""
+        return MBConvGenotype(layers=[op for op, _, _ in kept[self.cell_types[0]]], space=self.name)
+
+    def child_input_error(self, network: str, side: int, data: str, recipe: str) -> str | None:
+        """The space's layout sets the resolution (``retrain.network`` is not read)."""
+        if self.layout == "cifar" and side > CIFAR_NETWORK_MAX_SIDE:
+            return (
+                f"search_space=mbconv with layout=cifar (one stride-1 stem for 32x32 images) "
+                f"on data={data}'s {side}x{side} images: use "
+                "search_space.layout=imagenet_mobile (ProxylessNAS' 224x224 stages)."
+            )
+        return None
+
+    def cost_rows(self, child: nn.Module, input_shape: Sequence[int]) -> Rows:
+        """Every layer's input and output width and resolution; ``zero`` on a layer that cannot
+        be skipped runs the first candidate (module docstring), so it costs that."""
+        captured: list[tuple[int, tuple[int, ...]]] = []
+        hooks = []
+        for i, layer in enumerate(child.layers):
+
+            def hook(m, inp, o, i=i) -> None:
+                captured.append((i, (*inp[0].shape[1:], o.shape[1], o.shape[2])))
+
+            hooks.append((layer, hook))
+        run_hooked(child, input_shape, hooks)
+        rows = empty_rows(self.cell_types, len(self.edges), len(self.ops))
+        for i, (C_in, H, W, C_out, H_out) in captured:
+            stride = 2 if H_out < H else 1
+            for k, op in enumerate(self.ops):
+                if op == MBCONV_ZERO and i in self.fixed_layers:
+                    op = self.ops[0]
+                rows[self.cell_types[0]][i][k].append(
+                    OpShape(op, C_in, C_out, stride, H, W, self.se)
+                )
+        return rows
+
+    def stub_child(self, child: nn.Module, rows: Rows) -> nn.Module:
+        stub = copy.deepcopy(child)
+        for i, layer in enumerate(stub.layers):
+            if layer.block is not None:
+                shape = rows[self.cell_types[0]][i][0][0]  # the layer's first candidate
+                layer.block = Zero(shape.C_out, shape.stride)
+        return stub.eval()

@@ -19,17 +19,19 @@ strategies switch paths every step, so running statistics would mix architecture
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import copy
+import re
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
 
 from supernet import kernels
-from supernet.genotypes import GenotypeError, NB201Genotype
+from supernet.genotypes import GenotypeError, KeptEdge, NB201Genotype
 from supernet.grouped_edges import GroupedEdgesCell
 from supernet.kernels.op_kernels import TORCH_KERNELS, OpKernels
 from supernet.mixed import MixedOp, disable_running_stats, mix_node, node_indices
-from supernet.ops import OPS, ReLUConvBN, build_op
+from supernet.ops import OPS, ReLUConvBN, Zero, build_op
 from supernet.spaces.base import (
     SearchSpace,
     check_choice,
@@ -37,6 +39,7 @@ from supernet.spaces.base import (
     check_input_shape,
     check_op_names,
 )
+from supernet.spaces.shapes import Rows, add_cell_shapes, empty_rows, run_hooked
 
 NB201_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 
@@ -281,6 +284,9 @@ class NB201Space(SearchSpace):
     name = "nb201"
     cell_types = ("cell",)
     default_selection = "argmax_per_edge"
+    genotype_type = NB201Genotype
+    layers_unit = "cells per stage"
+    child_op_pattern = re.compile(r"^layers\.\d+\.ops\.\d+\.\d+(\.|$)")
 
     def __init__(
         self,
@@ -302,8 +308,8 @@ class NB201Space(SearchSpace):
         benchmark_file: str | None = None,
     ):
         """``multiplier`` and ``stem_multiplier`` are fixed at 1 (the cell's output is its
-        last node, the stem has C channels); ``benchmark_file`` is read by the benchmark
-        lookup (``nas/estimate/benchmark.py``), not here."""
+        last node, the stem has C channels); ``benchmark_file`` is kept for the benchmark
+        lookup (``nas/estimate/benchmark.py``), which reads it (``benchmark_key``)."""
         check_op_names(ops, OPS)
         check_choice("kernel", kernel, kernels.BACKENDS)
         if reduce_cell != "searched":
@@ -324,6 +330,7 @@ class NB201Space(SearchSpace):
         self.group_edges = group_edges
         self.op_kernels = OpKernels(batch_norm_kernel, depthwise_kernel, pointwise_kernel)
         self.edges = nb201_edges(steps)
+        self.benchmark_file = benchmark_file
 
     def build_supernet(self, partial_channels: int = 1) -> NB201Supernet:
         return NB201Supernet(
@@ -340,9 +347,43 @@ class NB201Space(SearchSpace):
             self.op_kernels,
         )
 
-    def build_child(self, genotype: NB201Genotype, **sizes) -> nn.Module:
+    def build_child(self, genotype: NB201Genotype, network: str = "cifar", **sizes) -> nn.Module:
         self.validate_genotype(genotype, check_ops=False)
         return NB201ChildNetwork(genotype, self.input_shape, self.num_classes, **sizes)
+
+    def genotype_from_edges(self, kept: Mapping[str, Sequence[KeptEdge]]) -> NB201Genotype:
+        """Node j's (op, input) pairs in the order ``kept`` lists them."""
+        nodes: dict[int, list[tuple[str, int]]] = {}
+        for op, i, j in kept[self.cell_types[0]]:
+            nodes.setdefault(j, []).append((op, i))
+        return NB201Genotype(nodes=[nodes[j] for j in sorted(nodes)], space=self.name)
+
+    def benchmark_key(self, genotype: NB201Genotype) -> str:
+        """NAS-Bench-201's architecture string."""
+        return str(genotype)
+
+    def cost_rows(self, child: nn.Module, input_shape: Sequence[int]) -> Rows:
+        """Every cell's width and resolution: its input (the cells keep both)."""
+        captured: list[tuple[int, ...]] = []
+        hooks = [
+            (layer, lambda m, i, o: captured.append(tuple(i[0].shape[1:])))
+            for layer in child.layers
+            if isinstance(layer, NB201ChildCell)
+        ]
+        run_hooked(child, input_shape, hooks)
+        rows = empty_rows(self.cell_types, len(self.edges), len(self.ops))
+        for shape in captured:
+            add_cell_shapes(rows[self.cell_types[0]], self.edges, self.ops, shape, False)
+        return rows
+
+    def stub_child(self, child: nn.Module, rows: Rows) -> nn.Module:
+        stub = copy.deepcopy(child)
+        for layer in stub.layers:
+            if isinstance(layer, NB201ChildCell):
+                for node in layer.ops:
+                    for k in range(len(node)):
+                        node[k] = Zero(1, 1)  # same channels: Zero keeps them (x * 0)
+        return stub.eval()
 
     def validate_genotype(self, genotype, check_ops: bool = True) -> None:
         if getattr(genotype, "space", None) != self.name:

@@ -65,7 +65,7 @@ def test_yaml_composes_against_schema(name, monkeypatch):
 
     monkeypatch.setenv("NAS_DATA_ROOT", "/datasets")
     cfg = _compose(CONF_DIR, [f"+data={name}"]).data
-    validate_data_config(cfg)
+    validate_data_config(OmegaConf.to_object(cfg))  # the dataclass nas.run hands the data room
     assert cfg.name == name
     assert len(cfg.mean) == len(cfg.std) == cfg.input_shape[0]
     if name.startswith("cifar"):

@@ -187,16 +187,15 @@ def test_constraint_is_met_in_a_search_and_reported(tmp_path, monkeypatch):
     from hydra.core.global_hydra import GlobalHydra
 
     import train
-    from nas.hardware.costs import config_cost_model
     from nas.run import builders
-    from tests.run.test_train import run_train
+    from tests.helpers.runs import run_train
 
     overrides = ["search_space=mbconv", "data=synthetic", "data.num_samples=64"]
     GlobalHydra.instance().clear()
     with initialize_config_dir(train.CONFIG_DIR, version_base="1.3", job_name="train"):
         cfg = compose("config", overrides=["experiment=smoke", *overrides])
     space = builders.space_from_config(cfg)
-    cm = config_cost_model(cfg, space)
+    cm = builders.config_cost_model(cfg, space)
     table = cm.table("macs")["layers"]
     cheapest = cm.fixed("macs") + sum(
         min(float(table[r, o]) for o in allowed_ops(space, r)) for r in range(table.shape[0])
@@ -222,7 +221,7 @@ def test_constraint_is_met_in_a_search_and_reported(tmp_path, monkeypatch):
 def test_the_search_logs_the_penalised_cost_every_epoch(tmp_path, monkeypatch):
     """What a ProxylessNAS / FBNet user watches: E[latency] under α (what the penalty sees) and
     the argmax architecture's latency, per epoch; a strong additive penalty lowers E[latency]."""
-    from tests.run.test_train import run_train
+    from tests.helpers.runs import run_train
 
     monkeypatch.setattr(
         "nas.hardware.latency.measure_latency",

@@ -13,9 +13,8 @@ from nas.strategies.selection.top_k import darts_top2
 from supernet.mixed import MixedOp
 from supernet.ops import PoolBN
 from supernet.spaces.darts import DARTS_OPS, DartsSpace
-from tests.conftest import random_batch
-from tests.recipes.test_recipes import compose_recipe
-from tests.strategies.test_sampling_strategies import module, nb201
+from tests.helpers.config import compose_recipe
+from tests.helpers.modules import nb201, random_batch, search_module
 
 DRNAS_OPS = [op for op in DARTS_OPS if op != "none"]  # DrNAS' DARTS-space PRIMITIVES
 
@@ -39,7 +38,7 @@ class _Trainer:
 def test_search_module_skips_the_arch_step_in_a_stage_warmup(monkeypatch):
     torch.manual_seed(0)
     prog = ProgressiveLearning(ks=[2, 1], keep=[3], switch_epochs=[2], warmup=1)
-    m = module(nb201(C=4), DirichletSampler(), modifiers=[prog])
+    m = search_module(nb201(C=4), DirichletSampler(), modifiers=[prog])
     for epoch, expected in [(0, False), (1, True), (2, False), (3, True)]:
         monkeypatch.setattr(type(m), "current_epoch", property(lambda self, e=epoch: e))
         assert m.updates_arch() is expected

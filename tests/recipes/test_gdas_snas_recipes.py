@@ -10,17 +10,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from omegaconf import OmegaConf
 
-import train
 from nas.core.genotype import Genotype, GenotypeError
 from nas.strategies.selection import SELECTION_RULES, select
 from nas.strategies.selection.gdas_top2 import gdas_top2, gdas_top2_cell
 from nas.strategies.selection.top_k import darts_top2
 from supernet.spaces.darts import DARTS_OPS, DartsSpace
 from supernet.spaces.darts_child import DartsChildNetwork
+from tests.helpers.config import compose_recipe
 
 OP = {name: i for i, name in enumerate(DARTS_OPS)}
 # Edge indices per node in the documented order (node 2: inputs 0, 1; node 3: 0, 1, 2; ...).
@@ -108,35 +105,27 @@ def test_child_network_of_a_repeated_input_builds_and_runs() -> None:
     assert logits.shape == (2, 5) and aux is None and torch.isfinite(logits).all()
 
 
-def _compose(*overrides: str):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(train.CONFIG_DIR, version_base="1.3", job_name="train"):
-        cfg = compose("config", overrides=list(overrides))
-    OmegaConf.resolve(cfg)
-    return cfg
-
-
 @pytest.mark.parametrize("name", ["snas_cifar10", "nb201_snas"])
 def test_snas_recipes_have_no_resource_regularizer(name: str) -> None:
-    cfg = _compose(f"experiment={name}")
+    cfg = compose_recipe(name)
     assert cfg.strategy.name == "snas" and list(cfg.strategy.regularizers) == []
 
 
 def test_constrained_snas_has_the_resource_regularizer() -> None:
-    cfg = _compose("experiment=snas_mild_cifar10")
+    cfg = compose_recipe("snas_mild_cifar10")
     assert cfg.strategy.name == "snas_constrained"
     (reg,) = cfg.strategy.regularizers
     assert reg._target_ == "nas.strategies.regularizers.ResourceCost" and reg.cost == "flops"
     assert cfg.trainer.max_epochs == 150 and cfg.search_space.name == "darts"
     # Everything but the regularizer is snas_cifar10's.
-    plain = _compose("experiment=snas_cifar10")
+    plain = compose_recipe("snas_cifar10")
     assert cfg.strategy.sampler == plain.strategy.sampler
     assert cfg.strategy.arch_grad == plain.strategy.arch_grad
 
 
 @pytest.mark.parametrize("name", ["gdas_cifar10", "gdas_frc_cifar10"])
 def test_gdas_darts_space_recipes_use_the_gdas_rule(name: str) -> None:
-    cfg = _compose(f"experiment={name}")
+    cfg = compose_recipe(name)
     assert cfg.strategy.selection == "gdas_top2"
     # nb201 derives its cell per edge: the space's own rule.
-    assert _compose("experiment=nb201_gdas").strategy.selection is None
+    assert compose_recipe("nb201_gdas").strategy.selection is None

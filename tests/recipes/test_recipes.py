@@ -7,17 +7,13 @@ so a change to a shared base config that moves a recipe fails here, naming the r
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
-import train
 from experiments.provenance import all_tables, read_tables, same
+from tests.helpers.config import compose_recipe
+from tests.helpers.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 # Not paper recipes: the default job, the test sizes, and the shared NB201 base (its values
 # are checked through every nb201_* recipe's table).
 NOT_RECIPES = {"quickstart", "smoke", "nb201_base"}
@@ -26,14 +22,6 @@ RECIPES = sorted(
 )
 TABLES = all_tables()
 _MISSING = object()
-
-
-def compose_recipe(name: str):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(train.CONFIG_DIR, version_base="1.3", job_name="train"):
-        cfg = compose("config", overrides=[f"experiment={name}"])
-    OmegaConf.resolve(cfg)
-    return cfg
 
 
 @pytest.mark.parametrize("name", RECIPES)

@@ -331,7 +331,7 @@ def test_no_pareto_figure_without_a_cost(tmp_path: Path) -> None:
 def test_sweep_logged_to_wandb_gets_a_collect_run(tmp_path: Path) -> None:
     """``--wandb auto`` follows the jobs' logger: offline jobs give an offline collect run
     with the figures as images, the front as a table and chart, and the files as an artifact."""
-    from tests.wandb_records import read_run
+    from tests.helpers.wandb_records import read_run
 
     sweep = penalty_sweep(tmp_path / "sweep")
     for config in sweep.glob("*/.hydra"):

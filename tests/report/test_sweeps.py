@@ -17,8 +17,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf, open_dict
 
 import train
+from tests.helpers.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 # Every job in about a second after the imports.
 TINY = ["experiment=smoke", "data=synthetic", "logger=none", "stage=search", "threads=1"]
 OPTUNA = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"

@@ -7,16 +7,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
 from nas.core.genotype import NB201Genotype, resolve_genotype
 from nas.retrain import export
+from nas.retrain.export import ExportConfig
 from nas.run import builders
-from nas.run.schema import register_configs
-from tests.run.test_train import read_summary, run_train
+from nas.run.settings import data_settings
+from tests.helpers.config import compose_cfg
+from tests.helpers.runs import read_summary, run_train
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
-register_configs()
 NB201 = "|nor_conv_3x3~0|+|skip_connect~0|avg_pool_3x3~1|+|none~0|nor_conv_1x1~1|skip_connect~2|"
 FAST = {"latency_batch": 1, "latency_repeats": 3, "latency_warmup": 1, "atol": 1e-4}
 # The children of every space: (overrides, genotype). A new space adds a line here.
@@ -30,16 +29,10 @@ CHILDREN = {
 }
 
 
-def compose_cfg(*overrides: str):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        base = ["experiment=smoke", "data=synthetic", "logger=none"]
-        return compose(config_name="config", overrides=[*base, *overrides])
-
-
 def child(name: str):
     """A tiny child network of a genotype (untrained, eval mode), its config and genotype."""
     overrides, text = CHILDREN[name]
-    cfg = compose_cfg(*overrides)
+    cfg = compose_cfg(["experiment=smoke", "data=synthetic", "logger=none", *overrides])
     space = builders.space_from_config(cfg)
     genotype = NB201Genotype.from_text(text) if text.startswith("|") else resolve_genotype(text)
     torch.manual_seed(0)
@@ -48,18 +41,18 @@ def child(name: str):
         if isinstance(m, torch.nn.BatchNorm2d) and m.running_mean is not None:
             m.running_mean.uniform_(-0.5, 0.5)
             m.running_var.uniform_(0.5, 2.0)
-    return model.eval(), cfg, genotype, space.name
+    return model.eval(), data_settings(cfg), genotype, space.name
 
 
 @pytest.mark.parametrize("name", sorted(CHILDREN))
 def test_torchscript_export_matches_pytorch(name: str, tmp_path: Path) -> None:
-    model, cfg, genotype, space = child(name)
-    settings = {**FAST, "torchscript": True, "onnx": False}
-    fields = export.export_child(model, settings, cfg.data, tmp_path, genotype, space)
+    model, data, genotype, space = child(name)
+    settings = ExportConfig(**FAST, torchscript=True, onnx=False)
+    fields = export.export_child(model, settings, data, tmp_path, genotype, space)
     entry = fields["export"]["torchscript"]
     assert entry["file"] == str(tmp_path / "model.pt") and entry["max_abs_diff"] <= 1e-5
     loaded = torch.jit.load(str(tmp_path / "model.pt"))
-    x = torch.randn(3, *cfg.data.input_shape)  # not the traced batch size
+    x = torch.randn(3, *data.input_shape)  # not the traced batch size
     with torch.no_grad():
         expected = model(x)[0]
         torch.testing.assert_close(loaded(x), expected, atol=1e-5, rtol=1e-5)
@@ -71,12 +64,12 @@ def test_torchscript_export_matches_pytorch(name: str, tmp_path: Path) -> None:
         fields["latency_ms"] == entry["latency_ms"] and fields["latency"]["model"] == "torchscript"
     )
     side = export.load_sidecar(fields["export"]["sidecar"])
-    assert side == json.loads(json.dumps(export.sidecar(cfg.data, genotype, space, side["files"])))
+    assert side == json.loads(json.dumps(export.sidecar(data, genotype, space, side["files"])))
     assert side["files"] == {"torchscript": "model.pt"} and side["genotype"] == str(genotype)
-    assert side["input_shape"] == list(cfg.data.input_shape)
-    assert side["num_classes"] == cfg.data.num_classes == expected.shape[1]
+    assert side["input_shape"] == list(data.input_shape)
+    assert side["num_classes"] == data.num_classes == expected.shape[1]
     recipe = side["preprocessing"]  # synthetic data: the raw uint8 images are the pixels
-    assert recipe["mean"] == list(cfg.data.mean) and recipe["std"] == list(cfg.data.std)
+    assert recipe["mean"] == list(data.mean) and recipe["std"] == list(data.std)
     assert recipe["pixel_scale"] is None and recipe["scale"] == 255
     assert recipe["formula"] == "x = (pixels / 255 - mean) / std, per channel"
 
@@ -85,14 +78,14 @@ def test_torchscript_export_matches_pytorch(name: str, tmp_path: Path) -> None:
 def test_onnx_export_matches_pytorch(name: str, tmp_path: Path) -> None:
     ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
-    model, cfg, genotype, space = child(name)
-    settings = {**FAST, "torchscript": False, "onnx": True}
-    fields = export.export_child(model, settings, cfg.data, tmp_path, genotype, space)
+    model, data, genotype, space = child(name)
+    settings = ExportConfig(**FAST, torchscript=False, onnx=True)
+    fields = export.export_child(model, settings, data, tmp_path, genotype, space)
     entry = fields["export"]["onnx"]
     assert "error" not in entry, entry
     assert entry["max_abs_diff"] <= 1e-4 and entry["latency_ms"] > 0
     session = ort.InferenceSession(entry["file"], providers=["CPUExecutionProvider"])
-    x = torch.randn(5, *cfg.data.input_shape)  # the batch axis is dynamic
+    x = torch.randn(5, *data.input_shape)  # the batch axis is dynamic
     (out,) = session.run(["logits"], {"input": x.numpy()})
     with torch.no_grad():
         torch.testing.assert_close(torch.from_numpy(out), model(x)[0], atol=1e-4, rtol=1e-4)
@@ -102,15 +95,15 @@ def test_onnx_export_matches_pytorch(name: str, tmp_path: Path) -> None:
 
 
 def test_a_failed_export_is_reported_not_raised(tmp_path: Path, monkeypatch) -> None:
-    model, cfg, genotype, space = child("nb201")
+    model, data, genotype, space = child("nb201")
 
     def broken(*args, **kwargs):
         raise RuntimeError("cannot trace this")
 
     monkeypatch.setattr(export, "export_torchscript", broken)
     for setting, required in (("auto", False), (True, True)):
-        settings = {**FAST, "torchscript": setting, "onnx": False}
-        fields = export.export_child(model, settings, cfg.data, tmp_path, genotype, space)
+        settings = ExportConfig(**FAST, torchscript=setting, onnx=False)
+        fields = export.export_child(model, settings, data, tmp_path, genotype, space)
         entry = fields["export"]["torchscript"]
         assert entry == {"error": "RuntimeError: cannot trace this", "required": required}
         assert fields["latency"]["model"] == "pytorch eager"  # latency still measured
@@ -123,7 +116,7 @@ def test_a_failed_export_is_reported_not_raised(tmp_path: Path, monkeypatch) -> 
 )
 def test_bad_export_settings_fail_before_training(bad: dict) -> None:
     with pytest.raises(ValueError, match="export\\."):
-        export.check_config({"torchscript": "auto", "onnx": False, **bad})
+        export.check_config(ExportConfig(**bad))
 
 
 def test_retrain_writes_the_exports_and_profile_the_latency(tmp_path: Path, monkeypatch) -> None:

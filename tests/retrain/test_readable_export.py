@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from tests.run.test_train import ROOT, read_summary, run_train
+from tests.helpers.paths import ROOT
+from tests.helpers.runs import read_summary, run_train
 
 
 @pytest.fixture(scope="module")

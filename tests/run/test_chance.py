@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -15,22 +13,8 @@ from nas.core.genotype import kept_edges, load_genotype, resolve_genotype
 from nas.run import builders
 from nas.run.chance import free_counts, random_genotypes, train_random_cell, verdict
 from supernet.spaces.darts import DARTS_OPS, DartsSpace
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def run_train(monkeypatch, run_dir: Path, *overrides: str) -> int:
-    """``python train.py`` in this process (as tests/run/test_train.py); the exit status."""
-    monkeypatch.chdir(ROOT)
-    argv = ["train.py", f"hydra.run.dir={run_dir}", "logger=none", *overrides]
-    monkeypatch.setattr(sys, "argv", argv)
-    import train
-
-    try:
-        train.main()
-    except SystemExit as exit_:
-        return int(exit_.code or 0)
-    return 0
+from tests.helpers.config import compose_cfg
+from tests.helpers.runs import run_train_py
 
 
 def darts_space() -> DartsSpace:
@@ -64,15 +48,9 @@ def test_verdict_reads_the_found_accuracy_against_the_random_spread():
 
 def test_the_chance_comparison_is_on_for_digits_only():
     """Real data gets no chance comparison: the default is off, only the digits scale sets it."""
-    from hydra import compose, initialize_config_dir
-
-    from nas.run.schema import register_configs
-
-    register_configs()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        assert compose(config_name="config", overrides=["data=cifar10"]).chance.cells == 0
-        assert compose(config_name="config", overrides=["retrain=darts_cifar"]).chance.cells == 0
-        assert compose(config_name="config").chance.cells > 0  # the default job (digits)
+    assert compose_cfg(["data=cifar10"]).chance.cells == 0
+    assert compose_cfg(["retrain=darts_cifar"]).chance.cells == 0
+    assert compose_cfg([]).chance.cells > 0  # the default job (digits)
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +58,9 @@ def chance_run(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     run_dir = tmp_path_factory.mktemp("chance")
     try:
-        code = run_train(mp, run_dir, "experiment=smoke", "chance.cells=2", "threads=1")
+        code = run_train_py(
+            mp, run_dir, "logger=none", "experiment=smoke", "chance.cells=2", "threads=1"
+        )
         assert code == 0
     finally:
         mp.undo()
@@ -120,8 +100,13 @@ def test_default_job_search_leaves_uniform_alpha(tmp_path, monkeypatch):
     """The default job's search learns at its scale: the mean entropy of α's op distributions
     (search_history.jsonl, what the console prints as H(α)) falls every epoch and ends clearly
     below the uniform log 8."""
-    code = run_train(
-        monkeypatch, tmp_path, "stage=search", "logger.alpha_images=false", "threads=1"
+    code = run_train_py(
+        monkeypatch,
+        tmp_path,
+        "logger=none",
+        "stage=search",
+        "logger.alpha_images=false",
+        "threads=1",
     )
     assert code == 0
     lines = (tmp_path / "search_history.jsonl").read_text().splitlines()

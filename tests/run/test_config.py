@@ -2,27 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from nas.run.schema import register_configs
-
-CONF = Path(__file__).resolve().parents[2] / "conf"
-register_configs()
-
-
-def options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
-
-
-def compose_cfg(overrides: list[str]):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name="config", overrides=overrides)
-
+from tests.helpers.config import compose_cfg, options
 
 GROUPS = ["search_space", "strategy", "data", "trainer", "logger", "retrain", "experiment"]
 

@@ -13,18 +13,12 @@ from hydra import compose, initialize_config_dir
 
 from nas.run import builders, stages
 from nas.run.experiment_check import contradictions, fixed_groups
-from nas.run.schema import register_configs
-from tests.run.test_config import CONF
-from tests.run.test_train import run_train
-
-register_configs()
+from nas.run.settings import child_size
+from tests.helpers.config import compose_cfg
+from tests.helpers.paths import CONF
+from tests.helpers.runs import run_train
 
 NB201_LARGEST = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
-
-
-def compose_cfg(overrides: list[str]):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name="config", overrides=overrides)
 
 
 def profile(overrides: list[str]) -> dict:
@@ -67,12 +61,9 @@ def test_named_data_and_recipe_give_the_paper_network(overrides, params, publish
 def test_nb201_child_takes_its_shape_from_the_space():
     cfg = compose_cfg(["search_space=nb201", "data=cifar10"])
     assert cfg.retrain.name == "nb201" and cfg.retrain.C is None and cfg.retrain.layers is None
-    assert builders.child_size(cfg) == (16, 5)
+    assert child_size(cfg) == (16, 5)
     # A different N in the space is the benchmark's family member of that size, not 20 cells.
-    assert builders.child_size(compose_cfg(["search_space=nb201", "search_space.layers=3"])) == (
-        16,
-        3,
-    )
+    assert child_size(compose_cfg(["search_space=nb201", "search_space.layers=3"])) == (16, 3)
     r = cfg.retrain
     assert (r.epochs, r.batch_size, r.auxiliary, r.drop_path, r.cutout) == (200, 256, False, 0, 0)
     assert r.optimizer.nesterov and r.optimizer.lr == 0.1

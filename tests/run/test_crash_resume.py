@@ -16,11 +16,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from nas.core.checkpoints import AtomicCheckpointIO
 from nas.core.io import atomic_write_json
-from nas.run.checkpointing import AtomicCheckpointIO, RunCheckpoint, describe, preempted_message
+from nas.run.checkpointing import RunCheckpoint, describe, preempted_message
 from nas.search.report import SearchReport
-from tests.run.test_resume import assert_same_run
-from tests.run.test_train import ROOT, run_train
+from tests.helpers.paths import ROOT
+from tests.helpers.runs import assert_same_run, run_train
 
 SEARCH = [
     "stage=search", "seed=4", "trainer.max_epochs=3",

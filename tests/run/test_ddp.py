@@ -8,12 +8,9 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
 from nas.run import builders
-from nas.run.schema import register_configs
-
-CONF = Path(__file__).resolve().parents[2] / "conf"
+from tests.helpers.config import ddp_config
 
 
 class RankDump(L.Callback):
@@ -40,26 +37,8 @@ class RankDump(L.Callback):
         Path(self.out_dir, f"rank{trainer.global_rank}.json").write_text(json.dumps(state))
 
 
-def ddp_config(*extra: str):
-    """A smoke config on digits under DDP: 2 spawned CPU processes (gloo), 3 steps."""
-    register_configs()
-    overrides = [
-        "experiment=smoke", "data=digits", "logger=none", "trainer=ddp", "trainer.strategy=ddp_spawn",
-        "trainer.accelerator=cpu", "trainer.devices=2", "trainer.limit_train_batches=3",
-        "trainer.limit_val_batches=0", "seed=5", *extra,
-    ]  # fmt: skip
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name="config", overrides=overrides)
-
-
-@pytest.fixture(autouse=True)
-def file_system_sharing():
-    """Spawning pickles the module; sharing its tensors through files, not passed descriptors,
-    avoids multiprocessing's "bad value(s) in fds_to_keep" with many tensors."""
-    previous = torch.multiprocessing.get_sharing_strategy()
-    torch.multiprocessing.set_sharing_strategy("file_system")
-    yield
-    torch.multiprocessing.set_sharing_strategy(previous)
+# Each test spawns 2 ranks: one such test at a time (the xdist group), each with its own port.
+pytestmark = [pytest.mark.usefixtures("spawned_ranks"), pytest.mark.xdist_group("ddp")]
 
 
 def test_ddp_spawn_two_cpu_ranks_keep_alpha_and_weights_identical(tmp_path):

@@ -7,8 +7,7 @@ import json
 
 import pytest
 
-from tests.run.test_resume import assert_same_run, run_with_sigterm
-from tests.run.test_train import run_train
+from tests.helpers.runs import assert_same_run, run_train, run_with_sigterm
 
 FAMILIES = {
     "softmax": "darts",

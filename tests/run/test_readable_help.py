@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from types import SimpleNamespace
 
-from tests.run.test_train import ROOT
+from tests.helpers.paths import ROOT
 
 STAGES = ("pipeline", "search", "discretize", "retrain", "profile", "latency")
 

@@ -3,38 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-from pathlib import Path
 
 import pytest
 import torch
 
-from nas.run.checkpointing import RunCheckpoint
-from tests.run.test_train import run_train
+from tests.helpers.runs import alphas, assert_same_run, run_train, run_with_sigterm
 
 SEARCH = ["stage=search", "seed=1", "trainer.limit_train_batches=3"]
-
-
-def alphas(run_dir: Path) -> dict:
-    return json.loads((run_dir / "alphas.json").read_text())
-
-
-def weights(run_dir: Path, stage: str = "search") -> dict[str, torch.Tensor]:
-    ckpt = torch.load(
-        run_dir / "checkpoints" / stage / "last.ckpt", map_location="cpu", weights_only=False
-    )
-    return ckpt["state_dict"]
-
-
-def assert_same_run(a: Path, b: Path, stage: str = "search") -> None:
-    if stage == "search":
-        assert alphas(a) == alphas(b)
-        assert (a / "genotype.json").read_text() == (b / "genotype.json").read_text()
-    wa, wb = weights(a, stage), weights(b, stage)
-    assert wa.keys() == wb.keys()
-    for k in wa:
-        assert torch.equal(wa[k], wb[k]), k
 
 
 @pytest.fixture(scope="module")
@@ -77,20 +52,6 @@ def test_max_steps_mid_epoch_then_resume_is_bitwise_exact(uninterrupted, tmp_pat
         assert run_train(monkeypatch, tmp_path, *args, "resume=auto") == 0
     assert not [w for w in caught if "not resumable" in str(w.message)]
     assert_same_run(uninterrupted, tmp_path)
-
-
-def run_with_sigterm(monkeypatch, run_dir: Path, *overrides: str, at_step: int = 4) -> int:
-    """Runs train.py and sends the process a real SIGTERM once ``at_step`` optimizer steps are done."""
-    original = RunCheckpoint.on_train_batch_end
-
-    def signal_then_check(self, trainer, *args):
-        if trainer.global_step == at_step and not trainer.received_sigterm:
-            os.kill(os.getpid(), signal.SIGTERM)
-        original(self, trainer, *args)
-
-    with monkeypatch.context() as m:
-        m.setattr(RunCheckpoint, "on_train_batch_end", signal_then_check)
-        return run_train(m, run_dir, *overrides)
 
 
 def test_sigterm_saves_and_resume_is_bitwise_exact(uninterrupted, tmp_path, monkeypatch):

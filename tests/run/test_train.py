@@ -4,33 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import pytest
 
 from nas.core.genotype import load_genotype
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def run_train(monkeypatch, run_dir: Path, *overrides: str, logger: str = "csv") -> int:
-    """Runs ``python train.py`` with ``overrides`` in this process; returns the exit status."""
-    monkeypatch.chdir(ROOT)
-    argv = [
-        "train.py",
-        f"hydra.run.dir={run_dir}",
-        "experiment=smoke",
-        f"logger={logger}",
-        *overrides,
-    ]
-    monkeypatch.setattr(sys, "argv", argv)
-    import train
-
-    try:
-        train.main()
-    except SystemExit as exit_:
-        return int(exit_.code or 0)
-    return 0
+from tests.helpers.paths import ROOT
+from tests.helpers.runs import read_summary, run_train
 
 
 @pytest.fixture(scope="module")
@@ -42,10 +21,6 @@ def pipeline_dir(tmp_path_factory):
     finally:
         mp.undo()
     return run_dir
-
-
-def read_summary(run_dir: Path) -> dict:
-    return json.loads((run_dir / "summary.json").read_text())
 
 
 def test_pipeline_writes_every_result(pipeline_dir):

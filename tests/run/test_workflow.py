@@ -12,8 +12,8 @@ from PIL import Image
 
 from nas.core.genotype import resolve_genotype
 from nas.search.report import edges_changed, mean_entropy
-from tests.run.test_train import read_summary, run_train
-from tests.wandb_records import read_run
+from tests.helpers.runs import read_summary, run_train
+from tests.helpers.wandb_records import read_run
 
 SEARCH_FIGURES = ("alpha_normal", "alpha_reduce", "cell_normal", "cell_reduce")
 

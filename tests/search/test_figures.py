@@ -32,6 +32,7 @@ from nas.search.figures import (
 from supernet.ops import OPS
 from supernet.spaces.darts import DartsSpace
 from supernet.spaces.nb201 import NB201Space
+from tests.helpers import modules
 
 NB201_ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
 
@@ -41,9 +42,11 @@ def darts() -> DartsSpace:
     return DartsSpace(input_shape=(3, 8, 8), num_classes=5, C=4, layers=3)
 
 
-@pytest.fixture(scope="module")
-def nb201() -> NB201Space:
-    return NB201Space((3, 32, 32), 10)
+@pytest.fixture(scope="module", name="nb201")
+def nb201_space() -> NB201Space:
+    # The figures read the ops and edges only: the benchmark's size (32x32, C=16, 5 cells)
+    # has the same ones.
+    return modules.nb201()
 
 
 def _image(fig):

@@ -15,7 +15,7 @@ from nas.strategies import Strategy
 from nas.strategies.arch_grad import FirstOrder
 from nas.strategies.samplers import SoftmaxSampler
 from supernet.spaces.nb201 import NB201Space
-from tests.strategies.test_sampling_strategies import run_train
+from tests.helpers.runs import run_train_unlogged
 
 
 def tiny_module() -> SearchModule:
@@ -84,7 +84,7 @@ def test_early_stop_rule_on_a_synthetic_sequence():
 def test_search_logs_the_eigenvalue(tmp_path, monkeypatch):
     args = ["stage=search", "data=synthetic", "data.num_samples=64", "search_space=nb201"]
     args += ["trainer.max_epochs=2", "diagnostics.hessian_every=1", "diagnostics.hessian_iters=5"]
-    assert run_train(monkeypatch, tmp_path, *args) == 0
+    assert run_train_unlogged(monkeypatch, tmp_path, *args) == 0
     lines = [json.loads(s) for s in (tmp_path / "search_history.jsonl").read_text().splitlines()]
     assert len(lines) == 2 and all("hessian/eigenvalue" in h for h in lines)
     summary = json.loads((tmp_path / "summary.json").read_text())

@@ -18,6 +18,8 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from nas.run import builders
+from nas.run.pt_stage import pt_identity, search_stage_config
+from nas.run.pt_stage import select as pt_select  # pt_select with the run's settings
 from nas.run.schema import register_configs
 from nas.search.pt_selection import (
     PT_KEY,
@@ -25,12 +27,9 @@ from nas.search.pt_selection import (
     Tuner,
     is_pt_checkpoint,
     pt_checkpoint_path,
-    pt_identity,
-    pt_select,
-    search_stage_config,
 )
+from tests.helpers.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 # A DARTS space with 5 edges and one node of 3 inputs: 6 steps × 2 cell types = 12 decisions,
 # 5 tunings of 2 epochs of 2 batches between them.
 SMALL = ["search_space.steps=2", "search_space.multiplier=2"]

@@ -21,7 +21,9 @@ from nas.strategies.arch_grad import FirstOrder
 from nas.strategies.samplers import SoftmaxSampler
 from supernet.spaces.darts import DartsSpace
 from supernet.spaces.nb201 import NB201Space
-from tests.strategies.test_sampling_strategies import assert_discretize_agrees, run_train
+from tests.helpers.config import ddp_config
+from tests.helpers.modules import random_batch
+from tests.helpers.runs import assert_discretize_agrees, run_train_unlogged
 
 
 def make_module(space) -> SearchModule:
@@ -120,7 +122,7 @@ def test_selection_pt_runs_after_a_tiny_search(space, tmp_path, monkeypatch):
         common += ["search_space.steps=2", "search_space.multiplier=2"]  # fewer decisions
     pt = ["selection=pt", "selection.tune_epochs=1", "selection.tune_batches=1"]
     pt += ["selection.eval_batches=1"]
-    assert run_train(monkeypatch, tmp_path / "s", "stage=search", *common, *pt) == 0
+    assert run_train_unlogged(monkeypatch, tmp_path / "s", "stage=search", *common, *pt) == 0
     summary = json.loads((tmp_path / "s" / "summary.json").read_text())
     report = summary["selection"]
     assert report["selector"] == "pt" and report["genotype"] == summary["genotype"]
@@ -159,8 +161,8 @@ class PTRankDump(L.Callback):
 
     def on_fit_end(self, trainer, pl_module) -> None:
         from nas.core import distributed
+        from nas.run.pt_stage import select as pt_select
         from nas.search.hessian import module_eigenvalue
-        from nas.search.pt_selection import pt_select
 
         # One product from the same unit vector v: vᵀ(mean over ranks of H)v, and this rank's
         # own vᵀHv (no reduction). The former must be the mean of the latter.
@@ -186,12 +188,13 @@ class PTRankDump(L.Callback):
 
 
 @pytest.mark.slow  # 14 s on 2 cores: two spawned gloo ranks, a search, DARTS-PT, DARTS-ES
+@pytest.mark.xdist_group("ddp")  # with tests/run/test_ddp.py: one spawning test at a time
+@pytest.mark.usefixtures("spawned_ranks")
 def test_ddp_spawn_hessian_and_pt_agree_on_every_rank(tmp_path):
     """2 CPU ranks (gloo): the eigenvalue is computed on different images per rank but is the
     same everywhere, and so is DARTS-ES' stop (forced after the second eigenvalue); DARTS-PT,
     with its tuning steps, decides the same and keeps the supernet identical on both ranks."""
     from nas.run import builders
-    from tests.run.test_ddp import ddp_config
 
     cfg = ddp_config(
         "data=synthetic", "trainer.max_epochs=3", "trainer.limit_train_batches=2",
@@ -205,12 +208,7 @@ def test_ddp_spawn_hessian_and_pt_agree_on_every_rank(tmp_path):
     hessian.rule = PositiveRule(window=1, delta=1, factor=0.5, start_epoch=0, every=1)
     callbacks = [*report.extras, report, PTRankDump(cfg, str(tmp_path))]
     trainer = builders.trainer(cfg, tmp_path, "search", logger=False, callbacks=callbacks)
-    previous = torch.multiprocessing.get_sharing_strategy()
-    torch.multiprocessing.set_sharing_strategy("file_system")  # see tests/run/test_ddp.py
-    try:
-        trainer.fit(module, datamodule=builders.search_data(cfg))
-    finally:
-        torch.multiprocessing.set_sharing_strategy(previous)
+    trainer.fit(module, datamodule=builders.search_data(cfg))
 
     r0, r1 = (json.loads((tmp_path / f"pt{r}.json").read_text()) for r in (0, 1))
     assert r0["world_size"] == r1["world_size"] == 2
@@ -244,7 +242,6 @@ def test_tuning_steps_are_the_searchs_steps(monkeypatch):
     """Each tuning step ends its α step with the strategy's ``after_arch_step`` (ProxylessNAS'
     rescale) and smooths the weight step's labels as the search does."""
     from nas.search.pt_selection import Tuner
-    from tests.conftest import random_batch
 
     module = make_module(NB201Space((3, 8, 8), 5, C=4, layers=1))
     module.label_smoothing = 0.1

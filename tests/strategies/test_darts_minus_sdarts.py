@@ -19,13 +19,8 @@ from nas.strategies.modifiers.perturbation import WEIGHTS_PREFIX, simplex_clip
 from nas.strategies.samplers import SoftmaxSampler
 from supernet.mixed import MixedOp
 from supernet.spaces.darts import DartsSpace
-from supernet.spaces.nb201 import NB201Space
-from tests.conftest import random_batch
-from tests.run.test_train import run_train
-
-
-def nb201(**kw) -> NB201Space:
-    return NB201Space((3, 8, 8), 5, C=4, layers=1, **kw)
+from tests.helpers.modules import nb201, random_batch
+from tests.helpers.runs import run_train
 
 
 def module(space, modifiers, seed=0) -> SearchModule:

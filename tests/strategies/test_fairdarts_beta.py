@@ -19,6 +19,7 @@ from nas.strategies.selection.threshold import OP_THRESHOLD, below_threshold
 from nas.strategies.selection.top_k import darts_top2
 from supernet.spaces.darts import DartsSpace
 from supernet.spaces.nb201 import NB201Space
+from tests.helpers import modules
 
 
 @pytest.fixture(scope="module")
@@ -26,9 +27,9 @@ def darts() -> DartsSpace:
     return DartsSpace((3, 8, 8), 5, C=4, layers=3)
 
 
-@pytest.fixture(scope="module")
-def nb201() -> NB201Space:
-    return NB201Space((3, 8, 8), 5, C=4, layers=1)
+@pytest.fixture(scope="module", name="nb201")
+def nb201_space() -> NB201Space:
+    return modules.nb201()
 
 
 # --- FairDARTS: sigmoid sampler -------------------------------------------------------------
@@ -186,7 +187,6 @@ def test_report_normalises_sigmoid_rows_and_centres_heatmaps_on_one_half(darts):
 
     assert weight_kind(Module(SigmoidSampler())) == (True, 0.5)
     assert weight_kind(Module(SoftmaxSampler())) == (False, None)
-    assert weight_kind(object()) == (False, None)
     fig = alpha_heatmap(torch.sigmoid(torch.randn(14, 8)), darts.ops, darts.edges, centre=0.5)
     assert fig.axes[0].images[0].norm(0.5) == pytest.approx(0.5)
 

@@ -20,7 +20,7 @@ from nas.strategies.selection import select
 from nas.strategies.selection.max_skip import capped_cell
 from supernet.spaces.darts import DARTS_OPS, DartsSpace
 from supernet.spaces.nb201 import NB201Space
-from tests.run.test_train import run_train
+from tests.helpers.runs import run_train
 
 DARTS = DartsSpace((3, 8, 8), 10, C=4, layers=3)
 TINY_STAGES = {

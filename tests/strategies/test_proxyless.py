@@ -16,13 +16,8 @@ from nas.strategies.arch_grad import FirstOrder
 from nas.strategies.samplers import BinaryGateSampler
 from supernet.genotypes import MBCONV_OPS, MBCONV_ZERO
 from supernet.spaces.mbconv import MBConvSpace
-from supernet.spaces.nb201 import NB201Space
-from tests.conftest import random_batch
-from tests.strategies.test_sampling_strategies import run_train
-
-
-def nb201() -> NB201Space:
-    return NB201Space((3, 8, 8), 5, C=4, layers=1)
+from tests.helpers.modules import nb201, random_batch
+from tests.helpers.runs import run_train_unlogged
 
 
 def mbconv() -> MBConvSpace:
@@ -255,7 +250,7 @@ def test_a_search_updates_alpha_through_the_two_path_step(tmp_path, monkeypatch)
         # The gate mechanics alone: the latency penalty's expectation reaches every α entry.
         "strategy.regularizers=[]",
     ]
-    assert run_train(monkeypatch, tmp_path, *overrides) == 0
+    assert run_train_unlogged(monkeypatch, tmp_path, *overrides) == 0
     saved = json.loads((tmp_path / "alphas.json").read_text())
     alpha = torch.tensor(saved["alphas"]["layers"])
     init = torch.randn(alpha.shape, generator=torch.Generator().manual_seed(0)) * 1e-3
@@ -274,7 +269,7 @@ def test_a_search_with_the_latency_penalty_takes_alpha_steps(tmp_path, monkeypat
         "data.num_samples=64",
         "strategy.arch_start_epoch=0",
     ]
-    assert run_train(monkeypatch, tmp_path, *overrides) == 0
+    assert run_train_unlogged(monkeypatch, tmp_path, *overrides) == 0
     alpha = torch.tensor(json.loads((tmp_path / "alphas.json").read_text())["alphas"]["cell"])
     init = torch.randn(alpha.shape, generator=torch.Generator().manual_seed(0)) * 1e-3
     assert torch.isfinite(alpha).all() and ((alpha - init).abs() > 1e-6).any()

@@ -4,15 +4,11 @@ SPOS), and every (space x strategy) composition through search and discretizatio
 from __future__ import annotations
 
 import json
-from functools import partial
 from pathlib import Path
 
 import pytest
 import torch
 
-from nas.search.module import SearchModule
-from nas.strategies import Strategy
-from nas.strategies.arch_grad import FirstOrder
 from nas.strategies.modifiers import (
     EdgeNormalization,
     PartialChannels,
@@ -34,31 +30,9 @@ from supernet.grouped_edges import GroupedEdgesCell
 from supernet.mixed import MixedOp, channel_shuffle
 from supernet.spaces.darts import DartsSpace
 from supernet.spaces.nb201 import NB201Space
-from tests.conftest import random_batch
-from tests.run.test_train import run_train as run_train_with_logger
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def nb201(C: int = 4) -> NB201Space:
-    return NB201Space((3, 8, 8), 5, C=C, layers=1)
-
-
-def module(space, sampler, modifiers=(), arch_grad=None, regularizers=(), seed=0):
-    strategy = Strategy(
-        "test",
-        sampler,
-        arch_grad or FirstOrder(),
-        regularizers=list(regularizers),
-        modifiers=list(modifiers),
-    )
-    return SearchModule(
-        space,
-        strategy,
-        weight_optimizer=partial(torch.optim.SGD, lr=0.05, momentum=0.9),
-        arch_optimizer=partial(torch.optim.Adam, lr=3e-4),
-        seed=seed,
-    )
+from tests.helpers.modules import nb201, random_batch, search_module
+from tests.helpers.paths import ROOT
+from tests.helpers.runs import assert_discretize_agrees, run_train_unlogged
 
 
 def count_candidate_calls(net) -> dict:
@@ -81,7 +55,7 @@ def count_candidate_calls(net) -> dict:
 )
 def test_gdas_computes_only_the_sampled_op_yet_alpha_gets_a_gradient(space):
     torch.manual_seed(0)
-    m = module(space, GumbelHardSampler())
+    m = search_module(space, GumbelHardSampler())
     for cell in m.supernet.modules():  # per edge: the candidates' hooks see every call
         if isinstance(cell, GroupedEdgesCell):
             cell.group_edges = False
@@ -195,7 +169,7 @@ def test_drnas_kl_regularizer_is_zero_at_the_anchor_and_positive_elsewhere():
 def test_progressive_pruning_keeps_the_strongest_ops():
     space = nb201()
     pruning = ProgressivePruning(at=[0.5], keep=[2])
-    m = module(space, DirichletSampler(), modifiers=[pruning])
+    m = search_module(space, DirichletSampler(), modifiers=[pruning])
     with torch.no_grad():
         m.arch.alphas["cell"].copy_(torch.arange(5.0).repeat(6, 1))
     pruning.on_epoch_start(0, 4, m)
@@ -212,7 +186,7 @@ def test_drnas_progressive_switches_k_6_to_3_in_place_and_stops_computing_pruned
     # Cells of 12, 24, 48 channels; per-edge calls, which the candidates' hooks observe.
     space = NB201Space((3, 8, 8), 5, C=12, layers=1, group_edges=False)
     prog = ProgressiveLearning(ks=[6, 3], keep=[2], switch_epochs=[3])
-    m = module(space, DirichletSampler(), modifiers=[prog])
+    m = search_module(space, DirichletSampler(), modifiers=[prog])
     mixed = [mo for mo in m.supernet.modules() if isinstance(mo, MixedOp)]
     seen: dict = {}
 
@@ -259,7 +233,9 @@ def test_drnas_progressive_switches_k_6_to_3_in_place_and_stops_computing_pruned
     assert m.arch.to_json()["op_masks"]["cell"] == [[0, 0, 0, 1, 1]] * 6
     # Resume: a fresh module given the saved strategy state rebuilds K = 3 before loading.
     state, weights = m.strategy.state_dict(), m.supernet.state_dict()
-    fresh = module(space, DirichletSampler(), modifiers=[ProgressiveLearning([6, 3], [2], [3])])
+    fresh = search_module(
+        space, DirichletSampler(), modifiers=[ProgressiveLearning([6, 3], [2], [3])]
+    )
     fresh.strategy.load_state_dict(state)
     fresh.strategy.restore(fresh)
     fresh.supernet.load_state_dict(weights)
@@ -302,7 +278,7 @@ def test_partial_channels_refuse_a_k_that_does_not_divide_c(C, K):
 def test_progressive_k_is_checked_before_the_search_not_at_the_switch():
     space = NB201Space((3, 8, 8), 5, C=12, layers=1)
     with pytest.raises(ValueError, match=r"K=5 does not divide C=12"):
-        module(space, DirichletSampler(), modifiers=[ProgressiveLearning([6, 5], [2], [3])])
+        search_module(space, DirichletSampler(), modifiers=[ProgressiveLearning([6, 5], [2], [3])])
 
 
 @pytest.mark.parametrize(
@@ -310,7 +286,7 @@ def test_progressive_k_is_checked_before_the_search_not_at_the_switch():
 )
 def test_pcdarts_edge_betas_get_gradients_and_shape_the_selection(space):
     torch.manual_seed(0)
-    m = module(space, SoftmaxSampler(), modifiers=[PartialChannels(4), EdgeNormalization()])
+    m = search_module(space, SoftmaxSampler(), modifiers=[PartialChannels(4), EdgeNormalization()])
     assert all(mo.partial == 4 for mo in m.supernet.modules() if isinstance(mo, MixedOp))
     arch = m.arch.as_dict()
     assert {f"beta/{c}" for c in space.cell_types} <= set(arch)
@@ -451,22 +427,6 @@ PARTIAL_CHANNEL_SIZES["pdarts"] = [
 ]
 
 
-def run_train(monkeypatch, run_dir: Path, *overrides: str) -> int:
-    return run_train_with_logger(monkeypatch, run_dir, *overrides, logger="none")
-
-
-def assert_discretize_agrees(tmp_path, monkeypatch, common: list[str]) -> None:
-    """``stage=discretize`` of the search's ``<tmp_path>/s/alphas.json`` writes the search's
-    genotype file again."""
-    alphas = tmp_path / "s" / "alphas.json"
-    assert (
-        run_train(monkeypatch, tmp_path / "d", "stage=discretize", f"alphas={alphas}", *common) == 0
-    )
-    assert (tmp_path / "d" / "genotype.json").read_text() == (
-        tmp_path / "s" / "genotype.json"
-    ).read_text()
-
-
 def search_then_discretize(tmp_path, monkeypatch, strategy: str, *overrides: str) -> dict:
     """Searches, then discretizes the saved α; asserts both give the same genotype file."""
     # Only the final figures: the per-epoch ones are the same code, and drawing them was half
@@ -477,7 +437,7 @@ def search_then_discretize(tmp_path, monkeypatch, strategy: str, *overrides: str
     common = [f"strategy={strategy}", "data=synthetic", "data.num_samples=64",
               "logger.alpha_images=false", *overrides]  # fmt: skip
     common += SMALL_SELECTORS.get(strategy, []) + PARTIAL_CHANNEL_SIZES.get(strategy, [])
-    assert run_train(monkeypatch, tmp_path / "s", "stage=search", *common) == 0
+    assert run_train_unlogged(monkeypatch, tmp_path / "s", "stage=search", *common) == 0
     summary = json.loads((tmp_path / "s" / "summary.json").read_text())
     assert summary["strategy"] == strategy
     if strategy in SMALL_SELECTORS:

@@ -19,7 +19,8 @@ from nas.strategies import Strategy
 from nas.strategies.arch_grad import FirstOrder
 from nas.strategies.samplers import SoftmaxSampler
 from supernet.spaces.nb201 import NB201Space
-from tests.conftest import random_batch
+from tests.helpers.modules import random_batch
+from tests.helpers.runs import run_train
 
 
 def test_warmup_cosine_then_restart_from_the_optimizer_lr():
@@ -133,8 +134,6 @@ def test_arch_every_below_one_is_refused():
 
 
 def test_an_impossible_warmup_fails_before_any_work(tmp_path, monkeypatch, capsys):
-    from tests.run.test_train import run_train
-
     args = ["stage=search", "data=synthetic", "strategy.lr_warmup_epochs=5", "trainer.max_epochs=3"]
     assert run_train(monkeypatch, tmp_path, *args, logger="none") != 0
     assert "strategy.lr_warmup_epochs=5 must be between 1" in capsys.readouterr().err

@@ -7,7 +7,7 @@ import torch
 from torch.func import functional_call
 
 from nas.strategies.arch_grad import FirstOrder, SecondOrder
-from tests.conftest import random_batch, tiny_search_module
+from tests.helpers.modules import random_batch, tiny_search_module
 
 
 def sgd_update(w, g, buf, group):

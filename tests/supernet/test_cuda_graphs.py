@@ -22,7 +22,7 @@ from nas.run import builders
 from nas.run.schema import register_configs
 from nas.strategies.arch_grad import FirstOrder
 from supernet.cuda_graphs import SupernetGraphs
-from tests.conftest import random_batch, tiny_search_module
+from tests.helpers.modules import random_batch, tiny_search_module
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
@@ -228,7 +228,7 @@ def test_second_order_capture_on_gpu(dtype):
 
 
 def test_cuda_graph_search_on_cpu_stops_with_a_clear_error(tmp_path, monkeypatch, capsys):
-    from tests.run.test_train import run_train
+    from tests.helpers.runs import run_train
 
     # On the CPU also where a GPU exists (the auto accelerator would pick it and capture).
     args = ("stage=search", "cuda_graph=true", "trainer.accelerator=cpu")
@@ -248,7 +248,7 @@ def test_cuda_graph_search_runs_end_to_end_on_gpu(precision, op_kernels, tmp_pat
     ``test_captured_graphs_match_eager_on_gpu``."""
     import json
 
-    from tests.run.test_train import run_train
+    from tests.helpers.runs import run_train
 
     args = ("stage=search", "cuda_graph=true", "trainer.accelerator=gpu", "seed=5")
     kernels = (

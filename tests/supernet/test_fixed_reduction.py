@@ -25,7 +25,7 @@ from supernet.spaces import build_space
 from supernet.spaces.darts import DartsSpace, reduction_layers
 from supernet.spaces.darts_child import ChildCell, DartsChildNetwork
 from supernet.spaces.darts_imagenet import DartsImageNetNetwork
-from tests.run.test_train import read_summary, run_train
+from tests.helpers.runs import read_summary, run_train
 
 TINY = {"input_shape": (3, 8, 8), "num_classes": 5, "C": 4, "layers": 3}
 

@@ -66,7 +66,7 @@ def test_recipe_and_builder_select_imagenet_network():
 
     from nas.run import builders
     from nas.run.schema import register_configs
-    from tests.run.test_config import CONF
+    from tests.helpers.paths import CONF
 
     register_configs()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):

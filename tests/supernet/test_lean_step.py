@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from nas.strategies.arch_grad import FirstOrder
-from tests.conftest import random_batch, tiny_search_module
-from tests.run.test_train import run_train
+from tests.helpers.config import compose_cfg
+from tests.helpers.modules import random_batch, tiny_search_module
+from tests.helpers.runs import run_train
 
 # On the CPU even where a GPU exists: cuDNN picks different algorithms per memory format, so
 # only the CPU promises the same search in both formats.
@@ -133,7 +134,6 @@ def reads_per_step(tmp_path, monkeypatch, stage: str, *overrides: str) -> list[i
 
     from nas.core.genotype import resolve_genotype
     from nas.run import builders
-    from tests.run.test_config import compose_cfg
 
     cfg = compose_cfg(
         [
@@ -204,7 +204,6 @@ def test_compile_leaves_single_path_supernets_eager(strategy, compiled, capsys):
     compile=true compiles their retrained network but not their supernet (and says so)."""
     from nas.run import builders
     from supernet.mixed import MixedOp
-    from tests.run.test_config import compose_cfg
 
     cfg = compose_cfg(["experiment=smoke", f"strategy={strategy}", "compile=true"])
     module = builders.search_module(cfg, builders.space_from_config(cfg))
@@ -297,7 +296,6 @@ def test_edge_compiled_second_order_matches_eager():
 def test_compile_scope_option(scope):
     from nas.run import builders
     from supernet.mixed import MixedOp
-    from tests.run.test_config import compose_cfg
 
     cfg = compose_cfg(["experiment=smoke", "compile=true", f"compile_scope={scope}"])
     net = builders.search_module(cfg, builders.space_from_config(cfg)).supernet
@@ -317,7 +315,6 @@ def test_compile_scope_option(scope):
 
 def test_unknown_compile_scope_is_a_clear_error():
     from nas.run import builders
-    from tests.run.test_config import compose_cfg
 
     cfg = compose_cfg(["experiment=smoke", "compile=true", "compile_scope=cell"])
     with pytest.raises(ValueError, match=r"compile_scope='cell'.*edge, model"):
@@ -362,7 +359,6 @@ def test_compiled_child_does_not_recompile_as_drop_path_ramps():
 )
 def test_channels_last_auto_follows_the_device(value, accelerator, expected):
     from nas.run import builders
-    from tests.run.test_config import compose_cfg
 
     overrides = [f"channels_last={value}", f"trainer.accelerator={accelerator}"]
     # RGB input: the stem's weight then has 3 input channels, so its two formats differ.
@@ -382,7 +378,6 @@ def test_channels_last_auto_follows_the_device(value, accelerator, expected):
 
 def test_unknown_channels_last_is_a_clear_error():
     from nas.run import builders
-    from tests.run.test_config import compose_cfg
 
     cfg = compose_cfg(["experiment=smoke", "channels_last=maybe"])
     with pytest.raises(ValueError, match=r"channels_last='maybe'.*true, false, auto"):

@@ -164,7 +164,7 @@ def test_grouped_supernet_with_triton_batch_norm_matches_torch():
     statistics after a training pass (the grouped edge ops use the kernel; the DARTS supernet
     with both Triton kernels is in tests/supernet/test_triton_depthwise.py)."""
     from supernet.spaces import build_space
-    from tests.supernet.test_grouped_edges import assert_twins_agree
+    from tests.helpers.twins import assert_twins_agree
 
     nets = []
     for backend in ("triton", "torch"):
@@ -185,7 +185,7 @@ def test_unknown_batch_norm_kernel_in_the_config_is_a_clear_error():
 def test_config_key_reaches_the_grouped_cells():
     from nas.run import builders
     from supernet.grouped_edges import GroupedEdgesCell
-    from tests.run.test_config import compose_cfg
+    from tests.helpers.config import compose_cfg
 
     cfg = compose_cfg(["experiment=smoke", "search_space.batch_norm_kernel=triton"])
     net = builders.space_from_config(cfg).build_supernet()

@@ -12,13 +12,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
+from tests.helpers.paths import ROOT
+
 pytest.importorskip("triton", reason="triton not installed")
 
-ROOT = Path(__file__).resolve().parents[2]
 
 SCRIPT = r"""
 import triton

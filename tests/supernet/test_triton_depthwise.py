@@ -143,7 +143,7 @@ def test_grouped_supernet_with_triton_kernels_matches_torch():
     """The DARTS supernet with both Triton kernels for its grouped ops against PyTorch's:
     output, α and weight gradients, running statistics after a training pass."""
     from supernet.spaces.darts import DartsSpace
-    from tests.supernet.test_grouped_edges import assert_twins_agree
+    from tests.helpers.twins import assert_twins_agree
 
     nets = []
     for backend in ("triton", "torch"):
@@ -160,7 +160,7 @@ def test_grouped_supernet_with_triton_kernels_matches_torch():
 def test_config_key_reaches_the_grouped_cells():
     from nas.run import builders
     from supernet.grouped_edges import GroupedEdgesCell
-    from tests.run.test_config import compose_cfg
+    from tests.helpers.config import compose_cfg
 
     cfg = compose_cfg(["experiment=smoke", "search_space.depthwise_kernel=triton"])
     net = builders.space_from_config(cfg).build_supernet()
@@ -171,7 +171,7 @@ def test_config_key_reaches_the_grouped_cells():
 @pytest.mark.parametrize("key", ["kernel", "batch_norm_kernel", "depthwise_kernel"])
 def test_triton_on_a_cpu_run_fails_before_any_work(key, monkeypatch):
     from nas.run import builders
-    from tests.run.test_config import compose_cfg
+    from tests.helpers.config import compose_cfg
 
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     overrides = ["experiment=smoke", "trainer.accelerator=cpu", f"search_space.{key}=triton"]
@@ -183,7 +183,7 @@ def test_triton_on_a_cpu_run_fails_before_any_work(key, monkeypatch):
 
 
 def test_train_py_reports_triton_on_the_cpu_as_a_config_error(tmp_path, monkeypatch, capsys):
-    from tests.run.test_train import run_train
+    from tests.helpers.runs import run_train
 
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     args = ("stage=search", "trainer.accelerator=cpu", "search_space.depthwise_kernel=triton")

@@ -8,15 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-if TYPE_CHECKING:
-    from nas.search.module import SearchModule
-
-Batch = tuple[torch.Tensor, torch.Tensor]
+from nas.strategies.protocols import ArchGradMode, ArchGradState, Batch
 
 
 @contextmanager
@@ -34,7 +30,7 @@ def constant_weights(net: nn.Module) -> Iterator[None]:
             p.requires_grad_(True)
 
 
-class FirstOrder:
+class FirstOrder(ArchGradMode):
     """Treats the weights as constant; only the α (and β) gradient is computed."""
 
     def __init__(self, split: str = "val"):
@@ -43,16 +39,16 @@ class FirstOrder:
         self.split = split
 
     def __call__(
-        self, module: SearchModule, train: Batch, val: Batch
+        self, state: ArchGradState, train: Batch, val: Batch
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Fills the architecture parameters' ``.grad``; returns the loss and logits."""
-        arch = module.arch.as_dict()
+        arch = state.arch.as_dict()
         params = list(arch.values())
-        with constant_weights(module.supernet):
+        with constant_weights(state.supernet):
             # The logits and weight gradients are consumed here: a CUDA graph replay may serve.
             batch = val if self.split == "val" else train
-            loss, logits = module.loss(batch, arch, graphable=True)
-            loss = module.arch_objective(loss)
+            loss, logits = state.loss(batch, arch, graphable=True)
+            loss = state.arch_objective(loss)
             grads = torch.autograd.grad(loss, params, materialize_grads=True)
         for a, g in zip(params, grads):
             a.grad = g

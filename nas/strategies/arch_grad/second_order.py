@@ -12,14 +12,9 @@ of the unroll, as in DARTS' code.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 
-if TYPE_CHECKING:
-    from nas.search.module import SearchModule
-
-Batch = tuple[torch.Tensor, torch.Tensor]
+from nas.strategies.protocols import ArchGradMode, ArchGradState, Batch
 
 
 def _sgd_groups(optimizer: torch.optim.Optimizer) -> dict[int, dict]:
@@ -34,7 +29,7 @@ def _sgd_groups(optimizer: torch.optim.Optimizer) -> dict[int, dict]:
     return {id(p): g for g in optimizer.param_groups for p in g["params"]}
 
 
-class SecondOrder:
+class SecondOrder(ArchGradMode):
     """The unrolled hypergradient of DARTS (second order)."""
 
     def __init__(self, r: float = 0.01):
@@ -79,23 +74,23 @@ class SecondOrder:
         return new, xi
 
     def __call__(
-        self, module: SearchModule, train: Batch, val: Batch
+        self, state: ArchGradState, train: Batch, val: Batch
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Fills ``alpha.grad`` and returns the validation loss (at w') and logits."""
-        net = module.supernet
+        net = state.supernet
         params = dict(net.named_parameters())
-        arch = module.arch.as_dict()
+        arch = state.arch.as_dict()
         alphas = list(arch.values())  # α and, with edge normalization, β
 
         # The virtual step needs ∇w only: α enters as a constant (no softmax graph to α).
-        train_loss, _ = module.loss(train, {k: a.detach() for k, a in arch.items()})
+        train_loss, _ = state.loss(train, {k: a.detach() for k, a in arch.items()})
         grads = torch.autograd.grad(train_loss, list(params.values()), materialize_grads=True)
-        unrolled, xi = self.virtual_step(module.weight_optimizer, params, list(grads))
+        unrolled, xi = self.virtual_step(state.weight_optimizer, params, list(grads))
         for w in unrolled.values():
             w.requires_grad_(True)
 
-        val_loss, val_logits = module.loss(val, arch, params=unrolled)
-        val_loss = module.arch_objective(val_loss)
+        val_loss, val_logits = state.loss(val, arch, params=unrolled)
+        val_loss = state.arch_objective(val_loss)
         out = torch.autograd.grad(val_loss, [*alphas, *unrolled.values()], materialize_grads=True)
         d_alpha, v = out[: len(alphas)], out[len(alphas) :]
 
@@ -108,7 +103,7 @@ class SecondOrder:
         hvp_terms = []
         for sign in (1.0, -1.0):
             shifted = {n: (w.detach() + sign * eps * du) for (n, w), du in zip(params.items(), u)}
-            loss, _ = module.loss(train, arch, params=shifted)
+            loss, _ = state.loss(train, arch, params=shifted)
             hvp_terms.append(torch.autograd.grad(loss, alphas, materialize_grads=True))
         for a, da, gp, gm in zip(alphas, d_alpha, *hvp_terms):
             a.grad = da - (gp - gm) / (2 * eps)

@@ -1,11 +1,13 @@
 """Modifiers: changes to the supernet or to the mixing that a method adds on top of its sampler.
 
-A modifier may provide ``supernet_options()`` (build options, e.g. partial channels),
+Each subclasses ``nas.strategies.protocols.Modifier`` and overrides the hooks it needs (the
+others are no-ops): ``supernet_options()`` (build options, e.g. partial channels),
 ``arch_options()`` (extra architecture parameters, e.g. edge β), ``mixing(mix, arch)`` and
-``probabilities(probs, arch)`` (transform the sampler's output), ``setup(space=..., seed=...)``
-``on_epoch_start(epoch, max_epochs, module)`` and ``restore(module)`` (after a checkpoint's
-strategy state is loaded, before its weights are), and ``perturb_weight_step(module, arch,
-batch)`` (the architecture the weight step mixes with: SDARTS' perturbations).
+``probabilities(probs, arch)`` (transform the sampler's output), ``setup(seed=..., space=...)``,
+``on_epoch_start(epoch, max_epochs, state)`` and ``restore(state)`` (after a checkpoint's
+strategy state is loaded, before its weights are), and ``perturb_weight_step(state, arch,
+batch)`` (the architecture the weight step mixes with: SDARTS' perturbations); ``state`` is the
+search as ``nas.strategies.protocols.SearchState`` describes it.
 """
 
 from nas.strategies.modifiers.auxiliary_skip import AuxiliarySkip

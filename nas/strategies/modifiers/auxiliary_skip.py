@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from nas.strategies.samplers.base import Mixing
+from nas.strategies.protocols import Mixing, Modifier, SearchState
 
 SKIP = "skip_connect"
 DECAYS = ("linear", "cosine")
@@ -45,7 +45,7 @@ def beta_schedule(epoch: int, max_epochs: int, beta0: float = 1.0, decay: str = 
     return beta0 * (1.0 + math.cos(math.pi * t)) / 2.0
 
 
-class AuxiliarySkip:
+class AuxiliarySkip(Modifier):
     """Adds ``β`` to every edge's ``skip_connect`` mixing weight (all cell types, every pass:
     arch step, weight step and validation, as the official ``MixedOp.forward``).
 
@@ -61,7 +61,7 @@ class AuxiliarySkip:
         self.beta = float(beta)
         self.skip_index: int | None = None
 
-    def setup(self, space=None, **_: Any) -> None:
+    def setup(self, seed: int = 0, space=None, **_: Any) -> None:
         if space is None:
             return
         if SKIP not in space.ops:
@@ -72,7 +72,7 @@ class AuxiliarySkip:
             )
         self.skip_index = list(space.ops).index(SKIP)
 
-    def on_epoch_start(self, epoch: int, max_epochs: int, module=None) -> None:
+    def on_epoch_start(self, epoch: int, max_epochs: int, state: SearchState | None = None) -> None:
         self.beta = beta_schedule(epoch, max_epochs, self.beta0, self.decay)
 
     def mixing(self, mix: Mixing, arch: dict[str, torch.Tensor]) -> Mixing:

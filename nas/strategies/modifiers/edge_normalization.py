@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from nas.core.arch import split_arch
-from nas.strategies.samplers.base import Mixing
+from nas.strategies.protocols import Mixing, Modifier
 
 
 def normalized_edge_weights(beta: torch.Tensor, edges_per_node: list[int]) -> torch.Tensor:
@@ -18,10 +18,10 @@ def normalized_edge_weights(beta: torch.Tensor, edges_per_node: list[int]) -> to
     return torch.cat([torch.softmax(part, dim=-1) for part in beta.split(edges_per_node)])
 
 
-class EdgeNormalization:
+class EdgeNormalization(Modifier):
     """Adds per-edge β to the architecture parameters and weights each edge by its softmax."""
 
-    def setup(self, space=None, **_) -> None:
+    def setup(self, seed: int = 0, space=None, **_) -> None:
         if space is not None:
             self.edges_per_node = space.edges_per_node
 

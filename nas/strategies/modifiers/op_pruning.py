@@ -15,10 +15,10 @@ from collections.abc import Sequence
 import torch
 
 from nas.core.arch import MASK_PREFIX
-from nas.strategies.samplers.base import Mixing
+from nas.strategies.protocols import Mixing, Modifier, SearchState
 
 
-class ProgressivePruning:
+class ProgressivePruning(Modifier):
     """Keeps the top ``keep[i]`` ops per edge from epoch ``round(at[i] * max_epochs)`` on."""
 
     def __init__(self, at: Sequence[float] = (0.5,), keep: Sequence[int] = (4,)):
@@ -30,11 +30,11 @@ class ProgressivePruning:
         self.masks: dict[str, torch.Tensor] = {}
         self.done: list[int] = []
 
-    def on_epoch_start(self, epoch: int, max_epochs: int, module) -> None:
+    def on_epoch_start(self, epoch: int, max_epochs: int, state: SearchState) -> None:
         for i, (frac, keep) in enumerate(zip(self.at, self.keep)):
             if i not in self.done and epoch >= round(frac * max_epochs):
-                self.prune(module.probabilities(), keep)
-                module.arch.op_masks = dict(self.masks)  # written to alphas.json
+                self.prune(state.probabilities(), keep)
+                state.arch.op_masks = dict(self.masks)  # written to alphas.json
                 self.done.append(i)
 
     def prune(self, probs: dict[str, torch.Tensor], keep: int) -> None:

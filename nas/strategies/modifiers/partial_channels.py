@@ -8,8 +8,10 @@ component asks the space for it.
 
 from __future__ import annotations
 
+from nas.strategies.protocols import Modifier
 
-class PartialChannels:
+
+class PartialChannels(Modifier):
     """Builds the supernet with ``partial_channels=k``."""
 
     def __init__(self, k: int = 4):

@@ -24,7 +24,7 @@ training loss with step size 2ε/7, each projected onto the ε-ball around Ā an
 attack runs with the supernet in eval mode, and if it ends below the loss at Ā the
 unperturbed Ā is used.
 
-**How it plugs in.** ``perturb_weight_step(module, arch, batch)`` returns α unchanged plus the
+**How it plugs in.** ``perturb_weight_step(state, arch, batch)`` returns α unchanged plus the
 perturbed mixing weights under ``"weights/<cell type>"`` (``split_arch`` ignores such keys); this
 modifier's own ``mixing`` hook substitutes them for the sampler's weights. Place it first among
 the modifiers so later ones (e.g. DARTS-' auxiliary skip) act on the perturbed weights. Random
@@ -39,7 +39,7 @@ import torch
 
 from nas.core.arch import split_arch
 from nas.strategies.arch_grad.first_order import constant_weights
-from nas.strategies.samplers.base import Mixing
+from nas.strategies.protocols import Arch, Batch, Mixing, Modifier, SearchState
 from nas.strategies.samplers.softmax import SoftmaxSampler
 
 WEIGHTS_PREFIX = "weights/"
@@ -55,7 +55,7 @@ def simplex_clip(w: torch.Tensor) -> torch.Tensor:
     return c / c.sum(-1, keepdim=True)
 
 
-class WeightPerturbation:
+class WeightPerturbation(Modifier):
     """Shared parts of SDARTS-RS and -ADV: the ε schedule, the seeded noise, the substitution.
 
     Args:
@@ -79,7 +79,7 @@ class WeightPerturbation:
     def setup(self, seed: int = 0, **_: Any) -> None:
         self.generator = torch.Generator().manual_seed(seed + self.seed_offset)
 
-    def on_epoch_start(self, epoch: int, max_epochs: int, module=None) -> None:
+    def on_epoch_start(self, epoch: int, max_epochs: int, state: SearchState | None = None) -> None:
         frac = epoch / max(max_epochs, 1)
         self.epsilon = self.epsilon_min + (self.epsilon_max - self.epsilon_min) * frac
 
@@ -90,25 +90,27 @@ class WeightPerturbation:
                 mix.weights[cell] = override.to(dtype=w.dtype, device=w.device)
         return mix
 
-    def perturb_weight_step(self, module, arch: dict[str, torch.Tensor], batch) -> dict:
-        if not any(m is self for m in module.strategy.modifiers):
+    def perturb_weight_step(self, state: SearchState, arch: Arch, batch: Batch) -> Arch:
+        if not any(m is self for m in state.strategy.modifiers):
             raise ValueError(
                 "SDARTS' perturbation must be one of the strategy's modifiers: its mixing hook "
                 "puts the perturbed weights in place."
             )
-        sampler = module.strategy.sampler
+        sampler = state.strategy.sampler
         if not isinstance(sampler, SoftmaxSampler):
             raise TypeError(
                 f"SDARTS perturbs softmax(α) (Chen & Hsieh 2020); strategy "
-                f"{module.strategy.name!r} mixes with {type(sampler).__name__}. Use the "
+                f"{state.strategy.name!r} mixes with {type(sampler).__name__}. Use the "
                 "SoftmaxSampler."
             )
         alphas, _ = split_arch(arch)
         clean = {c: w.detach() for c, w in sampler(alphas).weights.items()}
-        weights = self.perturb(module, arch, batch, clean)
+        weights = self.perturb(state, arch, batch, clean)
         return {**arch, **{WEIGHTS_PREFIX + c: w for c, w in weights.items()}}
 
-    def perturb(self, module, arch, batch, clean: dict[str, torch.Tensor]):
+    def perturb(
+        self, state: SearchState, arch: Arch, batch: Batch, clean: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
     # ---- pieces ---------------------------------------------------------------------------
@@ -140,7 +142,7 @@ class WeightPerturbation:
 class RandomSmoothing(WeightPerturbation):
     """SDARTS-RS: Ā + δ, δ ~ U[-ε, ε] per entry, redrawn every weight step, then clipped."""
 
-    def perturb(self, module, arch, batch, clean):
+    def perturb(self, state, arch, batch, clean):
         out = {}
         for cell, w0 in clean.items():
             delta = self._uniform(w0)
@@ -175,15 +177,15 @@ class AdversarialPerturbation(WeightPerturbation):
         self.random_start = random_start
         self.eval_mode = eval_mode
 
-    def perturb(self, module, arch, batch, clean):
-        net = module.supernet
+    def perturb(self, state, arch, batch, clean):
+        net = state.supernet
         was_training = net.training
         if self.eval_mode:
             net.eval()
 
         def loss_at(weights: dict[str, torch.Tensor]) -> torch.Tensor:
             override = {WEIGHTS_PREFIX + c: w for c, w in weights.items()}
-            return module.loss(batch, {**arch, **override})[0]
+            return state.loss(batch, {**arch, **override})[0]
 
         step_size = 2 * self.epsilon / self.steps  # the official Linf_SGD lr
         try:

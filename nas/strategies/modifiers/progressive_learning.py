@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from nas.strategies.modifiers.op_pruning import ProgressivePruning
+from nas.strategies.protocols import SearchState
 from supernet.mixed import MixedOp, check_partial_channels, resize_optimizer_state
 
 
@@ -73,30 +74,30 @@ class ProgressiveLearning(ProgressivePruning):
         for k in self.ks[1:]:
             check_partial_channels(supernet, k)
 
-    def on_epoch_start(self, epoch: int, max_epochs: int, module) -> None:
+    def on_epoch_start(self, epoch: int, max_epochs: int, state: SearchState) -> None:
         for i, (start, keep) in enumerate(zip(self.switch_epochs, self.keep)):
             if i not in self.done and epoch >= start:
-                self.prune(module.probabilities(), keep)
-                module.arch.op_masks = dict(self.masks)  # written to alphas.json
+                self.prune(state.probabilities(), keep)
+                state.arch.op_masks = dict(self.masks)  # written to alphas.json
                 self.done.append(i)
-                self.set_k(module, self.ks[i + 1])
+                self.set_k(state, self.ks[i + 1])
 
-    def set_k(self, module, k: int, optimizer: bool = True) -> None:
-        """Sets K on every mixed op of ``module.supernet``; resizes the optimizer state."""
+    def set_k(self, state: SearchState, k: int, optimizer: bool = True) -> None:
+        """Sets K on every mixed op of ``state.supernet``; resizes the optimizer state."""
         self.k = k
         resized = []
-        for m in module.supernet.modules():
+        for m in state.supernet.modules():
             if isinstance(m, MixedOp):
                 resized += m.set_partial_channels(k)
         if resized and optimizer:
-            resize_optimizer_state(module.weight_optimizer, resized)
+            resize_optimizer_state(state.weight_optimizer, resized)
 
-    def restore(self, module) -> None:
+    def restore(self, state: SearchState) -> None:
         """On resume: rebuilds the current stage's K before the checkpoint's weights and
         optimizer state (already of the new shapes) are loaded."""
         if self.masks:
-            module.arch.op_masks = dict(self.masks)
-        self.set_k(module, self.k, optimizer=False)
+            state.arch.op_masks = dict(self.masks)
+        self.set_k(state, self.k, optimizer=False)
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "k": self.k}

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nas.strategies.protocols import Modifier, SearchState
 from supernet.mixed import MixedOp
 from supernet.ops import Identity
 
@@ -67,7 +68,7 @@ def install_skip_dropout(supernet: nn.Module) -> list[DroppedSkip]:
     return wrappers
 
 
-class SkipDropout:
+class SkipDropout(Modifier):
     """Dropout on the supernet's skip connections, rate decayed within each stage.
 
     Args:
@@ -93,10 +94,10 @@ class SkipDropout:
             )
         self.rate = self.p = rate
 
-    def on_epoch_start(self, epoch: int, max_epochs: int, module) -> None:
-        warmup = self.warmup if self.warmup is not None else module.arch_start_epoch
+    def on_epoch_start(self, epoch: int, max_epochs: int, state: SearchState) -> None:
+        warmup = self.warmup if self.warmup is not None else state.arch_start_epoch
         self.p = skip_dropout_rate(self.rate, epoch, max(1, max_epochs), warmup, self.decay)
-        for wrapper in install_skip_dropout(module.supernet):
+        for wrapper in install_skip_dropout(state.supernet):
             wrapper.p = self.p
 
     def state_dict(self) -> dict:
@@ -106,6 +107,6 @@ class SkipDropout:
         self.rate = state.get("rate", self.rate)
         self.p = state.get("p", self.p)
 
-    def restore(self, module) -> None:
-        for wrapper in install_skip_dropout(module.supernet):
+    def restore(self, state: SearchState) -> None:
+        for wrapper in install_skip_dropout(state.supernet):
             wrapper.p = self.p

@@ -1,5 +1,6 @@
-"""Regularizers: callables ``(arch) -> loss`` added to the architecture objective; one with
-``combine(loss, arch, masks)`` (HardwareCost) forms the objective from the loss itself."""
+"""Regularizers: ``nas.strategies.protocols.Regularizer``, callables ``(arch) -> loss`` added to
+the architecture objective; an ``ObjectiveRegularizer`` (HardwareCost) forms the objective from
+the loss itself with ``combine(loss, arch, masks)``."""
 
 from nas.strategies.regularizers.beta_decay import BetaDecay
 from nas.strategies.regularizers.dirichlet_kl import DirichletKL

@@ -23,9 +23,10 @@ from typing import Any
 import torch
 
 from nas.core.arch import split_arch
+from nas.strategies.protocols import Regularizer
 
 
-class BetaDecay:
+class BetaDecay(Regularizer):
     """``λ(epoch) · mean_e logsumexp(α_e)`` over every edge of every cell type.
 
     Args:

@@ -9,10 +9,11 @@ import torch
 from torch.distributions import Dirichlet, kl_divergence
 
 from nas.core.arch import split_arch
+from nas.strategies.protocols import Regularizer
 from nas.strategies.samplers.dirichlet import concentration
 
 
-class DirichletKL:
+class DirichletKL(Regularizer):
     """``scale * sum KL(Dir(ELU(α)+1) || Dir(anchor))`` over every edge of every cell type."""
 
     def __init__(self, scale: float = 1e-3, anchor: float = 1.0):

@@ -26,14 +26,18 @@ from typing import Any
 import torch
 
 from nas.core.arch import split_arch
+from nas.core.log import get_logger
 from nas.hardware.costs import KINDS, CostModel, row_probabilities, space_cost_model
+from nas.strategies.protocols import ObjectiveRegularizer
+
+log = get_logger(__name__)
 
 FORMS = ("additive", "multiplicative", "fbnet")
 # Repeats of an on-the-fly latency measurement (no table given): quick, for tests and demos.
 QUICK_REPEATS, QUICK_WARMUP = 5, 2
 
 
-class HardwareCost:
+class HardwareCost(ObjectiveRegularizer):
     """A penalty on the expected hardware cost; see the module docstring.
 
     Args:
@@ -83,11 +87,10 @@ class HardwareCost:
             if self.table:
                 latency.attach(cm, self.table)
             else:
-                print(
-                    f"[oneshot-nas] HardwareCost: no latency table (costs.latency_table); timing "
+                log.info(
+                    f"HardwareCost: no latency table (costs.latency_table); timing "
                     f"{len(cm.op_shapes()) + 1} {space.name} entries on the CPU now (python "
-                    "train.py stage=latency measures and saves one on the target device).",
-                    flush=True,
+                    "train.py stage=latency measures and saves one on the target device)."
                 )
                 cm.set_latency(latency.measure([cm], "cpu", 1, QUICK_REPEATS, QUICK_WARMUP))
         self.cost_model, self._space = cm, space

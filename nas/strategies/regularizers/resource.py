@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from nas.core.arch import split_arch
+from nas.strategies.protocols import Regularizer
 from supernet.ops import OPS, build_op
 
 COST_KINDS = ("params", "flops", "mac")
@@ -61,7 +62,7 @@ def op_costs(ops: tuple[str, ...], C: int, size: tuple[int, int], kind: str) -> 
     return out / out.max().clamp_min(1e-12)
 
 
-class ResourceCost:
+class ResourceCost(Regularizer):
     """``scale · E_Z[C(Z)]`` over every cell type; see the module docstring.
 
     Args:

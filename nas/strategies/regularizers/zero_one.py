@@ -18,11 +18,12 @@ from __future__ import annotations
 import torch
 
 from nas.core.arch import split_arch
+from nas.strategies.protocols import Regularizer
 
 KINDS = ("l2", "l1")
 
 
-class ZeroOneLoss:
+class ZeroOneLoss(Regularizer):
     """``weight · -(1/N) Σ (σ(α) - 0.5)²`` (``l2``; ``l1``: ``|σ(α) - 0.5|``) over every α.
 
     Args:

@@ -122,16 +122,15 @@ class BinaryGateSampler(Sampler):
 
     # ---- sampling ----------------------------------------------------------------------
     def _allowed(self, cell: str, rows: int, n_ops: int) -> torch.Tensor:
-        """``[rows, ops]`` mask of the ops that may be sampled (the space's ``allowed_ops``, a
-        per-row rule of single-cell-type spaces such as mbconv; every op elsewhere)."""
+        """``[rows, ops]`` mask of the ops that may be sampled (``space.allowed_ops`` per row:
+        every op but where the space forbids one; every op without a space)."""
         key = (cell, rows, n_ops)
         if key not in self._masks:
             mask = torch.ones(rows, n_ops, dtype=torch.bool)
-            allowed_ops = getattr(self.space, "allowed_ops", None)
-            if allowed_ops is not None:
+            if self.space is not None:
                 mask.zero_()
                 for r in range(rows):
-                    mask[r, list(allowed_ops(r))] = True
+                    mask[r, list(self.space.allowed_ops(r))] = True
             self._masks[key] = mask
         return self._masks[key]
 

@@ -4,7 +4,7 @@ Random search with weight sharing (Li & Talwalkar, "Random Search and Reproducib
 Neural Architecture Search", UAI 2019) and single-path one-shot (Guo et al., "Single Path
 One-Shot Neural Architecture Search with Uniform Sampling", ECCV 2020) train the supernet this
 way; α is not learned. The space decides what a uniformly random node looks like
-(``SearchSpace.sample_node``: NB201 one of all ops on every edge; DARTS two distinct inputs with
+(``SearchSpace.sample_node``: NAS-Bench-201 one of all ops on every edge; DARTS two distinct inputs with
 ops other than ``none``).
 
 A discrete architecture ("arch") is, per cell type, a tuple with one op index per edge

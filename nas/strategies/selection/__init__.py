@@ -7,10 +7,9 @@ trained supernet on validation batches instead; they are strategy components
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 
+from nas.strategies.protocols import SelectionRule
 from nas.strategies.selection.argmax import argmax_per_edge, argmax_per_layer
 from nas.strategies.selection.evolution import EvolutionSelector
 from nas.strategies.selection.gdas_top2 import gdas_top2
@@ -18,8 +17,6 @@ from nas.strategies.selection.max_skip import darts_top2_max_skip
 from nas.strategies.selection.random_search import RandomSearchSelector
 from nas.strategies.selection.threshold import threshold
 from nas.strategies.selection.top_k import darts_top2
-
-SelectionRule = Callable[..., object]
 
 SELECTION_RULES: dict[str, SelectionRule] = {
     "darts_top2": darts_top2,
@@ -30,7 +27,29 @@ SELECTION_RULES: dict[str, SelectionRule] = {
     "threshold": threshold,  # FairDARTS: σ(α) ≥ 0.85 first, two inputs per node (NB201: argmax)
 }
 
-__all__ = ["SELECTION_RULES", "EvolutionSelector", "RandomSearchSelector", "select"]
+__all__ = [
+    "SELECTION_RULES",
+    "EvolutionSelector",
+    "RandomSearchSelector",
+    "SelectionRule",
+    "register_selection_rule",
+    "select",
+]
+
+
+def register_selection_rule(name: str, rule: SelectionRule) -> SelectionRule:
+    """Makes ``rule(probs, space) -> genotype`` selectable as ``strategy.selection=<name>`` (or
+    as a space's ``default_selection``); returns ``rule``. The same rule again is a no-op;
+    another rule under a taken name is refused."""
+    if not callable(rule):
+        raise TypeError(f"register_selection_rule({name!r}, {rule!r}): a rule is a callable.")
+    if SELECTION_RULES.get(name, rule) is not rule:
+        raise ValueError(
+            f"Selection rule name {name!r} is taken; choose another name (registered: "
+            f"{', '.join(sorted(SELECTION_RULES))})."
+        )
+    SELECTION_RULES[name] = rule
+    return rule
 
 
 def select(rule: str, probs: dict[str, torch.Tensor], space):

@@ -9,31 +9,28 @@ from __future__ import annotations
 
 import torch
 
-from nas.core.genotype import NB201Genotype
-from supernet.genotypes import MBConvGenotype
+from nas.core.genotype import GenotypeBase
 
 
-def argmax_per_edge(probs: dict[str, torch.Tensor], space) -> NB201Genotype:
-    """The NB201 genotype whose edge (i→j) carries argmax_k probs[edge, k] (first op on ties)."""
+def argmax_per_edge(probs: dict[str, torch.Tensor], space) -> GenotypeBase:
+    """The genotype whose edge (i→j) carries argmax_k probs[edge, k] (first op on ties)."""
     (cell,) = space.cell_types
     rows = probs[cell].detach().double().cpu()
     best = rows.argmax(dim=-1).tolist()  # torch.argmax returns the first maximum
-    nodes: dict[int, list[tuple[str, int]]] = {}
-    for e, (i, j) in enumerate(space.edges):
-        nodes.setdefault(j, []).append((space.ops[best[e]], i))
-    return NB201Genotype(nodes=[nodes[j] for j in sorted(nodes)], space=space.name)
+    kept = [(space.ops[best[e]], i, j) for e, (i, j) in enumerate(space.edges)]
+    return space.genotype_from_edges({cell: kept})
 
 
-def argmax_per_layer(probs: dict[str, torch.Tensor], space) -> MBConvGenotype:
+def argmax_per_layer(probs: dict[str, torch.Tensor], space) -> GenotypeBase:
     """Per layer, its strongest allowed op (``space.allowed_ops``; the first one on ties)."""
     (cell,) = space.cell_types
     rows = probs[cell].detach().double().cpu().tolist()
-    chosen = []
+    kept = []
     for e, row in enumerate(rows):
         allowed = space.allowed_ops(e)
         best = allowed[0]
         for k in allowed[1:]:
             if row[k] > row[best]:  # strict: the first op wins ties
                 best = k
-        chosen.append(space.ops[best])
-    return MBConvGenotype(layers=chosen, space=space.name)
+        kept.append((space.ops[best], *space.edges[e]))
+    return space.genotype_from_edges({cell: kept})

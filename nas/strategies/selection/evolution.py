@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from nas.hardware.profile import count_macs
+from nas.strategies.protocols import Selector
 from nas.strategies.samplers.uniform import Arch, arch_alphas, sample_arch
 from nas.strategies.selection.scoring import Batch, score_arch
 
@@ -29,7 +30,7 @@ def _key(arch: Arch) -> tuple:
     return tuple(sorted(arch.items()))
 
 
-class EvolutionSelector:
+class EvolutionSelector(Selector):
     """SPOS' evolutionary search, optionally under a multiply-add budget ``max_macs``."""
 
     def __init__(

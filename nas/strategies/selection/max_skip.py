@@ -61,7 +61,7 @@ def darts_top2_max_skip(probs: dict[str, torch.Tensor], space, max_skip: int = M
 
     Outside the DARTS space (no normal cell) the space's own rule applies (see module doc).
     """
-    if space.name != "darts":
+    if not issubclass(space.genotype_type, Genotype):  # no DARTS-style normal cell
         from nas.strategies.selection import select
 
         return select(space.default_selection, probs, space)

@@ -14,11 +14,12 @@ from typing import Any
 
 import torch
 
+from nas.strategies.protocols import Selector
 from nas.strategies.samplers.uniform import Arch, sample_arch
 from nas.strategies.selection.scoring import Batch, score_arch
 
 
-class RandomSearchSelector:
+class RandomSearchSelector(Selector):
     """Best of ``num_samples`` uniformly sampled architectures on ``eval_batches`` val batches."""
 
     def __init__(self, num_samples: int = 100, eval_batches: int = 1):

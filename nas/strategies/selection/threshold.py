@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import torch
 
-from nas.core.genotype import Genotype, NB201Genotype
+from nas.core.genotype import GenotypeBase
 from nas.strategies.selection.top_k import darts_genotype
 
 OP_THRESHOLD = 0.85  # σ_threshold: train_search.py --op_threshold 0.85, the paper's value
@@ -83,11 +83,11 @@ def threshold_darts_cell(
     return pairs
 
 
-def threshold(probs: dict[str, torch.Tensor], space) -> Genotype | NB201Genotype:
+def threshold(probs: dict[str, torch.Tensor], space) -> GenotypeBase:
     """The genotype of σ(α) (given as ``probs``) by FairDARTS' threshold rule; see the module
     docstring for each space. Raises a ValueError naming the valid spaces for any other."""
     if space.default_selection == "argmax_per_edge":
-        return _nb201(probs, space)
+        return _one_op_per_edge(probs, space)
     if space.default_selection != "darts_top2":
         raise ValueError(
             f"The threshold rule has no form for search_space={space.name!r}; it selects in "
@@ -96,14 +96,13 @@ def threshold(probs: dict[str, torch.Tensor], space) -> Genotype | NB201Genotype
     return darts_genotype(probs, space, threshold_darts_cell)
 
 
-def _nb201(probs: dict[str, torch.Tensor], space) -> NB201Genotype:
+def _one_op_per_edge(probs: dict[str, torch.Tensor], space) -> GenotypeBase:
+    """Every edge keeps its strongest op other than ``none`` (the NAS-Bench-201 form)."""
     (cell,) = space.cell_types
     rows = probs[cell].detach().double().cpu().tolist()
     cands = _candidates(space.ops)
-    nodes: dict[int, list[tuple[str, int]]] = {}
-    for e, (i, j) in enumerate(space.edges):
-        nodes.setdefault(j, []).append((space.ops[_best_op(rows[e], cands)], i))
-    return NB201Genotype(nodes=[nodes[j] for j in sorted(nodes)], space=space.name)
+    kept = [(space.ops[_best_op(rows[e], cands)], i, j) for e, (i, j) in enumerate(space.edges)]
+    return space.genotype_from_edges({cell: kept})
 
 
 def below_threshold(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from nas.core.genotype import Genotype
+from nas.core.genotype import GenotypeBase
 
 
 def top_k_cell(
@@ -36,24 +36,27 @@ def top_k_cell(
     return pairs
 
 
-def darts_genotype(probs: dict[str, torch.Tensor], space, cell_rule) -> Genotype:
-    """A DARTS-style genotype whose searched cells are ``cell_rule(probs[cell], ops, edges)``;
-    the concatenated nodes are the last ``space.multiplier``, and a fixed reduction cell
-    (``reduce_cell``) has no α: only the normal cell is selected."""
-    concat = list(range(2 + space.steps - space.multiplier, 2 + space.steps))
-    reduce_cell = getattr(space, "reduce_cell", "searched")
-    fixed = reduce_cell != "searched"
-    return Genotype(
-        normal=cell_rule(probs["normal"], space.ops, space.edges),
-        normal_concat=concat,
-        reduce=[] if fixed else cell_rule(probs["reduce"], space.ops, space.edges),
-        reduce_concat=[] if fixed else concat,
-        space=space.name,
-        reduce_cell=reduce_cell,
-    )
+def darts_genotype(probs: dict[str, torch.Tensor], space, cell_rule) -> GenotypeBase:
+    """A DARTS-style genotype whose searched cells are ``cell_rule(probs[cell], ops, edges)``
+    (two (op, input) pairs per node, node by node); the space completes it
+    (``genotype_from_edges``: the concatenated nodes, a fixed reduction cell)."""
+    return space.genotype_from_edges(
+        {cell: node_pairs(cell_rule(probs[cell], space.ops, space.edges), space.edges)
+         for cell in space.cell_types}
+    )  # fmt: skip
 
 
-def darts_top2(probs: dict[str, torch.Tensor], space) -> Genotype:
+def node_pairs(
+    pairs: list[tuple[str, int]], edges: tuple[tuple[int, int], ...]
+) -> list[tuple[str, int, int]]:
+    """(op, input, node) of a cell rule's (op, input) pairs, listed node by node, the same
+    number per node."""
+    nodes = sorted({n for _, n in edges})
+    per_node = len(pairs) // len(nodes)
+    return [(op, inp, nodes[k // per_node]) for k, (op, inp) in enumerate(pairs)]
+
+
+def darts_top2(probs: dict[str, torch.Tensor], space) -> GenotypeBase:
     """The DARTS genotype of ``softmax(α)`` (given as ``probs``) in a DARTS-style space."""
     if [o for o in space.ops if o != "none"] == []:
         raise ValueError("The DARTS rule needs at least one op other than 'none'.")
