@@ -218,6 +218,7 @@ def test_constraint_is_met_in_a_search_and_reported(tmp_path, monkeypatch):
     assert summary["latency"]["model"] == "latency table"
 
 
+@pytest.mark.slow  # the constraint search above runs the cost model in a search by default
 def test_the_search_logs_the_penalised_cost_every_epoch(tmp_path, monkeypatch):
     """What a ProxylessNAS / FBNet user watches: E[latency] under α (what the penalty sees) and
     the argmax architecture's latency, per epoch; a strong additive penalty lowers E[latency]."""

@@ -74,7 +74,8 @@ def test_torchscript_export_matches_pytorch(name: str, tmp_path: Path) -> None:
     assert recipe["formula"] == "x = (pixels / 255 - mean) / std, per channel"
 
 
-@pytest.mark.parametrize("name", ["darts_cifar", "nb201"])
+# darts_cifar under -m slow: nb201 exercises the same export path by default
+@pytest.mark.parametrize("name", [pytest.param("darts_cifar", marks=pytest.mark.slow), "nb201"])
 def test_onnx_export_matches_pytorch(name: str, tmp_path: Path) -> None:
     ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")

@@ -79,6 +79,7 @@ class RetrainRankDump(L.Callback):
         Path(self.out_dir, f"retrain{trainer.global_rank}.json").write_text(json.dumps(sums))
 
 
+@pytest.mark.slow  # the search test above spawns the same two gloo ranks by default
 def test_ddp_spawn_retrain_keeps_weights_identical(tmp_path):
     from nas.core.genotype import resolve_genotype
 

@@ -155,7 +155,8 @@ def stage_layers(run_dir: Path) -> list[int]:
     return out
 
 
-@pytest.mark.parametrize("space", ["darts", "nb201"])
+# darts: 16 s of the default suite; nb201 runs the same stages by default
+@pytest.mark.parametrize("space", [pytest.param("darts", marks=pytest.mark.slow), "nb201"])
 def test_stages_grow_in_depth_and_discretize_agrees(space, tmp_path, monkeypatch):
     common = [
         f"search_space={space}",
