@@ -77,7 +77,14 @@ def read_run(run_dir: Path) -> dict[str, Any]:
                 {"name": a.name, "type": a.type, "files": [m.path for m in a.manifest.contents]}
             )
         elif kind == "run":
-            run = {"group": rec.run.run_group, "job_type": rec.run.job_type, "id": rec.run.run_id}
+            # A run may be recorded more than once (its start, later updates that leave fields
+            # empty, depending on timing): keep every field's last non-empty value.
+            fields = {
+                "group": rec.run.run_group,
+                "job_type": rec.run.job_type,
+                "id": rec.run.run_id,
+            }
+            run.update({k: v for k, v in fields.items() if v or k not in run})
             for item in rec.run.config.update:
                 config[item.key] = json.loads(item.value_json)
     return {
