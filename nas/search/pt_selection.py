@@ -559,11 +559,9 @@ class Tuner:
         m = self.module
         train, val = batch["train"], batch["val"]
         if self.a_opt is not None:
-            self.a_opt.zero_grad(set_to_none=True)
-            m.strategy.arch_grad(m, train, val)
-            distributed.average_gradients(m.arch.parameters())
-            self.a_opt.step()
-            m.strategy.after_arch_step(m.arch.as_dict())  # as the search: ProxylessNAS' rescale
+            m.arch_step(train, val, self.a_opt)  # the search's own α step
+        # The weight half is the search's weight step outside Lightning: the DDP wrapper that
+        # averages the weights' gradients in the search is not there, so it is done here.
         arch = {k: a.detach() for k, a in m.arch.as_dict().items()}
         arch = m.strategy.weight_step_arch(m, arch, train)
         loss, _ = m.loss(train, arch, label_smoothing=m.label_smoothing)

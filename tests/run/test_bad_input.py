@@ -13,20 +13,12 @@ from nas.run import stages
 from nas.run.input_check import check_inputs
 from nas.run.schema import check_known_keys
 from supernet.spaces import build_space
-from tests.helpers.config import compose_cfg, options
+from tests.helpers.config import compose_cfg
 from tests.helpers.paths import ROOT
 from tests.helpers.runs import run_train
 
-EXPERIMENTS = options("experiment")
-
-
-@pytest.mark.parametrize(
-    "override",
-    [f"experiment={e}" for e in EXPERIMENTS]
-    + [f"{g}={o}" for g in ("search_space", "strategy", "retrain") for o in options(g)],
-)
-def test_every_recipe_and_group_option_passes_the_input_check(override):
-    check_inputs(compose_cfg([override]))
+# Every recipe and group option passes the input check: tests/run/test_config.py
+# (test_every_group_option_composes), on the same composed configs.
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
+from nas.run.input_check import check_inputs
 from tests.helpers.config import compose_cfg, options
 
 GROUPS = ["search_space", "strategy", "data", "trainer", "logger", "retrain", "experiment"]
@@ -22,6 +23,8 @@ def test_every_group_option_composes(override):
     aliases = {("retrain", "darts"): "darts_cifar"}
     if group not in ("experiment", "trainer"):
         assert cfg[group].name == aliases.get((group, option), option)
+    if group in ("experiment", "search_space", "strategy", "retrain"):
+        check_inputs(cfg)  # and it passes the run's input check (nas/run/input_check.py)
 
 
 def smoke_choices() -> list:

@@ -479,11 +479,17 @@ def test_a_mechanic_that_does_not_apply_to_a_space_says_so(space, strategy):
 
 # In the MobileNet chain, one strategy per mechanic in the default run (softmax, hard and
 # uniform single paths, binary gates, soft Gumbel with a latency loss, staged depth); every
-# applicable strategy with -m slow. The cell spaces run every strategy by default.
-MBCONV_DEFAULT = {"darts", "gdas", "spos", "proxyless", "fbnet", "pdarts"}
+# applicable strategy with -m slow. The DARTS cells run every strategy by default; NAS-Bench-201
+# every strategy but the variants of one kept there (drnas_kl, drnas_progressive: drnas;
+# sdarts_rs: sdarts_adv; snas_constrained: snas) and the two hardware-cost ones (run on mbconv).
+DEFAULT_IN = {
+    "mbconv": {"darts", "gdas", "spos", "proxyless", "fbnet", "pdarts"},
+    "nb201": set(STRATEGIES)
+    - {"drnas_kl", "drnas_progressive", "sdarts_rs", "snas_constrained", "proxyless", "fbnet"},
+}
 COMPOSITIONS = [
     (space, s)
-    if space != "mbconv" or s in MBCONV_DEFAULT
+    if s in DEFAULT_IN.get(space, STRATEGIES)
     else pytest.param(space, s, marks=pytest.mark.slow)
     for space in SPACES
     for s in STRATEGIES

@@ -121,6 +121,7 @@ def test_large_mean_is_stable(block):
     assert_rel_close(rstats[1], rrstats[1], 1e-3, "running var")
 
 
+@pytest.mark.slow  # 7 s in the interpreter; the same kernels' numbers are checked by default
 def test_results_are_bitwise_deterministic(block):
     x, w, b, stats, dy = make((3, 5, 13, 11), True, True, seed=7)
     first, second = run(x, w, b, stats, dy), run(x, w, b, stats, dy)
