@@ -11,6 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
+from nas.core.registry import Registry
 from supernet.genotypes import GenotypeBase
 from supernet.spaces.base import SearchSpace
 
@@ -28,7 +29,7 @@ class Estimator(ABC):
         unavailable says why (``{"available": False, "reason": ...}``), it never raises."""
 
 
-ESTIMATORS: dict[str, type[Estimator]] = {}
+ESTIMATORS: Registry[type[Estimator]] = Registry("estimator", "estimators")
 
 
 def register_estimator(name: str, cls: type[Estimator]) -> type[Estimator]:
@@ -36,15 +37,9 @@ def register_estimator(name: str, cls: type[Estimator]) -> type[Estimator]:
     decorator's body)."""
     if not (isinstance(cls, type) and issubclass(cls, Estimator)):
         raise TypeError(f"register_estimator({name!r}, {cls!r}): not an Estimator subclass.")
-    ESTIMATORS[name] = cls
-    return cls
+    return ESTIMATORS.add(name, cls)
 
 
 def build_estimator(name: str, **options: Any) -> Estimator:
     """The estimator registered as ``name``, built with ``options``."""
-    if name not in ESTIMATORS:
-        raise ValueError(
-            f"estimators: unknown estimator {name!r}. Valid choices are: "
-            f"{', '.join(sorted(ESTIMATORS))}."
-        )
-    return ESTIMATORS[name](**options)
+    return ESTIMATORS.lookup(name)(**options)

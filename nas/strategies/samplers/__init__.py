@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+from nas.core.registry import Registry
 from nas.strategies.samplers.base import Mixing, Sampler
 from nas.strategies.samplers.binary_gates import BinaryGateSampler
 from nas.strategies.samplers.dirichlet import DirichletSampler
@@ -36,7 +37,7 @@ __all__ = [
     "register_sampler",
 ]
 
-SAMPLERS: dict[str, type[Sampler]] = {}
+SAMPLERS: Registry[type[Sampler]] = Registry("sampler", "strategy.sampler.name")
 
 
 def register_sampler(name: str, cls: type[Sampler]) -> type[Sampler]:
@@ -48,24 +49,13 @@ def register_sampler(name: str, cls: type[Sampler]) -> type[Sampler]:
             f"register_sampler({name!r}, {cls!r}): a sampler subclasses "
             "nas.strategies.protocols.Sampler."
         )
-    if SAMPLERS.get(name, cls) is not cls:
-        raise ValueError(
-            f"Sampler name {name!r} is taken by {SAMPLERS[name].__qualname__}; choose another "
-            f"name (registered: {', '.join(sorted(SAMPLERS))})."
-        )
-    SAMPLERS[name] = cls
-    return cls
+    return SAMPLERS.add(name, cls)
 
 
 def build_sampler(name: str, **options: Any) -> Sampler:
     """``SAMPLERS[name](**options)``; an unknown name or option is an error naming the valid
     ones."""
-    if name not in SAMPLERS:
-        raise ValueError(
-            f"Unknown sampler strategy.sampler.name={name!r}. Valid choices are: "
-            f"{', '.join(sorted(SAMPLERS))}."
-        )
-    cls = SAMPLERS[name]
+    cls = SAMPLERS.lookup(name)
     params = inspect.signature(cls).parameters.values()
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
         valid = [p.name for p in params]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from nas.core.registry import Registry
 from nas.strategies.protocols import SelectionRule
 from nas.strategies.selection.argmax import argmax_per_edge, argmax_per_layer
 from nas.strategies.selection.evolution import EvolutionSelector
@@ -18,14 +19,18 @@ from nas.strategies.selection.random_search import RandomSearchSelector
 from nas.strategies.selection.threshold import threshold
 from nas.strategies.selection.top_k import darts_top2
 
-SELECTION_RULES: dict[str, SelectionRule] = {
-    "darts_top2": darts_top2,
-    "gdas_top2": gdas_top2,  # GDAS: top-2 (op, input) pairs per node, an input may repeat
-    "argmax_per_edge": argmax_per_edge,
-    "argmax_per_layer": argmax_per_layer,  # mbconv: strongest allowed op per layer
-    "darts_top2_max_skip": darts_top2_max_skip,  # P-DARTS: ≤ 2 skips in the normal cell
-    "threshold": threshold,  # FairDARTS: σ(α) ≥ 0.85 first, two inputs per node (NB201: argmax)
-}
+SELECTION_RULES: Registry[SelectionRule] = Registry(
+    "selection rule",
+    "strategy.selection",
+    {
+        "darts_top2": darts_top2,
+        "gdas_top2": gdas_top2,  # GDAS: top-2 (op, input) pairs per node, an input may repeat
+        "argmax_per_edge": argmax_per_edge,
+        "argmax_per_layer": argmax_per_layer,  # mbconv: strongest allowed op per layer
+        "darts_top2_max_skip": darts_top2_max_skip,  # P-DARTS: ≤ 2 skips in the normal cell
+        "threshold": threshold,  # FairDARTS: σ(α) ≥ 0.85 first, two inputs per node (NB201: argmax)
+    },
+)
 
 __all__ = [
     "SELECTION_RULES",
@@ -43,19 +48,9 @@ def register_selection_rule(name: str, rule: SelectionRule) -> SelectionRule:
     another rule under a taken name is refused."""
     if not callable(rule):
         raise TypeError(f"register_selection_rule({name!r}, {rule!r}): a rule is a callable.")
-    if SELECTION_RULES.get(name, rule) is not rule:
-        raise ValueError(
-            f"Selection rule name {name!r} is taken; choose another name (registered: "
-            f"{', '.join(sorted(SELECTION_RULES))})."
-        )
-    SELECTION_RULES[name] = rule
-    return rule
+    return SELECTION_RULES.add(name, rule)
 
 
 def select(rule: str, probs: dict[str, torch.Tensor], space):
     """Applies the selection rule ``rule`` to per-edge op probabilities of ``space``."""
-    if rule not in SELECTION_RULES:
-        raise ValueError(
-            f"Unknown selection rule {rule!r}. Valid choices are: {', '.join(sorted(SELECTION_RULES))}."
-        )
-    return SELECTION_RULES[rule](probs, space)
+    return SELECTION_RULES.lookup(rule)(probs, space)
