@@ -222,6 +222,18 @@ def banner(cfg: DictConfig, run_dir) -> str:
     )
     if stage in ("pipeline", "search"):
         rows.append(("search", f"{t.max_epochs} epochs, batch {cfg.strategy.batch_size}"))
+    if stage == "estimate":
+        e = cfg.estimate
+        archs = f"file {e.archs}" if e.archs else f"sample={e.sample}"
+        rows.append(
+            (
+                "estimate",
+                f"{', '.join(e.proxies)} on {archs}, {e.batches} batch(es) of {e.batch_size}",
+            )
+        )
+    if stage == "estimate":
+        C, layers = child_size(cfg)
+        rows.append(("child", f"{r.name}: {r.network} network C={C}, {layers} cells, untrained"))
     if stage in ("pipeline", "retrain", "profile"):
         C, layers = child_size(cfg)
         rows.append(

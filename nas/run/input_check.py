@@ -38,6 +38,11 @@ def check_inputs(cfg: DictConfig) -> SearchSpace:
     if stage in RETRAIN_STAGES:
         export.check_config(export_settings(cfg))
         builders.check_child_network(cfg, space)
+    if stage == "estimate":
+        from nas.run.estimate_stage import check_settings
+
+        check_settings(cfg)
+        builders.check_child_network(cfg, space)
     validate_data_config(data_settings(cfg))  # the data modules check it again when built
     for name in cfg.estimators:
         build_estimator(name)  # an unknown name fails here, naming the registered ones

@@ -37,6 +37,7 @@ class Stage(str, Enum):
     retrain = "retrain"
     profile = "profile"
     latency = "latency"
+    estimate = "estimate"
 
 
 class NonFinite(str, Enum):
@@ -220,10 +221,35 @@ class ChanceConfig:
 
 
 @dataclass
+class EstimateConfig:
+    """``stage=estimate``: zero-cost proxies score architectures without training them
+    (``nas/run/estimate_stage.py``, ``nas/estimate``).
+
+    Attributes:
+        proxies: registered proxy names (``nas/estimate/proxies``): params, flops, synflow,
+            snip, grasp, fisher, grad_norm, jacov, nwot, zen, zico, meco, l2_norm.
+        archs: a file of architectures, one per line (a space's text form or a genotype JSON
+            object); None: ``sample``.
+        sample: N random architectures, or ``all`` (an enumerable space: nb201's 15,625).
+        batches: training batches the data-based proxies read (0: data-free proxies only).
+        batch_size: images per batch.
+        figures: a histogram / scatter PNG per proxy.
+    """
+
+    proxies: list[str] = field(default_factory=lambda: ["synflow", "nwot", "params", "flops"])
+    archs: Optional[str] = None  # noqa: UP045
+    sample: Any = 100
+    batches: int = 1
+    batch_size: int = 64
+    figures: bool = True
+
+
+@dataclass
 class Config:
     """The root node. ``conf/config.yaml`` picks the groups and states what differs from here."""
 
-    stage: Stage = Stage.pipeline  # pipeline | search | discretize | retrain | profile | latency
+    # pipeline | search | discretize | retrain | profile | latency | estimate
+    stage: Stage = Stage.pipeline
     seed: int = 0
     # torch CPU threads: auto (as many as CPUs are idle at the start: 1 when another job holds a
     # core; nas/run/threads.py), N, or None (torch's default). Typed Any for the string auto;
@@ -265,6 +291,7 @@ class Config:
     # it applies to the space; summary.json records each under its name. benchmark: the
     # space's tabular benchmark (NAS-Bench-201 for nb201).
     estimators: list[str] = field(default_factory=lambda: ["benchmark"])
+    estimate: EstimateConfig = field(default_factory=EstimateConfig)
 
 
 def register_configs() -> None:

@@ -1,5 +1,6 @@
 """The stages of a run: search, discretize, retrain, profile, latency (the cost model's latency
-table, ``nas/hardware/latency.py``), and the pipeline of the first three.
+table, ``nas/hardware/latency.py``), estimate (zero-cost proxies over many architectures,
+``nas/run/estimate_stage.py``), and the pipeline of the first three.
 
 Each stage returns the fields it contributes to ``summary.json``; ``train.py`` writes the file.
 Result files (alphas.json, genotype.json) are written atomically and only once a stage succeeds.
@@ -380,6 +381,22 @@ def profile(
     }
 
 
+def estimate(cfg: DictConfig, run_dir: Path, space: SearchSpace) -> dict[str, Any]:
+    """``stage=estimate``: proxies score many architectures (``nas/run/estimate_stage.py``);
+    with ``logger=wandb`` the table and the figures go to the run's W&B run."""
+    from nas.run import estimate_stage
+
+    logger = builders.logger_from_config(cfg, run_dir, "estimate")
+    try:
+        fields = estimate_stage.estimate(cfg, run_dir, space, profile_device(cfg))
+        if is_wandb(logger):
+            wandb_run.log_estimates(logger, Path(fields["estimates_file"]), fields)
+            fields["wandb"] = {"estimate": wandb_run.run_fields(logger)}
+    finally:
+        finish(logger)
+    return fields
+
+
 def _is_global_zero() -> bool:
     """Rank 0 of a launched DDP job (the banner is printed once)."""
     import os
@@ -404,6 +421,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         return discretize(cfg, run_dir, cfg.alphas, space)
     if stage == "latency":
         return latency(cfg, run_dir, space)
+    if stage == "estimate":
+        return estimate(cfg, run_dir, space)
     if stage == "profile":
         return profile(cfg, run_dir, space, load_genotype_arg(cfg, space))
     if stage == "retrain":

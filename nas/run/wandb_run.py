@@ -134,6 +134,25 @@ def update_summary(logger, fields: dict[str, Any]) -> None:
             summary[key] = value
 
 
+def log_estimates(logger, path: Path, fields: dict[str, Any], max_rows: int = 20_000) -> None:
+    """``stage=estimate``'s ``estimates.csv`` as a W&B table (its first ``max_rows`` rows: a
+    table of all 15,625 NB201 cells stays usable), the proxies' figures as images, and the
+    scalar results in the run's summary."""
+    import csv
+
+    import wandb
+
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    header, body = rows[0], rows[1 : max_rows + 1]
+    data = [[r[0], *(float(v) for v in r[1:])] for r in body]
+    run = logger.experiment
+    run.log({"estimate/table": wandb.Table(columns=header, data=data)})
+    for name, png in fields.get("figures", {}).items():
+        run.log({f"estimate/{name}": wandb.Image(png)})
+    update_summary(logger, fields)
+
+
 def use_search_genotype(logger, search_run: dict[str, Any] | None) -> None:
     """Online: declares the search's genotype artifact as this run's input (lineage)."""
     if not search_run or logger.experiment.settings.mode != "online":

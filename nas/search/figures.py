@@ -17,9 +17,7 @@ chain is drawn as rows of layers, a skipped layer (``zero``) as a skip.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 
-import matplotlib.pyplot as plt  # only to close; wandb.Image(fig) also needs it imported
 import numpy as np
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
@@ -27,9 +25,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Patch, Rectangle
 
 from nas.core.genotype import Genotype, GenotypeBase, kept_edges
-from nas.core.io import atomic_file
+from nas.core.plots import DPI, save_png  # noqa: F401 - re-exported for the search's figures
 
-DPI = 120
 CMAP = "RdBu_r"
 SKIPPED_LAYER = "zero"  # a MobileNet chain's choice to leave the layer out (its output = input)
 LAYERS_PER_ROW = 6  # a MobileNet chain's diagram wraps after this many layers
@@ -412,16 +409,3 @@ def genotype_figures(genotype: GenotypeBase, title_prefix: str = "") -> dict[str
         )
         for cell in kept_edges(genotype)
     }
-
-
-def save_png(fig: Figure, path: str | Path) -> Path:
-    """Writes ``fig`` as a PNG at ``DPI`` (parents created, atomically: a temporary file in the
-    same directory, then ``os.replace``), closes it and returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with atomic_file(path, "wb") as f:  # the umask's mode, as every result file
-            fig.savefig(f, format="png", dpi=DPI)
-    finally:
-        plt.close(fig)  # a no-op for our pyplot-free figures, frees a pyplot-made one
-    return path

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, ClassVar
 
 import torch
@@ -130,6 +130,40 @@ class SearchSpace(ABC):
         """A uniformly random discrete choice for one node: per incoming edge an op index, or
         -1 where the edge is unused. Default: every edge carries one of all the ops."""
         return torch.randint(len(self.ops), (n_inputs,), generator=generator).tolist()
+
+    def random_genotype(self, generator: torch.Generator) -> GenotypeBase:
+        """A uniformly random genotype: node by node as ``sample_node`` draws them, each op
+        among the row's ``selectable_ops`` (another draw is redrawn among them, which keeps the
+        draw uniform over them). What random search and the estimators'
+        ``estimate.sample`` evaluate."""
+        kept: dict[str, list[KeptEdge]] = {}
+        for cell in self.cell_types:
+            choice: list[int] = []
+            for n_inputs in self.edges_per_node:
+                choice.extend(self.sample_node(n_inputs, generator))
+            edges = []
+            for row, ((i, j), k) in enumerate(zip(self.edges, choice, strict=True)):
+                if k < 0:
+                    continue
+                allowed = self.selectable_ops(row)
+                if k not in allowed:
+                    k = allowed[int(torch.randint(len(allowed), (1,), generator=generator))]
+                edges.append((self.ops[k], i, j))
+            kept[cell] = edges
+        return self.genotype_from_edges(kept)
+
+    def genotype_count(self) -> int | None:
+        """How many genotypes the space holds, where ``all_genotypes`` enumerates them; None
+        where the space is too large to enumerate (DARTS cells: ~10^18)."""
+        return None
+
+    def all_genotypes(self) -> Iterator[GenotypeBase]:
+        """Every genotype of the space, in a fixed order (``estimate.sample=all``)."""
+        raise ValueError(
+            f"estimate.sample=all: search_space={self.name} is too large to enumerate; give a "
+            "number of random architectures (estimate.sample=<N>) or a file "
+            "(estimate.archs=<path>). Spaces that enumerate: nb201."
+        )
 
     @abstractmethod
     def build_child(self, genotype: GenotypeBase, **sizes) -> nn.Module:

@@ -20,8 +20,9 @@ strategies switch paths every step, so running statistics would mix architecture
 from __future__ import annotations
 
 import copy
+import itertools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -357,6 +358,17 @@ class NB201Space(SearchSpace):
         for op, i, j in kept[self.cell_types[0]]:
             nodes.setdefault(j, []).append((op, i))
         return NB201Genotype(nodes=[nodes[j] for j in sorted(nodes)], space=self.name)
+
+    def genotype_count(self) -> int:
+        """``len(ops) ** edges`` (NAS-Bench-201: 5^6 = 15,625 cells, isomorphic ones counted
+        apart, as the benchmark lists them)."""
+        return len(self.ops) ** len(self.edges)
+
+    def all_genotypes(self) -> Iterator[NB201Genotype]:
+        """Every cell, one op per edge, edges in α-row order, the last edge varying fastest."""
+        for choice in itertools.product(self.ops, repeat=len(self.edges)):
+            kept = [(op, i, j) for op, (i, j) in zip(choice, self.edges, strict=True)]
+            yield self.genotype_from_edges({self.cell_types[0]: kept})
 
     def benchmark_key(self, genotype: NB201Genotype) -> str:
         """NAS-Bench-201's architecture string."""

@@ -1,0 +1,317 @@
+"""``stage=estimate``: zero-cost proxies (and a predictor) score many architectures without
+training them (``nas/estimate``).
+
+The architectures come from ``estimate.archs`` (a file, one per line) or ``estimate.sample``
+(N random ones, or ``all`` where the space enumerates: NAS-Bench-201's 15,625). Each row of
+``estimates.csv`` is written as soon as it is scored, so a stopped job loses nothing:
+``resume=auto`` in the same run directory scores only the architectures missing from the file
+(rows do not depend on the order: ``nas.estimate.scoring``). Non-finite scores are written as
+``nan`` / ``inf`` and counted in ``summary.json``; a proxy's ranking leaves them out.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from nas.core.checkpoints import differences
+from nas.core.io import atomic_write_json
+from nas.core.log import get_logger
+from nas.estimate.archs import Arch, all_archs, read_archs, sample_archs
+from nas.estimate.scoring import COST_COLUMNS, ArchScorer, check_proxies, needs_data
+from nas.run import builders
+from nas.run.settings import data_settings
+from supernet.spaces.base import SearchSpace
+
+log = get_logger(__name__)
+
+ESTIMATES_FILE = "estimates.csv"
+STATE_FILE = "estimates_state.json"  # what the rows were scored under (resume checks it)
+FIGURES_DIR = "figures/estimate"
+LOG_EVERY_S = 30.0
+
+
+def check_settings(cfg: DictConfig) -> None:
+    """``estimate.*`` values, checked before any data is read."""
+    e = cfg.estimate
+    check_proxies(list(e.proxies))
+    sample_count(e.sample)
+    if e.batches < 0 or e.batch_size < 1:
+        raise ValueError(
+            f"estimate.batches={e.batches}, estimate.batch_size={e.batch_size}: need batches "
+            ">= 0 (0 only with data-free proxies) and batch_size >= 1."
+        )
+    if e.archs is None and e.sample is None:
+        raise ValueError(
+            "stage=estimate needs architectures: estimate.archs=<file, one per line> or "
+            "estimate.sample=<N | all>."
+        )
+
+
+def sample_count(value: Any) -> int | str | None:
+    if value is None or value == "all":
+        return value
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(
+            f"estimate.sample={value!r}: give a number of random architectures >= 1, or all "
+            "(every architecture of an enumerable space: nb201)."
+        )
+    return value
+
+
+def architectures(cfg: DictConfig, space: SearchSpace) -> list[Arch]:
+    e = cfg.estimate
+    if e.archs is not None:
+        return read_archs(e.archs, space)
+    if e.sample == "all":
+        return list(all_archs(space))
+    return sample_archs(space, int(e.sample), cfg.seed)
+
+
+def data_batches(cfg: DictConfig, device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The first ``estimate.batches`` training batches of ``estimate.batch_size`` images
+    (shuffled with the run seed, normalised, not augmented): every architecture sees the same."""
+    from nas.data.modules import RetrainDataModule
+
+    e = cfg.estimate
+    data = RetrainDataModule(data_settings(cfg), batch_size=e.batch_size, seed=cfg.seed)
+    data.prepare_data()
+    data.setup("fit")
+    batches = []
+    for batch in data.train_dataloader():
+        x, y = data.transform(batch, train=False)
+        batches.append((x.to(device), y.to(device)))
+        if len(batches) >= e.batches:
+            break
+    return batches
+
+
+def identity(cfg: DictConfig, proxies: list[str]) -> dict[str, Any]:
+    """What a row's scores depend on: resuming under anything else is refused."""
+    keys = ("seed", "search_space", "data", "retrain")
+    out = {
+        k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k]) else cfg[k]
+        for k in keys
+    }
+    e = cfg.estimate
+    out["estimate"] = {"proxies": proxies, "batches": e.batches, "batch_size": e.batch_size}
+    return out
+
+
+class RowWriter:
+    """``estimates.csv``, appended row by row (flushed and synced every few seconds, and at the
+    end); a resumed job keeps the rows already there."""
+
+    def __init__(self, path: Path, columns: list[str], done: int):
+        self.path = path
+        new = done == 0
+        self.file = open(path, "w" if new else "a", newline="")  # noqa: SIM115 - closed in close()
+        self.writer = csv.writer(self.file)
+        if new:
+            self.writer.writerow(columns)
+        self.synced = time.monotonic()
+
+    def write(self, values: list[Any]) -> None:
+        self.writer.writerow(values)
+        if time.monotonic() - self.synced > 5.0:
+            self.sync()
+
+    def sync(self) -> None:
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.synced = time.monotonic()
+
+    def close(self) -> None:
+        self.sync()
+        self.file.close()
+
+
+def read_done(path: Path, columns: list[str]) -> dict[str, list[str]]:
+    """Rows already in ``estimates.csv`` (arch -> row); a last line cut off by a kill is
+    dropped (and the file truncated to the rows kept)."""
+    if not path.is_file():
+        return {}
+    text = path.read_text()
+    if text and not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]
+        path.write_text(text)
+    rows = list(csv.reader(io.StringIO(text)))
+    if not rows:
+        return {}
+    if rows[0] != columns:
+        raise ValueError(
+            f"resume=auto: {path} has the columns {rows[0]}, this run writes {columns}; use a "
+            "new run directory (hydra.run.dir=...) for other proxies."
+        )
+    return {row[0]: row for row in rows[1:] if len(row) == len(columns)}
+
+
+def check_resume(cfg: DictConfig, run_dir: Path, stamp: dict[str, Any]) -> bool:
+    """Whether the rows in ``run_dir`` are kept (``resume=auto`` under the same identity)."""
+    state = run_dir / STATE_FILE
+    if cfg.resume not in (None, "auto"):
+        raise ValueError(
+            f"resume={cfg.resume!r}: stage=estimate resumes only as resume=auto (the rows of "
+            f"{ESTIMATES_FILE} in the run directory)."
+        )
+    if cfg.resume != "auto" or not state.is_file():
+        return False
+    diff = differences(json.loads(state.read_text()), stamp)
+    if diff:
+        raise ValueError(
+            f"resume=auto: the rows in {run_dir / ESTIMATES_FILE} were scored under another "
+            f"config; refusing to mix them. Differences: {'; '.join(diff[:10])}."
+        )
+    return True
+
+
+def estimate(cfg: DictConfig, run_dir: Path, space: SearchSpace, device: torch.device) -> dict:
+    start = time.perf_counter()
+    e = cfg.estimate
+    proxies = check_proxies(list(e.proxies))
+    archs = architectures(cfg, space)
+    columns = ["arch", *proxies, *COST_COLUMNS]
+    columns = list(dict.fromkeys(columns))  # a proxy named like a cost column is that column
+    stamp = identity(cfg, proxies)
+    path = run_dir / ESTIMATES_FILE
+    done = read_done(path, columns) if check_resume(cfg, run_dir, stamp) else {}
+    atomic_write_json(run_dir / STATE_FILE, stamp)
+    batches = data_batches(cfg, device) if needs_data(proxies) and e.batches else []
+    scorer = ArchScorer(
+        lambda g: builders.child_network(cfg, space, g),
+        proxies,
+        cfg.data.input_shape,
+        cfg.data.num_classes,
+        batches,
+        cfg.seed,
+        device,
+    )
+    todo = [a for a in archs if a.text not in done]
+    log.info(
+        f"estimate: {len(archs):,} architectures of {space.name} ({len(done):,} already in "
+        f"{path.name}), proxies {', '.join(proxies)}, {len(batches)} batch(es) of "
+        f"{e.batch_size if batches else 0} images, on {device}"
+    )
+    writer = RowWriter(path, columns, len(done))
+    scored_s, last_log = 0.0, time.monotonic()
+    try:
+        for k, arch in enumerate(todo, start=1):
+            row = scorer.score(arch)
+            values = {**row.scores, **row.costs}  # params: the count, an int
+            writer.write([row.arch, *(_text(values[c]) for c in columns[1:])])
+            scored_s += row.seconds
+            if time.monotonic() - last_log > LOG_EVERY_S:
+                log.info(f"estimate: {k:,}/{len(todo):,} ({k / scored_s:.1f} architectures/s)")
+                last_log = time.monotonic()
+    finally:
+        writer.close()
+    table = read_table(path)
+    fields = {
+        "estimates_file": str(path),
+        "archs": len(table["arch"]),
+        "proxies": proxies,
+        "scored_now": len(todo),
+        "archs_per_s": len(todo) / scored_s if scored_s else None,
+        "estimate_wall_time_s": time.perf_counter() - start,
+        "estimate_batches": len(batches),
+        "estimate_batch_size": e.batch_size if batches else 0,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "proxy_stats": {name: proxy_stats(table["arch"], table[name]) for name in columns[1:]},
+    }
+    if e.figures:
+        fields["figures"] = figures(table, columns[1:], run_dir / FIGURES_DIR)
+    return fields
+
+
+def _text(value: float | int) -> str:
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def read_table(path: Path) -> dict[str, list]:
+    """``estimates.csv`` as columns: ``arch`` texts, every other column floats."""
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    header, body = rows[0], rows[1:]
+    table: dict[str, list] = {"arch": [r[0] for r in body]}
+    for j, name in enumerate(header[1:], start=1):
+        table[name] = [float(r[j]) for r in body]
+    return table
+
+
+def proxy_stats(archs: list[str], values: list[float]) -> dict[str, Any]:
+    """Finite count, non-finite count (never ranked), mean, and the best-scored architecture."""
+    good = [(v, a) for v, a in zip(values, archs, strict=True) if math.isfinite(v)]
+    out: dict[str, Any] = {"finite": len(good), "non_finite": len(values) - len(good)}
+    if good:
+        best = max(good, key=lambda t: t[0])
+        out.update(
+            {
+                "mean": sum(v for v, _ in good) / len(good),
+                "min": min(v for v, _ in good),
+                "max": best[0],
+                "best_arch": best[1],
+            }
+        )
+    return out
+
+
+def figures(table: dict[str, list], columns: list[str], out_dir: Path) -> dict[str, str]:
+    """Per proxy a PNG: the histogram of its finite scores, and the scores against the
+    parameter count (the baseline every proxy is compared with). A score spanning more than
+    three decades (synflow: 10^20 and more) is drawn as log10, its zeros counted apart."""
+    import numpy as np
+
+    from nas.core.plots import new_figure, save_png
+
+    params = np.array(table["params"], dtype=float) / 1e6
+    paths = {}
+    for name in columns:
+        values = np.array(table[name], dtype=float)
+        ok = np.isfinite(values)
+        shown, label, notes = values, name, []
+        if (~ok).any():
+            notes.append(f"{int((~ok).sum())} non-finite left out")
+        positive = ok & (values > 0)
+        if positive.any() and (values[ok] >= 0).all() and _decades(values[positive]) > 3:
+            if (ok & (values == 0)).any():
+                notes.append(f"{int((ok & (values == 0)).sum())} zero left out")
+            ok, shown, label = positive, np.log10(np.where(positive, values, 1.0)), f"log10 {name}"
+        fig, (hist, scatter) = new_figure(9.0, 3.6, ncols=2)
+        hist.hist(shown[ok], bins=min(50, max(5, int(ok.sum() ** 0.5))), color="#4c72b0")
+        hist.set_xlabel(label)
+        hist.set_ylabel("architectures")
+        note = f" ({', '.join(notes)})" if notes else ""
+        hist.set_title(f"{name}: {int(ok.sum())} architectures{note}", fontsize=9)
+        scatter.scatter(params[ok], shown[ok], s=6, alpha=0.6, color="#dd8452")
+        scatter.set_xlabel("params (M)")
+        scatter.set_ylabel(label)
+        if name != "params":
+            rho = _spearman(params[ok], values[ok])
+            scatter.set_title(f"{name} against params (Spearman ρ = {rho:.2f})", fontsize=9)
+        fig.tight_layout()
+        paths[name] = str(save_png(fig, out_dir / f"{name}.png"))
+    return paths
+
+
+def _decades(positive) -> float:
+    import numpy as np
+
+    return float(np.log10(positive.max()) - np.log10(positive.min()))
+
+
+def _spearman(a, b) -> float:
+    from scipy.stats import spearmanr
+
+    if len(a) < 3:
+        return float("nan")
+    return float(spearmanr(a, b).statistic)
