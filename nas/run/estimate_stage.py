@@ -108,8 +108,9 @@ def identity(cfg: DictConfig, proxies: list[str]) -> dict[str, Any]:
 
 
 class RowWriter:
-    """``estimates.csv``, appended row by row (flushed and synced every few seconds, and at the
-    end); a resumed job keeps the rows already there."""
+    """``estimates.csv``, appended row by row: each row is flushed to the OS as it is written
+    (a killed process loses none), synced to the disk every few seconds and at the end (a
+    machine that goes down loses at most those seconds); a resumed job keeps the rows there."""
 
     def __init__(self, path: Path, columns: list[str], done: int):
         self.path = path
@@ -122,6 +123,7 @@ class RowWriter:
 
     def write(self, values: list[Any]) -> None:
         self.writer.writerow(values)
+        self.file.flush()
         if time.monotonic() - self.synced > 5.0:
             self.sync()
 
@@ -220,6 +222,7 @@ def estimate(cfg: DictConfig, run_dir: Path, space: SearchSpace, device: torch.d
         "archs": len(table["arch"]),
         "proxies": proxies,
         "scored_now": len(todo),
+        "resumed_rows": len(done),
         "archs_per_s": len(todo) / scored_s if scored_s else None,
         "estimate_wall_time_s": time.perf_counter() - start,
         "estimate_batches": len(batches),
