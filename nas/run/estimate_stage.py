@@ -24,9 +24,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from nas.core.checkpoints import differences
+from nas.core.genotype import save_genotype
 from nas.core.io import atomic_write_json
 from nas.core.log import get_logger
 from nas.estimate.archs import Arch, all_archs, read_archs, sample_archs
+from nas.estimate.proxies import PROXIES
 from nas.estimate.scoring import COST_COLUMNS, ArchScorer, check_proxies, needs_data
 from nas.run import builders
 from nas.run.settings import data_settings
@@ -38,22 +40,46 @@ ESTIMATES_FILE = "estimates.csv"
 STATE_FILE = "estimates_state.json"  # what the rows were scored under (resume checks it)
 FIGURES_DIR = "figures/estimate"
 LOG_EVERY_S = 30.0
+TOP_DIR = "top"
+DATA_FREE = tuple(sorted(n for n, p in PROXIES.items() if p.data_free))
 
 
-def check_settings(cfg: DictConfig) -> None:
+def check_settings(cfg: DictConfig, space: SearchSpace) -> None:
     """``estimate.*`` values, checked before any data is read."""
+    from nas.run import black_box_stage, estimate_truth
+
     e = cfg.estimate
-    check_proxies(list(e.proxies))
-    sample_count(e.sample)
     if e.batches < 0 or e.batch_size < 1:
         raise ValueError(
             f"estimate.batches={e.batches}, estimate.batch_size={e.batch_size}: need batches "
             ">= 0 (0 only with data-free proxies) and batch_size >= 1."
         )
+    estimate_truth.check_settings(cfg)
+    if e.search is not None:
+        black_box_stage.check_settings(cfg, space)
+        return
+    proxies = check_proxies(list(e.proxies))
+    if needs_data(proxies) and e.batches == 0:
+        raise ValueError(
+            f"estimate.batches=0, but the proxies {[p for p in proxies if p not in DATA_FREE]} "
+            "read data: give estimate.batches >= 1, or use only data-free proxies "
+            f"({', '.join(DATA_FREE)})."
+        )
+    sample_count(e.sample)
     if e.archs is None and e.sample is None:
         raise ValueError(
             "stage=estimate needs architectures: estimate.archs=<file, one per line> or "
             "estimate.sample=<N | all>."
+        )
+    if e.sample == "all" and e.archs is None:
+        space.genotype_count() or list(space.all_genotypes())  # too large: the space says so
+    if e.top_k < 0:
+        raise ValueError(f"estimate.top_k={e.top_k}: the number of architectures to keep, >= 0.")
+    ranks = [*proxies, *COST_COLUMNS, *(["predictor"] if e.predictor else [])]
+    if e.rank_by is not None and e.rank_by not in ranks:
+        raise ValueError(
+            f"estimate.rank_by={e.rank_by!r}: rank by one of this run's columns: "
+            f"{', '.join(ranks)}."
         )
 
 
@@ -179,6 +205,13 @@ def check_resume(cfg: DictConfig, run_dir: Path, stamp: dict[str, Any]) -> bool:
 def estimate(cfg: DictConfig, run_dir: Path, space: SearchSpace, device: torch.device) -> dict:
     start = time.perf_counter()
     e = cfg.estimate
+    if e.search is not None:
+        from nas.run import black_box_stage
+
+        uses = black_box_stage.uses_data(cfg) and e.batches
+        batches = data_batches(cfg, device) if uses else []
+        fields = black_box_stage.search(cfg, run_dir, space, device, batches)
+        return {**fields, "estimate_wall_time_s": time.perf_counter() - start}
     proxies = check_proxies(list(e.proxies))
     archs = architectures(cfg, space)
     columns = ["arch", *proxies, *COST_COLUMNS]
@@ -198,10 +231,10 @@ def estimate(cfg: DictConfig, run_dir: Path, space: SearchSpace, device: torch.d
         device,
     )
     todo = [a for a in archs if a.text not in done]
+    data = f"{len(batches)} batch(es) of {e.batch_size} images" if batches else "no data"
     log.info(
         f"estimate: {len(archs):,} architectures of {space.name} ({len(done):,} already in "
-        f"{path.name}), proxies {', '.join(proxies)}, {len(batches)} batch(es) of "
-        f"{e.batch_size if batches else 0} images, on {device}"
+        f"{path.name}), proxies {', '.join(proxies)}, {data}, on {device}"
     )
     writer = RowWriter(path, columns, len(done))
     scored_s, last_log = 0.0, time.monotonic()
@@ -233,7 +266,41 @@ def estimate(cfg: DictConfig, run_dir: Path, space: SearchSpace, device: torch.d
     }
     if e.figures:
         fields["figures"] = figures(table, columns[1:], run_dir / FIGURES_DIR)
+    from nas.run import estimate_truth
+
+    if e.truth is not None:
+        fields.update(estimate_truth.truth_fields(cfg, run_dir, path))
+    predicted = None
+    if e.predictor is not None:
+        fields.update(estimate_truth.predict_fields(cfg, run_dir, space, archs))
+        predicted = estimate_truth.read_predictions(run_dir)
+    if e.top_k:
+        fields["top"] = funnel(cfg, run_dir, space, archs, table, predicted)
+    fields["estimate_wall_time_s"] = time.perf_counter() - start
     return fields
+
+
+def funnel(cfg, run_dir: Path, space: SearchSpace, archs: list[Arch], table, predicted) -> dict:
+    """The ``estimate.top_k`` architectures by ``estimate.rank_by`` as genotype files in
+    ``top/`` (best first), and the multirun that retrains them into one collected table."""
+    e = cfg.estimate
+    by = e.rank_by or list(e.proxies)[0]
+    scores = predicted if by == "predictor" else dict(zip(table["arch"], table[by], strict=True))
+    ranked = sorted(
+        (a for a in archs if math.isfinite(scores.get(a.text, math.nan))),
+        key=lambda a: -scores[a.text],
+    )[: e.top_k]
+    (run_dir / TOP_DIR).mkdir(parents=True, exist_ok=True)
+    paths = []
+    for rank, arch in enumerate(ranked, start=1):
+        paths.append(str(run_dir / TOP_DIR / f"{rank:03d}.json"))
+        save_genotype(arch.genotype, paths[-1])
+    command = (
+        f"python train.py -m stage=retrain search_space={space.name} data={cfg.data.name} "
+        f"genotype={','.join(paths)}"
+    )
+    log.info(f"top {len(paths)} by {by} in {run_dir / TOP_DIR}; retrain them with: {command}")
+    return {"rank_by": by, "files": paths, "archs": [a.text for a in ranked], "retrain": command}
 
 
 def _text(value: float | int) -> str:

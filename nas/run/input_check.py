@@ -35,13 +35,17 @@ def check_inputs(cfg: DictConfig) -> SearchSpace:
         check_stages(cfg)
     if stage in (*SEARCH_STAGES, "discretize"):
         builders.strategy_from_config(cfg)
+    if stage in SEARCH_STAGES and cfg.selection.name == "pt":
+        from nas.run.pt_stage import check_settings
+
+        check_settings(cfg)  # selection.score: val_acc or a zero-cost proxy
     if stage in RETRAIN_STAGES:
         export.check_config(export_settings(cfg))
         builders.check_child_network(cfg, space)
     if stage == "estimate":
         from nas.run.estimate_stage import check_settings
 
-        check_settings(cfg)
+        check_settings(cfg, space)
         builders.check_child_network(cfg, space)
     validate_data_config(data_settings(cfg))  # the data modules check it again when built
     for name in cfg.estimators:

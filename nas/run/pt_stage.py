@@ -23,10 +23,17 @@ def pt_identity(cfg: DictConfig) -> dict[str, Any]:
     }
 
 
+def check_settings(cfg: DictConfig) -> None:
+    """Reads the ``selection`` settings: a bad one (an unknown ``selection.score``, naming
+    ``val_acc`` and the registered proxies) fails now, before the search trains."""
+    selection_settings(cfg)
+
+
 def search_stage_config(cfg: DictConfig) -> DictConfig:
     """The config the search stage resumes with: ``resume=<a DARTS-PT checkpoint>`` resumes
     the search as ``resume=auto`` (its own finished checkpoint; PT then continues from the
-    file); any other value unchanged."""
+    file); any other value unchanged. Called before the search: checks the settings first."""
+    check_settings(cfg)
     spec = cfg.resume
     if not spec or spec == "auto" or not is_pt_checkpoint(spec):
         return cfg

@@ -234,6 +234,7 @@ class EstimateConfig:
         batches: training batches the data-based proxies read (0: data-free proxies only).
         batch_size: images per batch.
         figures: a histogram / scatter PNG per proxy.
+        (The keys below: ground truth, predictor, funnel and black-box search.)
     """
 
     proxies: list[str] = field(default_factory=lambda: ["synflow", "nwot", "params", "flops"])
@@ -242,6 +243,31 @@ class EstimateConfig:
     batches: int = 1
     batch_size: int = 64
     figures: bool = True
+    # Ground truth (nas/run/estimate_truth.py): a CSV with an arch/genotype column and
+    # truth_column (a multirun's results_jobs.csv) or a NAS-Bench-201 file (dataset's test
+    # accuracy): every column's Spearman ρ, Kendall τ, top-k % precision.
+    truth: Optional[str] = None  # noqa: UP045
+    truth_column: str = "test_acc"
+    dataset: str = "cifar10"  # a benchmark's dataset: cifar10 | cifar100 | ImageNet16-120
+    top_k_percent: float = 10.0
+    # A predictor (rf | gb | gp | mlp) trained on the truth CSV's architectures, reported by
+    # cross-validated ρ / τ, ranking every estimated architecture (predictions.csv).
+    predictor: Optional[str] = None  # noqa: UP045
+    encoding: str = "onehot"  # onehot | path (cell spaces)
+    folds: int = 5
+    # The funnel: the top_k architectures by rank_by (a proxy, or predictor) as genotype files
+    # in top/, each retrainable: python train.py -m stage=retrain genotype=<files>.
+    top_k: int = 0
+    rank_by: Optional[str] = None  # noqa: UP045 - None: the first proxy
+    # Black-box search over an estimator (nas/run/black_box_stage.py) instead of a list:
+    # random | evolution | local_search | bananas, spending budget evaluations of objective
+    # (a proxy, benchmark or predictor). The methods' own options follow.
+    search: Optional[str] = None  # noqa: UP045
+    budget: int = 100
+    objective: str = "synflow"
+    population: int = 10  # evolution (Real et al. 2019; NAS-Bench-201's REA: 10 and 3)
+    sample_size: int = 3  # evolution: the tournament
+    first_improvement: bool = True  # local_search: move at the first better neighbour
 
 
 @dataclass

@@ -23,6 +23,28 @@ What this module implements (``selection=pt``), as the official code does it:
    official loop also tunes one epoch after the last decision; that cannot change the
    architecture and is skipped.
 
+Zero-Cost-PT (``selection.score=<a zero-cost proxy>``, e.g. ``nwot``, ``synflow``, ``meco``):
+Xiang, Dudziak, Abdelfattah, Chau, Lane, Wen, "Zero-Cost Operation Scoring in Differentiable
+Architecture Search", AAAI 2023 (zerocostptnas/zerocost_operation_score: ``nasbench201/
+init_projection.py`` and ``sota/cnn/init_projection.py``, ``pt_project``), and MeCo-PT (Jiang et
+al., NeurIPS 2023, HamsterMimi/MeCo, the same code with ``--proj_crit meco``): the same steps,
+but every removal is scored by a zero-cost proxy of the supernet under that mixing
+(``nas.search.zero_cost_scoring``: a copy of the supernet wrapped as ``x -> supernet(x,
+weights)``, the same ``selection.score_batches`` validation batches and the same random draws
+for every candidate) instead of its validation accuracy. Higher proxy = better, so the op
+whose removal leaves the lowest proxy is kept (their ``np.nanargmin`` over the removals; the
+first on ties; a removal whose proxy is nan is never kept), and in the topology step the edge
+whose removal leaves the highest proxy is dropped (the later one on ties, as their ``not x < y``
+comparison), until 2 remain. The official pipeline trains nothing: the supernet is freshly
+initialised and no tuning runs between decisions (the preset comment in
+``conf/selection/pt.yaml``); here the selection runs after the search and ``tune_epochs`` still
+applies. The report records, per decision, the proxy of the unperturbed mixing (``score``), each
+removal's proxy (``scores``) and how much it lowered the proxy (``drop``). Not implemented: the
+official pipeline repeats the whole discretisation N times (``--pool_size 10``, α reset between,
+a fresh training batch per decision) and keeps the pool's architecture whose child network has
+the highest proxy summed over V batches (``zerocostnas/post_validate.py``,
+``--validate_rounds 100``); here one pass decides, on the same batches throughout.
+
 Candidates: the DARTS-PT DARTS space has no ``none`` (its ``s5`` op list), so in spaces with a
 topology step ``none`` is not a candidate op (the topology step removes edges); in NAS-Bench-201
 every op is, ``none`` included (``range(num_op)`` in the official code). Ops pruned by a
@@ -38,12 +60,13 @@ Under DDP (``trainer=ddp``: every rank runs the selection after the fit, the pro
 still up; ``nas.core.distributed``) every rank makes the same decisions: each evaluates its shard
 of every validation batch (every world_size-th sample) and the correct predictions, summed
 losses and sample counts are summed over ranks before any comparison, so the accuracy (loss)
-is that of all the ranks' images together; the edge and node order comes from a generator
-seeded with rank 0's seed; the tuning steps, which call the supernet outside Lightning's DDP
-wrapper, average the weights' and α's gradients over ranks before clipping and stepping (as
-DDP's reducer and ``SearchModule._average_arch_grads`` do in the search), and BN running
-statistics are broadcast from rank 0 after each tuning (DDP's ``broadcast_buffers``), so the
-supernet stays the same on every rank. In one process no distributed call is made.
+is that of all the ranks' images together (a zero-cost proxy is computed by rank 0 on the
+full validation batches and broadcast: ``nas.search.zero_cost_scoring``); the edge and node
+order comes from a generator seeded with rank 0's seed; the tuning steps, which call the
+supernet outside Lightning's DDP wrapper, average the weights' and α's gradients over ranks
+before clipping and stepping (as DDP's reducer and ``SearchModule._average_arch_grads`` do in
+the search), and BN running statistics are broadcast from rank 0 after each tuning (DDP's
+``broadcast_buffers``), so the supernet stays the same on every rank. In one process no distributed call is made.
 
 Checkpoint and resume (``PTCheckpoint``): the selection runs outside Lightning, so it writes
 its own ``<run dir>/checkpoints/pt/last.ckpt`` (atomically: ``AtomicCheckpointIO``) after
@@ -81,6 +104,7 @@ from nas.core.checkpoints import LAST, STAMP_KEY, AtomicCheckpointIO, difference
 from nas.core.log import get_logger
 from nas.core.rng import RNGState
 from nas.search.hessian import frozen_batch_norm_buffers
+from nas.search.zero_cost_scoring import VAL_ACC, ZeroCostScore, check_score, is_proxy
 from nas.strategies.protocols import Modifier
 from nas.strategies.samplers import Mixing
 from nas.strategies.selection import select
@@ -89,7 +113,8 @@ log = get_logger(__name__)
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 Weights = dict[str, torch.Tensor]
-# Higher = the removal hurts more (-accuracy, or the loss).
+# A removal's score: higher = it hurts more (-accuracy, or the loss); with a proxy, the proxy's
+# value (``PerturbationSelection.proxy_hurt``: how much it hurts).
 Evaluate = Callable[[Weights], float]
 
 
@@ -103,7 +128,10 @@ class SelectionConfig:
     """
 
     name: str = "default"
-    criterion: str = "acc"  # acc | loss (what an op's or edge's removal is judged by)
+    # val_acc (DARTS-PT: the removal's validation accuracy, or loss: ``criterion``) or a
+    # registered zero-cost proxy (Zero-Cost-PT: nwot, synflow, meco, ...; nas/estimate/proxies)
+    score: str = VAL_ACC
+    criterion: str = "acc"  # acc | loss (score=val_acc: what a removal is judged by)
     edge_order: str = "random"  # random (darts-pt's --edge_decision random) | fixed
     tune_epochs: int = 5  # fine-tuning epochs between decisions (darts-pt --proj_intv 5)
     tune_lr_factor: float = 0.1  # tuning lr = the weights' lr x this (darts-pt: lr / 10)
@@ -111,6 +139,12 @@ class SelectionConfig:
     tune_arch: bool = True  # keep taking α steps on undecided edges while tuning
     tune_batches: Optional[int] = None  # noqa: UP045 - steps per tuning epoch; None = all
     eval_batches: Optional[int] = None  # noqa: UP045 - val batches per evaluation; None = all
+    score_batches: int = 1  # score=<proxy>: val batches a data-based proxy reads (concatenated)
+
+    def __post_init__(self) -> None:
+        check_score(self.score)  # an unknown score fails when the settings are read
+        if self.score_batches < 1:
+            raise ValueError(f"selection.score_batches={self.score_batches} must be >= 1.")
 
 
 @dataclass
@@ -159,27 +193,33 @@ class Projection(Modifier):
         return Mixing(weights, active, mix.edge_weights)
 
 
+def _same(value: float) -> float:
+    return value
+
+
 def choose_op(
-    evaluate: Evaluate, weights: Weights, cell: str, edge: int, candidates: Sequence[int]
-) -> tuple[int, dict[int, float]]:
+    evaluate: Evaluate, weights: Weights, cell: str, edge: int, candidates: Sequence[int],
+    hurt: Callable[[float], float] = _same,
+) -> tuple[int, dict[int, float]]:  # fmt: skip
     """The candidate op whose removal from ``edge`` hurts most (the first on ties), and the
-    criterion of each removal."""
+    score of each removal (``evaluate``'s value; ``hurt(value)``: how much it hurts)."""
     scores: dict[int, float] = {}
     best = None
     for o in candidates:
         w = {c: v.clone() for c, v in weights.items()}
         w[cell][edge, o] = 0.0
         scores[o] = evaluate(w)
-        if best is None or scores[o] > scores[best]:
+        if best is None or hurt(scores[o]) > hurt(scores[best]):
             best = o
     return best, scores
 
 
 def choose_edges(
-    evaluate: Evaluate, weights: Weights, cell: str, incoming: Sequence[int], k: int = 2
-) -> tuple[list[int], list[dict[str, Any]]]:
+    evaluate: Evaluate, weights: Weights, cell: str, incoming: Sequence[int], k: int = 2,
+    hurt: Callable[[float], float] = _same,
+) -> tuple[list[int], list[dict[str, Any]]]:  # fmt: skip
     """Drops, one at a time, the edge whose removal hurts least (the later one on ties) until
-    ``k`` remain; returns the kept edges and each round's criteria."""
+    ``k`` remain; returns the kept edges and each round's scores (as ``choose_op``)."""
     eids = list(incoming)
     rounds = []
     while len(eids) > k:
@@ -189,7 +229,7 @@ def choose_edges(
             w = {c: v.clone() for c, v in weights.items()}
             w[cell][e].zero_()
             scores[e] = evaluate(w)
-            if worst is None or scores[e] <= scores[worst]:
+            if worst is None or hurt(scores[e]) <= hurt(scores[worst]):
                 worst = e
         eids.remove(worst)
         weights = {c: v.clone() for c, v in weights.items()}
@@ -208,13 +248,17 @@ class PerturbationSelection:
 
     Args:
         criterion: ``acc`` (keep what lowers accuracy most when removed) or ``loss``.
+        score: ``val_acc`` (DARTS-PT: ``criterion`` on the validation batches) or a registered
+            zero-cost proxy (Zero-Cost-PT: keep what lowers the proxy most when removed).
         edge_order: ``random`` (the official default) or ``fixed`` (edge index order).
         tune_epochs: fine-tuning epochs between decisions (0: none).
         tune_lr_factor: the tuning lr as a fraction of the weights' initial lr.
         tune_arch: take α steps (the strategy's arch-gradient mode) while tuning.
         tune_batches: steps per tuning epoch (None: a full pass).
         eval_batches: validation batches per evaluation (None: all).
-        seed: seeds the edge and node order (under DDP, rank 0's seed on every rank).
+        seed: seeds the edge and node order (under DDP, rank 0's seed on every rank) and the
+            proxy's random draws.
+        score_batches: the validation batches a data-based proxy reads.
     """
 
     def __init__(
@@ -227,7 +271,13 @@ class PerturbationSelection:
         tune_batches: int | None = None,
         eval_batches: int | None = None,
         seed: int = 0,
+        score: str = VAL_ACC,
+        score_batches: int = 1,
     ):
+        self.score = check_score(score)
+        if score_batches < 1:
+            raise ValueError(f"selection.score_batches={score_batches} must be >= 1.")
+        self.score_batches = score_batches
         if criterion not in ("acc", "loss"):
             raise ValueError(f"selection.criterion={criterion!r}; valid: acc, loss.")
         if edge_order not in ("random", "fixed"):
@@ -242,6 +292,7 @@ class PerturbationSelection:
         )
         self.tune_batches, self.eval_batches = tune_batches, eval_batches
         seed = int(distributed.broadcast_float(seed))  # one edge order on every rank
+        self.seed = seed
         self.generator = torch.Generator().manual_seed(seed + 4099)
 
     # ---- evaluation ------------------------------------------------------------------
@@ -269,6 +320,23 @@ class PerturbationSelection:
     def hurt(self, stats: tuple[float, float]) -> float:
         return -stats[0] if self.criterion == "acc" else stats[1]
 
+    @staticmethod
+    def proxy_hurt(value: float) -> float:
+        """How much a removal that leaves the proxy at ``value`` hurts: the lower, the more
+        (higher = better for every proxy); nan (not computable) hurts least."""
+        return -math.inf if math.isnan(value) else -value
+
+    def scorer(self, module, val_batches: Sequence[Batch], proxy_batches) -> ZeroCostScore:
+        """The proxy of ``module``'s supernet under a mixing; its batches: ``proxy_batches``
+        (the same on every rank), else the first ``score_batches`` of ``val_batches``."""
+        space = module.space
+        batches = list(proxy_batches if proxy_batches is not None else val_batches)
+        batches = batches[: self.score_batches]
+        shape = getattr(space, "input_shape", None) or list(batches[0][0].shape[1:])
+        return ZeroCostScore(self.score, module.supernet, batches, shape,
+                             getattr(space, "num_classes", None), self.seed,
+                             module.device)  # fmt: skip
+
     def _pick(self, items: list) -> Any:
         if self.edge_order == "fixed":
             return items[0]
@@ -282,8 +350,12 @@ class PerturbationSelection:
         tune: Callable[[], None] | None = None,
         checkpoint: PTCheckpoint | None = None,
         resume: dict[str, Any] | None = None,
+        proxy_batches: Sequence[Batch] | None = None,
     ) -> dict[str, Any]:
         """Selects, writes the architecture into ``module.arch``; returns the report.
+
+        With a proxy ``score``, ``proxy_batches`` (the same on every rank; None: the first
+        ``score_batches`` of ``val_batches``) are what a data-based proxy reads.
 
         ``tune()`` fine-tunes the supernet with the current projection (between decisions);
         a ``Tuner`` runs epoch by epoch (``run_epoch``), with a checkpoint after each.
@@ -303,8 +375,19 @@ class PerturbationSelection:
                 probs = module.strategy.probabilities(module.arch.as_dict())
             return proj.apply({c: probs[c].detach().float() for c in cells})
 
+        proxy = None
+        if is_proxy(self.score):
+            proxy = self.scorer(module, val_batches, proxy_batches)
+
         def evaluate(w: Weights) -> float:
+            if proxy is not None:
+                return proxy(w)  # the proxy's value; how much it hurts: proxy_hurt
             return self.hurt(self.measure(module, w, val_batches))
+
+        def unperturbed(w: Weights):
+            return proxy(w) if proxy is not None else self.measure(module, w, val_batches)
+
+        hurt = self.proxy_hurt if proxy is not None else _same
 
         def candidates(cell: str, edge: int) -> list[int]:
             out = [o for o, name in enumerate(ops) if not (topology and name == "none")]
@@ -320,16 +403,19 @@ class PerturbationSelection:
         steps = len(edges) + len(multi)
         total = steps * len(cells)
         if resume is None:
-            report: dict[str, Any] = {
-                "selector": "pt",
-                "criterion": self.criterion,
+            report: dict[str, Any] = {"selector": "pt", "score": self.score}
+            if proxy is None:
+                report["criterion"] = self.criterion
+            report.update({
                 "edge_order": self.edge_order,
                 "tune_epochs": self.tune_epochs,
                 "eval_batches": len(val_batches),
                 "start_val_acc": self.measure(module, base(), val_batches)[0],
-                "ops": [],
-                "topology": [],
-            }
+            })  # fmt: skip
+            if proxy is not None:
+                report["score_batches"] = len(proxy.batches)
+                report["start_score"] = proxy(base())
+            report.update({"ops": [], "topology": []})
             undecided = {c: list(range(len(edges))) for c in cells}
             pending_nodes = {c: list(multi) for c in cells}
             done, tuned = 0, 0
@@ -364,17 +450,17 @@ class PerturbationSelection:
                 if step * len(cells) + i < done:  # made before the checkpoint resumed from
                     continue
                 w = base()
-                before = self.measure(module, w, val_batches)
+                before = unperturbed(w)
                 if step < len(edges):
                     edge = self._pick(undecided[cell])
                     undecided[cell].remove(edge)
-                    op, scores = choose_op(evaluate, w, cell, edge, candidates(cell, edge))
+                    op, scores = choose_op(evaluate, w, cell, edge, candidates(cell, edge), hurt)
                     proj.ops[cell][edge] = op
                     report["ops"].append(self._op_entry(cell, edges[edge], ops, op, before, scores))
                 else:
                     node = self._pick(pending_nodes[cell])
                     pending_nodes[cell].remove(node)
-                    kept, rounds = choose_edges(evaluate, w, cell, nodes[node])
+                    kept, rounds = choose_edges(evaluate, w, cell, nodes[node], hurt=hurt)
                     proj.dropped[cell].update(e for e in nodes[node] if e not in kept)
                     report["topology"].append(
                         self._node_entry(cell, node, edges, kept, before, rounds)
@@ -387,10 +473,14 @@ class PerturbationSelection:
                 self._tune(module, proj, tune, tuned if done == end else 0, partial(save, end))
         self.write(module, proj)
         report["final_val_acc"] = self.measure(module, base(), val_batches)[0]
+        if proxy is not None:
+            report["final_score"] = proxy(base())
         rule = module.strategy.selection or space.default_selection
         chosen = select(rule, proj.apply(_zeros(module, cells)), space)
         genotype = module.genotype()
-        if genotype != chosen:  # the strategy's probabilities lost the one-hot choice
+        # The strategy's probabilities must keep the one-hot choice. A node's kept inputs may
+        # come back in another order: its one-hot rows' softmax maxima tie up to rounding.
+        if _kept_edges(genotype) != _kept_edges(chosen):
             raise RuntimeError(
                 f"DARTS-PT chose {chosen}, but α written as one-hot rows reads back as "
                 f"{genotype} under strategy={module.strategy.name}'s probabilities."
@@ -410,16 +500,28 @@ class PerturbationSelection:
         if hasattr(tune, "finish"):
             tune.finish()
 
-    def _drop(self, before: tuple[float, float], score: float) -> float:
-        """How much a removal hurts: accuracy lost (acc) or loss gained (loss)."""
+    def _drop(self, before, score: float) -> float:
+        """How much a removal hurts: accuracy lost (acc) or loss gained (loss); with a proxy,
+        how much it lowered the proxy (``before``: the unperturbed proxy)."""
+        if is_proxy(self.score):
+            return before - score
         return score - self.hurt(before)
+
+    def _before(self, before) -> dict[str, float]:
+        """The unperturbed mixing's value: ``val_acc``, or the proxy's ``score``."""
+        return {"score": before} if is_proxy(self.score) else {"val_acc": before[0]}
+
+    def _scores(self, scores: dict[str, float]) -> dict[str, Any]:
+        """With a proxy, each removal's proxy value (the criteria are in ``drop`` otherwise)."""
+        return {"scores": scores} if is_proxy(self.score) else {}
 
     def _op_entry(self, cell, edge, ops, op, before, scores) -> dict[str, Any]:
         return {
             "cell": cell,
             "edge": f"{edge[0]}->{edge[1]}",
             "op": ops[op],
-            "val_acc": before[0],
+            **self._before(before),
+            **self._scores({ops[o]: s for o, s in scores.items()}),
             "drop": {ops[o]: self._drop(before, s) for o, s in scores.items()},
         }
 
@@ -431,10 +533,11 @@ class PerturbationSelection:
             "cell": cell,
             "node": node,
             "kept": [label(e) for e in kept],
-            "val_acc": before[0],
+            **self._before(before),
             "rounds": [
                 {
                     "removed": label(r["removed"]),
+                    **self._scores({label(e): s for e, s in r["scores"].items()}),
                     "drop": {label(e): self._drop(before, s) for e, s in r["scores"].items()},
                 }
                 for r in rounds
@@ -450,6 +553,11 @@ class PerturbationSelection:
                 values[key] = torch.zeros_like(value)
         values.update(proj.apply(_zeros(module, module.arch.cell_types)))
         module.arch.load_values(values)
+
+
+def _kept_edges(genotype) -> dict[str, list]:
+    """A genotype's kept (op, input, node) edges per cell type, in a fixed order."""
+    return {cell: sorted(edges) for cell, edges in genotype.kept_edges().items()}
 
 
 def _zeros(module, cells) -> Weights:
@@ -573,13 +681,16 @@ class Tuner:
         self.w_opt.step()
 
 
-def val_batches(data, device: torch.device, n: int | None, channels_last: bool = False) -> list:
+def val_batches(
+    data, device: torch.device, n: int | None, channels_last: bool = False, shard: bool = True
+) -> list:
     """The first ``n`` (None: all) validation batches, normalised, on ``device``; under DDP
-    this rank's shard of each (``distributed.rank_shard``)."""
+    this rank's shard of each (``distributed.rank_shard``), unless ``shard=False``."""
     out = []
     for x, y in data.val_dataloader():
         x, y = data.transform((x.to(device), y.to(device)), train=False)
-        x, y = distributed.rank_shard((x, y))
+        if shard:
+            x, y = distributed.rank_shard((x, y))
         if channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         out.append((x, y))
@@ -747,9 +858,10 @@ def pt_select(
 
     With ``checkpointing``, checkpoints ``<run dir>/checkpoints/pt/last.ckpt`` as it goes and,
     under ``resume=auto`` (or ``resume=<that file>``), continues from it (``PTCheckpoint``)."""
+    # An unknown score fails here, before any work (and when the settings are read).
     selector = PerturbationSelection(
         s.criterion, s.edge_order, s.tune_epochs, s.tune_lr_factor, s.tune_arch,
-        s.tune_batches, s.eval_batches, seed,
+        s.tune_batches, s.eval_batches, seed, s.score, s.score_batches,
     )  # fmt: skip
     space = module.space
     n_nodes = sum(1 for n in space.edges_per_node if n > 2) if has_topology(space) else 0
@@ -769,16 +881,18 @@ def pt_select(
         s.tune_batches,
         s.tune_lr_schedule,
     )
-    batches = val_batches(
-        data, module.device, s.eval_batches, getattr(data, "channels_last", False)
-    )
+    channels_last = getattr(data, "channels_last", False)
+    batches = val_batches(data, module.device, s.eval_batches, channels_last)
+    proxy_batches = None
+    if is_proxy(s.score):  # the full batches (every rank's alike): rank 0 computes the proxy
+        proxy_batches = val_batches(data, module.device, s.score_batches, channels_last, False)
     progress = None
     if checkpoint is not None:
         checkpoint.tuner = tuner
         progress = checkpoint.resume(checkpointing.resume)
     report = selector(
         module, batches, tune=tuner if s.tune_epochs else None, checkpoint=checkpoint,
-        resume=progress,
+        resume=progress, proxy_batches=proxy_batches,
     )  # fmt: skip
     report["tune_lr"] = tuner.w_opt.defaults.get("lr", math.nan) * s.tune_lr_factor
     return report

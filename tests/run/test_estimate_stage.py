@@ -177,3 +177,97 @@ def test_kill_9_mid_job_then_resume_auto_scores_only_the_missing_rows(
     capsys.readouterr()
     assert run_train_py(monkeypatch, run, *overrides, "seed=1", "resume=auto") == 2
     assert "refusing to mix them" in capsys.readouterr().err
+
+
+def truth_csv(path: Path, space, archs) -> Path:
+    """A collected-table-like truth: the genotype column and test_acc_pct, here a known
+    function of the architecture (3x3 convolutions count most), two seeds for the first."""
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["config", "seed", "test_acc_pct", "genotype"])
+        for k, a in enumerate(archs):
+            ops = [op for op, _, _ in a.genotype.kept_edges()["cell"]]
+            acc = 50 + 8 * ops.count("nor_conv_3x3") + 3 * ops.count("nor_conv_1x1")
+            acc -= 5 * ops.count("none")
+            w.writerow([f"job{k}", 0, acc, a.text])
+            if k == 0:
+                w.writerow([f"job{k}b", 1, acc + 2, a.text])  # a second seed: the mean is used
+    return path
+
+
+def test_truth_predictor_and_funnel(tmp_path, monkeypatch):
+    space = build_space("nb201", [1, 8, 8], 10)
+    archs = sample_archs(space, 40, seed=1)
+    truth = truth_csv(tmp_path / "truth.csv", space, archs)
+    listed = tmp_path / "archs.txt"
+    listed.write_text("\n".join(a.text for a in archs[:12]) + "\n")
+    run = tmp_path / "t"
+    code = run_train_py(
+        monkeypatch, run, *NB201_DIGITS, f"estimate.archs={listed}",
+        "estimate.proxies=[params,synflow]", "estimate.figures=false", f"estimate.truth={truth}",
+        "estimate.predictor=rf", "estimate.top_k=3", "estimate.rank_by=predictor",
+    )  # fmt: skip
+    assert code == 0
+    summary = read_summary(run)
+    corr = summary["correlations"]
+    assert corr["n_matched"] == 12 and corr["truth_column"] == "test_acc_pct"
+    report = json.loads((run / "correlations" / "correlations.json").read_text())
+    assert report["columns"]["params"]["spearman"] == pytest.approx(
+        corr["columns"]["params"]["spearman"]
+    )
+    pred = summary["predictor"]
+    assert pred["train_archs"] == 40 and pred["cv_spearman"] > 0.5  # a learnable truth
+    with open(run / "predictions.csv", newline="") as f:
+        ranked = list(csv.DictReader(f))
+    values = [float(r["predicted_test_acc"]) for r in ranked]
+    assert len(ranked) == 12 and values == sorted(values, reverse=True)
+    top = summary["top"]
+    assert top["rank_by"] == "predictor" and top["archs"] == [r["arch"] for r in ranked[:3]]
+    from nas.core.genotype import load_genotype
+
+    assert [str(load_genotype(p)) for p in top["files"]] == top["archs"]
+    assert top["retrain"].startswith("python train.py -m stage=retrain search_space=nb201")
+
+
+@pytest.mark.parametrize("method", ["evolution", "local_search"])
+def test_black_box_search_over_a_proxy_writes_its_trace_and_best_genotype(
+    method, tmp_path, monkeypatch
+):
+    run = tmp_path / method
+    code = run_train_py(
+        monkeypatch, run, *NB201_DIGITS, f"estimate.search={method}", "estimate.budget=12",
+        "estimate.objective=synflow", "estimate.population=4", "retrain.C=4", "retrain.layers=1",
+    )  # fmt: skip
+    assert code == 0
+    summary = read_summary(run)["black_box"]
+    with open(run / "black_box_trace.csv", newline="") as f:
+        trace = list(csv.DictReader(f))
+    assert len(trace) == summary["evaluations"] == 12 and len({r["arch"] for r in trace}) == 12
+    scores = [float(r["synflow"]) for r in trace]
+    best = [float(r["best_so_far"]) for r in trace]
+    assert best == [max(scores[: i + 1]) for i in range(12)]
+    assert summary["best_score"] == max(scores)
+    from nas.core.genotype import load_genotype
+
+    best_arch = trace[scores.index(max(scores))]["arch"]
+    assert str(load_genotype(run / "genotype.json")) == best_arch == summary["best_arch"]
+    assert float(best_arch and direct_score(best_arch, "synflow", 0, 4, 1)) == pytest.approx(
+        max(scores)
+    )
+
+
+def test_black_box_settings_are_checked_first(tmp_path, monkeypatch, capsys):
+    cases = [
+        (["estimate.search=evolve"], "estimate.search: unknown black-box search method 'evolve'"),
+        (["estimate.search=evolution", "estimate.population=1"], "estimate.population=1"),
+        (["estimate.search=random", "estimate.objective=benchmark"], "no benchmark file"),
+        (
+            ["estimate.search=random", "estimate.objective=accuracy"],
+            "estimate.objective='accuracy'",
+        ),
+        (["estimate.predictor=rf"], "estimate.predictor=rf learns from evaluated architectures"),
+    ]
+    for k, (overrides, message) in enumerate(cases):
+        code = run_train_py(monkeypatch, tmp_path / f"b{k}", *NB201_DIGITS, *overrides)
+        err = capsys.readouterr().err
+        assert code == 2 and message in err, (overrides, err)

@@ -2,7 +2,7 @@
 search and BANANAS, each spending a budget of evaluations of any estimator. Importing the
 package registers them."""
 
-from nas.estimate.black_box import evolution, local_search, random_search
+from nas.estimate.black_box import bananas, evolution, local_search, random_search
 from nas.estimate.black_box.base import (
     METHODS,
     BlackBoxSearch,
@@ -19,6 +19,7 @@ __all__ = [
     "Evaluator",
     "Moves",
     "Trace",
+    "bananas",
     "build_method",
     "evolution",
     "local_search",

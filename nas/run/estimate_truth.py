@@ -1,0 +1,158 @@
+"""``stage=estimate`` against ground truth: the proxies' rank correlations and a predictor.
+
+``estimate.truth``: a CSV of architectures and their accuracy (an ``arch`` or ``genotype``
+column: the table ``nas.report.collect`` writes for a multirun of retrains, or any CSV) or a
+NAS-Bench-201 file. With it, every column of ``estimates.csv`` is correlated with the truth
+(``nas.estimate.correlate``: ``correlations.json``/``.csv`` and a scatter plot per column).
+
+``estimate.predictor`` (rf, gb, gp, mlp): trained on the truth CSV's architectures
+(``estimate.encoding`` of each), reported by cross-validated ρ / τ, then used to predict every
+estimated architecture (``predictions.csv``, best first): the predictor half of a funnel.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig
+
+from nas.core.io import atomic_file
+from nas.core.log import get_logger
+from nas.estimate.archs import parse_arch
+from nas.estimate.correlate import CorrelateError, correlate_files, read_truth_csv
+from nas.estimate.encodings import encode
+from nas.estimate.predictors import PREDICTORS, Predictor, cross_validate
+from supernet.genotypes import GenotypeBase
+from supernet.spaces.base import SearchSpace
+
+log = get_logger(__name__)
+
+PREDICTIONS_FILE = "predictions.csv"
+CORRELATIONS_DIR = "correlations"
+
+
+def check_settings(cfg: DictConfig) -> None:
+    e = cfg.estimate
+    if e.predictor is not None:
+        PREDICTORS.lookup(e.predictor)
+        if e.truth is None or not str(e.truth).lower().endswith(".csv"):
+            raise ValueError(
+                f"estimate.predictor={e.predictor} learns from evaluated architectures: give "
+                f"estimate.truth=<a CSV of architectures and {e.truth_column}> (e.g. the "
+                "results_jobs.csv a multirun of retrains writes), got "
+                f"estimate.truth={e.truth}."
+            )
+    if e.truth is not None and not Path(e.truth).is_file():
+        raise FileNotFoundError(
+            f"estimate.truth={e.truth!r}: no such file (a CSV with an architecture column and "
+            f"{e.truth_column!r}, or a NAS-Bench-201 file)."
+        )
+    if not 0 < e.top_k_percent <= 100:
+        raise ValueError(f"estimate.top_k_percent={e.top_k_percent}: must be in (0, 100].")
+
+
+def truth_fields(cfg: DictConfig, run_dir: Path, estimates: Path) -> dict[str, Any]:
+    """Correlations of every ``estimates.csv`` column with the truth."""
+    e = cfg.estimate
+    try:
+        report = correlate_files(
+            estimates, e.truth, e.truth_column, e.top_k_percent, e.dataset,
+            out=run_dir / CORRELATIONS_DIR,
+        )  # fmt: skip
+    except CorrelateError as err:
+        raise ValueError(f"estimate.truth={e.truth}: {err}") from None
+    columns = report["columns"]
+    log.info(
+        f"against {report['truth_column']} of {report['n_matched']} architectures: "
+        + ", ".join(f"{n} ρ={r['spearman']:.2f}" for n, r in columns.items())
+    )
+    return {
+        "correlations": {
+            "truth": str(e.truth),
+            "truth_column": report["truth_column"],
+            "n_matched": report["n_matched"],
+            "top_k_percent": e.top_k_percent,
+            "columns": {
+                n: {k: r[k] for k in ("spearman", "kendall", "top_k_precision", "n", "n_nonfinite")}
+                for n, r in columns.items()
+            },
+            "files": report["files"],
+        }
+    }
+
+
+def training_set(cfg: DictConfig, space: SearchSpace) -> tuple[list[GenotypeBase], np.ndarray]:
+    """The truth CSV's architectures of ``space`` with their values (several rows of one
+    architecture, e.g. seeds: their mean)."""
+    e = cfg.estimate
+    try:
+        texts, values, _ = read_truth_csv(Path(e.truth), e.truth_column)
+    except CorrelateError as err:
+        raise ValueError(f"estimate.truth={e.truth}: {err}") from None
+    by_arch: dict[str, list[float]] = {}
+    genotypes: dict[str, GenotypeBase] = {}
+    for text, value in zip(texts, values, strict=True):
+        if not np.isfinite(value):
+            continue
+        genotype = parse_arch(text, space, source=f"estimate.truth={e.truth}")
+        key = str(genotype)
+        genotypes[key] = genotype
+        by_arch.setdefault(key, []).append(float(value))
+    keys = list(by_arch)
+    return [genotypes[k] for k in keys], np.array([np.mean(by_arch[k]) for k in keys])
+
+
+def fit_predictor(cfg: DictConfig, space: SearchSpace) -> tuple[Predictor, dict[str, Any]]:
+    """The predictor trained on the whole truth set, and its cross-validated ρ / τ."""
+    e = cfg.estimate
+    genotypes, y = training_set(cfg, space)
+    X = encode(space, genotypes, e.encoding)
+    folds = min(e.folds, len(y) // 2)
+    report = cross_validate(e.predictor, X, y, folds=folds, seed=cfg.seed)
+    log.info(
+        f"predictor {e.predictor} on {len(y)} architectures ({e.encoding} encoding): "
+        f"{folds}-fold ρ={report['spearman']:.3f}, τ={report['kendall']:.3f}"
+    )
+    model = Predictor(e.predictor, seed=cfg.seed).fit(X, y)
+    return model, {
+        "predictor": e.predictor,
+        "encoding": e.encoding,
+        "train_archs": len(y),
+        "cv_folds": folds,
+        "cv_spearman": report["spearman"],
+        "cv_kendall": report["kendall"],
+        "cv_per_fold": report["folds"],
+    }
+
+
+def predict_fields(cfg: DictConfig, run_dir: Path, space: SearchSpace, archs: list) -> dict:
+    """Trains the predictor and ranks ``archs`` (``nas.estimate.archs.Arch``) by its
+    prediction into ``predictions.csv`` (best first)."""
+    model, report = fit_predictor(cfg, space)
+    predicted = model.predict(encode(space, [a.genotype for a in archs], cfg.estimate.encoding))
+    order = np.argsort(-predicted, kind="stable")
+    path = run_dir / PREDICTIONS_FILE
+    column = f"predicted_{cfg.estimate.truth_column}"
+    with atomic_file(path) as f:
+        w = csv.writer(f)
+        w.writerow(["rank", "arch", column])
+        for rank, i in enumerate(order, start=1):
+            w.writerow([rank, archs[i].text, repr(float(predicted[i]))])
+    best = int(order[0])
+    return {
+        "predictor": {
+            **report,
+            "predictions_file": str(path),
+            "best_arch": archs[best].text,
+            "best_predicted": float(predicted[best]),
+        }
+    }
+
+
+def read_predictions(run_dir: Path) -> dict[str, float]:
+    """arch -> predicted value, from ``predictions.csv``."""
+    with open(run_dir / PREDICTIONS_FILE, newline="") as f:
+        return {r[1]: float(r[2]) for r in list(csv.reader(f))[1:]}
