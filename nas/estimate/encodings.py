@@ -203,3 +203,16 @@ class PathEncoding(Encoding):
 
 register_encoding("onehot", OneHot())
 register_encoding("path", PathEncoding())
+
+
+def resolve_encoding(space: SearchSpace, name: str) -> str:
+    """``name``, or for ``auto`` the path encoding where the space has one (cell spaces; the
+    encoding BANANAS found best) and one-hot elsewhere (MobileNet chains)."""
+    if name != "auto":
+        ENCODINGS.lookup(name)
+        return name
+    try:
+        feature_names(space, "path")
+    except ValueError:
+        return "onehot"
+    return "path"

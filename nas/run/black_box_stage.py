@@ -33,7 +33,7 @@ from nas.core.log import get_logger
 from nas.estimate.archs import Arch, parse_arch
 from nas.estimate.benchmark import lookup
 from nas.estimate.black_box import METHODS, build_method
-from nas.estimate.encodings import encode
+from nas.estimate.encodings import encode, resolve_encoding
 from nas.estimate.proxies import PROXIES
 from nas.estimate.scoring import ArchScorer, needs_data
 from nas.run import builders
@@ -102,7 +102,8 @@ def objective(
         from nas.run.estimate_truth import fit_predictor
 
         model, _ = fit_predictor(cfg, space)
-        return lambda g: float(model.predict(encode(space, [g], e.encoding))[0])
+        encoding = resolve_encoding(space, e.encoding)
+        return lambda g: float(model.predict(encode(space, [g], encoding))[0])
     scorer = ArchScorer(
         lambda g: builders.child_network(cfg, space, g),
         [e.objective], cfg.data.input_shape, cfg.data.num_classes, batches, cfg.seed, device,

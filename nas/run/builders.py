@@ -369,11 +369,27 @@ def resume_checkpoint(cfg: DictConfig, run_dir: Path, stage: str) -> str | None:
     return str(path)
 
 
+def benchmark_curve(cfg: DictConfig, run_dir: Path):
+    """The anytime benchmark curve (``nas/search/benchmark_curve.py``) where ``estimators``
+    names ``benchmark`` and the space has a benchmark file (NAS-Bench-201)."""
+    from nas.estimate.benchmark import BenchmarkLookup
+    from nas.search.benchmark_curve import BenchmarkCurve
+
+    space = space_from_config(cfg)
+    lookup = BenchmarkLookup()
+    if "benchmark" not in cfg.estimators or not lookup.applies_to(space):
+        return None
+    if not lookup.estimate(space, space.reference_genotype()).get("available"):
+        return None  # no file (the summary's benchmark field says why): no curve to draw
+    return BenchmarkCurve(run_dir, lookup)
+
+
 def search_report(cfg: DictConfig, run_dir: Path) -> SearchReport:
     """The per-epoch report; its ``extras`` (the Hessian diagnostic, when
-    ``diagnostics.hessian_every`` > 0) are callbacks listed before it."""
+    ``diagnostics.hessian_every`` > 0; the benchmark curve, NAS-Bench-201 with its file) are
+    callbacks listed before it."""
     from nas.search.hessian import hessian_callback
 
     diagnostic = hessian_callback(diagnostics_settings(cfg), cfg.seed, compiled=cfg.compile)
-    extras = [c for c in (diagnostic,) if c is not None]
+    extras = [c for c in (diagnostic, benchmark_curve(cfg, run_dir)) if c is not None]
     return SearchReport(run_dir, images=cfg.logger.alpha_images, extras=extras)

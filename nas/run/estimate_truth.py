@@ -23,7 +23,7 @@ from nas.core.io import atomic_file
 from nas.core.log import get_logger
 from nas.estimate.archs import parse_arch
 from nas.estimate.correlate import CorrelateError, correlate_files, read_truth_csv
-from nas.estimate.encodings import encode
+from nas.estimate.encodings import encode, resolve_encoding
 from nas.estimate.predictors import PREDICTORS, Predictor, cross_validate
 from supernet.genotypes import GenotypeBase
 from supernet.spaces.base import SearchSpace
@@ -109,17 +109,18 @@ def fit_predictor(cfg: DictConfig, space: SearchSpace) -> tuple[Predictor, dict[
     """The predictor trained on the whole truth set, and its cross-validated ρ / τ."""
     e = cfg.estimate
     genotypes, y = training_set(cfg, space)
-    X = encode(space, genotypes, e.encoding)
+    encoding = resolve_encoding(space, e.encoding)
+    X = encode(space, genotypes, encoding)
     folds = min(e.folds, len(y) // 2)
     report = cross_validate(e.predictor, X, y, folds=folds, seed=cfg.seed)
     log.info(
-        f"predictor {e.predictor} on {len(y)} architectures ({e.encoding} encoding): "
+        f"predictor {e.predictor} on {len(y)} architectures ({encoding} encoding): "
         f"{folds}-fold ρ={report['spearman']:.3f}, τ={report['kendall']:.3f}"
     )
     model = Predictor(e.predictor, seed=cfg.seed).fit(X, y)
     return model, {
         "predictor": e.predictor,
-        "encoding": e.encoding,
+        "encoding": encoding,
         "train_archs": len(y),
         "cv_folds": folds,
         "cv_spearman": report["spearman"],
@@ -132,7 +133,8 @@ def predict_fields(cfg: DictConfig, run_dir: Path, space: SearchSpace, archs: li
     """Trains the predictor and ranks ``archs`` (``nas.estimate.archs.Arch``) by its
     prediction into ``predictions.csv`` (best first)."""
     model, report = fit_predictor(cfg, space)
-    predicted = model.predict(encode(space, [a.genotype for a in archs], cfg.estimate.encoding))
+    encoding = resolve_encoding(space, cfg.estimate.encoding)
+    predicted = model.predict(encode(space, [a.genotype for a in archs], encoding))
     order = np.argsort(-predicted, kind="stable")
     path = run_dir / PREDICTIONS_FILE
     column = f"predicted_{cfg.estimate.truth_column}"

@@ -45,6 +45,7 @@ from nas.core.log import get_logger
 from nas.run import builders
 from nas.run.resume import run_identity
 from nas.run.resume_logs import ResumableCSVLogger
+from nas.search.benchmark_curve import BenchmarkCurve
 from nas.search.report import SearchReport
 from nas.strategies.modifiers.op_pruning import ProgressivePruning
 
@@ -203,7 +204,7 @@ def fit_stages(
         )
     module = trainer = data = None
     epochs = [stage_config(cfg, i).trainer.max_epochs for i in range(len(stages))]
-    reports = [c for c in callbacks if isinstance(c, SearchReport)]
+    reports = [c for c in callbacks if isinstance(c, (SearchReport, BenchmarkCurve))]
     for i in range(first, len(stages)):
         for report in reports:  # history and figures count epochs on across the stages
             report.begin_stage(i, sum(epochs[:i]), sum(epochs))

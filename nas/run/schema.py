@@ -253,7 +253,7 @@ class EstimateConfig:
     # A predictor (rf | gb | gp | mlp) trained on the truth CSV's architectures, reported by
     # cross-validated ρ / τ, ranking every estimated architecture (predictions.csv).
     predictor: Optional[str] = None  # noqa: UP045
-    encoding: str = "onehot"  # onehot | path (cell spaces)
+    encoding: str = "auto"  # onehot | path (cell spaces) | auto: path where it applies
     folds: int = 5
     # The funnel: the top_k architectures by rank_by (a proxy, or predictor) as genotype files
     # in top/, each retrainable: python train.py -m stage=retrain genotype=<files>.
@@ -268,6 +268,19 @@ class EstimateConfig:
     population: int = 10  # evolution (Real et al. 2019; NAS-Bench-201's REA: 10 and 3)
     sample_size: int = 3  # evolution: the tournament
     first_improvement: bool = True  # local_search: move at the first better neighbour
+    # bananas (White et al., AAAI 2021; the released code's values): initial random
+    # architectures, ensemble size, candidates per iteration mutated from the best num_parents
+    # (plus random_candidates), acquisition its | ucb, evaluations per iteration, the
+    # surrogate (metann: the paper's 10x20 network trained for epochs; or rf | gb | gp | mlp).
+    num_init: int = 10
+    ensemble: int = 5
+    candidates: int = 100
+    num_parents: int = 5
+    random_candidates: int = 0
+    acquisition: str = "its"
+    batch: int = 1
+    surrogate: str = "metann"
+    epochs: int = 150
 
 
 @dataclass

@@ -37,6 +37,7 @@ from nas.run.progressive_depth import fit_stages
 from nas.run.settings import child_size, constraint_settings, data_settings, export_settings
 from nas.run.summary import write_summary
 from nas.run.threads import choose as choose_threads
+from nas.search.benchmark_curve import summary_fields as curve_summary
 from nas.search.hessian import summary_fields as hessian_summary
 from nas.search.report import HISTORY_FILE, alpha_entropy, weight_kind
 from nas.strategies.regularizers.hardware_cost import HardwareCost
@@ -213,6 +214,7 @@ def search(cfg: DictConfig, run_dir: Path, logger, space: SearchSpace) -> dict[s
     extra = {} if selection is None else {"selection": selection}
     extra.update(cost_fields)
     extra.update(hessian_summary(report.extras))
+    extra.update(curve_summary(report.extras, run_dir))
     extra.update(estimate_fields(cfg, space, genotype))
     fields = {
         **extra,

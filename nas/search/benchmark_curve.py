@@ -104,6 +104,16 @@ class BenchmarkCurve(L.Callback):
         self.estimator = estimator if estimator is not None else BenchmarkLookup()
         self.curve: list[dict[str, Any]] = []
         self._answers: dict[str, dict[str, Any]] = {}
+        self.epoch_offset = 0  # a staged search (P-DARTS) counts epochs on across its fits
+        self.latest: dict[str, float] = {}
+
+    def begin_stage(self, index: int, epoch_offset: int, total_epochs: int) -> None:
+        self.epoch_offset = epoch_offset
+
+    def history_fields(self) -> dict[str, float]:
+        """This epoch's benchmark accuracies for ``search_history.jsonl`` (as a
+        ``SearchReport`` extra, listed before it)."""
+        return dict(self.latest)
 
     def state_dict(self) -> dict[str, Any]:
         return {"curve": self.curve}
@@ -112,6 +122,7 @@ class BenchmarkCurve(L.Callback):
         self.curve = list(state.get("curve", []))
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module) -> None:
+        self.latest = {}
         if not trainer.is_global_zero or not self.estimator.applies_to(pl_module.space):
             return
         genotype = pl_module.genotype()
@@ -119,13 +130,29 @@ class BenchmarkCurve(L.Callback):
         if text not in self._answers:
             self._answers[text] = self.estimator.estimate(pl_module.space, genotype)
         result = self._answers[text]
-        epoch = trainer.current_epoch
+        epoch = self.epoch_offset + trainer.current_epoch
         # A resumed fit redoes the epochs after its checkpoint: their points are replaced.
         self.curve = [p for p in self.curve if p["epoch"] < epoch]
         self.curve.append({"epoch": epoch, "step": trainer.global_step, "genotype": text, **result})
         for name, value in curve_metrics(result).items():
             pl_module.log(name, value, on_step=False, on_epoch=True, rank_zero_only=True)
+            self.latest[name.removeprefix("search/")] = value
 
     def on_fit_end(self, trainer: L.Trainer, pl_module) -> None:
         if trainer.is_global_zero and self.curve:
             write_curve(self.curve, self.run_dir)
+
+
+def summary_fields(callbacks: Sequence[Any], run_dir: Path | str) -> dict[str, Any]:
+    """``benchmark_curve`` for summary.json: the files and the last epoch's lookup, when the
+    curve ran."""
+    for c in callbacks:
+        if isinstance(c, BenchmarkCurve) and c.curve:
+            run_dir = Path(run_dir)
+            last = c.curve[-1]
+            out: dict[str, Any] = {"file": str(run_dir / CURVE_FILE), "epochs": len(c.curve)}
+            if (run_dir / PLOT_FILE).is_file():
+                out["plot"] = str(run_dir / PLOT_FILE)
+            out["last"] = {k: v for k, v in last.items() if k.endswith("_acc")}
+            return {"benchmark_curve": out}
+    return {}

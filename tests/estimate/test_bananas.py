@@ -2,8 +2,8 @@
 NB201, spends the budget exactly on distinct valid architectures, is deterministic for a seed,
 falls back to the onehot encoding where a space has no paths, and refuses bad options by key.
 
-The runs evaluate 5 or 10 architectures per iteration (the paper's experiments use 10) rather
-than Algorithm 1's one, to fit the ensemble fits in a few seconds."""
+The runs evaluate 2 to 10 architectures per iteration (the paper's experiments use 10) rather
+than Algorithm 1's one: fewer ensemble fits, so the file runs in a few seconds."""
 
 from __future__ import annotations
 
@@ -90,7 +90,6 @@ def test_auto_falls_back_to_onehot_on_a_space_without_paths():
 
     trace = build_method("bananas", batch=5).run(mbconv, small_kernels, budget=15, seed=0)
     assert len(set(trace.archs)) == len(trace.archs) == 15
-    assert trace.best_so_far[-1] >= trace.best_so_far[9]  # the model-guided 5 do not lose it
     with pytest.raises(ValueError, match=r"estimate.encoding='path'.*mbconv"):
         build_method("bananas", encoding="path").run(mbconv, small_kernels, budget=15, seed=0)
 
@@ -101,14 +100,14 @@ def test_bad_options_are_refused_naming_the_key():
         build_method("bananas", acquisition="ei")
     with pytest.raises(ValueError, match=r"estimate.encoding='adjacency'.*auto.*onehot.*path"):
         build_method("bananas", encoding="adjacency")
-    with pytest.raises(ValueError, match=r"estimate.predictor='xgb'.*metann.*gp"):
-        build_method("bananas", predictor="xgb")
+    with pytest.raises(ValueError, match=r"estimate.surrogate='xgb'.*metann.*gp"):
+        build_method("bananas", surrogate="xgb")
     with pytest.raises(ValueError, match=r"estimate.num_init=True .*estimate.batch=0 "):
         build_method("bananas", batch=0, num_init=True)
 
 
 def test_ucb_and_a_scikit_learn_ensemble_run():
-    trace = build_method("bananas", acquisition="ucb", predictor="mlp", batch=2).run(
+    trace = build_method("bananas", acquisition="ucb", surrogate="mlp", batch=2).run(
         NB201, objective, budget=12, seed=0
     )
     assert len(set(trace.archs)) == 12
@@ -140,7 +139,7 @@ def test_the_meta_network_ensemble_learns_and_spreads():
 
 def test_bananas_median_best_after_30_is_at_least_random_searchs():
     # the default encoding (path on NB201), the paper's 10 architectures per iteration; at 30
-    # evaluations random search's median best is about 4 of the 6 convolutions
+    # evaluations random search's median best has 3 of the 6 convolutions, BANANAS' 5
     def median_best(method, **options):
         return statistics.median(
             build_method(method, **options).run(NB201, objective, budget=30, seed=s).best_score

@@ -553,3 +553,47 @@ def test_write_curve_resumed_points_replace_redone_epochs(pth, tmp_path):
     restored = BenchmarkCurve(tmp_path)
     restored.load_state_dict(callback.state_dict())
     assert restored.curve == callback.curve
+
+
+def test_an_nb201_search_with_its_benchmark_file_draws_the_anytime_curve(
+    pth, tmp_path, monkeypatch
+):
+    """search_space.benchmark_file given: every search epoch's genotype is looked up, its
+    accuracies join the epoch's history line, benchmark_curve.json has one point per epoch and
+    summary.json points to it. The fixture holds 5 cells, not the ones a 2-epoch search picks:
+    each genotype is answered with a fixture cell's record read from the file (its index
+    chosen by the genotype's text), so every point is available."""
+    import json
+    import zlib
+
+    from nas.estimate.benchmark import lookup
+    from nas.estimate.benchmarks import nb201_file
+    from tests.helpers.benchmark_files import NB201_ARCHS
+    from tests.helpers.runs import read_summary, run_train_unlogged
+
+    real_query = nb201_file.query
+
+    def query(path, arch, hp="200"):
+        stand_in = NB201_ARCHS[zlib.crc32(arch.encode()) % len(bf.EVALUATED)]
+        return {**real_query(path, stand_in, hp), "arch": arch}
+
+    monkeypatch.setattr(nb201_file, "query", query)
+
+    run = tmp_path / "s"
+    code = run_train_unlogged(
+        monkeypatch, run, "stage=search", "search_space=nb201", "data=synthetic",
+        "data.num_samples=64", "trainer.max_epochs=2", f"search_space.benchmark_file={pth}",
+    )  # fmt: skip
+    assert code == 0
+    curve = json.loads((run / CURVE_FILE).read_text())
+    history = [json.loads(x) for x in (run / "search_history.jsonl").read_text().splitlines()]
+    assert [p["epoch"] for p in curve["curve"]] == [h["epoch"] for h in history] == [0, 1]
+    for point, line in zip(curve["curve"], history):
+        assert point["genotype"] == line["genotype"]
+        expected = lookup(point["genotype"], str(pth))
+        assert point["available"] and expected["available"]
+        assert point["cifar10_test_acc"] == line["benchmark_cifar10_test_acc"]
+        assert point["cifar10_valid_acc"] == line["benchmark_cifar10_valid_acc"]
+        assert point["cifar10_test_acc"] == expected["cifar10_test_acc"]
+    assert curve["benchmark_sha256"] and (run / PLOT_FILE).is_file()
+    assert read_summary(run)["benchmark_curve"]["epochs"] == 2

@@ -229,14 +229,15 @@ def test_truth_predictor_and_funnel(tmp_path, monkeypatch):
     assert top["retrain"].startswith("python train.py -m stage=retrain search_space=nb201")
 
 
-@pytest.mark.parametrize("method", ["evolution", "local_search"])
+@pytest.mark.parametrize("method", ["evolution", "local_search", "bananas"])
 def test_black_box_search_over_a_proxy_writes_its_trace_and_best_genotype(
     method, tmp_path, monkeypatch
 ):
     run = tmp_path / method
     code = run_train_py(
         monkeypatch, run, *NB201_DIGITS, f"estimate.search={method}", "estimate.budget=12",
-        "estimate.objective=synflow", "estimate.population=4", "retrain.C=4", "retrain.layers=1",
+        "estimate.objective=synflow", "estimate.population=4", "estimate.num_init=4",
+        "estimate.batch=4", "estimate.epochs=30", "retrain.C=4", "retrain.layers=1",
     )  # fmt: skip
     assert code == 0
     summary = read_summary(run)["black_box"]

@@ -6,16 +6,18 @@ whose model is an ensemble of neural networks on the path encoding.
 2. Each iteration, until the budget is spent:
 
    - fit an ensemble of ``ensemble`` predictors (paper: 5) on the encodings of every
-     architecture evaluated so far (non-finite scores left out) and their scores;
+     architecture evaluated so far (non-finite scores left out; with fewer than 2 finite
+     ones the candidates are taken in a random order) and their scores;
    - build ``candidates`` new architectures (paper: 100) by mutating the best evaluated ones:
-     the best architecture's mutations first (``Moves.neighbours`` in a random order, each one
-     op or one input changed), then the next best's, over the top ``num_parents`` (the released
-     code's 1 architecture to mutate × patience factor 5 = 5) until there are ``candidates``
-     distinct, not yet evaluated ones; ``random_candidates`` uniformly random new architectures
-     are added (0 by default: the released code's ``mutation`` acquisition optimiser; its
-     ``mutation_random`` variant adds random ones). Where the mutations give fewer than
-     ``batch`` new architectures (the neighbourhoods of the top architectures are spent), random
-     ones fill the pool up to ``candidates``;
+     the best architecture's mutations first (its ``Moves.neighbours``, one op or one input
+     changed, in a random order), then the next best's, over the top ``num_parents`` (the
+     released code's 1 architecture to mutate × patience factor 5 = 5), until there are
+     ``candidates`` distinct, not yet evaluated ones. (The released code mutates each NB201 op
+     with probability 1/4 instead, so a candidate may be several ops away.) ``random_candidates``
+     uniformly random new architectures are added (0 by default, the released code's
+     ``mutation`` acquisition optimiser; its ``mutation_random`` adds random ones). Where the
+     mutations give fewer than ``batch`` new architectures (the top architectures'
+     neighbourhoods are spent), random ones fill the pool up to ``candidates``;
    - score each candidate with the acquisition ``acquisition`` from the ensemble's mean and
      standard deviation (``numpy.std``, over members): ``its`` (the paper's default,
      independent Thompson sampling: one draw from N(mean, std) per candidate) or ``ucb``
@@ -24,20 +26,25 @@ whose model is an ensemble of neural networks on the path encoding.
      (``batch=1``, the default); the paper's experiments and released code run k = 10 per
      iteration (``batch=10``: ten times fewer ensemble fits for the same budget).
 
-The predictor (``predictor``): ``metann`` (default), the paper's meta neural network: a
+The surrogate model (``surrogate``): ``metann`` (default), the paper's meta neural network: a
 fully connected ReLU network of 10 hidden layers of 20 units, mean absolute error on the
 standardised scores, Adam (learning rate 0.01, β = (0.9, 0.99)), batch size 32, 150 epochs
 (``epochs``), Glorot-uniform weights and zero biases (Keras' defaults), members differing in
-their initialisation and batch order; the members are trained at once as one batched network
-(about 0.1 to 0.5 s per ensemble fit for 10 to 100 architectures on one CPU core). Any
-``nas.estimate.predictors`` name (``mlp``, ``rf``, ``gb``, ``gp``) instead fits ``ensemble``
-copies of that predictor with different seeds; a deterministic one (``gp``) gives a zero spread,
-so the acquisition ranks by the mean.
+their initialisation and batch order (the released code's NB101 / NB201 settings). The
+members are trained at once as one batched network (``MetaNet``): about 0.15 s per ensemble
+fit on 10 architectures and 0.6 s on 100 on one busy CPU core, so a ``batch=1`` run of 60
+evaluations on NB201 takes about 8 s of fitting. Any ``nas.estimate.predictors`` name (``mlp``,
+``rf``, ``gb``, ``gp``) instead fits ``ensemble`` copies of that predictor with different
+seeds; a deterministic one (``gp``) gives a zero spread, so the acquisition ranks by the mean.
 
 The encoding (``encoding``): ``auto`` (default) takes ``path`` (the paper's) where the space is
 a cell space and ``onehot`` where it has no path encoding (a chain such as mbconv); any
-registered encoding name may be given. Everything random draws from ``Moves.generator`` (numpy
-and torch generators seeded from it), so a seed gives one trace.
+registered encoding name may be given (the key ``estimate.encoding`` is also the truth
+predictor's, whose default is ``onehot``). ``nas.estimate.encodings``' path encoding leaves out
+paths through ``none`` (the encodings study's definition), so an edge that lies on no
+input → output path is invisible to it: on an objective that counts such edges (a sum over
+edges), ``onehot`` learns faster. Everything random draws from ``Moves.generator`` (numpy and
+torch generators seeded from it), so a seed gives one trace.
 """
 
 from __future__ import annotations
@@ -58,7 +65,7 @@ from nas.estimate.black_box.base import (
     rank_key,
     register_method,
 )
-from nas.estimate.encodings import ENCODINGS, encode, feature_names
+from nas.estimate.encodings import ENCODINGS, encode, feature_names, resolve_encoding
 from nas.estimate.predictors import PREDICTORS, Predictor
 from supernet.spaces.base import SearchSpace
 
@@ -194,14 +201,6 @@ def _is_count(value: Any, least: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= least
 
 
-def has_path_encoding(space: SearchSpace) -> bool:
-    try:
-        feature_names(space, "path")
-    except ValueError:
-        return False
-    return True
-
-
 class Bananas(BlackBoxSearch):
     def __init__(
         self,
@@ -213,7 +212,7 @@ class Bananas(BlackBoxSearch):
         acquisition: str = "its",
         batch: int = 1,
         encoding: str = "auto",
-        predictor: str = METANN,
+        surrogate: str = METANN,
         epochs: int = 150,
     ):
         counts = {
@@ -240,9 +239,9 @@ class Bananas(BlackBoxSearch):
                 f"estimate.encoding={encoding!r} is not one of auto, "
                 f"{', '.join(sorted(ENCODINGS))}."
             )
-        if predictor != METANN and predictor not in PREDICTORS:
+        if surrogate != METANN and surrogate not in PREDICTORS:
             problems.append(
-                f"estimate.predictor={predictor!r} is not one of {METANN}, "
+                f"estimate.surrogate={surrogate!r} is not one of {METANN}, "
                 f"{', '.join(sorted(PREDICTORS))}."
             )
         if problems:
@@ -256,18 +255,18 @@ class Bananas(BlackBoxSearch):
             acquisition=acquisition,
             batch=batch,
             encoding=encoding,
-            predictor=predictor,
+            surrogate=surrogate,
             epochs=epochs,
         )
         self.num_init, self.ensemble, self.candidates = num_init, ensemble, candidates
         self.num_parents, self.random_candidates = num_parents, random_candidates
         self.acquisition, self.batch, self.encoding = acquisition, batch, encoding
-        self.predictor, self.epochs = predictor, epochs
+        self.surrogate, self.epochs = surrogate, epochs
 
     def encoding_for(self, space: SearchSpace) -> str:
         """The encoding this search uses on ``space`` (``auto``: path where it applies)."""
         if self.encoding == "auto":
-            return "path" if has_path_encoding(space) else "onehot"
+            return resolve_encoding(space, "auto")
         try:
             feature_names(space, self.encoding)
         except ValueError as e:
@@ -336,7 +335,7 @@ class Bananas(BlackBoxSearch):
 
     def _fit_predict(self, X: np.ndarray, y: np.ndarray, Xc: np.ndarray, seed: int) -> np.ndarray:
         """``[ensemble, len(Xc)]`` predictions of the ensemble fitted on ``X``, ``y``."""
-        if self.predictor == METANN:
+        if self.surrogate == METANN:
             # A column zero for every architecture here (most of the path encoding: paths no
             # architecture has) changes no prediction and its weights get no gradient: left
             # out, with the first layer's initial scale that of the full width.
@@ -345,7 +344,7 @@ class Bananas(BlackBoxSearch):
             return net.fit(X[:, used], y, width=X.shape[1]).predict(Xc[:, used])
         seeds = np.random.default_rng(seed).integers(2**31 - 1, size=self.ensemble)
         return np.stack(
-            [Predictor(self.predictor, seed=int(s)).fit(X, y).predict(Xc) for s in seeds]
+            [Predictor(self.surrogate, seed=int(s)).fit(X, y).predict(Xc) for s in seeds]
         )
 
     def _acquire(self, pool, features, evaluator: Evaluator, rng: np.random.Generator):
