@@ -29,8 +29,15 @@ from nas.core.io import atomic_write_json
 from nas.core.log import get_logger
 from nas.estimate.archs import Arch, all_archs, read_archs, sample_archs
 from nas.estimate.proxies import PROXIES
-from nas.estimate.scoring import COST_COLUMNS, ArchScorer, check_proxies, needs_data
+from nas.estimate.scoring import (
+    COST_COLUMNS,
+    ArchScorer,
+    check_proxies,
+    needs_data,
+    score_all,
+)
 from nas.run import builders
+from nas.run.devices import runs_on_cpu
 from nas.run.settings import data_settings
 from supernet.spaces.base import SearchSpace
 
@@ -73,6 +80,13 @@ def check_settings(cfg: DictConfig, space: SearchSpace) -> None:
         )
     if e.sample == "all" and e.archs is None:
         space.genotype_count() or list(space.all_genotypes())  # too large: the space says so
+    if e.workers < 1:
+        raise ValueError(f"estimate.workers={e.workers}: the number of processes, >= 1.")
+    if e.workers > 1 and not runs_on_cpu(cfg) and torch.cuda.is_available():
+        raise ValueError(
+            f"estimate.workers={e.workers}: several processes score on the CPU only; on a GPU "
+            "use estimate.workers=1."
+        )
     if e.top_k < 0:
         raise ValueError(f"estimate.top_k={e.top_k}: the number of architectures to keep, >= 0.")
     ranks = [*proxies, *COST_COLUMNS, *(["predictor"] if e.predictor else [])]
@@ -119,6 +133,30 @@ def data_batches(cfg: DictConfig, device: torch.device) -> list[tuple[torch.Tens
         if len(batches) >= e.batches:
             break
     return batches
+
+
+def make_scorer(cfg: DictConfig, proxies: list[str], batches: list, device: str) -> ArchScorer:
+    """The scorer of this run's child networks (module level: a worker process builds its own
+    from these picklable arguments)."""
+    space = builders.space_from_config(cfg)
+    dev = torch.device(device)
+    return ArchScorer(
+        lambda g: builders.child_network(cfg, space, g),
+        proxies, cfg.data.input_shape, cfg.data.num_classes,
+        [(x.to(dev), y.to(dev)) for x, y in batches], cfg.seed, dev, cost_lookup(cfg, space),
+    )  # fmt: skip
+
+
+def cost_lookup(cfg: DictConfig, space: SearchSpace):
+    """params and MACs of a genotype's child from the space's cost tables (a lookup instead of
+    a forward pass per architecture), or None for a space without tables."""
+    if type(space).child_op_pattern is None:
+        return None
+    model = builders.config_cost_model(cfg, space)
+    return lambda g: {
+        "params": int(model.genotype_cost(space, g, "params")),
+        "macs": int(model.genotype_cost(space, g, "macs")),
+    }
 
 
 def identity(cfg: DictConfig, proxies: list[str]) -> dict[str, Any]:
@@ -221,34 +259,28 @@ def estimate(cfg: DictConfig, run_dir: Path, space: SearchSpace, device: torch.d
     done = read_done(path, columns) if check_resume(cfg, run_dir, stamp) else {}
     atomic_write_json(run_dir / STATE_FILE, stamp)
     batches = data_batches(cfg, device) if needs_data(proxies) and e.batches else []
-    scorer = ArchScorer(
-        lambda g: builders.child_network(cfg, space, g),
-        proxies,
-        cfg.data.input_shape,
-        cfg.data.num_classes,
-        batches,
-        cfg.seed,
-        device,
-    )
     todo = [a for a in archs if a.text not in done]
     data = f"{len(batches)} batch(es) of {e.batch_size} images" if batches else "no data"
+    workers = f", {e.workers} processes" if e.workers > 1 else ""
     log.info(
         f"estimate: {len(archs):,} architectures of {space.name} ({len(done):,} already in "
-        f"{path.name}), proxies {', '.join(proxies)}, {data}, on {device}"
+        f"{path.name}), proxies {', '.join(proxies)}, {data}, on {device}{workers}"
     )
+    args = (cfg, proxies, [(x.cpu(), y.cpu()) for x, y in batches], str(device))
+    rows = score_all(todo, make_scorer, args, e.workers)
     writer = RowWriter(path, columns, len(done))
-    scored_s, last_log = 0.0, time.monotonic()
+    last_log, begun = time.monotonic(), time.perf_counter()
     try:
-        for k, arch in enumerate(todo, start=1):
-            row = scorer.score(arch)
+        for k, row in enumerate(rows, start=1):
             values = {**row.scores, **row.costs}  # params: the count, an int
             writer.write([row.arch, *(_text(values[c]) for c in columns[1:])])
-            scored_s += row.seconds
             if time.monotonic() - last_log > LOG_EVERY_S:
-                log.info(f"estimate: {k:,}/{len(todo):,} ({k / scored_s:.1f} architectures/s)")
+                rate = k / (time.perf_counter() - begun)
+                log.info(f"estimate: {k:,}/{len(todo):,} ({rate:.1f} architectures/s)")
                 last_log = time.monotonic()
     finally:
         writer.close()
+    elapsed = time.perf_counter() - begun
     table = read_table(path)
     fields = {
         "estimates_file": str(path),
@@ -256,7 +288,8 @@ def estimate(cfg: DictConfig, run_dir: Path, space: SearchSpace, device: torch.d
         "proxies": proxies,
         "scored_now": len(todo),
         "resumed_rows": len(done),
-        "archs_per_s": len(todo) / scored_s if scored_s else None,
+        "archs_per_s": len(todo) / elapsed if todo else None,
+        "workers": e.workers,
         "estimate_wall_time_s": time.perf_counter() - start,
         "estimate_batches": len(batches),
         "estimate_batch_size": e.batch_size if batches else 0,

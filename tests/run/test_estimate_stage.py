@@ -272,3 +272,14 @@ def test_black_box_settings_are_checked_first(tmp_path, monkeypatch, capsys):
         code = run_train_py(monkeypatch, tmp_path / f"b{k}", *NB201_DIGITS, *overrides)
         err = capsys.readouterr().err
         assert code == 2 and message in err, (overrides, err)
+
+
+def test_two_worker_processes_write_the_same_rows_in_order(tmp_path, monkeypatch):
+    """estimate.workers=2: spawned processes score disjoint architectures; the rows come back in
+    order and equal one process's (each network's initialisation depends on the seed only)."""
+    common = [*NB201_DIGITS, "estimate.sample=24", "estimate.proxies=[synflow,params]",
+              "estimate.figures=false", "retrain.C=4", "retrain.layers=1"]  # fmt: skip
+    assert run_train_py(monkeypatch, tmp_path / "one", *common) == 0
+    assert run_train_py(monkeypatch, tmp_path / "two", *common, "estimate.workers=2") == 0
+    assert rows(tmp_path / "one") == rows(tmp_path / "two")
+    assert read_summary(tmp_path / "two")["workers"] == 2
