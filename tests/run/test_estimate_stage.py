@@ -283,3 +283,24 @@ def test_two_worker_processes_write_the_same_rows_in_order(tmp_path, monkeypatch
     assert run_train_py(monkeypatch, tmp_path / "two", *common, "estimate.workers=2") == 0
     assert rows(tmp_path / "one") == rows(tmp_path / "two")
     assert read_summary(tmp_path / "two")["workers"] == 2
+
+
+def test_with_wandb_the_table_figures_and_summary_go_to_the_run(tmp_path, monkeypatch):
+    from tests.helpers.wandb_records import read_run
+
+    run = tmp_path / "w"
+    code = run_train_py(
+        monkeypatch, run, "stage=estimate", "search_space=nb201", "logger=wandb", "threads=1",
+        "estimate.sample=5", "estimate.proxies=[synflow,params]", "retrain.C=4", "retrain.layers=1",
+    )  # fmt: skip
+    assert code == 0
+    (wandb_dir,) = (run / "wandb").glob("offline-run-*")
+    record = read_run(wandb_dir)
+    assert record["run"]["job_type"] == "estimate"
+    history = record["history"]  # nested values are flattened: estimate/table/nrows
+    assert history["estimate/table/_type"] == ["table-file"]
+    assert history["estimate/table/nrows"] == [5] and history["estimate/table/ncols"] == [4]
+    for name in ("synflow", "params", "macs"):
+        assert history[f"estimate/{name}/_type"] == ["image-file"]
+    assert record["summary"]["archs"] == 5
+    assert read_summary(run)["wandb"]["estimate"]["job_type"] == "estimate"
