@@ -8,7 +8,11 @@ A method of ``nas.estimate.black_box`` (random, evolution, local_search, bananas
 - ``benchmark``: the space's tabular benchmark (NAS-Bench-201's validation accuracy on
   ``estimate.dataset``, as the benchmark's search protocol uses; the test accuracy of the
   best is reported beside it);
-- ``predictor``: ``estimate.predictor`` trained on ``estimate.truth`` (``estimate_truth``).
+- ``predictor``: ``estimate.predictor`` trained on ``estimate.truth`` (``estimate_truth``);
+- ``supernet``: a trained supernet's accuracy with inherited weights (``estimate.supernet``: a
+  search run's directory or its ``last.ckpt``, searched under this config), each candidate on
+  the first ``estimate.batches`` validation batches with its own path's batch statistics
+  (``nas.strategies.selection.scoring``, as RSWS and SPOS select).
 
 Every evaluation is written to ``black_box_trace.csv`` (arch, score, best so far), the
 best-so-far curve to a PNG, and the best architecture to ``genotype.json``, so
@@ -44,7 +48,7 @@ log = get_logger(__name__)
 
 TRACE_FILE = "black_box_trace.csv"
 GENOTYPE_FILE = "genotype.json"
-OBJECTIVES = ("benchmark", "predictor")
+OBJECTIVES = ("benchmark", "predictor", "supernet")
 
 
 def check_settings(cfg: DictConfig, space: SearchSpace) -> None:
@@ -56,7 +60,7 @@ def check_settings(cfg: DictConfig, space: SearchSpace) -> None:
     if e.objective not in PROXIES and e.objective not in OBJECTIVES:
         raise ValueError(
             f"estimate.objective={e.objective!r}: the black-box search maximises a proxy "
-            f"({', '.join(sorted(PROXIES))}), benchmark or predictor."
+            f"({', '.join(sorted(PROXIES))}), benchmark, predictor or supernet."
         )
     if e.objective == "benchmark":
         probe = benchmark_result(space, space.reference_genotype())
@@ -64,6 +68,8 @@ def check_settings(cfg: DictConfig, space: SearchSpace) -> None:
             raise ValueError(
                 f"estimate.objective=benchmark: {probe.get('reason')} (search_space={space.name})."
             )
+    if e.objective == "supernet":
+        supernet_checkpoint(cfg)
     if e.objective == "predictor" and e.predictor is None:
         raise ValueError(
             "estimate.objective=predictor needs estimate.predictor=<rf|gb|gp|mlp> and "
@@ -98,6 +104,8 @@ def objective(
             return float(result.get(field, float("nan")))
 
         return from_benchmark
+    if e.objective == "supernet":
+        return supernet_objective(cfg, space, device)
     if e.objective == "predictor":
         from nas.run.estimate_truth import fit_predictor
 
@@ -109,6 +117,56 @@ def objective(
         [e.objective], cfg.data.input_shape, cfg.data.num_classes, batches, cfg.seed, device,
     )  # fmt: skip
     return lambda g: scorer.score(Arch(str(g), g)).scores[e.objective]
+
+
+def supernet_checkpoint(cfg: DictConfig) -> Path:
+    """``estimate.supernet``'s checkpoint, written by a search under this run's config."""
+    from nas.run.resume import check_checkpoint
+
+    spec = cfg.estimate.supernet
+    if spec is None:
+        raise ValueError(
+            "estimate.objective=supernet needs estimate.supernet=<a search run's directory or "
+            "its checkpoints/search/last.ckpt>."
+        )
+    path = Path(spec)
+    if path.is_dir():
+        path = path / "checkpoints" / "search" / "last.ckpt"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"estimate.supernet={spec!r}: no checkpoint there (a search run's directory holds "
+            "checkpoints/search/last.ckpt)."
+        )
+    check_checkpoint(path, cfg, "search")  # the same space, strategy, data and seed
+    return path
+
+
+def supernet_objective(cfg: DictConfig, space: SearchSpace, device: torch.device):
+    """Accuracy of a candidate with the trained supernet's shared weights."""
+    from nas.estimate.black_box import Moves
+    from nas.strategies.selection.scoring import score_arch
+
+    path = supernet_checkpoint(cfg)
+    module = builders.search_module(cfg, space)
+    module.load_state_dict(torch.load(path, map_location="cpu", weights_only=False)["state_dict"])
+    supernet = module.supernet.to(device)
+    data = builders.search_data(cfg)
+    data.prepare_data()
+    data.setup("fit")
+    batches = []
+    for batch in data.val_dataloader():
+        x, y = data.transform(batch, train=False)
+        batches.append((x.to(device), y.to(device)))
+        if len(batches) >= max(cfg.estimate.batches, 1):
+            break
+    moves = Moves(space, torch.Generator())
+    log.info(f"supernet of {path}: candidates scored on {len(batches)} validation batch(es)")
+
+    def accuracy(genotype: GenotypeBase) -> float:
+        arch = dict(zip(space.cell_types, moves.choice(genotype), strict=True))
+        return score_arch(supernet, arch, batches, len(space.ops))
+
+    return accuracy
 
 
 def search(

@@ -268,7 +268,8 @@ class EstimateConfig:
     # (a proxy, benchmark or predictor). The methods' own options follow.
     search: Optional[str] = None  # noqa: UP045
     budget: int = 100
-    objective: str = "synflow"
+    objective: str = "synflow"  # a proxy | benchmark | predictor | supernet
+    supernet: Optional[str] = None  # noqa: UP045 - objective=supernet: a search run dir / last.ckpt
     population: int = 10  # evolution (Real et al. 2019; NAS-Bench-201's REA: 10 and 3)
     sample_size: int = 3  # evolution: the tournament
     first_improvement: bool = True  # local_search: move at the first better neighbour

@@ -304,3 +304,22 @@ def test_with_wandb_the_table_figures_and_summary_go_to_the_run(tmp_path, monkey
         assert history[f"estimate/{name}/_type"] == ["image-file"]
     assert record["summary"]["archs"] == 5
     assert read_summary(run)["wandb"]["estimate"]["job_type"] == "estimate"
+
+
+def test_black_box_over_a_trained_supernets_inherited_weights(tmp_path, monkeypatch, capsys):
+    """objective=supernet: candidates scored by the search's supernet on validation batches
+    (accuracies of one 16-image batch: multiples of 1/16); a checkpoint of another config is
+    refused, naming the difference."""
+    smoke = ["experiment=smoke", "search_space=nb201", "data=synthetic", "logger=none"]
+    assert run_train_py(monkeypatch, tmp_path / "s", *smoke, "stage=search") == 0
+    bb = [*smoke, "stage=estimate", "estimate.search=evolution", "estimate.objective=supernet",
+          f"estimate.supernet={tmp_path / 's'}", "estimate.budget=8", "estimate.population=4"]  # fmt: skip
+    assert run_train_py(monkeypatch, tmp_path / "b", *bb) == 0
+    with open(tmp_path / "b" / "black_box_trace.csv", newline="") as f:
+        scores = [float(r["supernet"]) for r in csv.DictReader(f)]
+    assert len(scores) == 8 and all(0 <= s <= 1 and (16 * s).is_integer() for s in scores)
+    summary = read_summary(tmp_path / "b")["black_box"]
+    assert summary["best_score"] == max(scores) and summary["objective"] == "supernet"
+    capsys.readouterr()
+    assert run_train_py(monkeypatch, tmp_path / "c", *bb, "seed=1") == 2
+    assert "belongs to a different run" in capsys.readouterr().err
