@@ -305,12 +305,20 @@ def estimate(cfg: DictConfig, run_dir: Path, space: SearchSpace, device: torch.d
         fields.update(estimate_truth.truth_fields(cfg, run_dir, path))
     predicted = None
     if e.predictor is not None:
-        fields.update(estimate_truth.predict_fields(cfg, run_dir, space, archs))
+        keyed = {**table, "keys": [str(a.genotype) for a in archs_by_text(archs, table)]}
+        fields.update(estimate_truth.predict_fields(cfg, run_dir, space, archs, keyed))
         predicted = estimate_truth.read_predictions(run_dir)
     if e.top_k:
         fields["top"] = funnel(cfg, run_dir, space, archs, table, predicted)
     fields["estimate_wall_time_s"] = time.perf_counter() - start
     return fields
+
+
+def archs_by_text(archs: list[Arch], table: dict[str, list]) -> list[Arch]:
+    """The architectures in the order of ``estimates.csv``'s rows (a resumed file keeps its
+    first rows' order)."""
+    by_text = {a.text: a for a in archs}
+    return [by_text[t] for t in table["arch"]]
 
 
 def funnel(cfg, run_dir: Path, space: SearchSpace, archs: list[Arch], table, predicted) -> dict:

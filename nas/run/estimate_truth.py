@@ -31,6 +31,7 @@ from supernet.spaces.base import SearchSpace
 log = get_logger(__name__)
 
 PREDICTIONS_FILE = "predictions.csv"
+ESTIMATES_NAME = "estimates.csv"
 CORRELATIONS_DIR = "correlations"
 
 
@@ -45,6 +46,15 @@ def check_settings(cfg: DictConfig) -> None:
                 "results_jobs.csv a multirun of retrains writes), got "
                 f"estimate.truth={e.truth}."
             )
+    columns = list(dict.fromkeys([*e.proxies, "params", "macs"]))
+    bad = [n for n in e.predictor_features if n not in columns]
+    if e.predictor_features and (e.predictor is None or e.search is not None or bad):
+        raise ValueError(
+            f"estimate.predictor_features={list(e.predictor_features)}: extra predictor "
+            f"features are columns this run scores ({', '.join(columns)}), with "
+            "estimate.predictor set and no estimate.search."
+            + (f" Not scored here: {bad}." if bad else "")
+        )
     if e.truth is not None and not Path(e.truth).is_file():
         raise FileNotFoundError(
             f"estimate.truth={e.truth!r}: no such file (a CSV with an architecture column and "
@@ -105,23 +115,64 @@ def training_set(cfg: DictConfig, space: SearchSpace) -> tuple[list[GenotypeBase
     return [genotypes[k] for k in keys], np.array([np.mean(by_arch[k]) for k in keys])
 
 
-def fit_predictor(cfg: DictConfig, space: SearchSpace) -> tuple[Predictor, dict[str, Any]]:
-    """The predictor trained on the whole truth set, and its cross-validated ρ / τ."""
+def proxy_features(cfg: DictConfig, genotypes: list[GenotypeBase], table) -> np.ndarray | None:
+    """The ``estimate.predictor_features`` columns of ``estimates.csv`` for ``genotypes``
+    (rows matched by the genotype's text), or None when none are asked for."""
+    names = list(cfg.estimate.predictor_features)
+    if not names:
+        return None
+    if table is None:
+        raise ValueError(
+            "estimate.predictor_features needs proxy scores: with estimate.objective=predictor "
+            "they are not computed; leave estimate.predictor_features empty."
+        )
+    missing = [n for n in names if n not in table]
+    if missing:
+        raise ValueError(
+            f"estimate.predictor_features={names}: {missing} are not columns of "
+            f"{ESTIMATES_NAME} ({', '.join(c for c in table if c != 'arch')})."
+        )
+    row = {arch_text: i for i, arch_text in enumerate(table["keys"])}
+    absent = [str(g) for g in genotypes if str(g) not in row]
+    if absent:
+        raise ValueError(
+            f"estimate.predictor_features: {len(absent)} architectures of estimate.truth have "
+            f"no row in {ESTIMATES_NAME} (e.g. {absent[0]}): score them too (list them in "
+            "estimate.archs)."
+        )
+    return np.array([[table[n][row[str(g)]] for n in names] for g in genotypes], dtype=float)
+
+
+def fit_predictor(
+    cfg: DictConfig, space: SearchSpace, table=None
+) -> tuple[Predictor, dict[str, Any]]:
+    """The predictor trained on the whole truth set (encodings, and the proxies named in
+    ``estimate.predictor_features``), and its cross-validated ρ / τ. A truth architecture
+    with a non-finite proxy score is left out of the training set (counted)."""
     e = cfg.estimate
     genotypes, y = training_set(cfg, space)
     encoding = resolve_encoding(space, e.encoding)
     X = encode(space, genotypes, encoding)
+    extra = proxy_features(cfg, genotypes, table)
+    dropped = 0
+    if extra is not None:
+        keep = np.isfinite(extra).all(axis=1)
+        dropped = int((~keep).sum())
+        X, y, extra = X[keep], y[keep], extra[keep]
     folds = min(e.folds, len(y) // 2)
-    report = cross_validate(e.predictor, X, y, folds=folds, seed=cfg.seed)
+    report = cross_validate(e.predictor, X, y, folds=folds, seed=cfg.seed, extra=extra)
+    features = f" + {', '.join(e.predictor_features)}" if extra is not None else ""
     log.info(
-        f"predictor {e.predictor} on {len(y)} architectures ({encoding} encoding): "
+        f"predictor {e.predictor} on {len(y)} architectures ({encoding} encoding{features}): "
         f"{folds}-fold ρ={report['spearman']:.3f}, τ={report['kendall']:.3f}"
     )
-    model = Predictor(e.predictor, seed=cfg.seed).fit(X, y)
+    model = Predictor(e.predictor, seed=cfg.seed).fit(X, y, extra)
     return model, {
         "predictor": e.predictor,
         "encoding": encoding,
+        "features": list(e.predictor_features),
         "train_archs": len(y),
+        "train_dropped_nonfinite": dropped,
         "cv_folds": folds,
         "cv_spearman": report["spearman"],
         "cv_kendall": report["kendall"],
@@ -129,13 +180,21 @@ def fit_predictor(cfg: DictConfig, space: SearchSpace) -> tuple[Predictor, dict[
     }
 
 
-def predict_fields(cfg: DictConfig, run_dir: Path, space: SearchSpace, archs: list) -> dict:
+def predict_fields(
+    cfg: DictConfig, run_dir: Path, space: SearchSpace, archs: list, table=None
+) -> dict:
     """Trains the predictor and ranks ``archs`` (``nas.estimate.archs.Arch``) by its
-    prediction into ``predictions.csv`` (best first)."""
-    model, report = fit_predictor(cfg, space)
+    prediction into ``predictions.csv`` (best first; an architecture with a non-finite
+    feature gets nan, ranked last)."""
+    model, report = fit_predictor(cfg, space, table)
     encoding = resolve_encoding(space, cfg.estimate.encoding)
-    predicted = model.predict(encode(space, [a.genotype for a in archs], encoding))
-    order = np.argsort(-predicted, kind="stable")
+    X = encode(space, [a.genotype for a in archs], encoding)
+    extra = proxy_features(cfg, [a.genotype for a in archs], table)
+    predicted = np.full(len(archs), np.nan)
+    ok = np.ones(len(archs), bool) if extra is None else np.isfinite(extra).all(axis=1)
+    if ok.any():
+        predicted[ok] = model.predict(X[ok], None if extra is None else extra[ok])
+    order = np.argsort(np.where(ok, -predicted, np.inf), kind="stable")
     path = run_dir / PREDICTIONS_FILE
     column = f"predicted_{cfg.estimate.truth_column}"
     with atomic_file(path) as f:
@@ -148,6 +207,7 @@ def predict_fields(cfg: DictConfig, run_dir: Path, space: SearchSpace, archs: li
         "predictor": {
             **report,
             "predictions_file": str(path),
+            "predicted_nonfinite": int((~ok).sum()),
             "best_arch": archs[best].text,
             "best_predicted": float(predicted[best]),
         }

@@ -258,6 +258,7 @@ class EstimateConfig:
     # cross-validated ρ / τ, ranking every estimated architecture (predictions.csv).
     predictor: Optional[str] = None  # noqa: UP045
     encoding: str = "auto"  # onehot | path (cell spaces) | auto: path where it applies
+    predictor_features: list[str] = field(default_factory=list)  # proxies as extra features
     folds: int = 5
     # The funnel: the top_k architectures by rank_by (a proxy, or predictor) as genotype files
     # in top/, each retrainable: python train.py -m stage=retrain genotype=<files>.

@@ -200,27 +200,30 @@ def test_truth_predictor_and_funnel(tmp_path, monkeypatch):
     archs = sample_archs(space, 40, seed=1)
     truth = truth_csv(tmp_path / "truth.csv", space, archs)
     listed = tmp_path / "archs.txt"
-    listed.write_text("\n".join(a.text for a in archs[:12]) + "\n")
+    listed.write_text("\n".join(a.text for a in archs) + "\n")
     run = tmp_path / "t"
     code = run_train_py(
-        monkeypatch, run, *NB201_DIGITS, f"estimate.archs={listed}",
-        "estimate.proxies=[params,synflow]", "estimate.figures=false", f"estimate.truth={truth}",
-        "estimate.predictor=rf", "estimate.top_k=3", "estimate.rank_by=predictor",
+        monkeypatch, run, *NB201_DIGITS, f"estimate.archs={listed}", "retrain.C=4",
+        "retrain.layers=1", "estimate.proxies=[params,synflow]", "estimate.figures=false",
+        f"estimate.truth={truth}", "estimate.predictor=rf", "estimate.predictor_features=[synflow]",
+        "estimate.top_k=3", "estimate.rank_by=predictor",
     )  # fmt: skip
     assert code == 0
     summary = read_summary(run)
     corr = summary["correlations"]
-    assert corr["n_matched"] == 12 and corr["truth_column"] == "test_acc_pct"
+    assert corr["n_matched"] == 40 and corr["truth_column"] == "test_acc_pct"
     report = json.loads((run / "correlations" / "correlations.json").read_text())
     assert report["columns"]["params"]["spearman"] == pytest.approx(
         corr["columns"]["params"]["spearman"]
     )
     pred = summary["predictor"]
-    assert pred["train_archs"] == 40 and pred["cv_spearman"] > 0.5  # a learnable truth
+    assert pred["features"] == ["synflow"]
+    assert pred["train_archs"] + pred["train_dropped_nonfinite"] == 40
+    assert pred["cv_spearman"] > 0.5  # a learnable truth
     with open(run / "predictions.csv", newline="") as f:
         ranked = list(csv.DictReader(f))
     values = [float(r["predicted_test_acc"]) for r in ranked]
-    assert len(ranked) == 12 and values == sorted(values, reverse=True)
+    assert len(ranked) == 40 and values == sorted(values, reverse=True)
     top = summary["top"]
     assert top["rank_by"] == "predictor" and top["archs"] == [r["arch"] for r in ranked[:3]]
     from nas.core.genotype import load_genotype
@@ -267,6 +270,7 @@ def test_black_box_settings_are_checked_first(tmp_path, monkeypatch, capsys):
             "estimate.objective='accuracy'",
         ),
         (["estimate.predictor=rf"], "estimate.predictor=rf learns from evaluated architectures"),
+        (["estimate.predictor_features=[zen]"], "Not scored here: ['zen']"),
     ]
     for k, (overrides, message) in enumerate(cases):
         code = run_train_py(monkeypatch, tmp_path / f"b{k}", *NB201_DIGITS, *overrides)
