@@ -36,7 +36,14 @@ def wandb_pipeline(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     run_dir = tmp_path_factory.mktemp("wandb_pipeline")
     try:
-        code = run_train(mp, run_dir, "trainer.max_epochs=2", "seed=3", logger="wandb")
+        code = run_train(
+            mp,
+            run_dir,
+            "trainer.max_epochs=2",
+            "seed=3",
+            "logger.alpha_images=true",
+            logger="wandb",
+        )
         assert code == 0
     finally:
         mp.undo()
@@ -114,7 +121,7 @@ def test_retrain_stage_joins_the_group_of_the_search_that_wrote_its_genotype(
 def test_figures_and_history_on_disk_without_wandb(logger, tmp_path, monkeypatch, capsys):
     code = run_train(
         monkeypatch, tmp_path, "stage=search", "trainer.max_epochs=2",
-        "trainer.enable_progress_bar=true", logger=logger,
+        "trainer.enable_progress_bar=true", "logger.alpha_images=true", logger=logger,
     )  # fmt: skip
     assert code == 0
     summary = read_summary(tmp_path)
