@@ -73,7 +73,7 @@ def check_settings(cfg: DictConfig, space: SearchSpace) -> None:
     if e.objective == "predictor" and e.predictor is None:
         raise ValueError(
             "estimate.objective=predictor needs estimate.predictor=<rf|gb|gp|mlp> and "
-            "estimate.truth=<CSV of evaluated architectures>."
+            "estimate.truth=<CSV of evaluated architectures, or a NAS-Bench-201 file>."
         )
 
 

@@ -392,4 +392,9 @@ def search_report(cfg: DictConfig, run_dir: Path) -> SearchReport:
 
     diagnostic = hessian_callback(diagnostics_settings(cfg), cfg.seed, compiled=cfg.compile)
     extras = [c for c in (diagnostic, benchmark_curve(cfg, run_dir)) if c is not None]
-    return SearchReport(run_dir, images=cfg.logger.alpha_images, extras=extras)
+    return SearchReport(
+        run_dir,
+        images=cfg.logger.alpha_images,
+        extras=extras,
+        final_images=cfg.logger.final_figures,
+    )

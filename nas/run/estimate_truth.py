@@ -5,8 +5,9 @@ column: the table ``nas.report.collect`` writes for a multirun of retrains, or a
 NAS-Bench-201 file. With it, every column of ``estimates.csv`` is correlated with the truth
 (``nas.estimate.correlate``: ``correlations.json``/``.csv`` and a scatter plot per column).
 
-``estimate.predictor`` (rf, gb, gp, mlp): trained on the truth CSV's architectures
-(``estimate.encoding`` of each), reported by cross-validated ρ / τ, then used to predict every
+``estimate.predictor`` (rf, gb, gp, mlp): trained on the truth CSV's architectures, or on
+``estimate.predictor_train`` random cells looked up in a NAS-Bench-201 file (``estimate.encoding``
+of each, and optionally proxy scores), reported by cross-validated ρ / τ, then used to predict every
 estimated architecture (``predictions.csv``, best first): the predictor half of a funnel.
 """
 
@@ -21,7 +22,7 @@ from omegaconf import DictConfig
 
 from nas.core.io import atomic_file
 from nas.core.log import get_logger
-from nas.estimate.archs import parse_arch
+from nas.estimate.archs import parse_arch, sample_archs
 from nas.estimate.correlate import CorrelateError, correlate_files, read_truth_csv
 from nas.estimate.encodings import encode, resolve_encoding
 from nas.estimate.predictors import PREDICTORS, Predictor, cross_validate
@@ -39,13 +40,15 @@ def check_settings(cfg: DictConfig) -> None:
     e = cfg.estimate
     if e.predictor is not None:
         PREDICTORS.lookup(e.predictor)
-        if e.truth is None or not str(e.truth).lower().endswith(".csv"):
+        if e.truth is None:
             raise ValueError(
                 f"estimate.predictor={e.predictor} learns from evaluated architectures: give "
                 f"estimate.truth=<a CSV of architectures and {e.truth_column}> (e.g. the "
-                "results_jobs.csv a multirun of retrains writes), got "
-                f"estimate.truth={e.truth}."
+                "results_jobs.csv a multirun of retrains writes) or a NAS-Bench-201 file "
+                "(estimate.predictor_train random cells looked up there)."
             )
+        if e.predictor_train < 2:
+            raise ValueError(f"estimate.predictor_train={e.predictor_train}: need >= 2.")
     columns = list(dict.fromkeys([*e.proxies, "params", "macs"]))
     bad = [n for n in e.predictor_features if n not in columns]
     if e.predictor_features and (e.predictor is None or e.search is not None or bad):
@@ -94,10 +97,19 @@ def truth_fields(cfg: DictConfig, run_dir: Path, estimates: Path) -> dict[str, A
     }
 
 
+def is_csv(path: Any) -> bool:
+    return str(path).lower().endswith(".csv")
+
+
 def training_set(cfg: DictConfig, space: SearchSpace) -> tuple[list[GenotypeBase], np.ndarray]:
-    """The truth CSV's architectures of ``space`` with their values (several rows of one
-    architecture, e.g. seeds: their mean)."""
+    """The predictor's training pairs: the truth CSV's architectures of ``space`` with their
+    values (several rows of one architecture, e.g. seeds: their mean), or, for a benchmark
+    file, ``estimate.predictor_train`` random architectures (seed + 1, apart from the
+    estimated sample's stream) with the benchmark's validation accuracy on ``estimate.dataset``
+    (the benchmark's search protocol: test accuracy stays for reporting)."""
     e = cfg.estimate
+    if not is_csv(e.truth):
+        return benchmark_training_set(cfg, space)
     try:
         texts, values, _ = read_truth_csv(Path(e.truth), e.truth_column)
     except CorrelateError as err:
@@ -113,6 +125,28 @@ def training_set(cfg: DictConfig, space: SearchSpace) -> tuple[list[GenotypeBase
         by_arch.setdefault(key, []).append(float(value))
     keys = list(by_arch)
     return [genotypes[k] for k in keys], np.array([np.mean(by_arch[k]) for k in keys])
+
+
+def benchmark_training_set(cfg: DictConfig, space: SearchSpace):
+    from nas.estimate.benchmark import lookup
+
+    e = cfg.estimate
+    field = f"{e.dataset}_valid_acc"
+    genotypes, values, reasons = [], [], set()
+    for arch in sample_archs(space, e.predictor_train, cfg.seed + 1):
+        key = space.benchmark_key(arch.genotype)
+        result = lookup(key, str(e.truth)) if key is not None else {"reason": "no benchmark"}
+        if result.get("available") and field in result:
+            genotypes.append(arch.genotype)
+            values.append(float(result[field]))
+        else:
+            reasons.add(str(result.get("reason", f"no {field}")))
+    if len(values) < 2:
+        raise ValueError(
+            f"estimate.truth={e.truth}: {len(values)} of {e.predictor_train} random "
+            f"architectures have a {field} there ({'; '.join(sorted(reasons))[:300]})."
+        )
+    return genotypes, np.array(values)
 
 
 def proxy_features(cfg: DictConfig, genotypes: list[GenotypeBase], table) -> np.ndarray | None:

@@ -173,7 +173,8 @@ class LoggerConfig:
     entity: Optional[str] = None  # noqa: UP045
     mode: str = "offline"
     tags: list[str] = field(default_factory=list)
-    alpha_images: bool = True
+    alpha_images: bool = True  # α heatmaps and cell diagrams of every search epoch
+    final_figures: bool = True  # those of the final genotype (figures/, summary.json's figures)
 
 
 @dataclass
@@ -259,6 +260,7 @@ class EstimateConfig:
     predictor: Optional[str] = None  # noqa: UP045
     encoding: str = "auto"  # onehot | path (cell spaces) | auto: path where it applies
     predictor_features: list[str] = field(default_factory=list)  # proxies as extra features
+    predictor_train: int = 100  # truth = a benchmark file: random cells looked up to train on
     folds: int = 5
     # The funnel: the top_k architectures by rank_by (a proxy, or predictor) as genotype files
     # in top/, each retrainable: python train.py -m stage=retrain genotype=<files>.

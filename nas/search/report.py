@@ -169,14 +169,22 @@ class SearchReport(L.Callback):
 
     Args:
         run_dir: the run directory (figures and the history file go there).
-        images: draw the per-epoch figures (``logger.alpha_images``); the final ones always are.
+        images: draw the per-epoch figures (``logger.alpha_images``).
+        final_images: draw the final genotype's figures (``logger.final_figures``).
         extras: diagnostic callbacks (``nas.search.hessian.HessianDiagnostic``) that run before this
             one; their ``history_fields()`` join the epoch's history line.
     """
 
-    def __init__(self, run_dir: Path | str, images: bool = True, extras: list | tuple = ()):
+    def __init__(
+        self,
+        run_dir: Path | str,
+        images: bool = True,
+        extras: list | tuple = (),
+        final_images: bool = True,
+    ):
         self.run_dir = Path(run_dir)
         self.images = images
+        self.final_images = final_images
         self.extras = list(extras)
         self.previous: str | None = None  # last epoch's genotype text (edges changed)
         # A staged search (P-DARTS) is one fit per stage, each counting epochs from 0: the
@@ -251,7 +259,7 @@ class SearchReport(L.Callback):
     def finalize(self, trainer: L.Trainer, pl_module) -> dict[str, str]:
         """The final genotype's heatmaps and cell diagrams in ``<run dir>/figures/`` (and W&B
         under ``final/``); returns ``{name: path}`` for ``summary.json``."""
-        if not trainer.is_global_zero:
+        if not trainer.is_global_zero or not self.final_images:
             return {}
         paths = draw_figures(
             pl_module.probabilities(), pl_module.arch, pl_module.genotype(),

@@ -327,3 +327,40 @@ def test_black_box_over_a_trained_supernets_inherited_weights(tmp_path, monkeypa
     capsys.readouterr()
     assert run_train_py(monkeypatch, tmp_path / "c", *bb, "seed=1") == 2
     assert "belongs to a different run" in capsys.readouterr().err
+
+
+def test_a_benchmark_file_as_truth_trains_the_predictor_and_scores_the_proxies(
+    tmp_path, monkeypatch
+):
+    """estimate.truth=<NAS-Bench-201 file>: the proxies are correlated with the benchmark's
+    accuracies and the predictor trains on estimate.predictor_train random cells looked up
+    there. The fixture file holds 5 cells: every cell is answered with one of their records
+    read from the file (chosen by the cell's text), so every lookup is available."""
+    import zlib
+
+    from nas.estimate.benchmarks import nb201_file
+    from tests.helpers import benchmark_files as bf
+
+    pth = bf.write_nb201_pth(tmp_path / "NAS-Bench-201-v1_1-096897.pth")
+    real_query = nb201_file.query
+
+    def query(path, arch, hp="200"):
+        stand_in = bf.NB201_ARCHS[zlib.crc32(arch.encode()) % len(bf.EVALUATED)]
+        return {**real_query(path, stand_in, hp), "arch": arch}
+
+    monkeypatch.setattr(nb201_file, "query", query)
+    run = tmp_path / "b"
+    code = run_train_py(
+        monkeypatch, run, *NB201_DIGITS, "estimate.sample=10", "estimate.proxies=[params]",
+        "estimate.figures=false", "retrain.C=4", "retrain.layers=1", f"estimate.truth={pth}",
+        "estimate.predictor=gb", "estimate.predictor_train=30", "estimate.folds=3",
+    )  # fmt: skip
+    assert code == 0
+    summary = read_summary(run)
+    assert summary["correlations"]["truth_column"] == "cifar10_test_acc"
+    assert summary["correlations"]["n_matched"] == 10
+    pred = summary["predictor"]
+    assert pred["train_archs"] == 30 and pred["cv_folds"] == 3
+    assert math.isfinite(pred["cv_spearman"])
+    with open(run / "predictions.csv", newline="") as f:
+        assert len(list(csv.DictReader(f))) == 10

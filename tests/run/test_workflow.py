@@ -42,6 +42,7 @@ def wandb_pipeline(tmp_path_factory):
             "trainer.max_epochs=2",
             "seed=3",
             "logger.alpha_images=true",
+            "logger.final_figures=true",
             logger="wandb",
         )
         assert code == 0
@@ -121,7 +122,7 @@ def test_retrain_stage_joins_the_group_of_the_search_that_wrote_its_genotype(
 def test_figures_and_history_on_disk_without_wandb(logger, tmp_path, monkeypatch, capsys):
     code = run_train(
         monkeypatch, tmp_path, "stage=search", "trainer.max_epochs=2",
-        "trainer.enable_progress_bar=true", "logger.alpha_images=true", logger=logger,
+        "trainer.enable_progress_bar=true", "logger.alpha_images=true", "logger.final_figures=true", logger=logger,
     )  # fmt: skip
     assert code == 0
     summary = read_summary(tmp_path)
