@@ -144,6 +144,7 @@ def supernet_checkpoint(cfg: DictConfig) -> Path:
 def supernet_objective(cfg: DictConfig, space: SearchSpace, device: torch.device):
     """Accuracy of a candidate with the trained supernet's shared weights."""
     from nas.estimate.black_box import Moves
+    from nas.run.estimate_stage import first_batches
     from nas.strategies.selection.scoring import score_arch
 
     path = supernet_checkpoint(cfg)
@@ -153,12 +154,7 @@ def supernet_objective(cfg: DictConfig, space: SearchSpace, device: torch.device
     data = builders.search_data(cfg)
     data.prepare_data()
     data.setup("fit")
-    batches = []
-    for batch in data.val_dataloader():
-        x, y = data.transform(batch, train=False)
-        batches.append((x.to(device), y.to(device)))
-        if len(batches) >= max(cfg.estimate.batches, 1):
-            break
+    batches = first_batches(data, data.val_dataloader(), max(cfg.estimate.batches, 1), device)
     moves = Moves(space, torch.Generator())
     log.info(f"supernet of {path}: candidates scored on {len(batches)} validation batch(es)")
 

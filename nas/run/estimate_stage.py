@@ -126,11 +126,16 @@ def data_batches(cfg: DictConfig, device: torch.device) -> list[tuple[torch.Tens
     data = RetrainDataModule(data_settings(cfg), batch_size=e.batch_size, seed=cfg.seed)
     data.prepare_data()
     data.setup("fit")
+    return first_batches(data, data.train_dataloader(), e.batches, device)
+
+
+def first_batches(data, loader, n: int, device: torch.device) -> list:
+    """The first ``n`` batches of ``loader``, normalised without augmentation, on ``device``."""
     batches = []
-    for batch in data.train_dataloader():
+    for batch in loader:
         x, y = data.transform(batch, train=False)
         batches.append((x.to(device), y.to(device)))
-        if len(batches) >= e.batches:
+        if len(batches) >= n:
             break
     return batches
 

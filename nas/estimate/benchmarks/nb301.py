@@ -32,19 +32,11 @@ from nas.estimate.base import Estimator, register_estimator
 from nas.estimate.benchmarks.files import env_path, one_line
 from supernet.genotypes import Genotype, GenotypeBase
 from supernet.spaces.base import SearchSpace
-from supernet.spaces.darts import DartsSpace
+from supernet.spaces.darts import DARTS_OPS, DartsSpace
 
 ENV_DIR = "NB301_MODELS_DIR"
 # NAS-Bench-301's op names (``nasbench301/representations.py``), DARTS' PRIMITIVES but ``none``.
-NB301_OPS = (
-    "max_pool_3x3",
-    "avg_pool_3x3",
-    "skip_connect",
-    "sep_conv_3x3",
-    "sep_conv_5x5",
-    "dil_conv_3x3",
-    "dil_conv_5x5",
-)
+NB301_OPS = tuple(op for op in DARTS_OPS if op != "none")
 NB301_STEPS = 4
 NB301Genotype = namedtuple("Genotype", "normal normal_concat reduce reduce_concat")
 MODEL_FILE = "surrogate_model.model"  # what load_ensemble looks for in each member directory
