@@ -20,6 +20,13 @@ def new_figure(width: float, height: float, ncols: int = 1):
     return fig, axes
 
 
+def spans_decades(values, decades: float = 3.0) -> bool:
+    """Whether ``values`` are all positive and span more than ``decades`` orders of magnitude
+    (zero-cost proxies such as synflow do): such an axis is drawn on a log scale."""
+    values = [float(v) for v in values]
+    return bool(values) and min(values) > 0 and max(values) / min(values) > 10**decades
+
+
 def save_png(fig: Figure, path: str | Path) -> Path:
     """Writes ``fig`` as a PNG at ``DPI`` (parents created, atomically: a temporary file in the
     same directory, then ``os.replace``), closes it and returns the path."""

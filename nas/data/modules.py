@@ -338,6 +338,17 @@ class _DataModule(L.LightningDataModule):
         generator = self._augment_generator(x.device) if train and self.augment.is_random else None
         return self.augment(x, generator, train), y
 
+    def first_batches(self, loader, n: int, device: torch.device) -> list:
+        """The first ``n`` batches of ``loader`` on ``device``, normalised without augmentation
+        (the fixed batches that selectors, proxies and candidate scoring all read)."""
+        batches = []
+        for batch in loader:
+            batch = tuple(t.to(device) if isinstance(t, torch.Tensor) else t for t in batch)
+            batches.append(self.transform(batch, train=False))
+            if len(batches) >= n:
+                break
+        return batches
+
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Lightning hook: augment (training) or normalize (evaluation) on the device."""
         train = self._is_training(batch)

@@ -51,7 +51,7 @@ from scipy import stats
 
 from nas.core.genotype import Genotype, GenotypeError, NB201Genotype, genotype_from_text
 from nas.core.io import atomic_file, atomic_write_json
-from nas.core.plots import new_figure, save_png
+from nas.core.plots import new_figure, save_png, spans_decades
 
 ARCH_COLUMNS = ("arch", "genotype")  # the truth's architecture column, first found
 RESULT_FIELDS = ("spearman", "kendall", "top_k_precision", "top_k", "n", "n_nonfinite")
@@ -319,7 +319,7 @@ def scatter(
     finite = np.isfinite(score) & np.isfinite(truth)
     x, y = score[finite], truth[finite]
     ax.scatter(x, y, s=10, alpha=0.6, edgecolors="none")
-    if len(x) and x.min() > 0 and x.max() / x.min() > 1e3:
+    if spans_decades(x):
         ax.set_xscale("log")
     dropped = f", {result['n_nonfinite']} nan/inf dropped" if result["n_nonfinite"] else ""
     ax.set_title(

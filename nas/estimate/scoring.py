@@ -10,8 +10,6 @@ batches.
 from __future__ import annotations
 
 import copy
-import math
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -34,7 +32,6 @@ class ScoreRow:
 
     arch: str
     scores: dict[str, float]
-    seconds: float = 0.0
     costs: dict[str, int] = field(default_factory=dict)
 
 
@@ -98,7 +95,6 @@ class ArchScorer:
         return model.train()
 
     def score(self, arch: Arch) -> ScoreRow:
-        start = time.perf_counter()
         model = self.network(arch.genotype)
         if self.costs is not None:  # the space's cost tables: a lookup, no forward pass
             costs = self.costs(arch.genotype)
@@ -125,11 +121,7 @@ class ArchScorer:
                 device=self.device,
             )
             scores[name] = float(get_proxy(name).score(inputs))
-        return ScoreRow(arch.text, scores, time.perf_counter() - start, costs)
-
-
-def finite(value: float) -> bool:
-    return isinstance(value, float) and math.isfinite(value)
+        return ScoreRow(arch.text, scores, costs)
 
 
 # ---- several processes -----------------------------------------------------------------

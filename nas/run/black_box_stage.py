@@ -144,7 +144,6 @@ def supernet_checkpoint(cfg: DictConfig) -> Path:
 def supernet_objective(cfg: DictConfig, space: SearchSpace, device: torch.device):
     """Accuracy of a candidate with the trained supernet's shared weights."""
     from nas.estimate.black_box import Moves
-    from nas.run.estimate_stage import first_batches
     from nas.strategies.selection.scoring import score_arch
 
     path = supernet_checkpoint(cfg)
@@ -154,7 +153,7 @@ def supernet_objective(cfg: DictConfig, space: SearchSpace, device: torch.device
     data = builders.search_data(cfg)
     data.prepare_data()
     data.setup("fit")
-    batches = first_batches(data, data.val_dataloader(), max(cfg.estimate.batches, 1), device)
+    batches = data.first_batches(data.val_dataloader(), max(cfg.estimate.batches, 1), device)
     moves = Moves(space, torch.Generator())
     log.info(f"supernet of {path}: candidates scored on {len(batches)} validation batch(es)")
 
@@ -209,7 +208,7 @@ def search(
 
 
 def curve_png(trace, e: DictConfig, path: Path) -> Path:
-    from nas.core.plots import new_figure, save_png
+    from nas.core.plots import new_figure, save_png, spans_decades
 
     fig, ax = new_figure(6.0, 3.6)
     n = range(1, len(trace.scores) + 1)
@@ -217,8 +216,7 @@ def curve_png(trace, e: DictConfig, path: Path) -> Path:
     ax.plot(n, trace.best_so_far, color="#c44e52", label="best so far")
     ax.set_xlabel("evaluations")
     ax.set_ylabel(e.objective)
-    finite = [v for v in trace.scores if math.isfinite(v)]
-    if finite and min(finite) > 0 and max(finite) / min(finite) > 1e3:  # synflow: 10^20 and up
+    if spans_decades([v for v in trace.scores if math.isfinite(v)]):  # synflow: 10^20 and up
         ax.set_yscale("log")
     ax.set_title(f"{e.search} over {e.objective}: best {trace.best_score:.4g}", fontsize=9)
     ax.legend(fontsize=8)

@@ -126,18 +126,7 @@ def data_batches(cfg: DictConfig, device: torch.device) -> list[tuple[torch.Tens
     data = RetrainDataModule(data_settings(cfg), batch_size=e.batch_size, seed=cfg.seed)
     data.prepare_data()
     data.setup("fit")
-    return first_batches(data, data.train_dataloader(), e.batches, device)
-
-
-def first_batches(data, loader, n: int, device: torch.device) -> list:
-    """The first ``n`` batches of ``loader``, normalised without augmentation, on ``device``."""
-    batches = []
-    for batch in loader:
-        x, y = data.transform(batch, train=False)
-        batches.append((x.to(device), y.to(device)))
-        if len(batches) >= n:
-            break
-    return batches
+    return data.first_batches(data.train_dataloader(), e.batches, device)
 
 
 def make_scorer(cfg: DictConfig, proxies: list[str], batches: list, device: str) -> ArchScorer:
@@ -387,7 +376,8 @@ def figures(table: dict[str, list], columns: list[str], out_dir: Path) -> dict[s
     three decades (synflow: 10^20 and more) is drawn as log10, its zeros counted apart."""
     import numpy as np
 
-    from nas.core.plots import new_figure, save_png
+    from nas.core.plots import new_figure, save_png, spans_decades
+    from nas.estimate.predictors import rank_correlations
 
     params = np.array(table["params"], dtype=float) / 1e6
     paths = {}
@@ -398,7 +388,7 @@ def figures(table: dict[str, list], columns: list[str], out_dir: Path) -> dict[s
         if (~ok).any():
             notes.append(f"{int((~ok).sum())} non-finite left out")
         positive = ok & (values > 0)
-        if positive.any() and (values[ok] >= 0).all() and _decades(values[positive]) > 3:
+        if positive.any() and (values[ok] >= 0).all() and spans_decades(values[positive]):
             if (ok & (values == 0)).any():
                 notes.append(f"{int((ok & (values == 0)).sum())} zero left out")
             ok, shown, label = positive, np.log10(np.where(positive, values, 1.0)), f"log10 {name}"
@@ -412,22 +402,8 @@ def figures(table: dict[str, list], columns: list[str], out_dir: Path) -> dict[s
         scatter.set_xlabel("params (M)")
         scatter.set_ylabel(label)
         if name != "params":
-            rho = _spearman(params[ok], values[ok])
+            rho = rank_correlations(values[ok], params[ok])[0]
             scatter.set_title(f"{name} against params (Spearman ρ = {rho:.2f})", fontsize=9)
         fig.tight_layout()
         paths[name] = str(save_png(fig, out_dir / f"{name}.png"))
     return paths
-
-
-def _decades(positive) -> float:
-    import numpy as np
-
-    return float(np.log10(positive.max()) - np.log10(positive.min()))
-
-
-def _spearman(a, b) -> float:
-    from scipy.stats import spearmanr
-
-    if len(a) < 3:
-        return float("nan")
-    return float(spearmanr(a, b).statistic)

@@ -148,13 +148,7 @@ def selection_batches(module, data) -> list:
     device: every candidate of a model-based selector is scored on the same images."""
     selector = module.strategy.selector
     n = selector.eval_batches if selector is not None else 1
-    batches = []
-    for x, y in data.val_dataloader():
-        batch = (x.to(module.device), y.to(module.device))
-        batches.append(data.transform(batch, train=False))
-        if len(batches) >= n:
-            break
-    return batches
+    return data.first_batches(data.val_dataloader(), n, module.device)
 
 
 def estimate_fields(cfg: DictConfig, space: SearchSpace, genotype) -> dict[str, Any]:
