@@ -69,8 +69,9 @@ class ArchParams(nn.Module):
         )
 
         # Ops still in the search per cell type ([edges, ops] bools), once a progressive
-        # modifier prunes (DrNAS); saved as "op_masks" so discretization sees the same ops.
-        self.op_masks: dict[str, torch.Tensor] = {}
+        # modifier prunes (DrNAS); saved as "op_masks" so discretization sees the same ops. A
+        # space whose rows have fewer choices than columns starts with its real columns.
+        self.op_masks: dict[str, torch.Tensor] = space.column_masks() or {}
 
     @property
     def cell_types(self) -> tuple[str, ...]:

@@ -62,7 +62,7 @@ def op_cost(shape: OpShape, kind: str) -> float:
     op = shape.build()
     if kind == "params":
         return float(count_params(op))
-    return float(count_macs(op, (shape.C_in, shape.H, shape.W)))
+    return float(count_macs(op, shape.sample_shape))
 
 
 @dataclass(frozen=True)

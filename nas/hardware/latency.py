@@ -86,7 +86,7 @@ def measure(
     device = torch.device(device)
     entries: dict[str, float] = {}
     for cm in models:
-        jobs = [(s.key, s.build(), (s.C_in, s.H, s.W)) for s in cm.op_shapes()]
+        jobs = [(s.key, s.build(), s.sample_shape) for s in cm.op_shapes()]
         jobs.append((cm.fixed_key, cm.stub, cm.input_shape))
         for key, module, shape in jobs:
             if key in entries:

@@ -19,7 +19,7 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from nas.run.devices import channels_last, runs_on_cpu
 from nas.run.settings import child_size
@@ -206,12 +206,8 @@ def banner(cfg: DictConfig, run_dir) -> str:
 
     stage = cfg.stage.value
     lines = [f"oneshot-nas  stage={stage}  seed={cfg.seed}"]
-    rows = [
-        (
-            "space",
-            f"{ss.name} (C={ss.C}, {ss.layers} {space_class(ss.name).layers_unit}, {len(ss.ops)} ops)",
-        )
-    ]
+    cls = space_class(ss.name)
+    rows = [("space", cls.banner(OmegaConf.to_container(ss, resolve=True)))]
     if stage in ("pipeline", "search", "discretize"):
         rows.append(("strategy", f"{cfg.strategy.name}: {cfg.strategy.paper or '-'}"))
     rows.append(
@@ -232,16 +228,12 @@ def banner(cfg: DictConfig, run_dir) -> str:
             )
         )
     if stage == "estimate":
-        C, layers = child_size(cfg)
-        rows.append(("child", f"{r.name}: {r.network} network C={C}, {layers} cells, untrained"))
-    if stage in ("pipeline", "retrain", "profile"):
-        C, layers = child_size(cfg)
         rows.append(
-            (
-                "retrain",
-                f"{r.name}: {r.network} network C={C}, {layers} cells, {r.epochs} epochs, batch {r.batch_size}",
-            )
+            ("child", f"{r.name}: {cls.child_banner(r.network, *child_size(cfg))}, untrained")
         )
+    if stage in ("pipeline", "retrain", "profile"):
+        child = cls.child_banner(r.network, *child_size(cfg))
+        rows.append(("retrain", f"{r.name}: {child}, {r.epochs} epochs, batch {r.batch_size}"))
     if stage in ("pipeline", "search", "retrain"):
         rows.append(("device", device_text(cfg)))
         rows.append(

@@ -86,12 +86,28 @@ def check_stages(cfg: DictConfig) -> None:
             )
 
 
+def check_keep(cfg: DictConfig) -> None:
+    """Refuses a stage that keeps more ops per edge than a row of the space has (a ``module``
+    space's decisions may have only two choices), before any stage runs."""
+    space = builders.space_from_config(cfg)
+    fewest = min(range(len(space.edges)), key=lambda r: len(space.allowed_ops(r)))
+    n = len(space.allowed_ops(fewest))
+    for i, st in enumerate(cfg.strategy.stages):
+        if st.keep is not None and st.keep > n:
+            raise ValueError(
+                f"strategy.stages[{i}].keep={st.keep}: search_space={space.name} has a row with "
+                f"only {n} ops (α row {fewest}, edge {list(space.edges[fewest])}); P-DARTS' "
+                f"pruning keeps at most {n} per edge there. Give every stage keep <= {n}."
+            )
+
+
 def stage_config(cfg: DictConfig, index: int) -> DictConfig:
     """``cfg`` with stage ``index``'s depth, width and epochs (what its checkpoints stamp)."""
     st = cfg.strategy.stages[index]
     out = copy.deepcopy(cfg)
     out.search_space.layers = st.layers
-    out.search_space.C = cfg.search_space.C + st.add_width
+    if st.add_width:
+        out.search_space.C = cfg.search_space.C + st.add_width
     if st.epochs is not None:
         out.trainer.max_epochs = st.epochs
     return out
@@ -195,6 +211,7 @@ def fit_stages(
     """Runs the stages (each fit with ``callbacks``, the search report among them); returns the
     last stage's (module, trainer, datamodule)."""
     check_stages(cfg)
+    check_keep(cfg)
     stages = cfg.strategy.stages
     run_dir = Path(run_dir)
     first, done, masks = _read_progress(cfg, run_dir)

@@ -54,8 +54,8 @@ class SearchSpaceConfig:
 
     name: str = MISSING
     ops: list[str] = MISSING
-    C: int = 16
-    layers: int = 8
+    C: Optional[int] = 16  # noqa: UP045 - module: null unless the model takes C
+    layers: Optional[int] = 8  # noqa: UP045 - module: null unless the model takes layers
     steps: int = 4
     multiplier: int = 4
     stem_multiplier: int = 3

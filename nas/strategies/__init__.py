@@ -94,8 +94,24 @@ class Strategy:
 
     def setup(self, space=None, seed: int = 0) -> None:
         """Gives every component the space and a seed (each derives its own stream)."""
+        self.column_masks = None if space is None else space.column_masks()
         for c in self.components():
             c.setup(seed=seed, space=space)
+
+    def masked(self, alphas: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """α with the columns a row does not have (``SearchSpace.choice_counts``: a ``module``
+        space's decisions with fewer choices than the longest) at -inf, so that every sampler
+        gives them weight and probability 0 and never samples them (softmax, Gumbel, σ;
+        DrNAS' Dirichlet renormalizes over the real ones). α itself keeps finite values."""
+        masks = getattr(self, "column_masks", None)
+        if not masks:
+            return alphas
+        out = dict(alphas)
+        for cell, m in masks.items():
+            if cell in out:
+                a = out[cell]
+                out[cell] = a.masked_fill(~m.to(a.device), float("-inf"))
+        return out
 
     def supernet_options(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -116,14 +132,14 @@ class Strategy:
 
     def mixing(self, arch: Arch) -> Mixing:
         alphas, _ = split_arch(arch)
-        mix = self.sampler(alphas)
+        mix = self.sampler(self.masked(alphas))
         for m in self.modifiers:
             mix = m.mixing(mix, arch)
         return mix
 
     def probabilities(self, arch: Arch) -> dict[str, torch.Tensor]:
         alphas, _ = split_arch(arch)
-        probs = self.sampler.probabilities(alphas)
+        probs = self.sampler.probabilities(self.masked(alphas))
         for m in self.modifiers:
             probs = m.probabilities(probs, arch)
         return probs

@@ -13,12 +13,14 @@ from supernet.genotypes import GENOTYPE_TYPES, Genotype, GenotypeBase
 from supernet.spaces.base import SearchSpace
 from supernet.spaces.darts import DartsSpace
 from supernet.spaces.mbconv import MBConvSpace
+from supernet.spaces.module import ModuleSpace
 from supernet.spaces.nb201 import NB201Space
 
 SPACES: dict[str, type[SearchSpace]] = {
     "darts": DartsSpace,
     "nb201": NB201Space,
     "mbconv": MBConvSpace,
+    "module": ModuleSpace,
 }
 
 # Passed by the caller from the data, not by the ``search_space`` config node.

@@ -109,6 +109,19 @@ class SearchSpace(ABC):
     child_op_pattern: ClassVar[re.Pattern[str] | None] = None
     benchmark_file: str | None = None  # its tabular benchmark's file, where it has one
 
+    @classmethod
+    def banner(cls, options: Mapping[str, object]) -> str:
+        """The run banner's line for the space, from its ``search_space`` options."""
+        return (
+            f"{cls.name} (C={options.get('C')}, {options.get('layers')} {cls.layers_unit}, "
+            f"{len(options.get('ops') or ())} ops)"
+        )
+
+    @classmethod
+    def child_banner(cls, network: str, C: int | None, layers: int | None) -> str:
+        """The run banner's description of the child network at the retrain sizes."""
+        return f"{network} network C={C}, {layers} cells"
+
     @property
     def alpha_shape(self) -> tuple[int, int]:
         return (len(self.edges), len(self.ops))
@@ -131,16 +144,50 @@ class SearchSpace(ABC):
         -1 where the edge is unused. Default: every edge carries one of all the ops."""
         return torch.randint(len(self.ops), (n_inputs,), generator=generator).tolist()
 
+    # ---- rows with fewer choices than α has columns --------------------------------------
+    def choice_counts(self) -> tuple[int, ...] | None:
+        """Per α row, how many of its columns are real choices (the first ones): a space whose
+        decisions have different numbers of choices (``module``) pads α's rows to the longest;
+        the strategy never mixes, samples or selects a padding column. None: every row has
+        every op."""
+        return None
+
+    def column_masks(self) -> dict[str, torch.Tensor] | None:
+        """Per cell type, the ``[rows, ops]`` bool mask of the real columns (``choice_counts``),
+        or None where every column is real."""
+        counts = self.choice_counts()
+        if counts is None:
+            return None
+        mask = torch.arange(len(self.ops))[None, :] < torch.tensor(counts)[:, None]
+        return {cell: mask.clone() for cell in self.cell_types}
+
+    def sample_rows(self, first: int, n_inputs: int, generator: torch.Generator) -> list[int]:
+        """``sample_node``'s draw for the node whose edges are α rows ``first`` onwards; a draw
+        of a padding column (``choice_counts``) is redrawn among the row's real ones."""
+        choice = self.sample_node(n_inputs, generator)
+        counts = self.choice_counts()
+        if counts is not None:
+            for i, k in enumerate(choice):
+                if k >= counts[first + i]:
+                    choice[i] = int(torch.randint(counts[first + i], (1,), generator=generator))
+        return choice
+
+    def sample_cell(self, generator: torch.Generator) -> list[int]:
+        """One uniformly random discrete choice per α row of a cell, node by node
+        (``sample_rows``): single-path sampling, random architectures."""
+        choice: list[int] = []
+        for n_inputs in self.edges_per_node:
+            choice.extend(self.sample_rows(len(choice), n_inputs, generator))
+        return choice
+
     def random_genotype(self, generator: torch.Generator) -> GenotypeBase:
-        """A uniformly random genotype: node by node as ``sample_node`` draws them, each op
+        """A uniformly random genotype: node by node as ``sample_cell`` draws them, each op
         among the row's ``selectable_ops`` (another draw is redrawn among them, which keeps the
         draw uniform over them). What random search and the estimators'
         ``estimate.sample`` evaluate."""
         kept: dict[str, list[KeptEdge]] = {}
         for cell in self.cell_types:
-            choice: list[int] = []
-            for n_inputs in self.edges_per_node:
-                choice.extend(self.sample_node(n_inputs, generator))
+            choice = self.sample_cell(generator)
             edges = []
             for row, ((i, j), k) in enumerate(zip(self.edges, choice, strict=True)):
                 if k < 0:

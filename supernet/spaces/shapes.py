@@ -43,6 +43,11 @@ class OpShape:
         return f"{self.op}|{self.C_in}>{self.C_out}|s{self.stride}|{self.H}x{self.W}{se}"
 
     @property
+    def sample_shape(self) -> tuple[int, int, int]:
+        """One input sample's shape: what the op is counted and timed on."""
+        return (self.C_in, self.H, self.W)
+
+    @property
     def free(self) -> bool:
         return self.op in FREE_OPS
 

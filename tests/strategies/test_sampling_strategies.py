@@ -435,8 +435,9 @@ def search_then_discretize(tmp_path, monkeypatch, strategy: str, *overrides: str
     # DARTS-space run; tests/run/test_workflow.py and tests/search/test_figures.py check the PNGs).
     monkeypatch.setattr("nas.search.figures.save_png", lambda fig, path: Path(path))
     common = [f"strategy={strategy}", "data=synthetic", "data.num_samples=64",
-              "logger.alpha_images=false", *overrides]  # fmt: skip
+              "logger.alpha_images=false"]  # fmt: skip
     common += SMALL_SELECTORS.get(strategy, []) + PARTIAL_CHANNEL_SIZES.get(strategy, [])
+    common += overrides  # the caller's last: they may replace the strategy's sizes
     assert run_train_unlogged(monkeypatch, tmp_path / "s", "stage=search", *common) == 0
     summary = json.loads((tmp_path / "s" / "summary.json").read_text())
     assert summary["strategy"] == strategy
@@ -453,7 +454,15 @@ NOT_APPLICABLE = {
     ("mbconv", "pcdarts"): "partial channels: mbconv layers change width",
     ("mbconv", "fairdarts"): "FairDARTS' threshold rule has forms for darts and nb201 only",
     ("mbconv", "snas_constrained"): "ResourceCost prices the supernet/ops.py registry's ops",
+    # A model's own choices (search_space=module) are no cell edges with a skip candidate.
+    ("module", "darts_minus"): "DARTS-' auxiliary skip needs a skip_connect candidate",
+    ("module", "drnas_progressive"): "partial channels: a model's choices are no cell edges",
+    ("module", "pcdarts"): "partial channels: a model's choices are no cell edges",
+    ("module", "fairdarts"): "FairDARTS' threshold rule has forms for darts and nb201 only",
+    ("module", "snas_constrained"): "ResourceCost prices the supernet/ops.py registry's ops",
 }
+# P-DARTS on a model: its decisions have 2 or 3 choices, so a stage keeps at most 2.
+SPACE_OVERRIDES = {("module", "pdarts"): ["strategy.stages=[{layers:1,keep:2},{layers:2}]"]}
 
 
 @pytest.mark.parametrize("space, strategy", sorted(NOT_APPLICABLE))
@@ -484,6 +493,7 @@ def test_a_mechanic_that_does_not_apply_to_a_space_says_so(space, strategy):
 # sdarts_rs: sdarts_adv; snas_constrained: snas) and the two hardware-cost ones (run on mbconv).
 DEFAULT_IN = {
     "mbconv": {"darts", "gdas", "spos", "proxyless", "fbnet", "pdarts"},
+    "module": {"darts", "gdas", "spos", "proxyless", "drnas"},
     "nb201": set(STRATEGIES)
     - {"drnas_kl", "drnas_progressive", "sdarts_rs", "snas_constrained", "proxyless", "fbnet"},
 }
@@ -500,7 +510,10 @@ COMPOSITIONS = [
 def test_every_composition_searches_and_discretizes(space, strategy, tmp_path, monkeypatch):
     if (space, strategy) in NOT_APPLICABLE:
         pytest.skip(f"{strategy} x {space}: {NOT_APPLICABLE[space, strategy]}")
-    summary = search_then_discretize(tmp_path, monkeypatch, strategy, f"search_space={space}")
+    summary = search_then_discretize(
+        tmp_path, monkeypatch, strategy, f"search_space={space}",
+        *SPACE_OVERRIDES.get((space, strategy), []),
+    )  # fmt: skip
     assert summary["space"] == space
     if space == "nb201":
         assert summary["genotype"].startswith("|") and summary["genotype"].count("~") == 6

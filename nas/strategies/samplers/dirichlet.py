@@ -54,8 +54,11 @@ class DirichletSampler(Sampler):
             )
         self.probabilities_rule = probabilities
 
-    def setup(self, seed: int = 0, **_) -> None:
+    padded = False  # whether the space pads rows (known when set up: no host sync per step)
+
+    def setup(self, seed: int = 0, space=None, **_) -> None:
         self.seed = seed
+        self.padded = space is not None and space.column_masks() is not None
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed + 104729)
             self.rng_state = torch.get_rng_state()
@@ -68,8 +71,17 @@ class DirichletSampler(Sampler):
         weights = {}
         with self._own_stream(device):
             for cell, a in alphas.items():
+                # Columns a row does not have come as -inf (``Strategy.masked``): drawn at
+                # concentration 1 and dropped, the rest renormalized, which is exactly Dir of the
+                # real columns' concentrations (a Dirichlet's renormalized sub-vector).
                 # No argument validation: it reads a flag back to the host.
-                weights[cell] = Dirichlet(concentration(a), validate_args=False).rsample()
+                if not self.padded:
+                    weights[cell] = Dirichlet(concentration(a), validate_args=False).rsample()
+                    continue
+                real = torch.isfinite(a)
+                conc = torch.where(real, concentration(a.masked_fill(~real, 0.0)), 1.0)
+                theta = Dirichlet(conc, validate_args=False).rsample() * real
+                weights[cell] = theta / theta.sum(-1, keepdim=True)
         return Mixing(weights)
 
     @contextmanager
@@ -99,7 +111,7 @@ class DirichletSampler(Sampler):
             if self.probabilities_rule == "softmax":
                 out[cell] = a.softmax(-1)
             else:
-                conc = concentration(a)
+                conc = concentration(a)  # 0 at a masked column (-inf)
                 out[cell] = conc / conc.sum(-1, keepdim=True)
         return out
 

@@ -24,10 +24,7 @@ def sample_arch(space, generator: torch.Generator) -> Arch:
     """A uniformly random architecture of ``space``, node by node."""
     arch = {}
     for cell in space.cell_types:
-        choice: list[int] = []
-        for n_inputs in space.edges_per_node:
-            choice.extend(space.sample_node(n_inputs, generator))
-        arch[cell] = tuple(choice)
+        arch[cell] = tuple(space.sample_cell(generator))
     return arch
 
 

@@ -96,7 +96,7 @@ class EvolutionSelector(Selector):
             new = list(choice)
             for lo, hi in self._nodes():
                 if self._rand() < self.mutation_prob:
-                    new[lo:hi] = self.space.sample_node(hi - lo, self.generator)
+                    new[lo:hi] = self.space.sample_rows(lo, hi - lo, self.generator)
             out[cell] = tuple(new)
         return out
 

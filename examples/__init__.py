@@ -1,0 +1,1 @@
+"""Examples of searching your own model (``search_space=module``)."""

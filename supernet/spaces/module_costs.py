@@ -1,0 +1,155 @@
+"""Cost tables of a ``module`` space: per decision and choice, the params, MACs and latency of
+the modules that choice builds (``nas.hardware.costs`` sums them with the fixed part).
+
+The places a table counts are the model's top-level choice modules (a ``LayerChoice``, an
+``InputChoice``, a ``Repeat``, a weight-entangled layer); everything else is the fixed part. For
+decision r at choice k a place that depends on r is built as the fixed module of the reference
+architecture (every decision at its default: the largest values) with r set to k, at the input
+shape it has there (its input width following its own ``in_*`` value). So the table is exact
+for decisions that do not share a layer (layer, input and depth choices, a width used by one
+layer's output and the next one's input counts in both rows, each at the other's reference);
+where two decisions size the same layer it is first order around the reference. Decisions nested
+inside another choice (a value choice inside a candidate or a repeated block) are counted at the
+reference within the enclosing choice's entries: their own rows cost nothing. ``stage=profile``
+counts a genotype's child exactly.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from supernet.choices import ChoiceModule, InputChoice, fix_model
+from supernet.choices.values import leaves_of
+from supernet.spaces.shapes import empty_rows, run_hooked
+
+if TYPE_CHECKING:
+    from supernet.spaces.module import ModuleSpace
+
+# The input dimension (of one sample's shape) each fixed plain layer reads its width on.
+_IN_WIDTH = {
+    nn.Linear: ("in_features", -1),
+    nn.Conv2d: ("in_channels", 0),
+    nn.BatchNorm2d: ("num_features", 0),
+}
+
+
+@dataclass(frozen=True)
+class ModuleShape:
+    """One choice's module at one input shape: a cost-table entry (``OpShape``'s interface:
+    ``key``, ``free``, ``build``, ``sample_shape``)."""
+
+    key: str
+    module: nn.Module = field(compare=False, hash=False, repr=False)
+    sample_shape: tuple[int, ...] = ()
+    free: bool = False
+
+    def build(self) -> nn.Module:
+        return copy.deepcopy(self.module)
+
+
+class ShapeStub(nn.Module):
+    """Returns zeros of a fixed per-sample shape: a searched place in the stub child."""
+
+    def __init__(self, shape: Sequence[int]):
+        super().__init__()
+        self.shape = tuple(shape)
+
+    def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        first = args[0]
+        like = first[0] if isinstance(first, (list, tuple)) else first
+        return torch.zeros(like.shape[0], *self.shape, dtype=like.dtype, device=like.device)
+
+
+def _depends_on(module: ChoiceModule) -> list[str]:
+    own = module.own_decision()
+    labels = [own.label] if own is not None else []
+    labels += [leaf.label for leaf in leaves_of(list(module.value_args().values()))]
+    return list(dict.fromkeys(labels))
+
+
+def top_places(model: nn.Module) -> dict[str, ChoiceModule]:
+    """path → choice module, for the choice modules not nested inside another."""
+    out: dict[str, ChoiceModule] = {}
+    for path, m in model.named_modules():
+        if isinstance(m, ChoiceModule) and not any(path.startswith(p + ".") for p in out):
+            out[path] = m
+    return out
+
+
+class ModuleCosts:
+    """Builds a module space's cost rows and stub child (module docstring)."""
+
+    def __init__(self, space: ModuleSpace):
+        self.space = space
+        probe = space.make_model()
+        space._discover(probe)
+        self.probe = probe
+        self.places = top_places(probe)
+        alternatives = "|".join(re.escape(p) for p in self.places)
+        self.pattern = re.compile(rf"^model\.({alternatives})(\.|$)")
+        self.out_shapes: dict[str, tuple[int, ...]] = {}
+
+    def rows(self, child: nn.Module, input_shape: Sequence[int]):
+        space = self.space
+        seen_in: dict[str, tuple[int, ...]] = {}
+        hooks = []
+        modules = dict(child.named_modules())
+        for path in self.places:
+
+            def hook(m, args, out, path=path) -> None:
+                first = args[0]
+                like = first[0] if isinstance(first, (list, tuple)) else first
+                seen_in[path] = tuple(like.shape[1:])
+                self.out_shapes[path] = tuple(out.shape[1:])
+
+            hooks.append((modules[f"model.{path}"], hook))
+        run_hooked(child, input_shape, hooks)
+        rows = empty_rows(space.cell_types, len(space.edges), len(space.ops))
+        reference = {d.label: d.default for d in space.decisions}
+        row_of = {d.label: r for r, d in enumerate(space.decisions)}
+        for path, place in self.places.items():
+            for label in _depends_on(place):
+                r = row_of[label]
+                decision = space.decisions[r]
+                for k, name in enumerate(decision.names):
+                    fixed = fix_model(copy.deepcopy(place), {**reference, label: k}, inherit=False)
+                    shape = _input_shape(fixed, seen_in[path])
+                    free = isinstance(place, InputChoice) or _empty(fixed)
+                    key = f"{space.model_path}|{path}|{label}={name}|{'x'.join(map(str, shape))}"
+                    rows[space.cell_types[0]][r][k].append(ModuleShape(key, fixed, shape, free))
+        return rows
+
+    def stub(self, child: nn.Module) -> nn.Module:
+        stub = copy.deepcopy(child)
+        for path in self.places:
+            parent_path, _, name = f"model.{path}".rpartition(".")
+            parent = stub.get_submodule(parent_path)
+            setattr(parent, name, ShapeStub(self.out_shapes[path]))
+        return stub.eval()
+
+
+def _input_shape(fixed: nn.Module, seen: tuple[int, ...]) -> tuple[int, ...]:
+    """The input shape of ``fixed`` (a place's fixed module): the reference's, its width dim
+    replaced by the plain layer's own input width."""
+    for cls, (attr, dim) in _IN_WIDTH.items():
+        if isinstance(fixed, cls):
+            shape = list(seen)
+            shape[dim] = getattr(fixed, attr)
+            return tuple(shape)
+    if isinstance(fixed, nn.LayerNorm):
+        return (*seen[:-1], fixed.normalized_shape[0])
+    return seen
+
+
+def _empty(module: nn.Module) -> bool:
+    """An identity or an empty block sequence (depth 0): costs nothing."""
+    return isinstance(module, nn.Identity) or (
+        isinstance(module, nn.Sequential) and len(module) == 0
+    )
