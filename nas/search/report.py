@@ -27,6 +27,7 @@ from nas.core.arch import ArchParams
 from nas.core.genotype import count_op, kept_edges, param_free_ops
 from nas.core.resume_point import resume_point, trim_history
 from nas.strategies.regularizers.hardware_cost import HardwareCost
+from supernet.genotypes import Genotype
 
 HISTORY_FILE = "search_history.jsonl"
 FIGURES_DIR = "figures"
@@ -186,7 +187,9 @@ class SearchReport(L.Callback):
         self.images = images
         self.final_images = final_images
         self.extras = list(extras)
-        self.previous: str | None = None  # last epoch's genotype text (edges changed)
+        # Last epoch's genotype (edges changed), as its genotype.json text: complete for every
+        # space (a module genotype's text form lacks its options).
+        self.previous: str | None = None
         # A staged search (P-DARTS) is one fit per stage, each counting epochs from 0: the
         # history and figures count on across stages (nas/run/progressive_depth.py sets these).
         self.stage: int | None = None
@@ -207,7 +210,9 @@ class SearchReport(L.Callback):
             return None
         from nas.core.genotype import parse_genotype_text
 
-        return parse_genotype_text(self.previous, pl_module.space.name)
+        if self.previous.startswith("{"):
+            return Genotype.from_dict(json.loads(self.previous), source="the previous epoch")
+        return parse_genotype_text(self.previous, pl_module.space.name)  # an older checkpoint
 
     def on_train_start(self, trainer: L.Trainer, pl_module) -> None:
         # A resumed search redoes the epochs after its checkpoint: their lines go.
@@ -227,7 +232,7 @@ class SearchReport(L.Callback):
         }
         # Through the module: every logger, and the bar shows skips and entropy.
         pl_module.log_dict(scalars, on_step=False, on_epoch=True, sync_dist=False)
-        self.previous = str(genotype)
+        self.previous = json.dumps(genotype.to_dict())
         if not trainer.is_global_zero:
             return
         epoch, step = self.epoch_offset + trainer.current_epoch, trainer.global_step
