@@ -30,7 +30,9 @@ def module_macs(
     """Multiply-adds per conv / linear module name for one sample of ``input_shape`` (eval
     mode, on the model's device; ``forward_args`` follow the input, e.g. a supernet's mixing
     weights). A conv's count is its output size times its inputs per group times its kernel
-    area; a linear's, its output size times its input features. The one MACs counter: the
+    area; a linear's, its output size times its input features; an ``nn.MultiheadAttention``'s,
+    its four projections and the T x S attention products (scores and weighted sums, the
+    quadratic term). The one MACs counter: the
     cost tables (``nas.hardware.costs``) sum these per op and for the fixed part."""
     out: dict[str, int] = {}
 
@@ -42,13 +44,29 @@ def module_macs(
     def linear_hook(module: nn.Linear, inputs, output, name: str) -> None:
         out[name] = out.get(name, 0) + output.numel() // output.shape[0] * module.in_features
 
+    def attention_hook(module: nn.MultiheadAttention, inputs, output, name: str) -> None:
+        # Its projections are parameters, not Linear modules (no hook of their own): q from the
+        # T queries, k and v from the S keys, T x S scores and weighted sums, the output proj.
+        q, k = inputs[0], inputs[1]
+        seq = 1 if module.batch_first else 0
+        T, S, E = q.shape[seq], k.shape[seq], module.embed_dim
+        n = T * E * E + S * E * (module.kdim + module.vdim) + 2 * T * S * E + T * E * E
+        out[name] = out.get(name, 0) + n
+
     handles = []
+    skip: tuple[str, ...] = ()  # an attention's out_proj: counted by the attention's hook
     for name, m in model.named_modules():
+        if isinstance(m, nn.MultiheadAttention):
+            skip += (f"{name}.out_proj",)
+        if name in skip:
+            continue
         hook = (
             conv_hook
             if isinstance(m, nn.Conv2d)
             else linear_hook
             if isinstance(m, nn.Linear)
+            else attention_hook
+            if isinstance(m, nn.MultiheadAttention)
             else None
         )
         if hook is not None:

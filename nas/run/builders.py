@@ -259,6 +259,31 @@ def child_network(cfg: DictConfig, space: SearchSpace, genotype: Genotype):
     )
 
 
+def inherited_child(cfg: DictConfig, space: SearchSpace, genotype: Genotype, run_dir: Path):
+    """The child network with the searched supernet's weights (``retrain.inherit=true``):
+    the supernet of ``retrain.supernet_checkpoint`` (default: this run's search checkpoint)."""
+    path = Path(cfg.retrain.supernet_checkpoint or run_dir / "checkpoints" / "search" / LAST)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"retrain.inherit=true needs the search's supernet weights, but {path} does not "
+            "exist: run the search in this run directory first, or give "
+            "retrain.supernet_checkpoint=<a search run's checkpoints/search/last.ckpt>."
+        )
+    state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+    supernet = space.build_supernet()
+    prefix = "supernet."
+    weights = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    missing, unexpected = supernet.load_state_dict(weights, strict=False)
+    if missing or unexpected:
+        raise ValueError(
+            f"retrain.supernet_checkpoint={path}: its supernet does not match this search space "
+            f"(missing {missing[:5]}, unexpected {unexpected[:5]}); give the checkpoint of a "
+            "search with the same search_space settings."
+        )
+    check_child_network(cfg, space)
+    return space.child_from_supernet(supernet, genotype)
+
+
 def config_cost_model(cfg: DictConfig, space: SearchSpace) -> CostModel:
     """Cost tables of the child the run retrains (``retrain`` C / layers / network)."""
     return build_cost_model(

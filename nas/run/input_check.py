@@ -42,6 +42,8 @@ def check_inputs(cfg: DictConfig) -> SearchSpace:
     if stage in RETRAIN_STAGES:
         export.check_config(export_settings(cfg))
         builders.check_child_network(cfg, space)
+        if cfg.retrain.get("inherit") and not space.extracts_children:
+            space.child_from_supernet(None, None)  # the space's error, before the search runs
     if stage == "estimate":
         from nas.run.estimate_stage import check_settings
 
@@ -62,7 +64,10 @@ def check_epochs(cfg: DictConfig, stage: str) -> None:
         at_least("strategy.arch_start_epoch", s.arch_start_epoch, 0, "weight-only epochs first")
         at_least("strategy.lr_warmup_epochs", s.lr_warmup_epochs, 0, "warm-up epochs; 0 = off")
     if stage in RETRAIN_STAGES:
-        at_least("retrain.epochs", cfg.retrain.epochs, 1, "the child network's training epochs")
+        inherit = bool(cfg.retrain.get("inherit"))
+        at_least("retrain.epochs", cfg.retrain.epochs, 0 if inherit else 1,
+                 "the child network's training epochs" + ("; 0 = evaluate the inherited weights"
+                                                          if inherit else ""))  # fmt: skip
     if stage in (*SEARCH_STAGES, *RETRAIN_STAGES):
         every = cfg.checkpoint
         at_least("checkpoint.every_n_steps", every.every_n_steps, 0, "training batches; 0 = off")

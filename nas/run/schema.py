@@ -139,6 +139,12 @@ class RetrainConfig:
     label_smoothing: float = 0.0
     dropout: float = 0.0  # on the classifier's input, training only (ProxylessNAS mobile: 0.1)
     no_decay_bn: bool = False  # BatchNorm parameters without weight decay (ProxylessNAS)
+    # Start from the searched supernet's weights instead of from scratch (spaces that extract a
+    # child from the supernet: module); with epochs=0 the child is only evaluated (AutoFormer,
+    # OFA: inherit and evaluate). The weights come from supernet_checkpoint (None: this run's
+    # checkpoints/search/last.ckpt).
+    inherit: bool = False
+    supernet_checkpoint: Optional[str] = None  # noqa: UP045
 
 
 @dataclass

@@ -279,22 +279,28 @@ def retrain(
     search_run: dict | None = None,
 ) -> dict[str, Any]:
     export.check_config(export_settings(cfg))  # a bad export setting fails now, not after training
-    model = builders.child_network(cfg, space, genotype)
+    inherit = bool(cfg.retrain.get("inherit"))
+    build = builders.inherited_child if inherit else builders.child_network
+    extra = (run_dir,) if inherit else ()
+    model = build(cfg, space, genotype, *extra)
     # A second, eager copy, built here as it always was: its draws from the torch RNG come
     # before the training's (building it later or not at all would change the run's numbers).
     # Counted now; after training it takes the trained weights for the export.
-    eager = builders.child_network(cfg, space, genotype)
+    eager = build(cfg, space, genotype, *extra)
     fields = count_fields(cfg, eager)
     module = builders.retrain_module(cfg, model)
     data = builders.retrain_data(cfg)
     trainer = builders.trainer(cfg, run_dir, "retrain", logger, max_epochs=cfg.retrain.epochs)
+    source = "the supernet's weights" if inherit else "scratch"
     log.info(
-        f"retrain: {fields['params']:,} params, {fields['macs']:,} MACs, {cfg.retrain.epochs} epochs"
+        f"retrain: {fields['params']:,} params, {fields['macs']:,} MACs, {cfg.retrain.epochs} "
+        f"epochs from {source}"
     )
     start = time.perf_counter()
-    trainer.fit(
-        module, datamodule=data, ckpt_path=builders.resume_checkpoint(cfg, run_dir, "retrain")
-    )
+    if cfg.retrain.epochs > 0:  # 0 (with inherit): evaluate the inherited weights only
+        trainer.fit(
+            module, datamodule=data, ckpt_path=builders.resume_checkpoint(cfg, run_dir, "retrain")
+        )
     if trainer.interrupted:
         raise KeyboardInterrupt("retrain interrupted; no results written")
     results = trainer.test(module, datamodule=data, verbose=False)
@@ -304,6 +310,7 @@ def retrain(
         "genotype": str(genotype),
         "test_acc": test_acc,
         "retrain_epochs": cfg.retrain.epochs,
+        "retrain_inherited": inherit,
         "retrain_skipped_steps": module.skipped_steps,
         "retrain_wall_time_s": time.perf_counter() - start,
     }
@@ -312,7 +319,9 @@ def retrain(
     if is_wandb(logger) and trainer.is_global_zero:
         ckpt = run_dir / "checkpoints" / "retrain" / "last.ckpt"
         exported = [Path(f) for f in export.exported_files(fields)]
-        files = {"retrained": ("model", ckpt), "exported": ("model", exported)}
+        files = {"exported": ("model", exported)}
+        if ckpt.is_file():  # none when the inherited weights were only evaluated (epochs=0)
+            files["retrained"] = ("model", ckpt)
         artifacts = wandb_run.log_artifacts(logger, cfg, files)
         wandb_run.update_summary(logger, fields)
         retrain_run = {**wandb_run.run_fields(logger), "artifacts": artifacts}

@@ -108,6 +108,8 @@ class SearchSpace(ABC):
     layers_unit: ClassVar[str] = "cells"
     child_op_pattern: ClassVar[re.Pattern[str] | None] = None
     benchmark_file: str | None = None  # its tabular benchmark's file, where it has one
+    # Whether ``child_from_supernet`` builds a child with the supernet's weights.
+    extracts_children: ClassVar[bool] = False
 
     @classmethod
     def banner(cls, options: Mapping[str, object]) -> str:
@@ -143,6 +145,12 @@ class SearchSpace(ABC):
         """A uniformly random discrete choice for one node: per incoming edge an op index, or
         -1 where the edge is unused. Default: every edge carries one of all the ops."""
         return torch.randint(len(self.ops), (n_inputs,), generator=generator).tolist()
+
+    def alpha_labels(self, cell: str) -> tuple[list[str], list[list[str]]] | None:
+        """How figures name α's rows and each row's columns (the ``module`` space: decision
+        labels and their choices), or None for the default: rows ``input->node``, columns
+        the op names."""
+        return None
 
     # ---- rows with fewer choices than α has columns --------------------------------------
     def choice_counts(self) -> tuple[int, ...] | None:
@@ -217,6 +225,15 @@ class SearchSpace(ABC):
         """The standalone network of a genotype, trained from scratch in retraining.
         ``sizes``: ``C``, ``layers``, ``auxiliary`` and ``network`` (one of
         ``child_networks``); a space ignores those it has no use for."""
+
+    def child_from_supernet(self, supernet: nn.Module, genotype: GenotypeBase) -> nn.Module:
+        """The child network of ``genotype`` with the searched supernet's weights
+        (``retrain.inherit=true``); the supernet is left unchanged."""
+        raise ValueError(
+            f"retrain.inherit=true: search_space={self.name} does not extract a child network "
+            "with the supernet's weights (its child is built from scratch: retrain.inherit=false). "
+            "Spaces that do: module."
+        )
 
     @abstractmethod
     def validate_genotype(self, genotype: GenotypeBase, check_ops: bool = True) -> None:

@@ -130,6 +130,7 @@ class ModuleSpace(SearchSpace):
     genotype_type = ModuleGenotype
     child_networks = ("module",)
     layers_unit = "decisions"
+    extracts_children = True
 
     def __init__(
         self,
@@ -229,6 +230,9 @@ class ModuleSpace(SearchSpace):
     # ---- α rows ---------------------------------------------------------------------------
     def choice_counts(self) -> tuple[int, ...]:
         return self._counts
+
+    def alpha_labels(self, cell: str) -> tuple[list[str], list[list[str]]]:
+        return [d.label for d in self.decisions], [list(d.names) for d in self.decisions]
 
     def allowed_ops(self, row: int) -> tuple[int, ...]:
         return tuple(range(self._counts[row]))

@@ -47,7 +47,7 @@ class ModuleGenotype(GenotypeBase):
     space: str = "module"
 
     known_ops: ClassVar[frozenset[str]] = frozenset()
-    diagram: ClassVar[str] = "chain"
+    diagram: ClassVar[str] = "decisions"
 
     def __post_init__(self) -> None:
         choices = tuple((str(k), _freeze(v)) for k, v in dict(self.choices).items())
