@@ -176,11 +176,11 @@ class CostModel:
         if shape.free:
             return 0.0
         if kind == "latency":
-            return self._latency(shape.key)
+            return shape.sign * self._latency(shape.key)
         cache = self.__dict__.setdefault("_op_cache", {})
         if (shape.key, kind) not in cache:  # the same shape recurs in every cell of a stage
             cache[shape.key, kind] = op_cost(shape, kind)
-        return cache[shape.key, kind]
+        return shape.sign * cache[shape.key, kind]
 
     def set_latency(self, entries: dict[str, float]) -> None:
         self.latency = dict(entries)

@@ -19,18 +19,27 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
 from matplotlib.lines import Line2D
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Patch, Rectangle
+from matplotlib.textpath import TextPath
 
 from nas.core.genotype import Genotype, GenotypeBase, kept_edges
 from nas.core.plots import DPI, save_png  # noqa: F401 - re-exported for the search's figures
+from supernet.choices.decision import choice_name
 
 CMAP = "RdBu_r"
 SKIPPED_LAYER = "zero"  # a MobileNet chain's choice to leave the layer out (its output = input)
 LAYERS_PER_ROW = 6  # a MobileNet chain's diagram wraps after this many layers
 CHOSEN_GID = "chosen"  # gid of the outline rectangles, so tests and callers can find them
+PADDING_GID = "padding"  # gid of a decision heatmap's hatched padding cells
+PADDING_COLOUR = "#e4e4e4"  # a decision heatmap's padding cells (no choice there)
+MAX_NAME_CHARS = 18  # longer choice names are shortened in the decision figures
+DECISIONS_MAX_WIDTH = 11.0  # inches: a decision list wraps its options past this width
+CHOSEN_COLOUR = "#b35806"  # a decision list's chosen option
 
 # Op family -> (colour, line style) of the diagrams' edges.
 FAMILIES = {
@@ -140,6 +149,122 @@ def alpha_heatmap(
     )
     white = f"uniform 1/K = {uniform:.3g}" if centre is None else f"neutral {uniform:.3g}"
     bar.set_label(f"weight (white = {white}; blue 0, red 1)", fontsize=8)
+    bar.ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def _row_scale(p: np.ndarray, uniform: np.ndarray) -> np.ndarray:
+    """Weights mapped per row onto [0, 1]: 0 -> 0, the row's ``uniform`` -> 0.5, 1 -> 1
+    (piecewise linear; weights outside [0, 1] land outside and the colour map clips them)."""
+    u = np.broadcast_to(uniform, p.shape)
+    below = 0.5 * p / np.maximum(u, 1e-12)
+    above = 0.5 + 0.5 * (p - u) / np.maximum(1.0 - u, 1e-12)
+    return np.where(p <= u, below, above)
+
+
+def _shorten(text: str, limit: int = MAX_NAME_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def decision_heatmap(
+    probs,
+    rows: Sequence[str],
+    names: Sequence[Sequence[str]],
+    chosen: Iterable[tuple[int, int]] = (),
+    title: str = "",
+    centre: float | None = None,
+) -> Figure:
+    """A ``module`` space's α: one row per decision, each cell its choice's name and weight.
+
+    Decisions have different numbers of choices ``n``, α's rows are padded to the longest; a
+    padding column (``r >= len(names[row])``) is no choice: masked (NaN) in the image, drawn
+    light grey and hatched, without text. Each row is coloured on its own uniform, as
+    ``alpha_heatmap`` colours on 1/K: weight ``0`` full blue, the row's ``1/n`` white, ``1``
+    full red (piecewise linear per row; the image holds that position on ``[0, 1]``, so
+    ``norm(value) == 0.5`` is white in every row), so a decided 2-choice and a decided
+    3-choice decision are equally saturated and an undecided one is white whatever its ``n``.
+    With ``centre`` (FairDARTS' independent σ weights) every row is white at ``centre``.
+
+    Args:
+        probs: ``[D, K]`` tensor or array of weights (K = the longest decision's choices; the
+            values in padding columns are ignored).
+        rows: the D decision labels (the y tick labels).
+        names: per decision, its choices' names (at most K; a cell shows ``name`` over its
+            weight; names longer than ``MAX_NAME_CHARS`` are shortened with "…").
+        chosen: ``(row, column)`` cells the genotype chooses; each gets a thick black outline
+            (gid ``CHOSEN_GID``).
+        title: the axes title (the spread ``max |p − 1/n|`` is added on a second line).
+        centre: the white value for every row in place of its 1/n.
+
+    Raises:
+        ValueError: ``probs`` is not ``[len(rows), K]`` with K at least every row's choices.
+    """
+    if hasattr(probs, "detach"):
+        probs = probs.detach().cpu().double().numpy()
+    data = np.asarray(probs, dtype=np.float64)
+    D = len(rows)
+    counts = np.array([len(n) for n in names], dtype=int)
+    if len(names) != D or data.ndim != 2 or data.shape[0] != D or data.shape[1] < counts.max():
+        raise ValueError(
+            f"probs has shape {data.shape}, expected [decisions, choices] = "
+            f"[{D}, >= {int(counts.max()) if len(counts) else 0}] ({len(names)} name lists)."
+        )
+    K = data.shape[1]
+    real = np.arange(K)[None, :] < counts[:, None]
+    uniform = (1.0 / counts if centre is None else np.full(D, float(centre)))[:, None]
+    scaled = np.where(real, _row_scale(data, uniform), np.nan)
+    gaps = np.abs(data - uniform)[real & np.isfinite(data)]
+    spread = float(gaps.max()) if gaps.size else 0.0
+    digits = 4 if spread < 0.01 else 3
+
+    shown = [[_shorten(str(n)) for n in row] for row in names]
+    widest = max((len(n) for row in shown for n in row), default=1)
+    longest_row = max((len(str(r)) for r in rows), default=1)
+    cell_w = max(0.8, 0.066 * widest + 0.3)
+    width = max(cell_w * K + 0.07 * longest_row + 2.6, 5.6)  # room for the title and legend
+    fig = Figure(figsize=(width, max(0.46 * D + 2.0, 3.0)), dpi=DPI)
+    ax = fig.subplots()
+    cmap = colormaps[CMAP].with_extremes(bad=PADDING_COLOUR)
+    norm = TwoSlopeNorm(vmin=0.0, vcenter=0.5, vmax=1.0)
+    im = ax.imshow(
+        np.ma.masked_invalid(scaled), cmap=cmap, norm=norm, aspect="auto", interpolation="nearest"
+    )
+    for r in range(D):
+        for c in range(K):
+            if not real[r, c]:
+                box = Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, hatch="///", lw=0)
+                ax.add_patch(box).set(edgecolor="#b5b5b5", gid=PADDING_GID)
+                continue
+            red, green, blue, _ = cmap(norm(scaled[r, c]))
+            dark = 0.299 * red + 0.587 * green + 0.114 * blue < 0.5
+            text = f"{shown[r][c]}\n{data[r, c]:.{digits}f}"
+            colour = "white" if dark else "black"
+            ax.text(c, r, text, fontsize=7, color=colour, linespacing=1.25, **_CENTRED)
+    chosen = sorted(set(chosen))
+    for r, c in chosen:
+        box = Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, ec="black", lw=2.2, gid=CHOSEN_GID)
+        ax.add_patch(box).set_clip_on(False)
+    ax.set_xticks([])
+    ax.set_yticks(range(D), list(rows), fontsize=8)
+    ax.set_xlabel("choice (name, weight); hatched: none, the decision has fewer", fontsize=8)
+    ax.set_ylabel("decision", fontsize=8)
+    ax.tick_params(length=0)
+    symbol = "p − 1/n" if centre is None else f"w − {float(centre):.3g}"
+    stated = f"max |{symbol}| = {spread:.{digits}f}"
+    ax.set_title(f"{title}\n{stated}" if title else stated, fontsize=9, loc="left")
+    if chosen:
+        outline = Patch(facecolor="none", edgecolor="black", linewidth=2, label="chosen")
+        legend = {"fontsize": 7, "frameon": False, "borderaxespad": 0.2, "handlelength": 1.2}
+        ax.legend(handles=[outline], loc="lower right", bbox_to_anchor=(1.0, 1.0), **legend)
+    bar = fig.colorbar(im, ax=ax, fraction=0.05, pad=0.03)
+    bar.set_ticks([0.0, 0.5, 1.0])
+    middle = "1/n" if centre is None else f"{float(centre):.3g}"
+    bar.set_ticklabels(["0", middle, "1"])
+    white = "uniform 1/n" if centre is None else middle
+    bar.set_label(
+        f"weight, per row: blue 0,\nwhite {white}, red 1 (n: the row's choices)", fontsize=8
+    )
     bar.ax.tick_params(labelsize=7)
     fig.tight_layout()
     return fig
@@ -396,8 +521,114 @@ def layer_chain(ops: Sequence[str], title: str = "", per_row: int = LAYERS_PER_R
     return graph.finish(title)
 
 
+def _text_width(text: str, size: float, bold: bool = False) -> float:
+    """The width of ``text`` at ``size`` points, in inches (measured on its glyphs' path)."""
+    if not text:
+        return 0.0
+    prop = FontProperties(size=size, weight="bold" if bold else "normal")
+    return TextPath((0, 0), text.replace("$", "S"), prop=prop).get_extents().width / 72.0
+
+
+def decision_list(
+    decisions: Sequence[tuple[str, str, Sequence[str]]],
+    title: str = "",
+    max_width: float = DECISIONS_MAX_WIDTH,
+) -> Figure:
+    """A ``module`` genotype as a list: one band per decision, ``label: chosen`` and then its
+    options as boxes, the chosen one filled (gid ``CHOSEN_GID``), the others outlined.
+
+    Text is measured and laid out in inches, so nothing overlaps whatever the names' lengths:
+    the figure is as wide as the longest line (options wrap onto further lines of the band past
+    ``max_width`` inches) and as tall as the bands.
+
+    Args:
+        decisions: per decision ``(label, chosen name, option names)`` (options may be empty).
+        title: drawn above the list.
+    """
+    size, line, gap, pad = 9.0, 0.3, 0.12, 0.06  # points; inches
+    margin = 0.25
+    rows, picked = [], []
+    for label, pick, options in decisions:
+        options = [str(o) for o in options]
+        picked.append(options.index(str(pick)) if str(pick) in options else None)
+        rows.append((_shorten(str(label), 40), _shorten(str(pick)), [_shorten(o) for o in options]))
+    label_w = max([_text_width(r[0], size) for r in rows] + [_text_width("decision", 8)])
+    pick_w = max([_text_width(r[1], size, bold=True) for r in rows] + [_text_width("chosen", 8)])
+    x_pick = margin + label_w + 0.3
+    x_opts = x_pick + pick_w + 0.4
+    # Each option box's left edge, wrapping past max_width onto the band's next line.
+    placed, right = [], max(x_opts + _text_width("options (filled: chosen)", 8), 1.0)
+    right = max(right, margin + _text_width(title, 10))
+    for (_, _, options), pick in zip(rows, picked):
+        spots, x, y = [], x_opts, 0
+        for k, name in enumerate(options):
+            w = _text_width(name, size, bold=k == pick) + 2 * pad
+            if x > x_opts and x + w > max_width - margin:
+                x, y = x_opts, y + 1
+            spots.append((x, y, w))
+            x += w + gap
+            right = max(right, x - gap)
+        placed.append((spots, y + 1))
+    top = 0.5 if title else 0.2
+    height = top + 0.35 + line * sum(n for _, n in placed) + 0.2
+    width = right + margin
+    fig = Figure(figsize=(width, height), dpi=DPI)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_xlim(0, width)
+    ax.set_ylim(height, 0)  # inches from the top
+    ax.axis("off")
+    if title:
+        ax.text(margin, 0.3, title, fontsize=10, va="center", ha="left", parse_math=False)
+    y = top + 0.15
+    header = {"fontsize": 8, "color": "#666666", "va": "center", "ha": "left"}
+    ax.text(margin, y, "decision", **header)
+    ax.text(x_pick, y, "chosen", **header)
+    ax.text(x_opts, y, "options (filled: chosen)", **header)
+    y += 0.2
+    text = {"va": "center", "ha": "left", "fontsize": size, "parse_math": False}
+    for band_k, ((label, pick, options), (spots, n_lines)) in enumerate(zip(rows, placed)):
+        if band_k % 2 == 0:
+            band = Rectangle((0.08, y), width - 0.16, line * n_lines, lw=0, fc="#f2f2f2")
+            ax.add_patch(band)
+        mid = y + line / 2
+        ax.text(margin, mid, label, **text)
+        ax.text(x_pick - 0.2, mid, ":", **text)
+        ax.text(x_pick, mid, pick, fontweight="bold", color=CHOSEN_COLOUR, **text)
+        for k, (name, (x, row, w)) in enumerate(zip(options, spots)):
+            cy = mid + line * row
+            chosen = k == picked[band_k]
+            box = FancyBboxPatch(
+                (x, cy - 0.1), w, 0.2, boxstyle="round,pad=0,rounding_size=0.05", lw=1.0
+            )
+            box.set(gid=CHOSEN_GID if chosen else None, zorder=2)
+            box.set(fc="#fdd49e" if chosen else "white", ec=CHOSEN_COLOUR if chosen else "#b0b0b0")
+            ax.add_patch(box)
+            colour = "black" if chosen else "#555555"
+            weight = "bold" if chosen else "normal"
+            ax.text(x + pad, cy, name, color=colour, fontweight=weight, zorder=3, **text)
+        y += line * n_lines
+    return fig
+
+
+def _decisions(genotype: GenotypeBase, edges, cell_type: str, title: str) -> Figure:
+    """A ``module`` genotype's decisions: ``decision_list`` of its choices and options."""
+    options = dict(getattr(genotype, "options", ()))
+    return decision_list(
+        [
+            (label, choice_name(pick), [choice_name(o) for o in options.get(label, ())])
+            for label, pick in genotype.choices
+        ],
+        title,
+    )
+
+
 # ``GenotypeBase.diagram`` -> the function drawing one cell type of such a genotype.
-DIAGRAMS = {"two_input_cell": _two_input_cell, "dag": _dag, "chain": _chain}
+DIAGRAMS = {
+    "two_input_cell": _two_input_cell,
+    "dag": _dag,
+    "chain": _chain,
+    "decisions": _decisions,
+}
 
 
 def genotype_figures(genotype: GenotypeBase, title_prefix: str = "") -> dict[str, Figure]:

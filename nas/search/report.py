@@ -15,7 +15,7 @@ Reads α once per epoch, so the training step stays free of host synchronisation
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -135,20 +135,43 @@ def schedule_metrics(pl_module) -> dict[str, float]:
 
 
 def draw_figures(
-    probs, arch: ArchParams, genotype, out_dir: Path, title: str, centre: float | None = None
+    probs,
+    arch: ArchParams,
+    genotype,
+    out_dir: Path,
+    title: str,
+    centre: float | None = None,
+    labels: Callable[[str], tuple[list[str], list[list[str]]] | None] | None = None,
 ) -> dict[str, Path]:
     """α heatmaps and cell diagrams of ``genotype`` as PNGs in ``out_dir``: ``alpha_<cell>``,
     ``cell_<cell>`` (one per searched cell type); ``centre``: the heatmaps' white value (None:
-    1/K)."""
-    from nas.search.figures import alpha_heatmap, chosen_cells, genotype_figures, save_png
+    1/K). ``labels``: the space's ``alpha_labels`` (cell -> (row labels, each row's choice
+    names), or None); where it names a cell's rows, that cell's α is a ``decision_heatmap``
+    (one row per decision, its own choices), else an ``alpha_heatmap`` (edges x ops)."""
+    from nas.search.figures import (
+        alpha_heatmap,
+        chosen_cells,
+        decision_heatmap,
+        genotype_figures,
+        save_png,
+    )
 
     marks = chosen_cells(genotype, arch.edges, arch.ops)
     paths: dict[str, Path] = {}
     for cell, p in probs.items():
-        fig = alpha_heatmap(
-            p.detach().double().cpu(), arch.ops, arch.edges, marks.get(cell, ()),
-            title=f"{title}: {cell} cell α (outlined: kept by the genotype)", centre=centre,
-        )  # fmt: skip
+        named = labels(cell) if labels is not None else None
+        p = p.detach().double().cpu()
+        if named is not None:
+            rows, names = named
+            fig = decision_heatmap(
+                p, rows, names, marks.get(cell, ()),
+                title=f"{title}: α per decision (outlined: chosen)", centre=centre,
+            )  # fmt: skip
+        else:
+            fig = alpha_heatmap(
+                p, arch.ops, arch.edges, marks.get(cell, ()),
+                title=f"{title}: {cell} cell α (outlined: kept by the genotype)", centre=centre,
+            )  # fmt: skip
         paths[f"alpha_{cell}"] = save_png(fig, out_dir / f"alpha_{cell}.png")
     for cell, fig in genotype_figures(genotype, title_prefix=f"{title}: ").items():
         paths[f"cell_{cell}"] = save_png(fig, out_dir / f"cell_{cell}.png")
@@ -258,7 +281,10 @@ class SearchReport(L.Callback):
             # Counted from 1, as the console counts epochs (history and metrics keep Lightning's 0).
             out_dir = self.run_dir / FIGURES_DIR / "search" / f"epoch_{epoch + 1:03d}"
             title = f"epoch {epoch + 1}/{self.total_epochs or trainer.max_epochs}"
-            paths = draw_figures(probs, pl_module.arch, genotype, out_dir, title, centre)
+            paths = draw_figures(
+                probs, pl_module.arch, genotype, out_dir, title, centre,
+                labels=pl_module.space.alpha_labels,
+            )  # fmt: skip
             log_images(loggers, paths, "search", step)
 
     def finalize(self, trainer: L.Trainer, pl_module) -> dict[str, str]:
@@ -269,6 +295,7 @@ class SearchReport(L.Callback):
         paths = draw_figures(
             pl_module.probabilities(), pl_module.arch, pl_module.genotype(),
             self.run_dir / FIGURES_DIR, "final", weight_kind(pl_module)[1],
+            labels=pl_module.space.alpha_labels,
         )  # fmt: skip
         log_images(wandb_loggers(trainer), paths, "final", trainer.global_step)
         return {name: str(path) for name, path in paths.items()}

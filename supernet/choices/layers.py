@@ -63,6 +63,9 @@ class _Entangled(ChoiceModule):
     def __init__(self, **values: Any):
         super().__init__()
         self._values = values
+        # Refuse bad sizes now: the weights are made at the largest sizes, which a float or a
+        # size below 1 would fail with an unclear error (``discover`` checks again).
+        self.check()
 
     def value_args(self) -> dict[str, Any]:
         return dict(self._values)

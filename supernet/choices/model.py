@@ -61,7 +61,13 @@ def discover(model: nn.Module) -> list[Decision]:
                 d = share(leaf.label, fresh, _place(path, arg))
                 if bound is not None and bound is not d and bound.label in decisions:
                     if decisions[bound.label] is not bound:
-                        raise ChoiceError(f"value choice {leaf!r} is bound to two decisions.")
+                        raise ChoiceError(
+                            f"value choice {leaf!r} (at {_place(path, arg)}) already belongs to "
+                            "another model (or an earlier discover of this one): a value choice "
+                            "is one model's decision. Create value choices in the model's "
+                            "__init__, not as default arguments or module-level constants that "
+                            "every instance shares."
+                        )
                 leaf.decision = d
         module.check()
     return list(decisions.values())

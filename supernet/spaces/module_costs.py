@@ -3,20 +3,21 @@ the modules that choice builds (``nas.hardware.costs`` sums them with the fixed 
 
 The places a table counts are the model's top-level choice modules (a ``LayerChoice``, an
 ``InputChoice``, a ``Repeat``, a weight-entangled layer); everything else is the fixed part. For
-decision r at choice k a place that depends on r is built as the fixed module of the reference
-architecture (every decision at its default: the largest values) with r set to k, at the input
-shape it has there (its input width following its own ``in_*`` value). So the table is exact
-for decisions that do not share a layer (layer, input and depth choices, a width used by one
-layer's output and the next one's input counts in both rows, each at the other's reference);
-where two decisions size the same layer it is first order around the reference. Decisions nested
-inside another choice (a value choice inside a candidate or a repeated block) are counted at the
-reference within the enclosing choice's entries: their own rows cost nothing. ``stage=profile``
-counts a genotype's child exactly.
+decision r at choice k a place that depends on r (its own decision, then the decisions nested
+inside it) is built as the fixed module of the reference architecture (every decision at its
+default: the largest values) with r set to k, at the input shape it has there (its input width
+following its own ``in_*`` value). A place's first decision's entries hold its whole cost; a
+further decision's entries hold the change from the reference (the place at r = k minus the
+place at the reference: a ``sign=-1`` entry). So the table is exact for decisions that do not
+share a place, exact at the reference, and first order around the reference where several
+decisions size one place (a width shared by every layer). ``stage=profile`` counts a genotype's
+child exactly.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ class ModuleShape:
     module: nn.Module = field(compare=False, hash=False, repr=False)
     sample_shape: tuple[int, ...] = ()
     free: bool = False
+    sign: int = 1  # -1: subtracted (the reference term of a place's further decision)
 
     def build(self) -> nn.Module:
         return copy.deepcopy(self.module)
@@ -67,10 +69,14 @@ class ShapeStub(nn.Module):
         return torch.zeros(like.shape[0], *self.shape, dtype=like.dtype, device=like.device)
 
 
-def _depends_on(module: ChoiceModule) -> list[str]:
-    own = module.own_decision()
-    labels = [own.label] if own is not None else []
-    labels += [leaf.label for leaf in leaves_of(list(module.value_args().values()))]
+def _depends_on(place: ChoiceModule) -> list[str]:
+    """The decisions a place's cost depends on: its own, then those nested inside it."""
+    labels: list[str] = []
+    for module in place.modules():
+        if isinstance(module, ChoiceModule):
+            own = module.own_decision()
+            labels += [own.label] if own is not None else []
+            labels += [leaf.label for leaf in leaves_of(list(module.value_args().values()))]
     return list(dict.fromkeys(labels))
 
 
@@ -115,16 +121,26 @@ class ModuleCosts:
         reference = {d.label: d.default for d in space.decisions}
         row_of = {d.label: r for r, d in enumerate(space.decisions)}
         for path, place in self.places.items():
-            for label in _depends_on(place):
+            for i, label in enumerate(_depends_on(place)):
                 r = row_of[label]
-                decision = space.decisions[r]
-                for k, name in enumerate(decision.names):
-                    fixed = fix_model(copy.deepcopy(place), {**reference, label: k}, inherit=False)
-                    shape = _input_shape(fixed, seen_in[path])
-                    free = isinstance(place, InputChoice) or _empty(fixed)
-                    key = f"{space.model_path}|{path}|{label}={name}|{'x'.join(map(str, shape))}"
-                    rows[space.cell_types[0]][r][k].append(ModuleShape(key, fixed, shape, free))
+                for k in range(len(space.decisions[r].choices)):
+                    entries = rows[space.cell_types[0]][r][k]
+                    entries.append(self._entry(path, place, {**reference, label: k}, seen_in[path]))
+                    if i:  # a further decision of the place: the change from the reference
+                        entries.append(self._entry(path, place, reference, seen_in[path], -1))
         return rows
+
+    def _entry(
+        self, path: str, place: ChoiceModule, assignment: dict, seen: tuple, sign: int = 1
+    ) -> ModuleShape:
+        """The place's fixed module at ``assignment`` and its input shape."""
+        fixed = fix_model(copy.deepcopy(place), assignment, inherit=False)
+        shape = _input_shape(fixed, seen)
+        free = isinstance(place, InputChoice) or _empty(fixed)
+        # The module's own text tells configurations of one path apart (widths, heads, ...).
+        digest = hashlib.sha1(repr(fixed).encode()).hexdigest()[:10]
+        key = f"{self.space.model_path}|{path}|{'x'.join(map(str, shape))}|{digest}"
+        return ModuleShape(key, fixed, shape, free, sign)
 
     def stub(self, child: nn.Module) -> nn.Module:
         stub = copy.deepcopy(child)
@@ -137,14 +153,15 @@ class ModuleCosts:
 
 def _input_shape(fixed: nn.Module, seen: tuple[int, ...]) -> tuple[int, ...]:
     """The input shape of ``fixed`` (a place's fixed module): the reference's, its width dim
-    replaced by the plain layer's own input width."""
-    for cls, (attr, dim) in _IN_WIDTH.items():
-        if isinstance(fixed, cls):
-            shape = list(seen)
-            shape[dim] = getattr(fixed, attr)
-            return tuple(shape)
-    if isinstance(fixed, nn.LayerNorm):
-        return (*seen[:-1], fixed.normalized_shape[0])
+    replaced by the input width of the first layer that reads one (a candidate's first conv)."""
+    for module in fixed.modules():
+        for cls, (attr, dim) in _IN_WIDTH.items():
+            if isinstance(module, cls):
+                shape = list(seen)
+                shape[dim] = getattr(module, attr)
+                return tuple(shape)
+        if isinstance(module, nn.LayerNorm):
+            return (*seen[:-1], module.normalized_shape[0])
     return seen
 
 

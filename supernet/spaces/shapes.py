@@ -35,6 +35,7 @@ class OpShape:
     H: int
     W: int
     se: bool = False
+    sign: int = 1  # -1: the entry is subtracted (a first-order cost model's reference term)
 
     @property
     def key(self) -> str:

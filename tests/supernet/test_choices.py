@@ -252,7 +252,7 @@ def test_linear_slices_and_mixes():
     assert layer.weight.shape == (5, 8)
     x = torch.randn(3, 8)
     check_entangled(layer, x, lambda x, v: x[:, : v["in"]], lambda y: pad(y, 5, 1))
-    nobias = Linear(8, fout, bias=False)
+    nobias = Linear(8, ValueChoice([3, 5], label="out"), bias=False)
     check_entangled(nobias, x, lambda x, v: x, lambda y: pad(y, 5, 1))
     with pytest.raises(ChoiceError, match="needs its largest value, 8"):
         layer(torch.randn(3, 6))
@@ -391,7 +391,7 @@ def test_a_label_reused_with_other_choices_is_refused_naming_both_places():
     assert "a.out_features" in str(err.value) and "b.out_features" in str(err.value)
     model = Holder(
         a=LayerChoice([nn.ReLU(), nn.Tanh()], label="x"),
-        b=Linear(4, ValueChoice([0, 1], label="x")),
+        b=Linear(4, ValueChoice([1, 2], label="x")),
     )
     with pytest.raises(ChoiceError, match="a layer choice .* and a value choice"):
         discover(model)
@@ -401,11 +401,11 @@ def test_a_label_reused_with_other_choices_is_refused_naming_both_places():
 
 
 def test_a_dependent_width_slices():
+    alone = Linear(4, 4 * ValueChoice([2, 4], label="ratio"))
+    check_entangled(alone, torch.randn(3, 4), lambda x, v: x, lambda y: pad(y, 16, 1))
     ratio = ValueChoice([2, 4], label="ratio")
     fc1, fc2 = Linear(4, 4 * ratio), Linear(4 * ratio, 4)
     assert fc1.weight.shape == (16, 4) and fc2.weight.shape == (4, 16)
-    x = torch.randn(3, 4)
-    check_entangled(fc1, x, lambda x, v: x, lambda y: pad(y, 16, 1))
     (d,) = discover(Holder(fc1=fc1, fc2=fc2))
     assert d.label == "ratio" and fc1._values["out_features"].leaves() == [ratio]
     h = torch.randn(3, 16)
@@ -421,25 +421,26 @@ def test_expressions_evaluate():
     w, h = ValueChoice([8, 16], label="w"), ValueChoice([2, 4], label="h")
     e = (w // h) * 3 + 1 - w // 8
     assert e.leaves() == [w, h]
-    assert e.all_values() == [13, 7, 24, 12]
-    assert e.max() == 24
+    assert e.all_values() == [12, 6, 23, 11]
+    assert e.max() == 23
     assert e.evaluate({w: 8, h: 4}) == 6 and (2 * w).evaluate({w: 16}) == 32
 
 
 @pytest.mark.parametrize(
     "make, value",
     [
-        (lambda w: Linear(4, w / 3), "2.0"),  # 6 / 3 is the float 2.0
+        (lambda w: Linear(4, w / 3), "2.0"),  # 6 / 3 is the float 2.0, the largest 4.0
         (lambda w: Linear(4, w - 6), "0"),
+        (lambda w: Linear(w - 20, 4), "-14"),  # even the largest is below 1
         (lambda w: Conv2d(1, 12 // w - 2, 3), "0"),
         (lambda w: LayerNorm(w - 8), "-2"),
         (lambda w: BatchNorm2d(w * 0.5), "3.0"),
     ],
 )
 def test_expressions_not_positive_ints_are_refused(make, value):
-    layer = make(ValueChoice([6, 12], label="w"))
+    # refused when the layer is made (its largest size is no size) or else at discover
     with pytest.raises(ChoiceError, match="must be a positive integer for every choice") as err:
-        discover(Holder(layer=layer))
+        discover(Holder(layer=make(ValueChoice([6, 12], label="w"))))
     assert f"takes the value {value}" in str(err.value) and "use //" in str(err.value)
 
 
@@ -482,10 +483,9 @@ def test_bad_definitions_are_refused(make, message):
         make()
 
 
-def test_even_kernels_are_refused_at_discover():
-    layer = Conv2d(2, 2, ValueChoice([3, 4], label="k"))
+def test_even_kernels_are_refused():
     with pytest.raises(ChoiceError, match="takes the even value 4; kernels must be odd"):
-        discover(Holder(layer=layer))
+        discover(Holder(layer=Conv2d(2, 2, ValueChoice([3, 4], label="k"))))
     with pytest.raises(ChoiceError, match="kernels must be odd"):
         discover(Holder(layer=Conv2d(2, ValueChoice([2, 4]), 2)))
 
@@ -515,6 +515,21 @@ class BadChoice(nn.Module):
 
     def forward(self, x):
         return self.fc(x.flatten(1))
+
+
+class SharedAcrossInstances(nn.Module):
+    def __init__(self, num_classes: int = 10, width=ValueChoice([4, 8], label="w")):
+        super().__init__()  # the default argument is one object for every instance
+        self.fc = Linear(64, width)
+        self.head = Linear(width, num_classes)
+
+    def forward(self, x):
+        return self.head(self.fc(x.flatten(1)))
+
+
+def test_a_value_choice_shared_by_two_models_is_refused():
+    with pytest.raises(ChoiceError, match="already belongs to another model.*__init__"):
+        build_space("module", (1, 8, 8), 10, model=f"{HERE}.SharedAcrossInstances")
 
 
 def test_bad_models_are_refused():
