@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -35,7 +35,7 @@ from torch import nn
 
 from nas.hardware.profile import count_macs, count_params, module_macs
 from supernet.spaces import SPACES
-from supernet.spaces.shapes import FREE_OPS, OpShape
+from supernet.spaces.shapes import FREE_OPS, JointCost, OpShape
 
 __all__ = [
     "FREE_OPS",
@@ -120,17 +120,19 @@ class CostModel:
     input_shape: tuple[int, ...]
     latency: dict[str, float] | None = None
     _tables: dict[str, dict[str, torch.Tensor]] | None = None
+    # Places priced per joint choice of several rows (``SearchSpace.cost_places``).
+    joint: list[JointCost] = field(default_factory=list)
 
     # ---- tables -------------------------------------------------------------------------
     def op_shapes(self) -> list[OpShape]:
         """Every distinct non-free op shape (the latency entries to measure)."""
         seen: dict[str, OpShape] = {}
-        for rows in self.rows.values():
-            for row in rows:
-                for shapes in row:
-                    for s in shapes:
-                        if not s.free:
-                            seen.setdefault(s.key, s)
+        groups = [shapes for rows in self.rows.values() for row in rows for shapes in row]
+        groups += [shapes for place in self.joint for shapes in place.entries.values()]
+        for shapes in groups:
+            for s in shapes:
+                if not s.free:
+                    seen.setdefault(s.key, s)
         return list(seen.values())
 
     def fixed(self, kind: str) -> float:
@@ -157,35 +159,67 @@ class CostModel:
         return float(self.latency[key])
 
     def table(self, kind: str) -> dict[str, torch.Tensor]:
-        """Per cell type a float64 ``[rows, ops]`` tensor of cost(row, op)."""
+        """Per cell type a float64 ``[rows, ops]`` tensor of cost(row, op). With joint places
+        (``joint``) it adds their first-order terms around the reference (a place's cost at
+        the row's choice, the other rows at the reference; for a further row the change from
+        the reference): exact per row where rows share no place. ``expected`` and
+        ``genotype_cost`` price joint places exactly; the table ranks one row's choices (the
+        hard constraint's downgrades)."""
         check_kind(kind)
         if self._tables is None:
             self._tables = {}
         if kind not in self._tables:
-            out = {}
-            for cell, rows in self.rows.items():
-                t = torch.zeros(len(rows), len(self.ops), dtype=torch.float64)
-                for r, row in enumerate(rows):
-                    for k, shapes in enumerate(row):
-                        t[r, k] = sum(self._entry(s, kind) for s in shapes)
-                out[cell] = t
+            out = self._linear(kind)
+            for place in self.joint:
+                costs = self._place_costs(place, kind)
+                base = costs[place.reference]
+                for i, r in enumerate(place.rows):
+                    for cols, cost in costs.items():
+                        others = cols[:i] + cols[i + 1 :]
+                        if others == place.reference[:i] + place.reference[i + 1 :]:
+                            out[place.cell][r, cols[i]] += cost - (base if i else 0.0)
             self._tables[kind] = out
         return self._tables[kind]
+
+    def _linear(self, kind: str) -> dict[str, torch.Tensor]:
+        """The per-row entries alone (``rows``): ``[rows, ops]`` per cell type."""
+        out = {}
+        for cell, rows in self.rows.items():
+            t = torch.zeros(len(rows), len(self.ops), dtype=torch.float64)
+            for r, row in enumerate(rows):
+                for k, shapes in enumerate(row):
+                    t[r, k] = sum(self._entry(s, kind) for s in shapes)
+            out[cell] = t
+        return out
+
+    def _place_costs(self, place: JointCost, kind: str) -> dict[tuple[int, ...], float]:
+        cache = self.__dict__.setdefault("_place_cache", {})
+        key = (id(place), kind)
+        if key not in cache:
+            cache[key] = {
+                cols: sum(self._entry(s, kind) for s in shapes)
+                for cols, shapes in place.entries.items()
+            }
+        return cache[key]
 
     def _entry(self, shape: OpShape, kind: str) -> float:
         if shape.free:
             return 0.0
         if kind == "latency":
-            return shape.sign * self._latency(shape.key)
+            return self._latency(shape.key)
         cache = self.__dict__.setdefault("_op_cache", {})
         if (shape.key, kind) not in cache:  # the same shape recurs in every cell of a stage
             cache[shape.key, kind] = op_cost(shape, kind)
-        return shape.sign * cache[shape.key, kind]
+        return cache[shape.key, kind]
 
     def set_latency(self, entries: dict[str, float]) -> None:
         self.latency = dict(entries)
         if self._tables is not None:
             self._tables.pop("latency", None)
+            self._tables.pop("linear/latency", None)
+        cache = self.__dict__.get("_place_cache", {})
+        for key in [k for k in cache if k[1] == "latency"]:
+            del cache[key]
 
     # ---- costs --------------------------------------------------------------------------
     def expected(
@@ -193,25 +227,44 @@ class CostModel:
         probs: dict[str, torch.Tensor],
         kind: str,
     ) -> torch.Tensor:
-        """``fixed + Σ_rows Σ_ops p · cost``; differentiable in ``probs``."""
+        """``fixed + Σ_rows Σ_ops p · cost`` plus, per joint place, ``Σ_j Π_r p(r, j_r) ·
+        cost(j)`` over its joint choices j; differentiable in ``probs``."""
+        check_kind(kind)
+        linear = self._tables.get(f"linear/{kind}") if self._tables else None
+        if linear is None:
+            linear = self._linear(kind)
+            self._tables = {**(self._tables or {}), f"linear/{kind}": linear}
         total = None
-        for cell, t in self.table(kind).items():
+        for cell, t in linear.items():
             p = probs[cell]
             term = (p * t.to(device=p.device, dtype=p.dtype)).sum()
             total = term if total is None else total + term
+        for place in self.joint:
+            p = probs[place.cell]
+            for cols, cost in self._place_costs(place, kind).items():
+                if cost:
+                    w = p[place.rows[0], cols[0]]
+                    for r, k in zip(place.rows[1:], cols[1:], strict=True):
+                        w = w * p[r, k]
+                    total = total + w * cost
         return total + self.fixed(kind)
 
     def genotype_cost(self, space, genotype, kind: str) -> float:
         """The child network's cost: fixed + the chosen ops' entries."""
-        tables = self.table(kind)
+        tables = self._linear(kind) if self.joint else self.table(kind)
         total = self.fixed(kind)
+        chosen: dict[tuple[str, int], int] = {}
         for c in genotype_choices(space, genotype):
             if c.op not in self.ops:
                 raise ValueError(
                     f"op {c.op!r} of the genotype is not in the space's list {list(self.ops)}: "
                     "its cost is not tabled."
                 )
+            chosen[c.cell, c.row] = self.ops.index(c.op)
             total += float(tables[c.cell][c.row, self.ops.index(c.op)])
+        for place in self.joint:
+            cols = tuple(chosen[place.cell, r] for r in place.rows)
+            total += self._place_costs(place, kind)[cols]
         return total
 
 
@@ -259,6 +312,7 @@ def build_cost_model(
     input_shape = tuple(input_shape or space.input_shape)
     child = build_child(space.reference_genotype())
     rows = space.cost_rows(child, input_shape)
+    joint = space.cost_places(child, input_shape)
     fixed_params, fixed_macs = _fixed_counts(space, child, input_shape)
     stub = space.stub_child(child, rows)
     digest = hashlib.sha1(repr(stub).encode()).hexdigest()[:12]
@@ -272,6 +326,7 @@ def build_cost_model(
         fixed_key,
         stub,
         input_shape,
+        joint=joint,
     )
 
 

@@ -37,7 +37,7 @@ def _weighted_sum(
         )
     out = None
     for t, w in terms:
-        t = t
+        t = t if w is None else t * w
         out = t if out is None else out + t
     return out
 

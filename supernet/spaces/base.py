@@ -12,7 +12,7 @@ from torch import nn
 
 if TYPE_CHECKING:
     from supernet.genotypes import GenotypeBase, KeptEdge
-    from supernet.spaces.shapes import Rows
+    from supernet.spaces.shapes import JointCost, Rows
 
 # A CIFAR-style child network (one stride-1 stem) on larger images than this is a config
 # mistake (e.g. data=imagenet with a CIFAR recipe), not a smaller ImageNet model.
@@ -289,6 +289,12 @@ class SearchSpace(ABC):
         """Per cell type, per α row, per op: the op's shape (``supernet.spaces.shapes``) in
         every cell or layer of that type of ``child``, read with forward hooks."""
         raise self._no_cost_tables()
+
+    def cost_places(self, child: nn.Module, input_shape: Sequence[int]) -> list[JointCost]:
+        """Places whose cost depends on several α rows together, priced per joint choice
+        (``supernet.spaces.shapes.JointCost``); their rows' ``cost_rows`` hold nothing for
+        them. Default: none (every op's cost depends on its own row alone)."""
+        return []
 
     def stub_child(self, child: nn.Module, rows: Rows) -> nn.Module:
         """A copy of ``child`` with every searched op replaced by a free ``Zero`` of its

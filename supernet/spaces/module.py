@@ -358,6 +358,9 @@ class ModuleSpace(SearchSpace):
     def cost_rows(self, child: nn.Module, input_shape: Sequence[int]):
         return self.costs.rows(child, input_shape)
 
+    def cost_places(self, child: nn.Module, input_shape: Sequence[int]):
+        return self.costs.places(child, input_shape)
+
     def stub_child(self, child: nn.Module, rows):
         return self.costs.stub(child)
 

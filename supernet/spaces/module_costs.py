@@ -1,23 +1,24 @@
 """Cost tables of a ``module`` space: per decision and choice, the params, MACs and latency of
 the modules that choice builds (``nas.hardware.costs`` sums them with the fixed part).
 
-The places a table counts are the model's top-level choice modules (a ``LayerChoice``, an
-``InputChoice``, a ``Repeat``, a weight-entangled layer); everything else is the fixed part. For
-decision r at choice k a place that depends on r (its own decision, then the decisions nested
-inside it) is built as the fixed module of the reference architecture (every decision at its
-default: the largest values) with r set to k, at the input shape it has there (its input width
-following its own ``in_*`` value). A place's first decision's entries hold its whole cost; a
-further decision's entries hold the change from the reference (the place at r = k minus the
-place at the reference: a ``sign=-1`` entry). So the table is exact for decisions that do not
-share a place, exact at the reference, and first order around the reference where several
-decisions size one place (a width shared by every layer). ``stage=profile`` counts a genotype's
-child exactly.
+The places the tables count are the model's top-level choice modules (a ``LayerChoice``, an
+``InputChoice``, a ``Repeat``, a weight-entangled layer); everything else is the fixed part. A
+place's cost depends on its own decision and those nested inside it (a width inside a
+candidate): it is priced at every joint choice of them (``supernet.spaces.shapes.JointCost``),
+built as the fixed module of that choice with the other decisions at the reference (their
+defaults: the largest values), at the input shape it has there (its input width following its
+first layer's own value). So a genotype's params and MACs are exact wherever two places do not
+interact through an unsearched layer, and the expected cost under α is the exact expectation
+over independent rows: ``Σ_j Π_r p(r, j_r) · cost(j)`` per place. ``stage=profile`` counts a
+genotype's child exactly.
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
+import itertools
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,7 +29,9 @@ from torch import nn
 
 from supernet.choices import ChoiceModule, InputChoice, fix_model
 from supernet.choices.values import leaves_of
-from supernet.spaces.shapes import empty_rows, run_hooked
+from supernet.spaces.shapes import JointCost, empty_rows, run_hooked
+
+MAX_JOINT = 4096  # joint choices one place may be priced at
 
 if TYPE_CHECKING:
     from supernet.spaces.module import ModuleSpace
@@ -50,7 +53,6 @@ class ModuleShape:
     module: nn.Module = field(compare=False, hash=False, repr=False)
     sample_shape: tuple[int, ...] = ()
     free: bool = False
-    sign: int = 1  # -1: subtracted (the reference term of a place's further decision)
 
     def build(self) -> nn.Module:
         return copy.deepcopy(self.module)
@@ -97,17 +99,24 @@ class ModuleCosts:
         probe = space.make_model()
         space._discover(probe)
         self.probe = probe
-        self.places = top_places(probe)
-        alternatives = "|".join(re.escape(p) for p in self.places)
+        self.places_by_path = top_places(probe)
+        alternatives = "|".join(re.escape(p) for p in self.places_by_path)
         self.pattern = re.compile(rf"^model\.({alternatives})(\.|$)")
         self.out_shapes: dict[str, tuple[int, ...]] = {}
 
     def rows(self, child: nn.Module, input_shape: Sequence[int]):
+        """No per-row entries: every place is priced per joint choice (``places``)."""
+        space = self.space
+        return empty_rows(space.cell_types, len(space.edges), len(space.ops))
+
+    def places(self, child: nn.Module, input_shape: Sequence[int]) -> list[JointCost]:
+        """Per top-level choice place, its cost at every joint choice of the decisions it
+        depends on, at the input shape it has in the reference child ``child``."""
         space = self.space
         seen_in: dict[str, tuple[int, ...]] = {}
         hooks = []
         modules = dict(child.named_modules())
-        for path in self.places:
+        for path in self.places_by_path:
 
             def hook(m, args, out, path=path) -> None:
                 first = args[0]
@@ -117,21 +126,29 @@ class ModuleCosts:
 
             hooks.append((modules[f"model.{path}"], hook))
         run_hooked(child, input_shape, hooks)
-        rows = empty_rows(space.cell_types, len(space.edges), len(space.ops))
         reference = {d.label: d.default for d in space.decisions}
         row_of = {d.label: r for r, d in enumerate(space.decisions)}
-        for path, place in self.places.items():
-            for i, label in enumerate(_depends_on(place)):
-                r = row_of[label]
-                for k in range(len(space.decisions[r].choices)):
-                    entries = rows[space.cell_types[0]][r][k]
-                    entries.append(self._entry(path, place, {**reference, label: k}, seen_in[path]))
-                    if i:  # a further decision of the place: the change from the reference
-                        entries.append(self._entry(path, place, reference, seen_in[path], -1))
-        return rows
+        out = []
+        for path, place in self.places_by_path.items():
+            labels = _depends_on(place)
+            rows = tuple(row_of[label] for label in labels)
+            counts = [len(space.decisions[r].choices) for r in rows]
+            if math.prod(counts) > MAX_JOINT:
+                raise ValueError(
+                    f"search_space.model={space.model_path}: {path} depends on the decisions "
+                    f"{labels} ({math.prod(counts)} joint choices, more than {MAX_JOINT}); its "
+                    "cost cannot be tabled per joint choice. Give its choices fewer values."
+                )
+            entries = {}
+            for cols in itertools.product(*(range(n) for n in counts)):
+                assignment = {**reference, **dict(zip(labels, cols, strict=True))}
+                entries[cols] = (self._entry(path, place, assignment, seen_in[path]),)
+            ref = tuple(reference[label] for label in labels)
+            out.append(JointCost(space.cell_types[0], rows, entries, ref))
+        return out
 
     def _entry(
-        self, path: str, place: ChoiceModule, assignment: dict, seen: tuple, sign: int = 1
+        self, path: str, place: ChoiceModule, assignment: dict, seen: tuple
     ) -> ModuleShape:
         """The place's fixed module at ``assignment`` and its input shape."""
         fixed = fix_model(copy.deepcopy(place), assignment, inherit=False)
@@ -140,11 +157,11 @@ class ModuleCosts:
         # The module's own text tells configurations of one path apart (widths, heads, ...).
         digest = hashlib.sha1(repr(fixed).encode()).hexdigest()[:10]
         key = f"{self.space.model_path}|{path}|{'x'.join(map(str, shape))}|{digest}"
-        return ModuleShape(key, fixed, shape, free, sign)
+        return ModuleShape(key, fixed, shape, free)
 
     def stub(self, child: nn.Module) -> nn.Module:
         stub = copy.deepcopy(child)
-        for path in self.places:
+        for path in self.places_by_path:
             parent_path, _, name = f"model.{path}".rpartition(".")
             parent = stub.get_submodule(parent_path)
             setattr(parent, name, ShapeStub(self.out_shapes[path]))

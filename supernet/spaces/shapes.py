@@ -35,7 +35,6 @@ class OpShape:
     H: int
     W: int
     se: bool = False
-    sign: int = 1  # -1: the entry is subtracted (a first-order cost model's reference term)
 
     @property
     def key(self) -> str:
@@ -60,6 +59,27 @@ class OpShape:
 
             return MBConv(self.C_in, self.C_out, *choice, self.stride, se=self.se)
         return build_op(self.op, self.C_in, self.C_out, self.stride, affine=True)
+
+
+@dataclass(frozen=True)
+class JointCost:
+    """One place of a network whose cost depends on several α rows together (a ``module``
+    space's layer sized by a width and a kernel choice, a candidate holding a width): its cost
+    entries at every joint choice of those rows, so the cost model prices it exactly, and its
+    expectation is the sum over joint choices weighted by the product of the rows'
+    probabilities (independent rows).
+
+    Attributes:
+        cell: the α cell type of the rows.
+        rows: the α rows it depends on, the first the place's own decision.
+        entries: per joint choice (one column per row), the shapes whose costs add up.
+        reference: the joint choice of the reference architecture.
+    """
+
+    cell: str
+    rows: tuple[int, ...]
+    entries: dict[tuple[int, ...], tuple[Any, ...]]
+    reference: tuple[int, ...]
 
 
 def empty_rows(cell_types: Sequence[str], n_rows: int, n_ops: int) -> Rows:

@@ -308,7 +308,9 @@ def test_batch_norm_slices(train):
             close(layer.bn.running_mean, before)
     w = soft(2, 6)
     set_mix(ds, {"n": w})
-    refs = [pad(layer.fixed({"n": k}, True).train(train)(x[:, :s]), 5, 1) for k, s in ((0, 3), (1, 5))]
+    refs = [
+        pad(layer.fixed({"n": k}, True).train(train)(x[:, :s]), 5, 1) for k, s in ((0, 3), (1, 5))
+    ]
     close(layer(x), w[0] * refs[0] + w[1] * refs[1])
     set_mix(ds, {})
 
@@ -517,8 +519,11 @@ class BadChoice(nn.Module):
         return self.fc(x.flatten(1))
 
 
+SHARED_WIDTH = ValueChoice([4, 8], label="w")
+
+
 class SharedAcrossInstances(nn.Module):
-    def __init__(self, num_classes: int = 10, width=ValueChoice([4, 8], label="w")):
+    def __init__(self, num_classes: int = 10, width=SHARED_WIDTH):
         super().__init__()  # the default argument is one object for every instance
         self.fc = Linear(64, width)
         self.head = Linear(width, num_classes)
@@ -654,7 +659,9 @@ def test_bad_genotypes_are_refused(cnn_space):
     with pytest.raises(GenotypeError, match="'width' has no choice 20.*16, 24, 32"):
         cnn_space.resolve(ModuleGenotype(choices=tuple({**good, "width": 20}.items())))
     with pytest.raises(GenotypeError, match="'block' has no choice 'conv7x7'"):
-        cnn_space.resolve(ModuleGenotype.from_text("module:" + json.dumps({**good, "block": "conv7x7"})))
+        cnn_space.resolve(
+            ModuleGenotype.from_text("module:" + json.dumps({**good, "block": "conv7x7"}))
+        )
     options = tuple((d.label, d.choices) for d in cnn_space.decisions)
     with pytest.raises(GenotypeError, match="chooses 'conv7x7', not one of its options"):
         ModuleGenotype(choices=tuple({**good, "block": "conv7x7"}.items()), options=options)
