@@ -3,6 +3,7 @@ choice, exact where decisions do not share a layer; the attention's MACs."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -48,15 +49,24 @@ def test_tables_are_exact_for_decisions_that_size_different_layers():
     assert params.shape == (3, 3) and params[0, 2] == 0 and params[2, 2] == 0
 
 
-def test_a_shared_width_is_counted_at_the_reference():
-    """SmallCNN's width sizes every layer: the table is first order around the reference
-    (every decision at its largest value), exact there."""
-    space = build_space("module", (1, 8, 8), 10, model="examples.own_model.SmallCNN")
+@pytest.mark.parametrize("model", ["examples.own_model.SmallCNN", "examples.own_model.TinyTransformer"])
+def test_joint_places_price_every_genotype_of_the_examples_exactly(model):
+    """SmallCNN's width sizes the stem, every block candidate and the classifier; the
+    transformer's depth, mixer, ratio and activation meet in the repeated blocks: each place is
+    priced per joint choice of its decisions, so every genotype's table cost is its count."""
+    space = build_space("module", (1, 8, 8), 10, model=model)
     model = space_cost_model(space)
-    reference = space.reference_genotype()
-    child = space.build_child(reference)
-    assert model.genotype_cost(space, reference, "params") == count_params(child)
-    assert model.genotype_cost(space, reference, "macs") == count_macs(child, (1, 8, 8))
+    for genotype in space.all_genotypes():
+        child = space.build_child(genotype)
+        assert model.genotype_cost(space, genotype, "params") == count_params(child)
+        assert model.genotype_cost(space, genotype, "macs") == count_macs(child, (1, 8, 8))
+    # The expectation at a one-hot distribution is that genotype's cost.
+    genotype = space.random_genotype(torch.Generator().manual_seed(0))
+    one_hot = torch.zeros(space.alpha_shape, dtype=torch.float64)
+    for row, col in enumerate(genotype.columns()):
+        one_hot[row, col] = 1.0
+    expected = model.expected({"decisions": one_hot}, "macs")
+    assert float(expected) == model.genotype_cost(space, genotype, "macs")
 
 
 def test_attention_macs_count_projections_and_the_quadratic_term():
