@@ -5,6 +5,9 @@ README names, weights inherited from the supernet, and the refusals a user meets
 from __future__ import annotations
 
 import json
+import re
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -103,3 +106,19 @@ def test_a_model_that_cannot_be_searched_is_refused_clearly(tmp_path, monkeypatc
     assert code != 0
     err = capsys.readouterr().err
     assert "search_space.model='examples.no_such.Model'" in err and "cannot be imported" in err
+
+
+def test_the_readme_example_is_a_search_space(tmp_path, monkeypatch):
+    """The README's model, as written there, is discovered with the decisions its genotype
+    example names, and its fixed child runs."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme[readme.index("## Search your own model") :]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    (tmp_path / "readme_models.py").write_text(code)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop("readme_models", None)
+    space = build_space("module", (1, 8, 8), 10, model="readme_models.MyNet")
+    genotype_json = json.loads(re.search(r"```json\n(.*?)```", section, re.S).group(1))
+    assert [d.label for d in space.decisions] == list(genotype_json["choices"])
+    genotype = space.resolve(ModuleGenotype.from_dict(genotype_json))
+    assert space.build_child(genotype)(torch.randn(2, 1, 8, 8))[0].shape == (2, 10)
