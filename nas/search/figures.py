@@ -12,10 +12,15 @@ numbers (inputs ``c_{k-2}``, ``c_{k-1}`` = 0, 1; intermediate nodes 2, 3, ...; t
 edge labels ``i->j`` are the same numbers) and colour each kept op by family (convolution,
 skip, pooling, none), so a collapse to parameter-free ops shows at a glance. A MobileNet
 chain is drawn as rows of layers, a skipped layer (``zero``) as a skip.
+
+A ``module`` space's α (one row per decision, rows padded to the longest decision's choices) is a
+``decision_heatmap``: each row shows its own choices by name, coloured on its own uniform 1/n,
+padding hatched; its genotype's diagram is a ``decision_list``, "label: chosen" and the options.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -164,7 +169,33 @@ def _row_scale(p: np.ndarray, uniform: np.ndarray) -> np.ndarray:
 
 
 def _shorten(text: str, limit: int = MAX_NAME_CHARS) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    """``text``, or its start and end around "…" when longer than ``limit`` characters (names
+    that share a prefix, such as ``candidate_3x3`` and ``candidate_5x5``, stay apart)."""
+    if len(text) <= limit:
+        return text
+    tail = (limit - 1) // 2
+    return text[: limit - 1 - tail] + "…" + text[len(text) - tail :]
+
+
+def _shorten_all(names: Sequence[str], limit: int = MAX_NAME_CHARS) -> list[str]:
+    """One decision's choice names, each shortened (``_shorten``) while they stay distinct;
+    where that makes two alike, the part where they differ is kept (a common start and end
+    cut off with "…"), and failing that the names are left whole."""
+    names = [str(n) for n in names]
+    short = [_shorten(n, limit) for n in names]
+    if len(set(short)) == len(set(names)):
+        return short
+    start = len(os.path.commonprefix(names))
+    end = len(os.path.commonprefix([n[::-1] for n in names]))
+    middle = []
+    for n in names:
+        lo = max(0, min(start, len(n) - end) - 2)
+        text = n[lo:]
+        text = ("…" if lo else "") + text
+        if len(text) > limit:
+            text = text[: limit - 1] + "…"
+        middle.append(text)
+    return middle if len(set(middle)) == len(set(names)) else names
 
 
 def decision_heatmap(
@@ -191,7 +222,7 @@ def decision_heatmap(
             values in padding columns are ignored).
         rows: the D decision labels (the y tick labels).
         names: per decision, its choices' names (at most K; a cell shows ``name`` over its
-            weight; names longer than ``MAX_NAME_CHARS`` are shortened with "…").
+            weight; names longer than ``MAX_NAME_CHARS`` are shortened: ``_shorten_all``).
         chosen: ``(row, column)`` cells the genotype chooses; each gets a thick black outline
             (gid ``CHOSEN_GID``).
         title: the axes title (the spread ``max |p − 1/n|`` is added on a second line).
@@ -218,7 +249,7 @@ def decision_heatmap(
     spread = float(gaps.max()) if gaps.size else 0.0
     digits = 4 if spread < 0.01 else 3
 
-    shown = [[_shorten(str(n)) for n in row] for row in names]
+    shown = [_shorten_all(row) for row in names]
     widest = max((len(n) for row in shown for n in row), default=1)
     longest_row = max((len(str(r)) for r in rows), default=1)
     cell_w = max(0.8, 0.066 * widest + 0.3)
@@ -261,10 +292,14 @@ def decision_heatmap(
     bar.set_ticks([0.0, 0.5, 1.0])
     middle = "1/n" if centre is None else f"{float(centre):.3g}"
     bar.set_ticklabels(["0", middle, "1"])
-    white = "uniform 1/n" if centre is None else middle
-    bar.set_label(
-        f"weight, per row: blue 0,\nwhite {white}, red 1 (n: the row's choices)", fontsize=8
-    )
+    if centre is None:
+        bar.set_label(
+            "weight, per row (n: its choices):\nblue 0, white 1/n (uniform), red 1", fontsize=8
+        )
+    else:
+        bar.set_label(
+            f"weight (independent per choice):\nblue 0, white {middle}, red 1", fontsize=8
+        )
     bar.ax.tick_params(labelsize=7)
     fig.tight_layout()
     return fig
@@ -551,8 +586,10 @@ def decision_list(
     for label, pick, options in decisions:
         options = [str(o) for o in options]
         picked.append(options.index(str(pick)) if str(pick) in options else None)
-        rows.append((_shorten(str(label), 40), _shorten(str(pick)), [_shorten(o) for o in options]))
-    label_w = max([_text_width(r[0], size) for r in rows] + [_text_width("decision", 8)])
+        shown = _shorten_all(options)
+        short_pick = shown[picked[-1]] if picked[-1] is not None else _shorten(str(pick))
+        rows.append((_shorten(str(label), 40), short_pick, shown))
+    label_w = max([_text_width(f"{r[0]}:", size) for r in rows] + [_text_width("decision", 8)])
     pick_w = max([_text_width(r[1], size, bold=True) for r in rows] + [_text_width("chosen", 8)])
     x_pick = margin + label_w + 0.3
     x_opts = x_pick + pick_w + 0.4
@@ -591,8 +628,7 @@ def decision_list(
             band = Rectangle((0.08, y), width - 0.16, line * n_lines, lw=0, fc="#f2f2f2")
             ax.add_patch(band)
         mid = y + line / 2
-        ax.text(margin, mid, label, **text)
-        ax.text(x_pick - 0.2, mid, ":", **text)
+        ax.text(margin, mid, f"{label}:", **text)
         ax.text(x_pick, mid, pick, fontweight="bold", color=CHOSEN_COLOUR, **text)
         for k, (name, (x, row, w)) in enumerate(zip(options, spots)):
             cy = mid + line * row
@@ -631,12 +667,14 @@ DIAGRAMS = {
 }
 
 
+_CELL_SUFFIX = {"cell": "", "decisions": ""}  # titles "nb201: cell", "final: decisions"
+
+
 def genotype_figures(genotype: GenotypeBase, title_prefix: str = "") -> dict[str, Figure]:
     """One ``cell_diagram`` per searched cell type, keyed like α (``"normal"``, ``"reduce"``;
-    NAS-Bench-201 ``"cell"``); a fixed reduction cell has none."""
+    NAS-Bench-201 ``"cell"``; a module genotype's ``"decisions"``); a fixed reduction cell has
+    none."""
     return {
-        cell: cell_diagram(
-            genotype, cell, f"{title_prefix}{cell}{'' if cell == 'cell' else ' cell'}"
-        )
+        cell: cell_diagram(genotype, cell, f"{title_prefix}{cell}{_CELL_SUFFIX.get(cell, ' cell')}")
         for cell in kept_edges(genotype)
     }

@@ -134,6 +134,11 @@ def schedule_metrics(pl_module) -> dict[str, float]:
     return out
 
 
+def cell_name(cell: str) -> str:
+    """``normal cell``, ``reduce cell``; NAS-Bench-201's one cell type is called ``cell``."""
+    return cell if cell == "cell" else f"{cell} cell"
+
+
 def draw_figures(
     probs,
     arch: ArchParams,
@@ -170,7 +175,8 @@ def draw_figures(
         else:
             fig = alpha_heatmap(
                 p, arch.ops, arch.edges, marks.get(cell, ()),
-                title=f"{title}: {cell} cell α (outlined: kept by the genotype)", centre=centre,
+                title=f"{title}: {cell_name(cell)} α (outlined: kept by the genotype)",
+                centre=centre,
             )  # fmt: skip
         paths[f"alpha_{cell}"] = save_png(fig, out_dir / f"alpha_{cell}.png")
     for cell, fig in genotype_figures(genotype, title_prefix=f"{title}: ").items():

@@ -44,6 +44,8 @@ SMALL_SPOS = [
 )
 def test_the_example_runs_the_pipeline(model, strategy, tmp_path, monkeypatch):
     extra = SMALL_SPOS if strategy == "spos" else []
+    if model == TRANSFORMER and strategy == "darts":
+        extra = ["export.onnx=true"]  # the transformer's fixed model through ONNX too
     code = run_train_unlogged(
         monkeypatch, tmp_path, "search_space=module", f"search_space.model={model}",
         f"strategy={strategy}", *extra,
@@ -65,6 +67,8 @@ def test_the_example_runs_the_pipeline(model, strategy, tmp_path, monkeypatch):
     assert not has_choices(child)
     x = torch.randn(2, 1, 8, 8)
     assert exported(x).shape == (2, 10)
+    if "export.onnx=true" in extra:
+        assert summary["export"]["onnx"]["max_abs_diff"] <= 1e-5
 
 
 def test_retrain_inherits_the_supernet_weights(tmp_path, monkeypatch):
@@ -122,3 +126,24 @@ def test_the_readme_example_is_a_search_space(tmp_path, monkeypatch):
     assert [d.label for d in space.decisions] == list(genotype_json["choices"])
     genotype = space.resolve(ModuleGenotype.from_dict(genotype_json))
     assert space.build_child(genotype)(torch.randn(2, 1, 8, 8))[0].shape == (2, 10)
+
+
+def test_darts_pt_selection_estimation_and_latency_tables_take_a_model(tmp_path, monkeypatch):
+    """DARTS-PT's perturbation selection, zero-cost estimation of sampled architectures, and
+    the measured latency table (one entry per joint choice of every choice place)."""
+    assert run_train_unlogged(
+        monkeypatch, tmp_path / "pt", "search_space=module", "selection=pt", "stage=search"
+    ) == 0
+    assert isinstance(load_genotype(tmp_path / "pt" / "genotype.json"), ModuleGenotype)
+    assert run_train_unlogged(
+        monkeypatch, tmp_path / "est", "search_space=module", "stage=estimate", "estimate.sample=6"
+    ) == 0
+    rows = (tmp_path / "est" / "estimates.csv").read_text().splitlines()
+    assert len(rows) == 7 and all(r.split(",")[0].startswith('"module:') or "module:" in r for r in rows[1:])
+    assert run_train_unlogged(monkeypatch, tmp_path / "lat", "search_space=module", "stage=latency") == 0
+    table = json.loads((tmp_path / "lat" / "latency_table.json").read_text())["table"]
+    space = build_space("module", (1, 8, 8), 10, model=CNN, C=4, layers=3)
+    from nas.hardware.costs import space_cost_model
+
+    measured = {s.key for s in space_cost_model(space).op_shapes()}
+    assert measured and measured <= set(table)
