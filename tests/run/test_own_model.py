@@ -86,12 +86,17 @@ def test_retrain_inherits_the_supernet_weights(tmp_path, monkeypatch):
     supernet = space.build_supernet()
     state = torch.load(tmp_path / "checkpoints" / "search" / "last.ckpt", weights_only=False)
     supernet.load_state_dict(
-        {k[len("supernet.") :]: v for k, v in state["state_dict"].items() if k.startswith("supernet.")}
+        {
+            k[len("supernet.") :]: v
+            for k, v in state["state_dict"].items()
+            if k.startswith("supernet.")
+        }
     )
     expected = space.child_from_supernet(supernet, genotype).state_dict()
     # The export wraps the child (``net.``) to return the logits alone.
     exported = {
-        k.removeprefix("net."): v for k, v in torch.jit.load(str(tmp_path / "model.pt")).state_dict().items()
+        k.removeprefix("net."): v
+        for k, v in torch.jit.load(str(tmp_path / "model.pt")).state_dict().items()
     }
     assert set(expected) == set(exported)
     for key, value in expected.items():
@@ -99,7 +104,9 @@ def test_retrain_inherits_the_supernet_weights(tmp_path, monkeypatch):
 
 
 def test_inheriting_is_refused_up_front_where_a_space_cannot(tmp_path, monkeypatch):
-    assert run_train_unlogged(monkeypatch, tmp_path, "search_space=nb201", "retrain.inherit=true") != 0
+    assert (
+        run_train_unlogged(monkeypatch, tmp_path, "search_space=nb201", "retrain.inherit=true") != 0
+    )
     assert not (tmp_path / "checkpoints").exists()  # refused before the search ran
 
 
@@ -131,19 +138,51 @@ def test_the_readme_example_is_a_search_space(tmp_path, monkeypatch):
 def test_darts_pt_selection_estimation_and_latency_tables_take_a_model(tmp_path, monkeypatch):
     """DARTS-PT's perturbation selection, zero-cost estimation of sampled architectures, and
     the measured latency table (one entry per joint choice of every choice place)."""
-    assert run_train_unlogged(
-        monkeypatch, tmp_path / "pt", "search_space=module", "selection=pt", "stage=search"
-    ) == 0
+    assert (
+        run_train_unlogged(
+            monkeypatch, tmp_path / "pt", "search_space=module", "selection=pt", "stage=search"
+        )
+        == 0
+    )
     assert isinstance(load_genotype(tmp_path / "pt" / "genotype.json"), ModuleGenotype)
-    assert run_train_unlogged(
-        monkeypatch, tmp_path / "est", "search_space=module", "stage=estimate", "estimate.sample=6"
-    ) == 0
+    assert (
+        run_train_unlogged(
+            monkeypatch,
+            tmp_path / "est",
+            "search_space=module",
+            "stage=estimate",
+            "estimate.sample=6",
+        )
+        == 0
+    )
     rows = (tmp_path / "est" / "estimates.csv").read_text().splitlines()
-    assert len(rows) == 7 and all(r.split(",")[0].startswith('"module:') or "module:" in r for r in rows[1:])
-    assert run_train_unlogged(monkeypatch, tmp_path / "lat", "search_space=module", "stage=latency") == 0
+    assert len(rows) == 7 and all(
+        r.split(",")[0].startswith('"module:') or "module:" in r for r in rows[1:]
+    )
+    assert (
+        run_train_unlogged(monkeypatch, tmp_path / "lat", "search_space=module", "stage=latency")
+        == 0
+    )
     table = json.loads((tmp_path / "lat" / "latency_table.json").read_text())["table"]
     space = build_space("module", (1, 8, 8), 10, model=CNN, C=4, layers=3)
     from nas.hardware.costs import space_cost_model
 
     measured = {s.key for s in space_cost_model(space).op_shapes()}
     assert measured and measured <= set(table)
+
+
+def test_same_seed_same_alphas_and_genotype(tmp_path, monkeypatch):
+    """Reproducibility on CPU: one seed and config give the same α and genotype."""
+    for name in ("a", "b"):
+        assert (
+            run_train_unlogged(
+                monkeypatch, tmp_path / name, "search_space=module", "strategy=gdas", "stage=search"
+            )
+            == 0
+        )
+    a, b = (json.loads((tmp_path / n / "alphas.json").read_text()) for n in ("a", "b"))
+    assert a == b
+    assert (tmp_path / "a" / "genotype.json").read_text() == (
+        tmp_path / "b" / "genotype.json"
+    ).read_text()
+    assert a["op_masks"]["decisions"][1] == [1, 1, 0]  # stem_kernel: 2 choices of 3 columns
