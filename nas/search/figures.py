@@ -72,6 +72,15 @@ def _edge_label(edge: Sequence[int]) -> str:
     return f"{edge[0]}->{edge[1]}"  # the format of nas.search.report.edge_label
 
 
+def _title_and_legend(ax, title: str, stated: str, chosen: Sequence, outlined: str) -> None:
+    """A heatmap's title (the spread on its second line) and the outline's legend entry."""
+    ax.set_title(f"{title}\n{stated}" if title else stated, fontsize=9, loc="left")
+    if chosen:
+        outline = Patch(facecolor="none", edgecolor="black", linewidth=2, label=outlined)
+        legend = {"fontsize": 7, "frameon": False, "borderaxespad": 0.2, "handlelength": 1.2}
+        ax.legend(handles=[outline], loc="lower right", bbox_to_anchor=(1.0, 1.0), **legend)
+
+
 def alpha_heatmap(
     probs,
     ops: Sequence[str],
@@ -139,12 +148,9 @@ def alpha_heatmap(
     ax.set_ylabel("edge (input->node)", fontsize=8)
     ax.tick_params(length=0)
     symbol = "p − 1/K" if centre is None else f"w − {uniform:.3g}"
-    stated = f"max |{symbol}| = {spread:.{digits}f}"
-    ax.set_title(f"{title}\n{stated}" if title else stated, fontsize=9, loc="left")
-    if chosen:
-        outline = Patch(facecolor="none", edgecolor="black", linewidth=2, label="kept by genotype")
-        legend = {"fontsize": 7, "frameon": False, "borderaxespad": 0.2, "handlelength": 1.2}
-        ax.legend(handles=[outline], loc="lower right", bbox_to_anchor=(1.0, 1.0), **legend)
+    _title_and_legend(
+        ax, title, f"max |{symbol}| = {spread:.{digits}f}", chosen, "kept by genotype"
+    )
     bar = fig.colorbar(im, ax=ax, fraction=0.05, pad=0.03)
     ticks = {norm.vmin, uniform, norm.vmax} | {
         t for t in (0.25, 0.5, 0.75) if norm.vmin < t < norm.vmax
@@ -282,12 +288,7 @@ def decision_heatmap(
     ax.set_ylabel("decision", fontsize=8)
     ax.tick_params(length=0)
     symbol = "p − 1/n" if centre is None else f"w − {float(centre):.3g}"
-    stated = f"max |{symbol}| = {spread:.{digits}f}"
-    ax.set_title(f"{title}\n{stated}" if title else stated, fontsize=9, loc="left")
-    if chosen:
-        outline = Patch(facecolor="none", edgecolor="black", linewidth=2, label="chosen")
-        legend = {"fontsize": 7, "frameon": False, "borderaxespad": 0.2, "handlelength": 1.2}
-        ax.legend(handles=[outline], loc="lower right", bbox_to_anchor=(1.0, 1.0), **legend)
+    _title_and_legend(ax, title, f"max |{symbol}| = {spread:.{digits}f}", chosen, "chosen")
     bar = fig.colorbar(im, ax=ax, fraction=0.05, pad=0.03)
     bar.set_ticks([0.0, 0.5, 1.0])
     middle = "1/n" if centre is None else f"{float(centre):.3g}"

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from supernet.choices import ChoiceError, Decision, discover, fix_model
+from supernet.choices import ChoiceError, Decision, assignment_of, discover, fix_model
 from supernet.choices.base import ChoiceModule
 from supernet.genotypes import GenotypeError, KeptEdge
 from supernet.spaces.base import SearchSpace
@@ -276,19 +276,11 @@ class ModuleSpace(SearchSpace):
             raise GenotypeError(
                 f"not a module genotype: {genotype!r} (space {getattr(genotype, 'space', None)!r})."
             )
-        choices = genotype.choice_map()
-        labels = [d.label for d in self.decisions]
-        missing = [label for label in labels if label not in choices]
-        extra = [label for label in choices if label not in labels]
-        if missing or extra:
-            raise GenotypeError(
-                f"the genotype's decisions do not match {self.model_path}'s: missing {missing}, "
-                f"unknown {extra}; the model's decisions are: {', '.join(labels)}."
-            )
         try:
-            cols = [d.index_of(choices[d.label]) for d in self.decisions]
+            columns = assignment_of(self.decisions, genotype.choice_map())
         except ChoiceError as err:
-            raise GenotypeError(str(err)) from None
+            raise GenotypeError(f"search_space.model={self.model_path}: {err}") from None
+        cols = [columns[d.label] for d in self.decisions]
         return self.genotype_of(cols)
 
     def validate_genotype(self, genotype, check_ops: bool = True) -> None:

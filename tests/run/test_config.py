@@ -16,7 +16,9 @@ GROUPS = ["search_space", "strategy", "data", "trainer", "logger", "retrain", "e
     "override", [f"{g}={o}" for g in GROUPS for o in options(g)], ids=lambda s: s
 )
 def test_every_group_option_composes(override):
-    cfg = compose_cfg([override])
+    # A recipe for one space's child network is composed with that space.
+    partner = {"retrain=module": ["search_space=module"]}
+    cfg = compose_cfg([override, *partner.get(override, [])])
     OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
     group, option = override.split("=")
     # retrain=<space name> is that space's default recipe (retrain=darts is darts_cifar).
