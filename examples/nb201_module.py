@@ -17,9 +17,10 @@ i→j has the label ``edge_<j>_<i>`` (node j's input i, as the benchmark's archi
 rows come in the built-in's edge order (0→1, 0→2, 1→2, 0→3, 1→3, 2→3), so α tensors line up
 row for row and column for column.
 
-The fixed model of a genotype (retraining) is the benchmark's network of that cell: each edge's
-chosen op is rebuilt as ``NB201ChildNetwork`` builds it, with affine BN that tracks running
-statistics (``NB201Edge.fixed``), so the child has the built-in child's parameters. What differs
+The fixed model of a genotype retrained from scratch is the benchmark's network of that cell:
+each edge's chosen op is rebuilt as ``NB201ChildNetwork`` builds it, with affine BN that tracks
+running statistics (``NB201Edge.fixed``), so it has the built-in child's parameters; with the
+supernet's weights (``retrain.inherit=true``) the chosen ops are the supernet's own. What differs
 from the built-in is the arithmetic's order only: the built-in sums a node's weighted candidate
 outputs in one accumulation and runs the edges leaving a node as grouped ops; here each edge's
 ``LayerChoice`` sums its candidates and the node sums the edges (``experiments/own_model``).
@@ -52,9 +53,12 @@ def edge_label(i: int, j: int) -> str:
 
 
 class NB201Edge(LayerChoice):
-    """One cell edge: the candidate ops as a search cell builds them. Fixed, the chosen op is
-    rebuilt as the benchmark's child network has it (affine BN with running statistics), its
-    convolution weights copied from the supernet's when ``inherit``."""
+    """One cell edge: the candidate ops as a search cell builds them.
+
+    Fixed for retraining from scratch (``inherit=False``), the chosen op is built as the
+    benchmark's child network has it (affine BN that tracks running statistics); fixed with the
+    supernet's weights (``inherit=True``, ``retrain.inherit``), it is the supernet's own op, so
+    the inherited model computes what the supernet computed at that choice."""
 
     def __init__(self, C: int, ops: Sequence[str], label: str):
         super().__init__({name: build_nb201_search_op(name, C, 1) for name in ops}, label=label)
@@ -62,11 +66,11 @@ class NB201Edge(LayerChoice):
 
     def fixed(self, assignment: Assignment, inherit: bool) -> nn.Module:
         searched = super().fixed(assignment, inherit)
+        if inherit:
+            return searched
         name = list(self.candidates)[assignment[self.decision.label]]
-        op = build_op(name, self.C, self.C, 1, affine=True)
-        if inherit:  # the search op's convolutions (its BN has no parameters or statistics)
-            op.load_state_dict(searched.state_dict(), strict=False)
         ref = next(iter(searched.parameters()), None)
+        op = build_op(name, self.C, self.C, 1, affine=True)
         return op if ref is None else op.to(ref.device)
 
 

@@ -72,6 +72,7 @@ class SearchSpaceConfig:
     width_mult: float = 1.0  # mbconv: every width times width_mult (ProxylessNAS' rounding)
     se: bool = False  # mbconv: squeeze-excitation in every MBConv block
     superkernel: bool = True  # mbconv: shared-weight superkernel (false: separate candidates)
+    model: Any = None  # module: the model class to search (import path, or {_target_: ..., args})
 
 
 @dataclass
@@ -362,12 +363,16 @@ def config_schema() -> type:
     extra = space_fields()
     if not extra:
         return Config
-    node = dataclasses.make_dataclass("SearchSpaceConfig", extra, bases=(SearchSpaceConfig,))
-    return dataclasses.make_dataclass(
-        "Config",
-        [("search_space", node, field(default_factory=node))],
-        bases=(Config,),
+    # Module-level names, so that a config holding them pickles (spawned worker processes).
+    global ExtendedSearchSpaceConfig, ExtendedConfig
+    node = dataclasses.make_dataclass("ExtendedSearchSpaceConfig", extra, bases=(SearchSpaceConfig,))
+    config = dataclasses.make_dataclass(
+        "ExtendedConfig", [("search_space", node, field(default_factory=node))], bases=(Config,)
     )
+    for cls in (node, config):
+        cls.__module__ = __name__
+    ExtendedSearchSpaceConfig, ExtendedConfig = node, config
+    return config
 
 
 # Constructor annotations a search_space key may have, as OmegaConf types them.

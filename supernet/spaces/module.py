@@ -155,7 +155,10 @@ class ModuleSpace(SearchSpace):
                 "nn.Module class."
             )
         self.C, self.layers = C, layers
-        probe = self.make_model()
+        # The probe's initialisation must not draw from the run's seeded RNG: building the
+        # space (here, or again later by a report) leaves the supernet's weights as seeded.
+        with torch.random.fork_rng(devices=[]):
+            probe = self.make_model()
         self.decisions = self._discover(probe)
         counts = [len(d.choices) for d in self.decisions]
         self.ops = tuple(str(k) for k in range(max(counts)))

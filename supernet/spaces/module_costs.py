@@ -96,7 +96,8 @@ class ModuleCosts:
 
     def __init__(self, space: ModuleSpace):
         self.space = space
-        probe = space.make_model()
+        with torch.random.fork_rng(devices=[]):  # leaves the run's seeded RNG as it is
+            probe = space.make_model()
         space._discover(probe)
         self.probe = probe
         self.places_by_path = top_places(probe)
@@ -151,7 +152,8 @@ class ModuleCosts:
         self, path: str, place: ChoiceModule, assignment: dict, seen: tuple
     ) -> ModuleShape:
         """The place's fixed module at ``assignment`` and its input shape."""
-        fixed = fix_model(copy.deepcopy(place), assignment, inherit=False)
+        with torch.random.fork_rng(devices=[]):  # fresh plain layers: no draw from the run's RNG
+            fixed = fix_model(copy.deepcopy(place), assignment, inherit=False)
         shape = _input_shape(fixed, seen)
         free = isinstance(place, InputChoice) or _empty(fixed)
         # The module's own text tells configurations of one path apart (widths, heads, ...).
