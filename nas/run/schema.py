@@ -365,7 +365,9 @@ def config_schema() -> type:
         return Config
     # Module-level names, so that a config holding them pickles (spawned worker processes).
     global ExtendedSearchSpaceConfig, ExtendedConfig
-    node = dataclasses.make_dataclass("ExtendedSearchSpaceConfig", extra, bases=(SearchSpaceConfig,))
+    node = dataclasses.make_dataclass(
+        "ExtendedSearchSpaceConfig", extra, bases=(SearchSpaceConfig,)
+    )
     config = dataclasses.make_dataclass(
         "ExtendedConfig", [("search_space", node, field(default_factory=node))], bases=(Config,)
     )

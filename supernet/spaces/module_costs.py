@@ -148,9 +148,7 @@ class ModuleCosts:
             out.append(JointCost(space.cell_types[0], rows, entries, ref))
         return out
 
-    def _entry(
-        self, path: str, place: ChoiceModule, assignment: dict, seen: tuple
-    ) -> ModuleShape:
+    def _entry(self, path: str, place: ChoiceModule, assignment: dict, seen: tuple) -> ModuleShape:
         """The place's fixed module at ``assignment`` and its input shape."""
         with torch.random.fork_rng(devices=[]):  # fresh plain layers: no draw from the run's RNG
             fixed = fix_model(copy.deepcopy(place), assignment, inherit=False)

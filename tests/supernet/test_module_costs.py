@@ -29,7 +29,9 @@ class Independent(nn.Module):
             },
             label="block",
         )
-        self.mix = LayerChoice({"one": nn.Conv2d(8, 16, 1), "three": nn.Conv2d(8, 16, 3, padding=1)})
+        self.mix = LayerChoice(
+            {"one": nn.Conv2d(8, 16, 1), "three": nn.Conv2d(8, 16, 3, padding=1)}
+        )
         self.head = nn.Linear(16, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -49,7 +51,9 @@ def test_tables_are_exact_for_decisions_that_size_different_layers():
     assert params.shape == (3, 3) and params[0, 2] == 0 and params[2, 2] == 0
 
 
-@pytest.mark.parametrize("model", ["examples.own_model.SmallCNN", "examples.own_model.TinyTransformer"])
+@pytest.mark.parametrize(
+    "model", ["examples.own_model.SmallCNN", "examples.own_model.TinyTransformer"]
+)
 def test_joint_places_price_every_genotype_of_the_examples_exactly(model):
     """SmallCNN's width sizes the stem, every block candidate and the classifier; the
     transformer's depth, mixer, ratio and activation meet in the repeated blocks: each place is
