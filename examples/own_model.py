@@ -58,7 +58,8 @@ class SmallCNN(nn.Module):
         )
         self.blocks = nn.Sequential(*(self.block(width) for _ in range(layers)))
         self.head_input = InputChoice(2, 1, label="head_input")
-        self.classifier = Linear(width, num_classes)
+        self.pool = nn.AdaptiveAvgPool2d(2)  # 2x2 regions: where the strokes are still counts
+        self.classifier = Linear(width * 4, num_classes)  # width x 2 x 2 features
 
     @staticmethod
     def block(width: ValueChoice) -> LayerChoice:
@@ -81,7 +82,7 @@ class SmallCNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         stem = self.stem(x)
         features = self.head_input([stem, self.blocks(stem)])
-        return self.classifier(features.mean((2, 3)))
+        return self.classifier(self.pool(features).flatten(1))
 
 
 class SelfAttention(nn.Module):
