@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from supernet.choices import (
@@ -26,6 +27,7 @@ from supernet.choices import (
     LayerChoice,
     LayerNorm,
     Linear,
+    MultiheadAttention,
     Repeat,
     ValueChoice,
 )
@@ -85,17 +87,6 @@ class SmallCNN(nn.Module):
         return self.classifier(self.pool(features).flatten(1))
 
 
-class SelfAttention(nn.Module):
-    """Multi-head self-attention over tokens ``[batch, tokens, dim]``."""
-
-    def __init__(self, dim: int, heads: int):
-        super().__init__()
-        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.attn(x, x, x, need_weights=False)[0]
-
-
 class TokenMean(nn.Module):
     """Token mixing by the mean over tokens (a parameter-free mixer, as in PoolFormer)."""
 
@@ -104,30 +95,29 @@ class TokenMean(nn.Module):
 
 
 class Block(nn.Module):
-    """A pre-norm transformer block; ``mixer``, ``mlp_ratio`` and ``act`` are searched, each
-    label shared by every block."""
+    """A pre-norm transformer block; the token ``mixer``, the attention's ``heads`` (a choice
+    nested inside the mixer's attention candidate; the heads split the width) and the
+    ``mlp_ratio`` are searched, each label shared by every block."""
 
-    def __init__(self, dim: int, heads: int):
+    def __init__(self, dim: int, heads: Sequence[int]):
         super().__init__()
         ratio = ValueChoice([2, 4], label="mlp_ratio")
+        attention = MultiheadAttention(dim, ValueChoice(list(heads), label="heads"))
         self.norm1 = nn.LayerNorm(dim)
-        self.mixer = LayerChoice(
-            {"attention": SelfAttention(dim, heads), "mean": TokenMean()}, label="mixer"
-        )
+        self.mixer = LayerChoice({"attention": attention, "mean": TokenMean()}, label="mixer")
         self.norm2 = nn.LayerNorm(dim)
         self.fc1 = Linear(dim, dim * ratio)  # the hidden width follows the ratio: dim * ratio
-        self.act = LayerChoice({"gelu": nn.GELU(), "relu": nn.ReLU()}, label="act")
         self.fc2 = Linear(dim * ratio, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.mixer(self.norm1(x))
-        return x + self.fc2(self.act(self.fc1(self.norm2(x))))
+        return x + self.fc2(F.gelu(self.fc1(self.norm2(x))))
 
 
 class TinyTransformer(nn.Module):
     """A ViT-style classifier on 2x2 patches, with four choices: ``depth`` (1 or 2 blocks),
-    and per block (shared labels) the token ``mixer`` (attention or mean), the ``mlp_ratio``
-    (2 or 4) and the activation ``act`` (GELU or ReLU)."""
+    and per block (shared labels) the token ``mixer`` (attention or mean), the attention's
+    ``heads`` (1, 2 or 4) and the ``mlp_ratio`` (2 or 4)."""
 
     def __init__(
         self,
@@ -136,7 +126,7 @@ class TinyTransformer(nn.Module):
         C: int = 32,
         layers: int = 2,
         patch: int = 2,
-        heads: int = 2,
+        heads: Sequence[int] = (1, 2, 4),
     ):
         super().__init__()
         channels, height, width = input_shape

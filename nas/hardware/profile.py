@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from supernet.choices import Attention
+
 
 def count_params(model: nn.Module, exclude_prefix: str = "auxiliary") -> int:
     return sum(
@@ -32,7 +34,7 @@ def module_macs(
     weights). A conv's count is its output size times its inputs per group times its kernel
     area; a linear's, its output size times its input features; an ``nn.MultiheadAttention``'s,
     its four projections and the T x S attention products (scores and weighted sums, the
-    quadratic term). The one MACs counter: the
+    quadratic term); a ``supernet.choices.Attention``'s products (its projections are Linear). The one MACs counter: the
     cost tables (``nas.hardware.costs``) sum these per op and for the fixed part."""
     out: dict[str, int] = {}
 
@@ -53,6 +55,11 @@ def module_macs(
         n = T * E * E + S * E * (module.kdim + module.vdim) + 2 * T * S * E + T * E * E
         out[name] = out.get(name, 0) + n
 
+    def products_hook(module: Attention, inputs, output, name: str) -> None:
+        # Its projections are Linear modules (counted by theirs): the T x T scores and sums.
+        T = inputs[0].shape[1]
+        out[name] = out.get(name, 0) + 2 * T * T * module.heads * module.head_dim
+
     handles = []
     skip: tuple[str, ...] = ()  # an attention's out_proj: counted by the attention's hook
     for name, m in model.named_modules():
@@ -67,6 +74,8 @@ def module_macs(
             if isinstance(m, nn.Linear)
             else attention_hook
             if isinstance(m, nn.MultiheadAttention)
+            else products_hook
+            if isinstance(m, Attention)
             else None
         )
         if hook is not None:

@@ -8,12 +8,13 @@ Write the model as usual, with choices where the search should decide::
     self.conv = Conv2d(1, width, ValueChoice([3, 5], label="kernel"))
     self.act = LayerChoice({"relu": nn.ReLU(), "gelu": nn.GELU()}, label="act")
 
-and run ``python train.py search_space=module search_space.model=my_module.MyModel``: the
+(``MultiheadAttention``, ``InputChoice``, ``Repeat`` likewise) and run ``python train.py search_space=module search_space.model=my_module.MyModel``: the
 choices are discovered, one α row is made per decision (label), every strategy searches them,
 and the fixed model (each choice replaced by the chosen module or value) is retrained and
 exported. ``supernet/spaces/module.py`` is that space.
 """
 
+from supernet.choices.attention import Attention, MultiheadAttention
 from supernet.choices.base import ChoiceModule
 from supernet.choices.decision import ChoiceError, Decision
 from supernet.choices.layers import BatchNorm2d, Conv2d, LayerNorm, Linear
@@ -22,6 +23,8 @@ from supernet.choices.modules import ChosenInputs, InputChoice, LayerChoice, Rep
 from supernet.choices.values import ValueChoice, ValueExpr
 
 __all__ = [
+    "Attention",
+    "MultiheadAttention",
     "BatchNorm2d",
     "ChoiceError",
     "ChoiceModule",
