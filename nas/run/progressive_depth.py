@@ -61,8 +61,11 @@ def stage_name(index: int) -> str:
 
 
 def check_stages(cfg: DictConfig) -> None:
-    """Refuses stage lists that cannot run, naming the stage and the field."""
+    """Refuses stage lists that cannot run, naming the stage and the field (and, with stages,
+    a space whose decisions change with the depth or a keep above a row's op count)."""
     stages = cfg.strategy.stages
+    if stages:
+        check_keep(cfg)
     for i, st in enumerate(stages):
         last = i == len(stages) - 1
         if st.layers < 1:
@@ -90,6 +93,17 @@ def check_keep(cfg: DictConfig) -> None:
     """Refuses a stage that keeps more ops per edge than a row of the space has (a ``module``
     space's decisions may have only two choices), before any stage runs."""
     space = builders.space_from_config(cfg)
+    for i in range(len(cfg.strategy.stages)):
+        shape = builders.space_from_config(stage_config(cfg, i)).alpha_shape
+        if shape != space.alpha_shape:
+            raise ValueError(
+                f"strategy.stages[{i}].layers={cfg.strategy.stages[i].layers}: in "
+                f"search_space={space.name} the depth changes the decisions (α {list(shape)} "
+                f"instead of {list(space.alpha_shape)}: one row per layer), so P-DARTS' pruned "
+                "ops cannot carry over from stage to stage. P-DARTS applies to spaces whose "
+                "depth repeats the same decisions (darts, nb201, mbconv, module models that "
+                "share labels across layers)."
+            )
     fewest = min(range(len(space.edges)), key=lambda r: len(space.allowed_ops(r)))
     n = len(space.allowed_ops(fewest))
     for i, st in enumerate(cfg.strategy.stages):
@@ -211,7 +225,6 @@ def fit_stages(
     """Runs the stages (each fit with ``callbacks``, the search report among them); returns the
     last stage's (module, trainer, datamodule)."""
     check_stages(cfg)
-    check_keep(cfg)
     stages = cfg.strategy.stages
     run_dir = Path(run_dir)
     first, done, masks = _read_progress(cfg, run_dir)

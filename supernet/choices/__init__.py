@@ -20,6 +20,7 @@ from supernet.choices.decision import ChoiceError, Decision
 from supernet.choices.layers import BatchNorm2d, Conv2d, LayerNorm, Linear
 from supernet.choices.model import assignment_of, discover, fix_model, has_choices
 from supernet.choices.modules import ChosenInputs, InputChoice, LayerChoice, Repeat
+from supernet.choices.tokens import ClassTokenPositions, TokenPositions
 from supernet.choices.values import ValueChoice, ValueExpr
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "MultiheadAttention",
     "BatchNorm2d",
     "ChoiceError",
+    "ClassTokenPositions",
     "ChoiceModule",
     "ChosenInputs",
     "Conv2d",
@@ -36,6 +38,7 @@ __all__ = [
     "LayerNorm",
     "Linear",
     "Repeat",
+    "TokenPositions",
     "ValueChoice",
     "ValueExpr",
     "assignment_of",

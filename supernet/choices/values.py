@@ -44,6 +44,11 @@ class ValueExpr:
     def max(self) -> Any:
         return max(self.all_values())
 
+    def to_int(self) -> ValueExpr:
+        """The value rounded down to an integer (a width from a float ratio: ``int(dim * r)``,
+        as AutoFormer computes its MLP width)."""
+        return ValueExpr(int, (self,), f"int({self.text})")
+
     def __repr__(self) -> str:
         return self.text
 

@@ -15,12 +15,14 @@ from supernet.spaces.darts import DartsSpace
 from supernet.spaces.mbconv import MBConvSpace
 from supernet.spaces.module import ModuleSpace
 from supernet.spaces.nb201 import NB201Space
+from supernet.spaces.vit import ViTSpace
 
 SPACES: dict[str, type[SearchSpace]] = {
     "darts": DartsSpace,
     "nb201": NB201Space,
     "mbconv": MBConvSpace,
     "module": ModuleSpace,
+    "vit": ViTSpace,
 }
 
 # Passed by the caller from the data, not by the ``search_space`` config node.
@@ -94,8 +96,15 @@ def foreign_options(name: str, options: Mapping[str, object]) -> list[str]:
     return [
         key
         for key, value in options.items()
-        if key not in taken and not any(key in d and d[key] == value for d in others)
+        if key not in taken and not any(key in d and _same(d[key], value) for d in others)
     ]
+
+
+def _same(a: object, b: object) -> bool:
+    """Equal as config values: a tuple default equals the list the config holds."""
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return a == b
 
 
 def check_options(name: str, options: Mapping[str, object]) -> None:

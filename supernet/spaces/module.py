@@ -165,18 +165,21 @@ class ModuleSpace(SearchSpace):
         self.edges = tuple((r, r + 1) for r in range(len(self.decisions)))
         self._counts = tuple(counts)
         self._check_output(probe)
-        self.costs = ModuleCosts(self)
+        self._costs: ModuleCosts | None = None
+
+    @property
+    def costs(self) -> ModuleCosts:
+        """The cost-table builder, made when first asked (it builds a model of its own)."""
+        if self._costs is None:
+            self._costs = ModuleCosts(self)
+        return self._costs
 
     # ---- the model ------------------------------------------------------------------------
     def make_model(self, C: int | None = None, layers: int | None = None) -> nn.Module:
         """A fresh instance of the model (``C`` / ``layers``: the child's, if they differ)."""
         params = inspect.signature(self.model_class).parameters
         kwargs = dict(self.model_kwargs)
-        given = {
-            "C": self.C if C is None else C,
-            "layers": self.layers if layers is None else layers,
-        }
-        for key, value in given.items():
+        for key, value in self.size_arguments(C, layers).items():
             if value is None:
                 continue
             if key not in params:
@@ -202,6 +205,13 @@ class ModuleSpace(SearchSpace):
             return self.model_class(**kwargs)
         except ChoiceError as err:
             raise ChoiceError(f"search_space.model={self.model_path}: {err}") from None
+
+    def size_arguments(self, C: int | None, layers: int | None) -> dict[str, int | None]:
+        """The model's ``C`` / ``layers`` arguments: the child's where given, else the space's."""
+        return {
+            "C": self.C if C is None else C,
+            "layers": self.layers if layers is None else layers,
+        }
 
     def _discover(self, model: nn.Module) -> list[Decision]:
         try:
@@ -300,7 +310,7 @@ class ModuleSpace(SearchSpace):
         if partial_channels != 1:
             raise ValueError(
                 f"Partial channel connections (PC-DARTS, K={partial_channels}) are not supported "
-                "in search_space=module: they sample channels of a cell edge's input, and a "
+                f"in search_space={self.name}: they sample channels of a cell edge's input, and a "
                 "model's choices are not cell edges. They apply to the darts and nb201 spaces."
             )
         model = self.make_model()

@@ -27,7 +27,14 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from supernet.choices import ChoiceModule, InputChoice, fix_model
+from supernet.choices import (
+    ChoiceModule,
+    InputChoice,
+    Repeat,
+    TokenPositions,
+    ValueChoice,
+    fix_model,
+)
 from supernet.choices.values import leaves_of
 from supernet.spaces.shapes import JointCost, empty_rows, run_hooked
 
@@ -69,6 +76,15 @@ class ShapeStub(nn.Module):
         first = args[0]
         like = first[0] if isinstance(first, (list, tuple)) else first
         return torch.zeros(like.shape[0], *self.shape, dtype=like.dtype, device=like.device)
+
+
+def _depends_on_all(module: nn.Module) -> list[str]:
+    """The decisions of every choice module inside ``module`` (itself included)."""
+    labels: list[str] = []
+    for m in module.modules():
+        if isinstance(m, ChoiceModule):
+            labels += _depends_on(m)
+    return list(dict.fromkeys(labels))
 
 
 def _depends_on(place: ChoiceModule) -> list[str]:
@@ -126,11 +142,27 @@ class ModuleCosts:
                 self.out_shapes[path] = tuple(out.shape[1:])
 
             hooks.append((modules[f"model.{path}"], hook))
+            place = self.places_by_path[path]
+            if isinstance(place, Repeat):  # each block's own input (priced block by block)
+                for i in range(len(place.blocks)):
+                    block = modules.get(f"model.{path}.{i}")
+                    if block is not None:
+                        hooks.append(
+                            (
+                                block,
+                                lambda m, a, o, key=f"{path}.{i}": seen_in.__setitem__(
+                                    key, tuple(a[0].shape[1:])
+                                ),
+                            )
+                        )
         run_hooked(child, input_shape, hooks)
         reference = {d.label: d.default for d in space.decisions}
         row_of = {d.label: r for r, d in enumerate(space.decisions)}
         out = []
         for path, place in self.places_by_path.items():
+            if isinstance(place, Repeat) and isinstance(place.depth, ValueChoice):
+                out += self._repeat_places(path, place, seen_in, reference, row_of)
+                continue
             labels = _depends_on(place)
             rows = tuple(row_of[label] for label in labels)
             counts = [len(space.decisions[r].choices) for r in rows]
@@ -144,6 +176,34 @@ class ModuleCosts:
             for cols in itertools.product(*(range(n) for n in counts)):
                 assignment = {**reference, **dict(zip(labels, cols, strict=True))}
                 entries[cols] = (self._entry(path, place, assignment, seen_in[path]),)
+            ref = tuple(reference[label] for label in labels)
+            out.append(JointCost(space.cell_types[0], rows, entries, ref))
+        return out
+
+    def _repeat_places(self, path, place, seen_in, reference, row_of) -> list[JointCost]:
+        """A repeated block with a depth choice, priced block by block: block i depends on the
+        depth (it runs only when the depth exceeds i) and on the decisions inside it, a joint
+        choice per block instead of one over every block's decisions."""
+        space, depth = self.space, place.depth
+        out = []
+        for i, block in enumerate(place.blocks):
+            labels = [depth.label] + [x for x in _depends_on_all(block) if x != depth.label]
+            rows = tuple(row_of[label] for label in labels)
+            counts = [len(space.decisions[r].choices) for r in rows]
+            if math.prod(counts) > MAX_JOINT:
+                raise ValueError(
+                    f"search_space.model={space.model_path}: block {i} of {path} depends on the "
+                    f"decisions {labels} ({math.prod(counts)} joint choices, more than "
+                    f"{MAX_JOINT}); its cost cannot be tabled per joint choice."
+                )
+            entries = {}
+            for cols in itertools.product(*(range(n) for n in counts)):
+                if depth.values[cols[0]] <= i:
+                    entries[cols] = ()  # the block does not run at this depth
+                    continue
+                assignment = {**reference, **dict(zip(labels, cols, strict=True))}
+                seen = seen_in.get(f"{path}.{i}", seen_in[path])
+                entries[cols] = (self._entry(f"{path}.{i}", block, assignment, seen),)
             ref = tuple(reference[label] for label in labels)
             out.append(JointCost(space.cell_types[0], rows, entries, ref))
         return out
@@ -179,6 +239,8 @@ def _input_shape(fixed: nn.Module, seen: tuple[int, ...]) -> tuple[int, ...]:
                 return tuple(shape)
         if isinstance(module, nn.LayerNorm):
             return (*seen[:-1], module.normalized_shape[0])
+        if isinstance(module, TokenPositions):  # tokens in, width on the last dim
+            return (*seen[:-1], module.pos.shape[-1])
     return seen
 
 

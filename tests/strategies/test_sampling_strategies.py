@@ -460,9 +460,19 @@ NOT_APPLICABLE = {
     ("module", "pcdarts"): "partial channels: a model's choices are no cell edges",
     ("module", "fairdarts"): "FairDARTS' threshold rule has forms for darts and nb201 only",
     ("module", "snas_constrained"): "ResourceCost prices the supernet/ops.py registry's ops",
+    # The ViT supernet is a built-in model of the module space: the same five do not apply.
+    ("vit", "darts_minus"): "DARTS-' auxiliary skip needs a skip_connect candidate",
+    ("vit", "drnas_progressive"): "partial channels: a model's choices are no cell edges",
+    ("vit", "pcdarts"): "partial channels: a model's choices are no cell edges",
+    ("vit", "fairdarts"): "FairDARTS' threshold rule has forms for darts and nb201 only",
+    ("vit", "snas_constrained"): "ResourceCost prices the supernet/ops.py registry's ops",
+    ("vit", "pdarts"): "P-DARTS' stages change the depth, and with it the ViT's decisions",
 }
 # P-DARTS on a model: its decisions have 2 or 3 choices, so a stage keeps at most 2.
-SPACE_OVERRIDES = {("module", "pdarts"): ["strategy.stages=[{layers:1,keep:2},{layers:2}]"]}
+SPACE_OVERRIDES = {
+    (space, "pdarts"): ["strategy.stages=[{layers:1,keep:2},{layers:2}]"]
+    for space in ("module", "vit")
+}
 
 
 @pytest.mark.parametrize("space, strategy", sorted(NOT_APPLICABLE))
@@ -473,6 +483,7 @@ def test_a_mechanic_that_does_not_apply_to_a_space_says_so(space, strategy):
 
     import train
     from nas.run import builders
+    from nas.run.input_check import check_inputs
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(train.CONFIG_DIR, version_base="1.3", job_name="train"):
@@ -482,6 +493,7 @@ def test_a_mechanic_that_does_not_apply_to_a_space_says_so(space, strategy):
                        f"strategy={strategy}", *PARTIAL_CHANNEL_SIZES.get(strategy, [])],
         )  # fmt: skip
     with pytest.raises(ValueError, match=space):
+        check_inputs(cfg)  # the run's checks before any work (P-DARTS' stages)
         module = builders.search_module(cfg, builders.space_from_config(cfg))
         module.genotype()  # a selection rule that has no form for the space
 
@@ -494,6 +506,7 @@ def test_a_mechanic_that_does_not_apply_to_a_space_says_so(space, strategy):
 DEFAULT_IN = {
     "mbconv": {"darts", "gdas", "spos", "proxyless", "fbnet", "pdarts"},
     "module": {"darts", "gdas", "spos", "proxyless", "drnas"},
+    "vit": {"darts", "gdas", "spos", "fbnet"},
     "nb201": set(STRATEGIES)
     - {"drnas_kl", "drnas_progressive", "sdarts_rs", "snas_constrained", "proxyless", "fbnet"},
 }
