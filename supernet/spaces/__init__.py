@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from supernet.genotypes import GENOTYPE_TYPES, Genotype, GenotypeBase
 from supernet.spaces.base import SearchSpace
 from supernet.spaces.darts import DartsSpace
+from supernet.spaces.gpt import GPTSpace
 from supernet.spaces.mbconv import MBConvSpace
 from supernet.spaces.module import ModuleSpace
 from supernet.spaces.nb201 import NB201Space
@@ -23,6 +24,7 @@ SPACES: dict[str, type[SearchSpace]] = {
     "mbconv": MBConvSpace,
     "module": ModuleSpace,
     "vit": ViTSpace,
+    "gpt": GPTSpace,
 }
 
 # Passed by the caller from the data, not by the ``search_space`` config node.

@@ -36,6 +36,7 @@ from supernet.genotypes import GenotypeError, KeptEdge
 from supernet.spaces.base import SearchSpace
 from supernet.spaces.module_costs import ModuleCosts
 from supernet.spaces.module_genotype import CELL, ModuleGenotype
+from supernet.spaces.shapes import example_input
 
 ENUMERATE_LIMIT = 1_000_000  # estimate.sample=all enumerates spaces up to this size
 
@@ -230,14 +231,21 @@ class ModuleSpace(SearchSpace):
         was = model.training
         model.eval()
         with torch.no_grad():
-            out = model(torch.zeros(2, *self.input_shape))
+            out = model(example_input(self.input_shape, 2))
         model.train(was)
-        if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, self.num_classes):
+        tokens = len(self.input_shape) == 1  # text: next-token logits, flattened
+        rows = 2 * self.input_shape[0] if tokens else 2
+        if not isinstance(out, torch.Tensor) or tuple(out.shape) != (rows, self.num_classes):
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            expected = (
+                f"[batch x tokens, vocab] = [{rows}, {self.num_classes}] (token ids in)"
+                if tokens
+                else f"[batch, num_classes] = [2, {self.num_classes}]"
+            )
             raise ValueError(
                 f"search_space.model={self.model_path}: forward(x) on a batch of 2 inputs of "
                 f"shape {list(self.input_shape)} returned {got}; the model must return logits "
-                f"of shape [batch, num_classes] = [2, {self.num_classes}]."
+                f"of shape {expected}."
             )
 
     # ---- α rows ---------------------------------------------------------------------------

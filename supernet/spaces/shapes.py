@@ -86,6 +86,13 @@ def empty_rows(cell_types: Sequence[str], n_rows: int, n_ops: int) -> Rows:
     return {c: [[[] for _ in range(n_ops)] for _ in range(n_rows)] for c in cell_types}
 
 
+def example_input(input_shape: Sequence[int], batch: int = 1, device=None) -> torch.Tensor:
+    """Zeros of one batch: token ids ``[batch, T]`` (long) for a 1-d input shape (text), else
+    float images ``[batch, C, H, W]``."""
+    dtype = torch.long if len(input_shape) == 1 else torch.float32
+    return torch.zeros(batch, *input_shape, dtype=dtype, device=device)
+
+
 def run_hooked(
     child: nn.Module,
     input_shape: Sequence[int],
@@ -98,7 +105,7 @@ def run_hooked(
         was = child.training
         child.eval()
         with torch.no_grad():
-            child(torch.zeros(1, *input_shape))
+            child(example_input(input_shape))
         child.train(was)
     finally:
         for h in handles:

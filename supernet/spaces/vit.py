@@ -338,10 +338,11 @@ class ViTSpace(ModuleSpace):
             else:
                 raise GenotypeError(f"vit genotype without {d.label!r}: {genotype!r}.")
         resolved = self.genotype_of(cols)
-        if resolved.depth != genotype.depth or any(
-            label not in resolved.choice_map() for label in given
-        ):
-            raise GenotypeError(f"vit genotype {genotype} does not fit this space.")
+        if resolved.to_dict() != genotype.to_dict():
+            raise GenotypeError(
+                f"vit genotype {genotype} does not fit this space: as the space reads it, "
+                f"{resolved} (its choices are {self.describe()})."
+            )
         return resolved
 
     def _decision(self, label: str):
