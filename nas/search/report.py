@@ -240,7 +240,8 @@ class SearchReport(L.Callback):
         from nas.core.genotype import parse_genotype_text
 
         if self.previous.startswith("{"):
-            return Genotype.from_dict(json.loads(self.previous), source="the previous epoch")
+            previous = Genotype.from_dict(json.loads(self.previous), source="the previous epoch")
+            return pl_module.space.resolve(previous)
         return parse_genotype_text(self.previous, pl_module.space.name)  # an older checkpoint
 
     def on_train_start(self, trainer: L.Trainer, pl_module) -> None:

@@ -178,6 +178,14 @@ class GroupedQueryAttention(ChoiceModule):
         return out.to(self.out.weight.device)
 
 
+def token_table(num_embeddings: int, embedding_dim: int) -> nn.Embedding:
+    """A token embedding initialised as GPT-2's (normal, std 0.02; torch's default std 1 makes a
+    tied head's initial logits ~50x too large)."""
+    table = nn.Embedding(num_embeddings, embedding_dim)
+    nn.init.normal_(table.weight, std=0.02)
+    return table
+
+
 class Embedding(ChoiceModule):
     """``nn.Embedding`` whose ``embedding_dim`` may be a value choice (module docstring)."""
 
@@ -185,7 +193,7 @@ class Embedding(ChoiceModule):
         super().__init__()
         self._values = {"embedding_dim": embedding_dim}
         self.check()
-        self.weight = nn.Embedding(num_embeddings, largest(embedding_dim)).weight
+        self.weight = token_table(num_embeddings, largest(embedding_dim)).weight
 
     def value_args(self) -> dict[str, Any]:
         return dict(self._values)
@@ -202,7 +210,7 @@ class Embedding(ChoiceModule):
 
     def fixed(self, assignment: Assignment, inherit: bool) -> nn.Embedding:
         e = fixed_values(self._values, assignment)["embedding_dim"]
-        out = nn.Embedding(self.weight.shape[0], e)
+        out = token_table(self.weight.shape[0], e)
         if inherit:
             with torch.no_grad():
                 out.weight.copy_(self.weight[:, :e])

@@ -226,6 +226,12 @@ class SearchSpace(ABC):
         ``sizes``: ``C``, ``layers``, ``auxiliary`` and ``network`` (one of
         ``child_networks``); a space ignores those it has no use for."""
 
+    def resolve(self, genotype: GenotypeBase) -> GenotypeBase:
+        """The genotype as this space reads it, checked (a typed transformer genotype read from
+        its file gets its α columns back); default: checked and returned as it is."""
+        self.validate_genotype(genotype)
+        return genotype
+
     def child_from_supernet(self, supernet: nn.Module, genotype: GenotypeBase) -> nn.Module:
         """The child network of ``genotype`` with the searched supernet's weights
         (``retrain.inherit=true``); the supernet is left unchanged."""

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from supernet.choices import LayerNorm, Linear, Repeat, ValueChoice
+from supernet.choices import ChoiceError, LayerNorm, Linear, Repeat, ValueChoice
 from supernet.choices.language import POSITIONS, Embedding, GroupedQueryAttention, PositionChoice
 from supernet.genotypes import GENOTYPE_TYPES, GenotypeError
 from supernet.spaces.module import ModuleSpace
@@ -306,7 +306,10 @@ class GPTSpace(ModuleSpace):
         cols = []
         for d in self.decisions:
             if d.label in given:
-                cols.append(d.index_of(given[d.label]))
+                try:
+                    cols.append(d.index_of(given[d.label]))
+                except ChoiceError as err:
+                    raise GenotypeError(f"gpt genotype {genotype}: {err}") from None
             elif d.label.startswith(LAYER_KINDS):
                 cols.append(0)  # a layer the genotype does not use
             else:

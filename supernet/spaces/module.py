@@ -161,6 +161,11 @@ class ModuleSpace(SearchSpace):
         with torch.random.fork_rng(devices=[]):
             probe = self.make_model()
         self.decisions = self._discover(probe)
+        # Every supernet, child and cost table is another instance: a value choice shared by
+        # instances (a default argument, a module constant) is refused now, not mid-run. A
+        # second instance on the meta device costs no memory or initialisation.
+        with torch.random.fork_rng(devices=[]), torch.device("meta"):
+            self._discover(self.make_model())
         counts = [len(d.choices) for d in self.decisions]
         self.ops = tuple(str(k) for k in range(max(counts)))
         self.edges = tuple((r, r + 1) for r in range(len(self.decisions)))

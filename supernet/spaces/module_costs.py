@@ -35,6 +35,7 @@ from supernet.choices import (
     ValueChoice,
     fix_model,
 )
+from supernet.choices.language import LearnedPositions
 from supernet.choices.values import leaves_of
 from supernet.spaces.shapes import JointCost, empty_rows, run_hooked
 
@@ -60,6 +61,7 @@ class ModuleShape:
     module: nn.Module = field(compare=False, hash=False, repr=False)
     sample_shape: tuple[int, ...] = ()
     free: bool = False
+    input_dtype: torch.dtype = torch.float32  # torch.long: token ids (a language model's embedding)
 
     def build(self) -> nn.Module:
         return copy.deepcopy(self.module)
@@ -120,6 +122,7 @@ class ModuleCosts:
         alternatives = "|".join(re.escape(p) for p in self.places_by_path)
         self.pattern = re.compile(rf"^model\.({alternatives})(\.|$)")
         self.out_shapes: dict[str, tuple[int, ...]] = {}
+        self.in_dtypes: dict[str, torch.dtype] = {}
 
     def rows(self, child: nn.Module, input_shape: Sequence[int]):
         """No per-row entries: every place is priced per joint choice (``places``)."""
@@ -139,6 +142,7 @@ class ModuleCosts:
                 first = args[0]
                 like = first[0] if isinstance(first, (list, tuple)) else first
                 seen_in[path] = tuple(like.shape[1:])
+                self.in_dtypes[path] = like.dtype
                 self.out_shapes[path] = tuple(out.shape[1:])
 
             hooks.append((modules[f"model.{path}"], hook))
@@ -215,9 +219,11 @@ class ModuleCosts:
         shape = _input_shape(fixed, seen)
         free = isinstance(place, InputChoice) or _empty(fixed)
         # The module's own text tells configurations of one path apart (widths, heads, ...).
-        digest = hashlib.sha1(repr(fixed).encode()).hexdigest()[:10]
+        text = repr(fixed) + repr([tuple(p.shape) for p in fixed.parameters()])
+        digest = hashlib.sha1(text.encode()).hexdigest()[:10]
         key = f"{self.space.model_path}|{path}|{'x'.join(map(str, shape))}|{digest}"
-        return ModuleShape(key, fixed, shape, free)
+        dtype = self.in_dtypes.get(path.rsplit(".", 1)[0] if path not in self.in_dtypes else path)
+        return ModuleShape(key, fixed, shape, free, dtype or torch.float32)
 
     def stub(self, child: nn.Module) -> nn.Module:
         stub = copy.deepcopy(child)
@@ -241,6 +247,8 @@ def _input_shape(fixed: nn.Module, seen: tuple[int, ...]) -> tuple[int, ...]:
             return (*seen[:-1], module.normalized_shape[0])
         if isinstance(module, TokenPositions):  # tokens in, width on the last dim
             return (*seen[:-1], module.pos.shape[-1])
+        if isinstance(module, LearnedPositions):
+            return (*seen[:-1], module.weight.shape[-1])
     return seen
 
 

@@ -42,6 +42,8 @@ class OpShape:
         se = "|se" if self.se else ""
         return f"{self.op}|{self.C_in}>{self.C_out}|s{self.stride}|{self.H}x{self.W}{se}"
 
+    input_dtype = torch.float32  # images in
+
     @property
     def sample_shape(self) -> tuple[int, int, int]:
         """One input sample's shape: what the op is counted and timed on."""

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from supernet.choices import (
+    ChoiceError,
     ClassTokenPositions,
     LayerNorm,
     Linear,
@@ -114,7 +115,9 @@ class ViTSupernetModel(nn.Module):
 class ViTGenotype(ModuleGenotype):
     """A ViT architecture: ``vit:e192-d12-h3,3,3...-r4,3.5,4...`` (``-q<head_dim>`` when not 64) (heads and MLP ratio per used
     layer); ``genotype.json`` has the fields ``embed_dim``, ``depth``, ``num_heads``,
-    ``mlp_ratio``, ``qkv_dim`` (per layer: heads x head_dim) and ``head_dim``."""
+    ``mlp_ratio``, ``qkv_dim`` (per layer: heads x head_dim) and ``head_dim``, and, once resolved
+    by its space, ``options`` (the choice sets by field: the file then gives α columns alone, as
+    a module genotype's does; unused layers read back at their first choice)."""
 
     space: str = "vit"
     head_dim: int = 64
@@ -152,7 +155,7 @@ class ViTGenotype(ModuleGenotype):
         return f"{PREFIX}e{self.embed_dim}-d{self.depth}-h{heads}-r{ratios}{head}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "space": self.space,
             "embed_dim": self.embed_dim,
             "depth": self.depth,
@@ -161,6 +164,23 @@ class ViTGenotype(ModuleGenotype):
             "qkv_dim": self.qkv_dim,
             "head_dim": self.head_dim,
         }
+        if self.options:  # every layer has the same sets: layer 0's stand for all
+            opts = dict(self.options)
+            kinds = ("embed_dim", "depth", layer_label("num_heads", 0), layer_label("mlp_ratio", 0))
+            out["options"] = {k.removesuffix("_0"): list(opts[k]) for k in kinds}
+        return out
+
+    def with_options(self, sets: Mapping[str, Sequence[Any]]) -> ViTGenotype:
+        """This genotype with its space's choice sets (``to_dict``'s ``options``): every layer
+        up to the largest depth, a layer beyond the depth at its first choice (canonical, as
+        ``ViTSpace.genotype_of`` makes it)."""
+        options = [("embed_dim", tuple(sets["embed_dim"])), ("depth", tuple(sets["depth"]))]
+        for i in range(max(int(d) for d in sets["depth"])):
+            options.append((layer_label("num_heads", i), tuple(sets["num_heads"])))
+            options.append((layer_label("mlp_ratio", i), tuple(sets["mlp_ratio"])))
+        given = self.choice_map()
+        choices = tuple((label, given.get(label, opts[0])) for label, opts in options)
+        return replace(self, choices=choices, options=tuple(options))
 
     @classmethod
     def matches_text(cls, text: str) -> bool:
@@ -185,10 +205,11 @@ class ViTGenotype(ModuleGenotype):
     @classmethod
     def from_dict(cls, data: Any, source: str = "genotype") -> ViTGenotype:
         try:
-            return cls.from_fields(
+            genotype = cls.from_fields(
                 int(data["embed_dim"]), int(data["depth"]), list(data["num_heads"]),
                 list(data["mlp_ratio"]), int(data.get("head_dim", 64)), data.get("space", "vit"),
             )  # fmt: skip
+            return genotype.with_options(data["options"]) if data.get("options") else genotype
         except (KeyError, TypeError, ValueError) as err:
             raise GenotypeError(
                 f"{source}: a vit genotype has the fields embed_dim, depth, num_heads (per "
@@ -202,12 +223,14 @@ class ViTGenotype(ModuleGenotype):
             heads = [int(v) for v in h[1:].split(",") if v]
             ratios = [float(v) for v in r[1:].split(",") if v]
             head_dim = int(q[0][1:]) if q else 64
-            return cls.from_fields(int(e[1:]), int(d[1:]), heads, ratios, head_dim, space=space)
+            embed, depth = int(e[1:]), int(d[1:])
         except (ValueError, IndexError):
             raise GenotypeError(
                 f"vit genotype text {text!r}: expected 'vit:e<embed>-d<depth>-h<heads per "
                 "layer, comma-separated>-r<MLP ratios per layer, comma-separated>'."
             ) from None
+        # Outside the try: a well-formed text with the wrong number of layers says so.
+        return cls.from_fields(embed, depth, heads, ratios, head_dim, space=space)
 
     def with_op(self, cell: str, slot: int, op: str) -> ViTGenotype:
         label, _ = self.choices[slot]
@@ -217,6 +240,17 @@ class ViTGenotype(ModuleGenotype):
 
 
 GENOTYPE_TYPES["vit"] = ViTGenotype
+
+
+def _layer_of(label: str) -> int:
+    """The layer a per-layer decision belongs to (-1 for the global ones)."""
+    per_layer = label.startswith(("num_heads_", "mlp_ratio_"))
+    return int(label.rsplit("_", 1)[1]) if per_layer else -1
+
+
+def _fields(genotype: ViTGenotype) -> dict[str, Any]:
+    """The architecture's fields, without the choice sets it was read with."""
+    return {k: v for k, v in genotype.to_dict().items() if k != "options"}
 
 
 class ViTSpace(ModuleSpace):
@@ -331,14 +365,17 @@ class ViTSpace(ModuleSpace):
         given = genotype.choice_map()
         cols = []
         for d in self.decisions:
-            if d.label in given:
-                cols.append(d.index_of(given[d.label]))
-            elif d.label.startswith(("num_heads_", "mlp_ratio_")):
-                cols.append(0)  # a layer the genotype does not use
+            if _layer_of(d.label) >= genotype.depth:
+                cols.append(0)  # a layer the genotype does not use (a file's: any value)
+            elif d.label in given:
+                try:
+                    cols.append(d.index_of(given[d.label]))
+                except ChoiceError as err:  # a GenotypeError, as the module space's resolve
+                    raise GenotypeError(f"vit genotype {genotype}: {err}") from None
             else:
                 raise GenotypeError(f"vit genotype without {d.label!r}: {genotype!r}.")
         resolved = self.genotype_of(cols)
-        if resolved.to_dict() != genotype.to_dict():
+        if _fields(resolved) != _fields(genotype):
             raise GenotypeError(
                 f"vit genotype {genotype} does not fit this space: as the space reads it, "
                 f"{resolved} (its choices are {self.describe()})."
