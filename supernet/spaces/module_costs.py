@@ -68,16 +68,21 @@ class ModuleShape:
 
 
 class ShapeStub(nn.Module):
-    """Returns zeros of a fixed per-sample shape: a searched place in the stub child."""
+    """Returns zeros of a fixed per-sample shape (float): a searched place in the stub child.
+    It keeps the replaced module's own parameters, which the rest of the model may read (a
+    language model's head tied to its token table: that product is fixed-part work)."""
 
-    def __init__(self, shape: Sequence[int]):
+    def __init__(self, shape: Sequence[int], replaced: nn.Module | None = None, dtype=None):
         super().__init__()
-        self.shape = tuple(shape)
+        self.shape, self.dtype = tuple(shape), dtype
+        for name, param in ({} if replaced is None else replaced.named_parameters(recurse=False)):
+            self.register_parameter(name, param)
 
     def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
         first = args[0]
         like = first[0] if isinstance(first, (list, tuple)) else first
-        return torch.zeros(like.shape[0], *self.shape, dtype=like.dtype, device=like.device)
+        dtype = self.dtype or (like.dtype if like.dtype.is_floating_point else torch.float32)
+        return torch.zeros(like.shape[0], *self.shape, dtype=dtype, device=like.device)
 
 
 def _depends_on_all(module: nn.Module) -> list[str]:
@@ -230,7 +235,7 @@ class ModuleCosts:
         for path in self.places_by_path:
             parent_path, _, name = f"model.{path}".rpartition(".")
             parent = stub.get_submodule(parent_path)
-            setattr(parent, name, ShapeStub(self.out_shapes[path]))
+            setattr(parent, name, ShapeStub(self.out_shapes[path], getattr(parent, name)))
         return stub.eval()
 
 

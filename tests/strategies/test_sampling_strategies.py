@@ -467,12 +467,20 @@ NOT_APPLICABLE = {
     ("vit", "fairdarts"): "FairDARTS' threshold rule has forms for darts and nb201 only",
     ("vit", "snas_constrained"): "ResourceCost prices the supernet/ops.py registry's ops",
     ("vit", "pdarts"): "P-DARTS' stages change the depth, and with it the ViT's decisions",
+    ("gpt", "darts_minus"): "DARTS-' auxiliary skip needs a skip_connect candidate",
+    ("gpt", "drnas_progressive"): "partial channels: a model's choices are no cell edges",
+    ("gpt", "pcdarts"): "partial channels: a model's choices are no cell edges",
+    ("gpt", "fairdarts"): "FairDARTS' threshold rule has forms for darts and nb201 only",
+    ("gpt", "snas_constrained"): "ResourceCost prices the supernet/ops.py registry's ops",
+    ("gpt", "pdarts"): "P-DARTS' stages change the depth, and with it the GPT's decisions",
 }
 # P-DARTS on a model: its decisions have 2 or 3 choices, so a stage keeps at most 2.
-SPACE_OVERRIDES = {
-    (space, "pdarts"): ["strategy.stages=[{layers:1,keep:2},{layers:2}]"]
-    for space in ("module", "vit")
-}
+SPACE_OVERRIDES = {("module", "pdarts"): ["strategy.stages=[{layers:1,keep:2},{layers:2}]"]}
+# A language model reads token windows (data=text), each decision with two choices.
+GPT_SMALL = ["data=text", "search_space.n_embd=[8,16]", "search_space.n_layer=[1,2]",
+             "search_space.n_head=[1,2]", "search_space.intermediate_size=[16,32]",
+             "search_space.head_size=4", "data.input_shape=[16]"]  # fmt: skip
+SPACE_OVERRIDES.update({("gpt", s): GPT_SMALL for s in STRATEGIES})
 
 
 @pytest.mark.parametrize("space, strategy", sorted(NOT_APPLICABLE))
@@ -490,7 +498,8 @@ def test_a_mechanic_that_does_not_apply_to_a_space_says_so(space, strategy):
         cfg = compose(
             "config",
             overrides=["experiment=smoke", "data=synthetic", f"search_space={space}",
-                       f"strategy={strategy}", *PARTIAL_CHANNEL_SIZES.get(strategy, [])],
+                       f"strategy={strategy}", *PARTIAL_CHANNEL_SIZES.get(strategy, []),
+                       *SPACE_OVERRIDES.get((space, strategy), [])],
         )  # fmt: skip
     with pytest.raises(ValueError, match=space):
         check_inputs(cfg)  # the run's checks before any work (P-DARTS' stages)
@@ -507,6 +516,7 @@ DEFAULT_IN = {
     "mbconv": {"darts", "gdas", "spos", "proxyless", "fbnet", "pdarts"},
     "module": {"darts", "gdas", "spos", "proxyless", "drnas"},
     "vit": {"darts", "gdas", "spos", "fbnet"},
+    "gpt": {"darts", "gdas", "drnas", "spos", "proxyless"},
     "nb201": set(STRATEGIES)
     - {"drnas_kl", "drnas_progressive", "sdarts_rs", "snas_constrained", "proxyless", "fbnet"},
 }
