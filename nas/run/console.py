@@ -33,7 +33,9 @@ PHASE_METRICS = {
         "search/train_acc": "train_acc",
         "search/arch_acc": "arch_acc",  # the α step's batches (validation split)
         "search/val_acc": "val_acc",  # the validation loop over the validation split
+        "search/val_bits_per_byte": "val_bits_per_byte",  # language modelling (data=text)
         "genotype/skip_connect": "skip_connect",  # skips in the current genotype
+        "genotype/params": "params",  # the current architecture's parameters (module, vit, gpt)
         "alpha_entropy": "alpha_entropy",  # mean entropy of the op distributions
         # With a hardware-cost penalty (ProxylessNAS, FBNet): its expectation under α.
         "cost/expected_latency": "expected_latency",
@@ -44,12 +46,15 @@ PHASE_METRICS = {
         "retrain/train_loss": "train_loss",
         "retrain/train_acc": "train_acc",
         "retrain/val_acc": "val_acc",
+        "retrain/val_bits_per_byte": "val_bits_per_byte",  # language modelling (data=text)
     },
 }
 
 
 # Entropy moves in the 4th decimal during DARTS' first epochs (log 8 = 2.0794 when uniform).
-DECIMALS = {"skip_connect": 0, "alpha_entropy": 4, "expected_macs": 0, "expected_params": 0}
+DECIMALS = {
+    "skip_connect": 0, "alpha_entropy": 4, "expected_macs": 0, "expected_params": 0, "params": 0,
+}  # fmt: skip
 
 
 def fmt_duration(seconds: float) -> str:

@@ -260,6 +260,9 @@ class SearchReport(L.Callback):
             **schedule_metrics(pl_module),
             **cost_metrics(pl_module, genotype),
         }
+        params = pl_module.space.genotype_params(genotype)
+        if params is not None:  # the current architecture's size (a model's own decisions)
+            scalars["genotype/params"] = float(params)
         # Through the module: every logger, and the bar shows skips and entropy.
         pl_module.log_dict(scalars, on_step=False, on_epoch=True, sync_dist=False)
         self.previous = json.dumps(genotype.to_dict())

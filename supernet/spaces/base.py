@@ -296,6 +296,11 @@ class SearchSpace(ABC):
         every cell or layer of that type of ``child``, read with forward hooks."""
         raise self._no_cost_tables()
 
+    def genotype_params(self, genotype: GenotypeBase) -> int | None:
+        """The child network's parameter count, where the space prices it cheaply (the search
+        console shows it per epoch); None: not shown."""
+        return None
+
     def cost_places(self, child: nn.Module, input_shape: Sequence[int]) -> list[JointCost]:
         """Places whose cost depends on several α rows together, priced per joint choice
         (``supernet.spaces.shapes.JointCost``); their rows' ``cost_rows`` hold nothing for

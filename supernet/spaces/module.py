@@ -172,6 +172,7 @@ class ModuleSpace(SearchSpace):
         self._counts = tuple(counts)
         self._check_output(probe)
         self._costs: ModuleCosts | None = None
+        self._params_table: tuple | None = None
 
     @property
     def costs(self) -> ModuleCosts:
@@ -375,6 +376,25 @@ class ModuleSpace(SearchSpace):
 
     def cost_rows(self, child: nn.Module, input_shape: Sequence[int]):
         return self.costs.rows(child, input_shape)
+
+    def genotype_params(self, genotype: ModuleGenotype) -> int:
+        """Exact: the sum of its places' tabled parameters and the fixed part's."""
+        if self._params_table is None:
+            reference = self.build_child(self.reference_genotype())
+            places = self.cost_places(reference, self.input_shape)
+            pattern = self.child_op_pattern
+            fixed = sum(p.numel() for n, p in reference.named_parameters() if not pattern.match(n))
+            tables = []
+            for place in places:
+                costs = {
+                    cols: sum(sum(p.numel() for p in s.build().parameters()) for s in shapes)
+                    for cols, shapes in place.entries.items()
+                }
+                tables.append((place.rows, costs))
+            self._params_table = (fixed, tables)
+        fixed, tables = self._params_table
+        cols = self.resolve(genotype).columns()
+        return fixed + sum(costs[tuple(cols[r] for r in rows)] for rows, costs in tables)
 
     def cost_places(self, child: nn.Module, input_shape: Sequence[int]):
         return self.costs.places(child, input_shape)
