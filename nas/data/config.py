@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional  # noqa: UP035 - OmegaConf needs typing.Optional
 
-from nas.data.datasets import FILE_DATASETS, dataset_names
+from nas.data.datasets import FILE_DATASETS, dataset_names, is_token_dataset
 
 SPLITS = ("darts", "nb201")
 PIPELINES = ("auto", "device", "loader")
@@ -26,14 +27,15 @@ class DataConfig:
 
     Attributes:
         name: Registry key of the dataset (``digits``, ``synthetic``, ``cifar10``, ``cifar100``,
-            ``imagenet16_120``, ``imagefolder``, ``imagenet``).
-        root: Directory of on-disk datasets; ignored by digits and synthetic.
+            ``imagenet16_120``, ``imagefolder``, ``imagenet``; ``text``: token sequences).
+        root: Directory of on-disk datasets; ignored by digits, synthetic and text.
         download: Download a missing file that has an official URL (CIFAR); every file with a
             known checksum is verified before use either way.
-        input_shape: ``[C, H, W]`` of one image (image folders: the crop size).
-        num_classes: Number of labels.
-        mean: Per-channel mean in [0, 1] pixel units, used for normalization.
-        std: Per-channel standard deviation in [0, 1] pixel units.
+        input_shape: ``[C, H, W]`` of one image (image folders: the crop size); for text
+            ``[T]``, the context length in tokens.
+        num_classes: Number of labels; for text the vocabulary (256 bytes, 50257 gpt2).
+        mean: Per-channel mean in [0, 1] pixel units, used for normalization (text: ``[]``).
+        std: Per-channel standard deviation in [0, 1] pixel units (text: ``[]``).
         split: ``darts``: search on ``train_portion`` / rest of the training set, retrain on
             the training set and evaluate on the whole test set. ``nb201`` (cifar100,
             imagenet16_120): NAS-Bench-201's protocol, the test set halved into x-valid and
@@ -55,6 +57,10 @@ class DataConfig:
         eval_resize: Image folders: shorter side before the evaluation centre crop (256 for
             224 crops, as in the ImageNet-mobile papers).
         crop_scale: Image folders: area range of the training random resized crop.
+        tokenizer: Text only: ``bytes`` (UTF-8 bytes, 256 ids) or ``gpt2`` (GPT-2's BPE, 50257
+            ids; needs ``tiktoken`` or ``transformers``).
+        path: Text only: a UTF-8 file, or a folder whose ``*.txt`` / ``*.md`` / ``*.py`` files
+            are read in sorted order; null = the embedded corpus (Python's own help text).
     """
 
     name: str
@@ -75,6 +81,8 @@ class DataConfig:
     device_cache: bool = True
     eval_resize: int = 256
     crop_scale: list[float] = field(default_factory=lambda: [0.08, 1.0])
+    tokenizer: str = "bytes"
+    path: Optional[str] = None  # noqa: UP045
 
 
 def _is_number(value: Any) -> bool:
@@ -97,10 +105,21 @@ def validate_data_config(cfg: DataConfig) -> None:
 
     shape = list(cfg.input_shape)
     channels = None
-    if len(shape) != 3 or not all(isinstance(s, int) and s > 0 for s in shape):
+    tokens = is_token_dataset(name)
+    if tokens:
+        problems += _token_problems(cfg)
+    elif len(shape) != 3 or not all(isinstance(s, int) and s > 0 for s in shape):
         problems.append(f"data.input_shape={shape} must be three positive ints [C, H, W]")
     else:
         channels = shape[0]
+    if not tokens:
+        for key, default in (("tokenizer", "bytes"), ("path", None)):
+            if getattr(cfg, key) != default:
+                problems.append(
+                    f"data.{key}={_yaml(getattr(cfg, key))} applies to token datasets "
+                    f"(data=text) only, not {name!r}: leave it at {_yaml(default)}"
+                    + (" (image datasets read data.root)" if key == "path" else "")
+                )
 
     num_classes = cfg.num_classes
     if not isinstance(num_classes, int) or num_classes < 2:
@@ -133,6 +152,11 @@ def validate_data_config(cfg: DataConfig) -> None:
             problems.append(f"data.{key}={value!r} must be one of {list(valid)}")
     if cfg.split == "nb201" and name not in ("cifar100", "imagenet16_120"):
         problems.append(f"data.split=nb201 needs cifar100 or imagenet16_120, not {name!r}")
+    if tokens and cfg.pipeline == "loader":
+        problems.append(
+            f"data.pipeline=loader decodes images per sample; {name!r} is token windows "
+            "gathered per batch: use device (or auto)"
+        )
     if cfg.pipeline == "device" and name in FILE_DATASETS:
         problems.append(f"data.pipeline=device cannot hold {name!r} (read per file): use loader")
     scale = list(cfg.crop_scale)
@@ -152,3 +176,53 @@ def validate_data_config(cfg: DataConfig) -> None:
 
     if problems:
         raise ValueError("Invalid data config: " + "; ".join(problems) + ".")
+
+
+def _token_problems(cfg: DataConfig) -> list[str]:
+    """A token dataset's own settings, and the image settings it must leave neutral."""
+    from nas.data.text import TOKENIZERS, VOCAB_SIZES, gpt2_backend, gpt2_missing
+
+    problems: list[str] = []
+    shape = list(cfg.input_shape)
+    if len(shape) != 1 or not isinstance(shape[0], int) or shape[0] < 1:
+        problems.append(
+            f"data.input_shape={shape} must be [T] for data={cfg.name}: one positive int, the "
+            "context length in tokens (e.g. [64])"
+        )
+    tokenizer = cfg.tokenizer
+    if tokenizer not in TOKENIZERS:
+        problems.append(f"data.tokenizer={tokenizer!r} must be one of {list(TOKENIZERS)}")
+    else:
+        if tokenizer == "gpt2" and gpt2_backend() is None:
+            problems.append(gpt2_missing().rstrip("."))
+        vocab = VOCAB_SIZES[tokenizer]
+        if cfg.num_classes != vocab:
+            problems.append(
+                f"data.num_classes={cfg.num_classes} must be the vocabulary of "
+                f"data.tokenizer={tokenizer} ({vocab}): set data.num_classes={vocab}"
+            )
+    image = {"mean": [], "std": [], "crop_padding": 0, "hflip": False}
+    for key, neutral in image.items():
+        value = getattr(cfg, key)
+        if (list(value) if isinstance(value, list) else value) != neutral:
+            problems.append(
+                f"data.{key}={_yaml(value)} is an image setting; data={cfg.name} has token ids, "
+                f"not pixels: set data.{key}={_yaml(neutral)}"
+            )
+    if cfg.path is not None and not isinstance(cfg.path, str):
+        problems.append(f"data.path={cfg.path!r} must be a path (a file or folder) or null")
+    elif cfg.path is not None and not Path(cfg.path).expanduser().exists():
+        problems.append(
+            f"data.path={cfg.path!r} does not exist: give a UTF-8 file, a folder of *.txt / "
+            "*.md / *.py files, or null (the embedded corpus, Python's help text)"
+        )
+    return problems
+
+
+def _yaml(value: Any) -> str:
+    """A value as it is written on the command line (``true``, ``null``, ``[0.5]``)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if value is None:
+        return "null"
+    return str(list(value)) if isinstance(value, (list, tuple)) else str(value)

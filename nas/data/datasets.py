@@ -3,8 +3,10 @@
 Every dataset we search on is small enough to live in memory (CIFAR-10 is 180 MB as uint8,
 ImageNet16-120 93 MB), so a reader returns whole tensors and the loaders gather batches by index:
 no per-sample decoding or collation. Image folders (ImageNet) are the exception: their reader
-lists files, decoded per sample in DataLoader workers. Readers are imported lazily so that,
-e.g., the CIFAR reader costs nothing for a digits run.
+lists files, decoded per sample in DataLoader workers. Token datasets (``text``) are sequences:
+their reader returns a token stream per split (``nas.data.text.TokenSplits``), gathered into
+context windows (``nas.data.tokens``). Readers are imported lazily so that, e.g., the CIFAR
+reader costs nothing for a digits run.
 """
 
 from __future__ import annotations
@@ -12,14 +14,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import torch
+
 from nas.data.base import ArraySplits
 
 if TYPE_CHECKING:  # config.py imports this registry to validate names: typed, not imported back
     from nas.data.config import DataConfig
     from nas.data.imagefolder import FileSplits
+    from nas.data.text import TokenSplits
 
 
-Loader = Callable[["DataConfig"], "ArraySplits | FileSplits"]
+Loader = Callable[["DataConfig"], "ArraySplits | FileSplits | TokenSplits"]
 
 
 def _load_digits(cfg: DataConfig) -> ArraySplits:
@@ -69,6 +74,12 @@ def _load_image_folder(cfg: DataConfig) -> FileSplits:
     return scan_image_folder(_root(cfg, "train/<class>/* and val/<class>/* image folders"))
 
 
+def _load_text(cfg: DataConfig) -> TokenSplits:
+    from nas.data.text import load_text
+
+    return load_text(cfg.path, cfg.tokenizer, cfg.test_fraction)
+
+
 _REGISTRY: dict[str, Loader] = {
     "digits": _load_digits,
     "synthetic": _load_synthetic,
@@ -77,9 +88,13 @@ _REGISTRY: dict[str, Loader] = {
     "imagenet16_120": _load_imagenet16,
     "imagefolder": _load_image_folder,
     "imagenet": _load_image_folder,
+    "text": _load_text,
 }
 # Datasets read per file (not held as one tensor): they use the per-sample DataLoader pipeline.
 FILE_DATASETS = frozenset({"imagefolder", "imagenet"})
+# Token sequences (language modelling): input_shape is [context], num_classes the vocabulary,
+# inputs are int64 token ids and no image setting (mean, std, crop, flip, cutout) applies.
+_TOKEN_DATASETS = {"text"}
 
 
 def dataset_names() -> list[str]:
@@ -87,13 +102,17 @@ def dataset_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def register_dataset(name: str, loader: Loader, overwrite: bool = False) -> None:
+def register_dataset(
+    name: str, loader: Loader, overwrite: bool = False, tokens: bool = False
+) -> None:
     """Adds a dataset reader to the registry.
 
     Args:
         name: Key used as ``data.name``.
-        loader: Function from the data config to the dataset's ``ArraySplits``.
+        loader: Function from the data config to the dataset's ``ArraySplits`` (or, with
+            ``tokens``, its ``nas.data.text.TokenSplits``).
         overwrite: Replace an existing entry instead of raising.
+        tokens: The dataset is token sequences (language modelling), not images.
 
     Raises:
         ValueError: If ``name`` is taken and ``overwrite`` is false.
@@ -101,6 +120,15 @@ def register_dataset(name: str, loader: Loader, overwrite: bool = False) -> None
     if name in _REGISTRY and not overwrite:
         raise ValueError(f"dataset {name!r} is already registered; pass overwrite=True to replace")
     _REGISTRY[name] = loader
+    if tokens:
+        _TOKEN_DATASETS.add(name)
+    else:
+        _TOKEN_DATASETS.discard(name)
+
+
+def is_token_dataset(name: str) -> bool:
+    """Whether ``name`` is token sequences (``input_shape`` = [context], int64 token inputs)."""
+    return name in _TOKEN_DATASETS
 
 
 def is_file_dataset(name: str) -> bool:
@@ -108,14 +136,15 @@ def is_file_dataset(name: str) -> bool:
     return name in FILE_DATASETS
 
 
-def load_dataset(cfg: DataConfig) -> ArraySplits | FileSplits:
+def load_dataset(cfg: DataConfig) -> ArraySplits | FileSplits | TokenSplits:
     """Loads the dataset named by ``cfg.name`` and checks it against the config.
 
     Args:
         cfg: The data settings.
 
     Returns:
-        ``ArraySplits`` (in-memory uint8 tensors) or, for image folders, ``FileSplits``.
+        ``ArraySplits`` (in-memory uint8 tensors), for image folders ``FileSplits``, for token
+        datasets ``TokenSplits``.
 
     Raises:
         ValueError: Unknown name, or data whose shape/labels disagree with
@@ -126,6 +155,8 @@ def load_dataset(cfg: DataConfig) -> ArraySplits | FileSplits:
             f"Unknown dataset data.name={cfg.name!r}; valid names are {dataset_names()}."
         )
     data = _REGISTRY[cfg.name](cfg)
+    if is_token_dataset(cfg.name):
+        return _check_tokens(cfg, data)
     expected = tuple(cfg.input_shape)
     if isinstance(data, ArraySplits) and tuple(data.x_train.shape[1:]) != expected:
         raise ValueError(
@@ -141,10 +172,40 @@ def load_dataset(cfg: DataConfig) -> ArraySplits | FileSplits:
     return data
 
 
+def _check_tokens(cfg: DataConfig, data: TokenSplits) -> TokenSplits:
+    """A token dataset's vocabulary and ids against ``data.num_classes``."""
+    if data.vocab_size != cfg.num_classes:
+        raise ValueError(
+            f"data.tokenizer={data.tokenizer!r} has {data.vocab_size} token ids but "
+            f"data.num_classes={cfg.num_classes}; set data.num_classes={data.vocab_size}."
+        )
+    for split in ("train", "test"):
+        ids = getattr(data, split)
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= cfg.num_classes):
+            raise ValueError(
+                f"dataset {cfg.name!r} has {split} token ids in [{int(ids.min())}, "
+                f"{int(ids.max())}] but data.num_classes is {cfg.num_classes}."
+            )
+    return data
+
+
+def token_bytes(cfg: DataConfig) -> torch.Tensor | None:
+    """For a token dataset, the UTF-8 bytes of each token id of its tokenizer (what bits per
+    byte divide by); None for image datasets."""
+    if not is_token_dataset(cfg.name):
+        return None
+    from nas.data.text import get_tokenizer
+
+    return get_tokenizer(cfg.tokenizer).token_bytes()
+
+
 def load_arrays(cfg: DataConfig) -> ArraySplits:
-    """Like :func:`load_dataset` for in-memory datasets; image folders raise ``ValueError``."""
+    """Like :func:`load_dataset` for in-memory image datasets; image folders and token
+    datasets raise ``ValueError``."""
     if is_file_dataset(cfg.name):
         raise ValueError(f"dataset {cfg.name!r} is read per file; use load_dataset")
+    if is_token_dataset(cfg.name):
+        raise ValueError(f"dataset {cfg.name!r} is token sequences; use load_dataset")
     return load_dataset(cfg)
 
 
@@ -191,8 +252,11 @@ def preprocessing(cfg: DataConfig) -> dict[str, Any]:
     Returns ``raw`` (the source and its value range), ``to_pixels`` (how the reader makes
     uint8 pixels of it; ``pixel_scale``, when not null, multiplies raw values before rounding),
     ``channels``, ``scale`` (pixels are divided by it), ``mean`` / ``std`` (per channel, in
-    [0, 1] units), ``layout`` and the whole ``formula``.
+    [0, 1] units), ``layout`` and the whole ``formula``. For a token dataset, how text becomes
+    token ids instead (``text_preprocessing``).
     """
+    if is_token_dataset(cfg.name):
+        return text_preprocessing(cfg)
     channels, height, width = (int(s) for s in cfg.input_shape)
     mean, std = [float(m) for m in cfg.mean], [float(s) for s in cfg.std]
     if cfg.name in FILE_DATASETS:
@@ -233,3 +297,25 @@ def preprocessing(cfg: DataConfig) -> dict[str, Any]:
             "its second part (the 'test' images)"
         )
     return out
+
+
+def text_preprocessing(cfg: DataConfig) -> dict[str, Any]:
+    """How a token dataset's text becomes the int64 input and what the output means."""
+    (context,) = (int(s) for s in cfg.input_shape)
+    tokens = {
+        "bytes": "the UTF-8 bytes of the text: token id = byte value (0..255), "
+        "list(text.encode('utf-8'))",
+        "gpt2": "GPT-2's byte-level BPE (50257 ids, no special tokens): "
+        "tiktoken.get_encoding('gpt2').encode_ordinary(text)",
+    }.get(cfg.tokenizer, f"data.tokenizer={cfg.tokenizer!r}")
+    corpus = cfg.path or "pydoc_data.topics of the Python that trained it, topics sorted"
+    return {
+        "raw": f"UTF-8 text: {corpus}",
+        "tokenizer": cfg.tokenizer,
+        "to_tokens": tokens,
+        "vocab_size": int(cfg.num_classes),
+        "context": context,
+        "layout": f"int64 [N, {context}]: N windows of {context} consecutive token ids",
+        "formula": f"x = ids[i : i + {context}] for window starts i; the logits' row "
+        f"n * {context} + t predicts ids[i + t + 1] (the next token)",
+    }

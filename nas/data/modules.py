@@ -11,6 +11,10 @@ Two pipelines with the same augmentation semantics (``data.pipeline``):
 * ``loader`` (image folders, or on request): per-sample decode and augmentation in DataLoader
   workers (``sample.py``), seeded per sample; batches arrive as normalized floats.
 
+Token datasets (``data=text``) take the device pipeline with windows of a token stream
+(``tokens.py``): splits by position, no augmentation, batches ``x`` int64 [B, T] and ``y``
+int64 [B * T].
+
 Determinism and resume: the batch order (and the per-sample seeds) come from CPU generators
 seeded by the run seed; the device augmentation from a generator on the device. Training
 batches carry a small ``(pass, position)`` tag that ``on_after_batch_transfer`` strips and
@@ -32,13 +36,18 @@ import torch
 from lightning.pytorch.utilities.combined_loader import CombinedLoader
 from torch.utils.data import DataLoader, Dataset
 
+from nas.core.log import get_logger
 from nas.data.augment import BatchAugment
 from nas.data.base import ArraySplits
 from nas.data.config import DataConfig, validate_data_config
-from nas.data.datasets import is_file_dataset, load_dataset
+from nas.data.datasets import is_file_dataset, is_token_dataset, load_dataset
 from nas.data.sample import SampleDataset, SampleTransform
 from nas.data.sampling import ResumableBatchSampler
 from nas.data.splits import nb201_test_halves
+from nas.data.text import TokenSplits
+from nas.data.tokens import TokenWindows
+
+log = get_logger(__name__)
 
 # Independent random streams derived from the one run seed, so that e.g. the batch order and
 # the crop offsets are not drawn from identical sequences.
@@ -79,6 +88,14 @@ class IndexBatchDataset(Dataset):
         self.x, self.y = self.x.to(device), self.y.to(device)
         return self
 
+    @property
+    def device(self) -> torch.device:
+        return self.x.device
+
+    @property
+    def nbytes(self) -> int:
+        return self.x.numel() * self.x.element_size() + self.y.numel() * self.y.element_size()
+
     def __getitem__(self, items: list) -> tuple:
         """A batch ``(x, y)`` for a list of indices, or ``(x, y, tag)`` for sampler items.
 
@@ -104,7 +121,7 @@ def index_loader(
     differ while the whole sequence is fixed by the generator's seed.
     """
     sampler = ResumableBatchSampler(len(dataset), batch_size, generator)
-    on_host = dataset.x.device.type == "cpu"
+    on_host = dataset.device.type == "cpu"
     return _Loader(
         dataset if generator is not None else _Untagged(dataset),
         sampler=sampler,
@@ -147,6 +164,11 @@ class _DataModule(L.LightningDataModule):
         self.cfg = cfg
         self.batch_size = int(batch_size)
         self.seed = int(seed)
+        self.tokens = is_token_dataset(cfg.name)
+        if self.tokens and cutout:
+            log.info(f"cutout={cutout} (retrain.cutout) is an image augmentation: not applied "
+                     f"to data={cfg.name}'s token windows")  # fmt: skip
+            cutout = 0
         self.cutout = int(cutout)
         self.channels_last = False  # set by the builders with the model's memory format
         file_data = is_file_dataset(cfg.name)
@@ -174,9 +196,55 @@ class _DataModule(L.LightningDataModule):
         self._pending_aug_state: dict[str, Any] | None = None
 
     @property
-    def input_shape(self) -> tuple[int, int, int]:
-        """``(C, H, W)`` of one image."""
+    def input_shape(self) -> tuple[int, ...]:
+        """``(C, H, W)`` of one image; ``(T,)`` of one token window."""
         return tuple(int(s) for s in self.cfg.input_shape)
+
+    @property
+    def context(self) -> int:
+        """Tokens per window (token datasets)."""
+        return int(self.cfg.input_shape[0])
+
+    def _token_windows(self, tokens: torch.Tensor, what: str, keys: str) -> TokenWindows:
+        """The strided windows of ``tokens``, at least one (else an error naming ``keys``)."""
+        windows = TokenWindows.strided(tokens, self.context)
+        if not len(windows):
+            raise ValueError(
+                f"data={self.cfg.name}: the {what} has {tokens.numel()} tokens, fewer than one "
+                f"window of data.input_shape=[{self.context}] + 1 tokens; change {keys}, a "
+                "shorter context, or a longer corpus (data.path)"
+            )
+        return windows
+
+    def token_info(self) -> dict[str, Any] | None:
+        """What a token dataset's run read (summary.json): the corpus, tokenizer, the windows,
+        and per split its tokens, windows and target bytes per target token."""
+        if not self.tokens:
+            return None
+        self._require_setup()
+        data: TokenSplits = self._data
+        splits = {}
+        for name, windows in self._named_windows().items():
+            starts = windows.starts.cpu()
+            targets = (starts[:, None] + 1 + torch.arange(self.context)).reshape(-1)
+            nbytes = int(data.token_bytes[windows.stream.cpu()[targets]].sum())
+            splits[name] = {
+                "tokens": int(windows.stream.numel()),
+                "windows": len(windows),
+                "bytes_per_token": nbytes / max(1, targets.numel()),
+            }
+        return {
+            **data.source,
+            "tokenizer": data.tokenizer,
+            "vocab_size": data.vocab_size,
+            "context": self.context,
+            "windows": "strided: start every context tokens, no overlap, none across a split "
+            "boundary; training order shuffled per epoch by the run seed, evaluation in order",
+            "splits": splits,
+        }
+
+    def _named_windows(self) -> dict[str, TokenWindows]:
+        raise NotImplementedError
 
     @property
     def num_classes(self) -> int:
@@ -221,7 +289,7 @@ class _DataModule(L.LightningDataModule):
         if device.type == "cpu":
             return
         sets = self._split_sets()
-        need = sum(s.x.numel() * s.x.element_size() + s.y.numel() * 8 for s in sets)
+        need = sum(s.nbytes for s in sets)
         if device.type == "cuda":
             free, _ = torch.cuda.mem_get_info(device)
             if need > free // 2:
@@ -238,7 +306,9 @@ class _DataModule(L.LightningDataModule):
         if not hasattr(self, "_splits"):
             self.setup()
 
-    def _loader(self, split: IndexBatchDataset, stream: str | None, train: bool) -> DataLoader:
+    def _loader(
+        self, split: IndexBatchDataset | TokenWindows, stream: str | None, train: bool
+    ) -> DataLoader:
         """A loader of ``split``; ``stream`` names its shuffling generator (None = in order)."""
         generator = self._sampler_gens[stream] if stream is not None else None
         trainer = self._trainer
@@ -258,7 +328,7 @@ class _DataModule(L.LightningDataModule):
                 sampler.resume(generator.get_state(), skip)
         workers = self.cfg.num_workers
         if self.pipeline == "device":
-            on_host = split.x.device.type == "cpu"
+            on_host = split.device.type == "cpu"
             return _Loader(
                 split if stream is not None else _Untagged(split),
                 sampler=sampler,
@@ -357,7 +427,7 @@ class _DataModule(L.LightningDataModule):
             current = self._trainer.current_epoch
             self._epoch_steps = (current, steps + 1 if epoch == current else 1)
         batch = self.transform(batch, train)
-        return _to_channels_last(batch) if self.channels_last else batch
+        return _to_channels_last(batch) if self.channels_last and not self.tokens else batch
 
     @property
     def _trainer(self) -> L.Trainer | None:
@@ -450,6 +520,9 @@ class SearchDataModule(_DataModule):
         self.arch_set: IndexBatchDataset | None = None
 
     def _build_splits(self, data: Any) -> None:
+        if isinstance(data, TokenSplits):
+            self._token_splits(data)
+            return
         images = data.x_train if isinstance(data, ArraySplits) else data.train_files
         train = IndexBatchDataset(images, data.y_train)
         if self.cfg.split == "nb201":
@@ -471,12 +544,27 @@ class SearchDataModule(_DataModule):
         self.weight_set = train.take(self.weight_indices)
         self.arch_set = train.take(self.arch_indices)
 
+    def _token_splits(self, data: TokenSplits) -> None:
+        """By position, never shuffled across the boundary: the training part's first
+        ``train_portion`` of tokens trains the weights, the rest α."""
+        n = data.train.numel()
+        cut = int(math.floor(self.cfg.train_portion * n))
+        keys = "data.train_portion"
+        self.weight_set = self._token_windows(data.train[:cut], "search's weight part", keys)
+        self.arch_set = self._token_windows(data.train[cut:], "search's α part", keys)
+        self.weight_indices = torch.arange(cut)  # token positions in the training part
+        self.arch_indices = torch.arange(cut, n)
+
+    def _named_windows(self) -> dict[str, TokenWindows]:
+        return {"train": self.weight_set, "val": self.arch_set}
+
     def _split_sets(self) -> list[IndexBatchDataset]:
         return [self.weight_set, self.arch_set]
 
     @property
     def split_sizes(self) -> dict[str, int]:
-        """Images in the weight ("train") and architecture ("val") halves."""
+        """Images (token datasets: windows) in the weight ("train") and architecture ("val")
+        halves."""
         self._require_setup()
         return {"train": len(self.weight_set), "val": len(self.arch_set)}
 
@@ -530,6 +618,11 @@ class RetrainDataModule(_DataModule):
         self.test_set: IndexBatchDataset | None = None
 
     def _build_splits(self, data: Any) -> None:
+        if isinstance(data, TokenSplits):  # train on the training part, evaluate on the test
+            self.train_set = self._token_windows(data.train, "training part", "data.test_fraction")
+            self.test_set = self._token_windows(data.test, "test part", "data.test_fraction")
+            self.val_set = self.test_set
+            return
         arrays = isinstance(data, ArraySplits)
         self.train_set = IndexBatchDataset(
             data.x_train if arrays else data.train_files, data.y_train
@@ -541,6 +634,9 @@ class RetrainDataModule(_DataModule):
                 data.x_test if arrays else data.test_files, data.y_test
             )
             self.val_set = self.test_set
+
+    def _named_windows(self) -> dict[str, TokenWindows]:
+        return {"train": self.train_set, "test": self.test_set}
 
     def _split_sets(self) -> list[IndexBatchDataset]:
         sets = [self.train_set, self.val_set, self.test_set]

@@ -35,7 +35,7 @@ from torch import nn
 
 from nas.hardware.profile import count_macs, count_params, module_macs
 from supernet.spaces import SPACES
-from supernet.spaces.shapes import FREE_OPS, JointCost, OpShape
+from supernet.spaces.shapes import FREE_OPS, JointCost, OpShape, example_input
 
 __all__ = [
     "FREE_OPS",
@@ -62,7 +62,7 @@ def op_cost(shape: OpShape, kind: str) -> float:
     op = shape.build()
     if kind == "params":
         return float(count_params(op))
-    return float(count_macs(op, shape.sample_shape))
+    return float(count_macs(op, shape.sample_shape, dtype=shape.input_dtype))
 
 
 @dataclass(frozen=True)
@@ -294,7 +294,10 @@ def _fixed_counts(space, child: nn.Module, input_shape) -> tuple[int, int]:
         for n, p in child.named_parameters()
         if not n.startswith("auxiliary") and not pattern.match(n)
     )
-    macs = sum(v for n, v in module_macs(child, input_shape).items() if not pattern.match(n))
+    dtype = example_input(input_shape).dtype  # token ids for a language model's child
+    macs = sum(
+        v for n, v in module_macs(child, input_shape, dtype=dtype).items() if not pattern.match(n)
+    )
     return params, macs
 
 

@@ -86,13 +86,17 @@ def measure(
     device = torch.device(device)
     entries: dict[str, float] = {}
     for cm in models:
-        jobs = [(s.key, s.build(), s.sample_shape) for s in cm.op_shapes()]
-        jobs.append((cm.fixed_key, cm.stub, cm.input_shape))
-        for key, module, shape in jobs:
+        jobs = [(s.key, s.build(), s.sample_shape, s.input_dtype) for s in cm.op_shapes()]
+        fixed_dtype = torch.long if len(cm.input_shape) == 1 else torch.float32  # token ids
+        jobs.append((cm.fixed_key, cm.stub, cm.input_shape, fixed_dtype))
+        for key, module, shape, dtype in jobs:
             if key in entries:
                 continue
             net = module.to(device).eval()
-            x = torch.randn(batch, *shape, device=device)
+            if dtype.is_floating_point:
+                x = torch.randn(batch, *shape, device=device, dtype=dtype)
+            else:  # token ids: zeros are a valid id in every vocabulary
+                x = torch.zeros(batch, *shape, device=device, dtype=dtype)
             entries[key] = measure_latency(net, x, device, repeats, warmup)["latency_ms"]
     return entries
 

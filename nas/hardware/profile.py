@@ -21,13 +21,22 @@ def count_params(model: nn.Module, exclude_prefix: str = "auxiliary") -> int:
     )
 
 
-def count_macs(model: nn.Module, input_shape: Sequence[int], forward_args: tuple = ()) -> int:
-    """Multiply-adds of conv and linear layers for one sample of ``input_shape`` ([C, H, W])."""
-    return sum(module_macs(model, input_shape, forward_args).values())
+def count_macs(
+    model: nn.Module,
+    input_shape: Sequence[int],
+    forward_args: tuple = (),
+    dtype: torch.dtype = torch.float32,
+) -> int:
+    """Multiply-adds of conv and linear layers for one sample of ``input_shape`` ([C, H, W];
+    ``[T]`` token ids with ``dtype=torch.long``)."""
+    return sum(module_macs(model, input_shape, forward_args, dtype).values())
 
 
 def module_macs(
-    model: nn.Module, input_shape: Sequence[int], forward_args: tuple = ()
+    model: nn.Module,
+    input_shape: Sequence[int],
+    forward_args: tuple = (),
+    dtype: torch.dtype = torch.float32,
 ) -> dict[str, int]:
     """Multiply-adds per conv / linear module name for one sample of ``input_shape`` (eval
     mode, on the model's device; ``forward_args`` follow the input, e.g. a supernet's mixing
@@ -86,7 +95,7 @@ def module_macs(
         param = next(model.parameters(), None)
         device = param.device if param is not None else torch.device("cpu")
         with torch.no_grad():
-            model(torch.zeros(1, *input_shape, device=device), *forward_args)
+            model(torch.zeros(1, *input_shape, device=device, dtype=dtype), *forward_args)
     finally:
         model.train(was_training)
         for h in handles:

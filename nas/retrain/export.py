@@ -4,8 +4,9 @@ After retraining, the child network is exported in eval mode (no auxiliary head,
 as TorchScript (``model.pt``, ``torch.jit.trace``: the eval-mode forward of every space's child
 has no data-dependent control flow, while scripting would have to compile each space's Python)
 and, optionally, ONNX (``model.onnx``, dynamic batch axis, checked with onnxruntime). Both take
-a normalised float32 NCHW batch and return the logits ``[N, num_classes]``; ``model.json``
-beside them says how to get there (input shape; ``preprocessing``: the dataset's raw format,
+a normalised float32 NCHW batch and return the logits ``[N, num_classes]`` (token datasets:
+int64 token ids ``[N, T]``, logits ``[N * T, num_classes]``; the example batches come from
+``nas.data.inputs``); ``model.json`` beside them says how to get there (input shape; ``preprocessing``: the dataset's raw format,
 how its reader makes uint8 pixels of it, the per-channel mean and std, the whole formula;
 class count, genotype). Each export is loaded back from its file and compared with the PyTorch model on a
 fixed random batch (``max_abs_diff``), and timed on the run's device (``latency_ms``: the
@@ -33,6 +34,7 @@ from torch import nn
 
 from nas.core.io import atomic_write_json
 from nas.core.log import get_logger
+from nas.data.inputs import example_input, input_description
 from nas.hardware.latency import measure_latency
 
 log = get_logger(__name__)
@@ -170,20 +172,20 @@ def latency_settings(settings: ExportConfig) -> dict[str, int]:
 
 
 def eager_latency(
-    model: nn.Module, input_shape: list[int], settings: ExportConfig, device: torch.device | str
+    model: nn.Module, data: DataConfig, settings: ExportConfig, device: torch.device | str
 ) -> dict[str, Any]:
     """Latency of the child network's eval-mode PyTorch forward (``stage=profile``)."""
     s = latency_settings(settings)
     net = deployable(model).to(device)
-    x = torch.randn(s["batch"], *input_shape, device=device)
+    x = example_input(data, s["batch"], device=device)
     result = measure_latency(net, x, device, s["repeats"], s["warmup"])
     return {**result, "model": "pytorch eager"}
 
 
-def check_batch(input_shape: list[int]) -> torch.Tensor:
+def check_batch(data: DataConfig) -> torch.Tensor:
     """The fixed random batch every export is compared on."""
     generator = torch.Generator().manual_seed(CHECK_SEED)
-    return torch.randn(CHECK_BATCH, *input_shape, generator=generator)
+    return example_input(data, CHECK_BATCH, generator)
 
 
 def export_torchscript(net: nn.Module, example: torch.Tensor, path: Path) -> None:
@@ -241,7 +243,7 @@ def onnx_session(path: Path, device: torch.device):
 
 
 def _torchscript_entry(
-    net: nn.Module, x: torch.Tensor, ref: torch.Tensor, path: Path, device, s, atol: float
+    net: nn.Module, x: torch.Tensor, ref: torch.Tensor, path: Path, device, s, atol: float, data
 ) -> dict[str, Any]:
     export_torchscript(net, x, path)
     loaded = torch.jit.load(str(path), map_location="cpu")
@@ -253,7 +255,7 @@ def _torchscript_entry(
     if s["repeats"]:
         try:  # a file that runs on the CPU is kept, whatever happens on another device
             loaded = loaded.to(device)
-            batch = torch.randn(s["batch"], *x.shape[1:], device=device)
+            batch = example_input(data, s["batch"], device=device)
             entry.update(measure_latency(loaded, batch, device, s["repeats"], s["warmup"]))
         except Exception as err:  # noqa: BLE001
             entry["latency_error"] = f"on {device}: {type(err).__name__}: {err}"
@@ -262,7 +264,7 @@ def _torchscript_entry(
 
 
 def _onnx_entry(
-    net: nn.Module, x: torch.Tensor, ref: torch.Tensor, path: Path, device, s, atol: float
+    net: nn.Module, x: torch.Tensor, ref: torch.Tensor, path: Path, device, s, atol: float, data
 ) -> dict[str, Any]:
     import numpy as np
 
@@ -275,8 +277,8 @@ def _onnx_entry(
         raise RuntimeError(f"ONNX Runtime outputs differ from PyTorch's by {diff:.3g} > {atol}")
     entry["providers"] = session.get_providers()
     if s["repeats"]:
-        batch = np.random.default_rng(0).standard_normal((s["batch"], *x.shape[1:]))
-        feed = {"input": batch.astype(np.float32)}
+        generator = torch.Generator().manual_seed(CHECK_SEED)
+        feed = {"input": example_input(data, s["batch"], generator).numpy()}
         onnx_device = "cuda" if entry["providers"][0] == "CUDAExecutionProvider" else "cpu"
         timed = measure_latency(
             lambda f: session.run(None, f), feed, "cpu", s["repeats"], s["warmup"], s["batch"]
@@ -295,11 +297,10 @@ def sidecar(data: DataConfig, genotype: Any, space: str, files: dict[str, str]) 
         "space": space,
         "genotype": str(genotype),
         "input_shape": list(data.input_shape),
-        "input": "float32 NCHW batch [N, *input_shape] (any N), made from raw images by "
-        "`preprocessing.formula`",
+        "input": input_description(data)["input"],
         "preprocessing": preprocessing(data),
         "num_classes": int(data.num_classes),
-        "output": "logits [N, num_classes] (softmax for probabilities)",
+        "output": input_description(data)["output"],
         "dataset": data.name,
         "torch": torch.__version__,
         "usage": {
@@ -332,9 +333,8 @@ def export_child(
     device = torch.device(device)
     s = latency_settings(settings)
     atol = float(settings.atol)
-    input_shape = list(data.input_shape)
     net = deployable(model)
-    x = check_batch(input_shape)
+    x = check_batch(data)
     with torch.no_grad():
         ref = net(x)  # the network as trained, before plain_layers
     plain_layers(net)
@@ -353,7 +353,7 @@ def export_child(
         build, name = exporters[fmt]
         path = run_dir / name
         try:
-            export[fmt] = build(net, x, ref, path, device, s, atol)
+            export[fmt] = build(net, x, ref, path, device, s, atol, data)
             log.info(
                 f"exported {fmt}: {path} (max |diff| vs PyTorch {export[fmt]['max_abs_diff']:.2g}"
                 + (f", {export[fmt]['latency_ms']:.3g} ms at batch {s['batch']} on "
@@ -381,7 +381,7 @@ def export_child(
         latency = {**{k: timed[k] for k in keys}, "model": "torchscript"}
     elif s["repeats"]:
         net = net.to(device)
-        batch = torch.randn(s["batch"], *input_shape, device=device)
+        batch = example_input(data, s["batch"], device=device)
         latency = {**measure_latency(net, batch, device, s["repeats"], s["warmup"])}
         latency["model"] = "pytorch eager"
     else:

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nas.core.lm_metrics import TokenLoss
+
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
@@ -32,6 +34,10 @@ class RetrainModule(L.LightningModule):
             (ProxylessNAS' mobile model: ``--dropout 0.1``); 0 = none.
         no_decay_bn: BatchNorm weights and biases in a parameter group without weight decay
             (ProxylessNAS ``--no_decay_keys bn``).
+        token_bytes: Language modelling (``data=text``): the UTF-8 bytes of each token id.
+            Batches are then ``x`` [B, T] and ``y`` [B * T] with logits [B * T, V], and
+            validation and test report ``loss`` (nats per token), ``bits_per_byte`` and
+            ``perplexity`` over the whole pass (``nas.core.lm_metrics``); None: classification.
     """
 
     def __init__(
@@ -48,6 +54,7 @@ class RetrainModule(L.LightningModule):
         skip_nonfinite: bool = False,
         dropout: float = 0.0,
         no_decay_bn: bool = False,
+        token_bytes: torch.Tensor | None = None,
     ):
         super().__init__()
         if scheduler not in ("cosine", "exponential"):
@@ -67,6 +74,9 @@ class RetrainModule(L.LightningModule):
         self.no_decay_bn = no_decay_bn
         if dropout:
             classifier_dropout(model, dropout)
+        self.token_loss = (
+            None if token_bytes is None else {s: TokenLoss(token_bytes) for s in ("val", "test")}
+        )
 
     def configure_optimizers(self):
         params = self.model.parameters()
@@ -117,7 +127,11 @@ class RetrainModule(L.LightningModule):
         self.log("retrain/train_loss", loss.detach(), on_step=False, on_epoch=True, batch_size=n)
         self.log("retrain/train_acc", acc, on_step=False, on_epoch=True, batch_size=n)
         self.log(
-            "lr/retrain", self.optimizers().param_groups[0]["lr"], on_step=False, on_epoch=True
+            "lr/retrain",
+            self.optimizers().param_groups[0]["lr"],
+            on_step=False,
+            on_epoch=True,
+            batch_size=n,
         )
         return loss
 
@@ -125,15 +139,47 @@ class RetrainModule(L.LightningModule):
         x, y = batch
         logits, _ = self.model(x)
         n = y.shape[0]
-        self.log(f"retrain/{split}_loss", F.cross_entropy(logits, y), on_epoch=True, batch_size=n)
+        loss = F.cross_entropy(logits, y)
+        if self.token_loss is None:
+            self.log(f"retrain/{split}_loss", loss, on_epoch=True, batch_size=n)
+        else:  # the pass's loss, bits per byte and perplexity at its end
+            self.token_loss[split].update(loss, y)
         acc = (logits.argmax(-1) == y).float().mean()
         self.log(f"retrain/{split}_acc", acc, on_epoch=True, prog_bar=True, batch_size=n)
+
+    def _log_token_metrics(self, split: str) -> None:
+        if self.token_loss is None:
+            return
+        reduce = None if self._trainer is None else self._sum_over_processes
+        metrics = self.token_loss[split].compute(reduce)
+        self.token_loss[split].reset()
+        for name, value in (metrics or {}).items():
+            self.log(
+                f"retrain/{split}_{name}", value, prog_bar=name == "bits_per_byte", batch_size=1
+            )
+
+    def _sum_over_processes(self, sums: torch.Tensor) -> torch.Tensor:
+        return self.trainer.strategy.reduce(sums, reduce_op="sum")
+
+    def on_validation_epoch_start(self) -> None:
+        if self.token_loss is not None:
+            self.token_loss["val"].reset()
+
+    def on_test_epoch_start(self) -> None:
+        if self.token_loss is not None:
+            self.token_loss["test"].reset()
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self._evaluate(batch, "val")
 
+    def on_validation_epoch_end(self) -> None:
+        self._log_token_metrics("val")
+
     def test_step(self, batch: Batch, batch_idx: int) -> None:
         self._evaluate(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_token_metrics("test")
 
 
 def classifier_dropout(model: nn.Module, p: float) -> None:

@@ -17,6 +17,7 @@ from nas.core.genotype import Genotype
 from nas.core.log import get_logger
 from nas.core.lr_schedules import WarmupThenCosine
 from nas.core.rng import RNGState
+from nas.data.datasets import token_bytes
 from nas.data.modules import RetrainDataModule, SearchDataModule
 from nas.hardware.costs import CostModel, build_cost_model
 from nas.retrain.module import RetrainModule
@@ -127,6 +128,7 @@ def search_module(cfg: DictConfig, space: SearchSpace) -> SearchModule:
         seed=cfg.seed,
         skip_nonfinite=cfg.nonfinite == "skip",
         cuda_graph=cfg.cuda_graph and static_path,
+        token_bytes=token_bytes(data_settings(cfg)),
     )
     if cfg.compile and not static_path:
         log.info(
@@ -242,7 +244,8 @@ def check_child_network(cfg: DictConfig, space: SearchSpace) -> None:
             f"Unknown retrain.network={network!r} for search_space={space.name}; valid: "
             f"{', '.join(space.child_networks)}."
         )
-    side = max(cfg.data.input_shape[1:])
+    shape = list(cfg.data.input_shape)
+    side = max(shape[1:]) if len(shape) > 1 else shape[0]  # an image's side, or a context
     problem = space.child_input_error(network, side, cfg.data.name, cfg.retrain.name)
     if problem is not None:
         raise ValueError(problem)
@@ -306,6 +309,7 @@ def retrain_module(cfg: DictConfig, model) -> RetrainModule:
         dropout=r.dropout,
         no_decay_bn=r.no_decay_bn,
         skip_nonfinite=cfg.nonfinite == "skip",
+        token_bytes=token_bytes(data_settings(cfg)),
     )
 
 

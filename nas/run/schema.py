@@ -73,6 +73,25 @@ class SearchSpaceConfig:
     se: bool = False  # mbconv: squeeze-excitation in every MBConv block
     superkernel: bool = True  # mbconv: shared-weight superkernel (false: separate candidates)
     model: Any = None  # module: the model class to search (import path, or {_target_: ..., args})
+    # vit (supernet/spaces/vit.py): AutoFormer-T's choice sets by default.
+    embed_dims: list[int] = field(default_factory=lambda: [192, 216, 240])
+    depths: list[int] = field(default_factory=lambda: [12, 13, 14])
+    num_heads: list[int] = field(default_factory=lambda: [3, 4])
+    mlp_ratios: list[float] = field(default_factory=lambda: [3.5, 4.0])
+    head_dim: int = 64  # Q-K-V width per head
+    patch_size: Optional[int] = None  # noqa: UP045 - None: by the image side
+    class_token: bool = True
+    qkv_bias: bool = True
+    # gpt (supernet/spaces/gpt.py): HW-GPT-Bench GPT-S's choices by default.
+    n_embd: list[int] = field(default_factory=lambda: [192, 384, 768])
+    n_layer: list[int] = field(default_factory=lambda: [10, 11, 12])
+    n_head: list[int] = field(default_factory=lambda: [4, 8, 12])
+    n_query_groups: Optional[list[int]] = None  # noqa: UP045 - None: one per head (MHA)
+    intermediate_size: list[int] = field(default_factory=lambda: [1536, 2304, 3072])
+    pos_encoding: list[str] = field(default_factory=lambda: ["learned"])
+    head_size: int = 64
+    bias: bool = True
+    tied: bool = True  # the LM head is the token embedding
 
 
 @dataclass

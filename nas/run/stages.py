@@ -25,7 +25,9 @@ from nas.core.genotype import (
     resolve_genotype,
     save_genotype,
 )
+from nas.core.lm_metrics import NAMES as LM_METRICS
 from nas.core.log import get_logger
+from nas.data.datasets import is_token_dataset
 from nas.hardware.profile import count_macs, count_params
 from nas.retrain import export
 from nas.run import builders, pt_stage, wandb_run
@@ -61,10 +63,15 @@ def count_fields(cfg: DictConfig, model: torch.nn.Module) -> dict[str, Any]:
     C, layers = child_size(cfg)
     return {
         "params": count_params(model),
-        "macs": count_macs(model, list(cfg.data.input_shape)),
+        "macs": count_macs(model, list(cfg.data.input_shape), dtype=input_dtype(cfg)),
         "retrain_C": C,
         "retrain_layers": layers,
     }
+
+
+def input_dtype(cfg: DictConfig) -> torch.dtype:
+    """The dtype of the networks' input: int64 token ids for token data, else float32."""
+    return torch.long if is_token_dataset(cfg.data.name) else torch.float32
 
 
 def hardware_fields(
@@ -151,6 +158,28 @@ def selection_batches(module, data) -> list:
     return data.first_batches(data.val_dataloader(), n, module.device)
 
 
+def token_fields(
+    metrics: dict, prefix: str, to: str, data, windows_key: str = "retrain_windows"
+) -> dict[str, Any]:
+    """Language modelling (``data=text``): the pass's ``loss``, ``bits_per_byte`` and
+    ``perplexity`` (``metrics[prefix + name]`` as ``to + name``), the corpus read (``corpus``)
+    and the stage's windows per split (``windows_key``). Nothing for image data."""
+    info = data.token_info()
+    if info is None:
+        return {}
+    out = {f"{to}{name}": _number(metrics.get(f"{prefix}{name}")) for name in LM_METRICS}
+    if None not in out.values():
+        loss, bpb, ppl = out.values()
+        log.info(f"{to.rstrip('_')}: loss {loss:.4f} nats/token, {bpb:.4f} bits/byte, "
+                 f"perplexity {ppl:.3f}")  # fmt: skip
+    splits = info.pop("splits")
+    return {**out, "corpus": info, windows_key: splits}
+
+
+def _number(value) -> float | None:
+    return None if value is None else float(value)
+
+
 def estimate_fields(cfg: DictConfig, space: SearchSpace, genotype) -> dict[str, Any]:
     """Each of ``estimators`` that applies to the space scores the genotype
     (``nas/estimate``); its fields go under its name (``benchmark``: NAS-Bench-201 for nb201)."""
@@ -217,6 +246,7 @@ def search(cfg: DictConfig, run_dir: Path, logger, space: SearchSpace) -> dict[s
         "search_epochs": trainer.current_epoch,
         "skipped_steps": module.skipped_steps,
         "search_val_acc": metrics.get("search/val_acc"),
+        **token_fields(metrics, "search/val_", "search_val_", data, "search_windows"),
         "supernet_params": sum(p.numel() for p in module.supernet.parameters()),
         "skip_connect": count_op(genotype, "skip_connect"),
         "param_free_ops": param_free_ops(genotype),
@@ -309,6 +339,7 @@ def retrain(
         **fields,
         "genotype": str(genotype),
         "test_acc": test_acc,
+        **token_fields(results[0] if results else {}, "retrain/test_", "test_", data),
         "retrain_epochs": cfg.retrain.epochs,
         "retrain_inherited": inherit,
         "retrain_skipped_steps": module.skipped_steps,
@@ -366,7 +397,7 @@ def profile(
     fields = count_fields(cfg, model)
     if settings.latency_repeats:
         device = profile_device(cfg)
-        latency = export.eager_latency(model, list(cfg.data.input_shape), settings, device)
+        latency = export.eager_latency(model, data_settings(cfg), settings, device)
         fields.update({"latency_ms": latency["latency_ms"], "latency": latency})
     timing = (
         f", {fields['latency_ms']:.3g} ms per batch of {cfg.export.latency_batch} on "

@@ -142,6 +142,10 @@ def task(cfg: DictConfig) -> float | None:
         print(f"genotype: {fields['genotype']}")
     if fields.get("test_acc") is not None:
         print(f"test accuracy: {fields['test_acc']:.4f}")
+    if fields.get("test_bits_per_byte") is not None:  # language modelling (data=text)
+        print(f"test loss: {fields['test_loss']:.4f} nats/token, "
+              f"{fields['test_bits_per_byte']:.4f} bits/byte, "
+              f"perplexity {fields['test_perplexity']:.3f}")  # fmt: skip
     if fields.get("params") is not None:
         print(f"params: {fields['params']:,} (without auxiliary head), MACs: {fields['macs']:,}")
     print(f"results: {run_dir} (summary.json, config in .hydra/)")

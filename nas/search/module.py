@@ -21,6 +21,7 @@ from torch.func import functional_call
 from nas.core import distributed
 from nas.core.arch import ArchParams
 from nas.core.genotype import Genotype
+from nas.core.lm_metrics import TokenLoss
 from nas.core.lr_schedules import WarmupThenCosine
 from nas.search.settings import SearchSettings
 from nas.strategies import Strategy
@@ -53,6 +54,10 @@ class SearchModule(L.LightningModule):
         skip_nonfinite: skip (and count) steps with a non-finite loss or gradient.
         cuda_graph: replay the supernet's passes of the arch and weight steps as CUDA graphs
             (``supernet.cuda_graphs``); static-path strategies only, one GPU.
+        token_bytes: language modelling (``data=text``): the UTF-8 bytes of each token id;
+            batches are ``x`` [B, T], ``y`` [B * T] with logits [B * T, V], and the validation
+            pass reports ``search/val_loss`` (nats per token), ``search/val_bits_per_byte`` and
+            ``search/val_perplexity`` over the whole pass (``nas.core.lm_metrics``).
         **settings: the step's hyperparameters, ``nas.search.settings.SearchSettings`` (their
             defaults live there): ``weight_lr_min``, ``grad_clip``, ``alpha_init_std``,
             ``arch_start_epoch``, ``arch_every``, ``label_smoothing``, ``lr_warmup_epochs``,
@@ -68,6 +73,7 @@ class SearchModule(L.LightningModule):
         seed: int = 0,
         skip_nonfinite: bool = False,
         cuda_graph: bool = False,
+        token_bytes: torch.Tensor | None = None,
         **settings: Any,
     ):
         super().__init__()
@@ -99,6 +105,7 @@ class SearchModule(L.LightningModule):
         self.skip_nonfinite = skip_nonfinite
         self.skipped_steps = 0  # steps skipped for a non-finite loss or gradient
         self.supernet_graphs = SupernetGraphs(self.supernet) if cuda_graph else None
+        self.token_loss = None if token_bytes is None else TokenLoss(token_bytes)
 
     # ---- the search state the strategy's components see (protocols.SearchState) ----------
     @property
@@ -292,9 +299,28 @@ class SearchModule(L.LightningModule):
         detached = {k: a.detach() for k, a in self.arch.as_dict().items()}
         loss, logits = self.loss(batch, detached)
         n = batch[1].shape[0]
-        self.log("search/val_loss", loss, on_epoch=True, prog_bar=False, batch_size=n)
+        if self.token_loss is None:
+            self.log("search/val_loss", loss, on_epoch=True, prog_bar=False, batch_size=n)
+        else:  # the pass's loss, bits per byte and perplexity at its end
+            self.token_loss.update(loss, batch[1])
         acc = (logits.argmax(-1) == batch[1]).float().mean()
         self.log("search/val_acc", acc, on_epoch=True, prog_bar=True, batch_size=n)
+
+    def on_validation_epoch_start(self) -> None:
+        if self.token_loss is not None:
+            self.token_loss.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        if self.token_loss is None:
+            return
+        reduce = None if self._trainer is None else self._sum_over_processes
+        metrics = self.token_loss.compute(reduce)
+        self.token_loss.reset()
+        for name, value in (metrics or {}).items():
+            self.log(f"search/val_{name}", value, prog_bar=name == "bits_per_byte", batch_size=1)
+
+    def _sum_over_processes(self, sums: torch.Tensor) -> torch.Tensor:
+        return self.trainer.strategy.reduce(sums, reduce_op="sum")
 
     def _log_metrics(
         self, step: str, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor

@@ -236,9 +236,19 @@ class ModuleSpace(SearchSpace):
     def _check_output(self, model: nn.Module) -> None:
         was = model.training
         model.eval()
-        with torch.no_grad():
-            out = model(example_input(self.input_shape, 2))
-        model.train(was)
+        x = example_input(self.input_shape, 2)
+        try:
+            with torch.no_grad():
+                out = model(x)
+        except (RuntimeError, ValueError, TypeError, IndexError) as err:
+            kind = "token ids (data=text)" if len(self.input_shape) == 1 else "images"
+            raise ValueError(
+                f"search_space.model={self.model_path}: forward(x) failed on a batch of 2 "
+                f"{kind} of shape {list(self.input_shape)} ({type(err).__name__}: {err}). The "
+                "model must take the data's inputs: check data= and the model's input_shape."
+            ) from None
+        finally:
+            model.train(was)
         tokens = len(self.input_shape) == 1  # text: next-token logits, flattened
         rows = 2 * self.input_shape[0] if tokens else 2
         if not isinstance(out, torch.Tensor) or tuple(out.shape) != (rows, self.num_classes):

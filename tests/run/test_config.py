@@ -17,7 +17,12 @@ GROUPS = ["search_space", "strategy", "data", "trainer", "logger", "retrain", "e
 )
 def test_every_group_option_composes(override):
     # A recipe for one space's child network is composed with that space.
-    partner = {"retrain=module": ["search_space=module"]}
+    partner = {
+        "retrain=module": ["search_space=module"],
+        "retrain=vit": ["search_space=vit"],
+        "retrain=gpt": ["search_space=gpt", "data=text"],
+        "search_space=gpt": ["data=text"],  # a language model reads token ids
+    }
     cfg = compose_cfg([override, *partner.get(override, [])])
     OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
     group, option = override.split("=")

@@ -24,6 +24,7 @@ from nas.hardware.profile import count_macs
 from nas.strategies.protocols import Selector
 from nas.strategies.samplers.uniform import Arch, arch_alphas, sample_arch
 from nas.strategies.selection.scoring import Batch, score_arch
+from supernet.spaces.shapes import example_input
 
 
 def _key(arch: Arch) -> tuple:
@@ -71,7 +72,8 @@ class EvolutionSelector(Selector):
             probs = arch_alphas(arch, len(self.space.ops))
             genotype = select(self.space.default_selection, probs, self.space)
             child = self.space.build_child(genotype, **self.child_sizes)
-            self._macs[key] = count_macs(child, self.space.input_shape)
+            dtype = example_input(self.space.input_shape).dtype  # token ids: text
+            self._macs[key] = count_macs(child, self.space.input_shape, dtype=dtype)
         return self._macs[key]
 
     def feasible(self, arch: Arch) -> bool:
