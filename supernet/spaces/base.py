@@ -296,6 +296,11 @@ class SearchSpace(ABC):
         every cell or layer of that type of ``child``, read with forward hooks."""
         raise self._no_cost_tables()
 
+    def extreme_paths(self) -> tuple[dict[str, list[int]], dict[str, list[int]]] | None:
+        """(largest, smallest) path: per cell type one α column per row, for the sandwich rule;
+        None where the space's choices are not sizes."""
+        return None
+
     def genotype_params(self, genotype: GenotypeBase) -> int | None:
         """The child network's parameter count, where the space prices it cheaply (the search
         console shows it per epoch); None: not shown."""

@@ -387,6 +387,19 @@ class ModuleSpace(SearchSpace):
     def cost_rows(self, child: nn.Module, input_shape: Sequence[int]):
         return self.costs.rows(child, input_shape)
 
+    def extreme_paths(self) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
+        """Every value decision at its largest / smallest value; a layer or input choice at its
+        default in both (its candidates have no size order)."""
+        largest, smallest = [], []
+        for d in self.decisions:
+            if d.kind == "value":
+                largest.append(max(range(len(d.choices)), key=lambda k: d.choices[k]))
+                smallest.append(min(range(len(d.choices)), key=lambda k: d.choices[k]))
+            else:
+                largest.append(d.default)
+                smallest.append(d.default)
+        return {CELL: largest}, {CELL: smallest}
+
     def genotype_params(self, genotype: ModuleGenotype) -> int:
         """Exact: the sum of its places' tabled parameters and the fixed part's."""
         if self._params_table is None:

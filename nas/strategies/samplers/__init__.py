@@ -17,6 +17,7 @@ from nas.strategies.samplers.base import Mixing, Sampler
 from nas.strategies.samplers.binary_gates import BinaryGateSampler
 from nas.strategies.samplers.dirichlet import DirichletSampler
 from nas.strategies.samplers.gdas import GumbelHardSampler
+from nas.strategies.samplers.sandwich import SandwichSampler
 from nas.strategies.samplers.sigmoid import SigmoidSampler
 from nas.strategies.samplers.snas import GumbelSoftSampler
 from nas.strategies.samplers.softmax import SoftmaxSampler
@@ -24,6 +25,7 @@ from nas.strategies.samplers.uniform import UniformPathSampler
 
 __all__ = [
     "SAMPLERS",
+    "SandwichSampler",
     "BinaryGateSampler",
     "DirichletSampler",
     "GumbelHardSampler",
