@@ -19,9 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -29,6 +27,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from experiments.bench.superkernel import saved_bytes, timer  # noqa: E402
 from supernet.spaces import build_space  # noqa: E402
 
 # (space, options, input shape, classes, batch)
@@ -45,34 +44,6 @@ CUDA_SIZES = [
     ("vit", dict(), (3, 224, 224), 1000, 64),
     ("gpt", dict(), (256,), 50257, 16),
 ]
-
-
-def saved_bytes(fn) -> int:
-    seen: dict[int, int] = {}
-
-    def pack(t: torch.Tensor):
-        st = t.untyped_storage()
-        seen[st.data_ptr()] = st.nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        fn()
-    return sum(seen.values())
-
-
-def median_time(step, device: str, reps: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(reps):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        step()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def largest_path(space) -> tuple[dict, dict]:
@@ -107,7 +78,10 @@ def bench(name, options, shape, classes, batch, device, reps) -> dict:
 
     rows = {}
     for label, step in (("supernet", super_step), ("child", child_step)):
-        rows[label] = {"s": median_time(step, device, reps), "saved_mib": saved_bytes(step) / 2**20}
+        rows[label] = {
+            "s": timer(step, device, reps, warmup=2),
+            "saved_mib": saved_bytes(step)[0] / 2**20,
+        }
     params = sum(p.numel() for p in child.parameters())
     return {
         "space": name, "options": options, "input": list(shape), "batch": batch,
