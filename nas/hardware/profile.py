@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from supernet.choices import Attention
+from supernet.choices.language import CausalSelfAttention
 
 
 def count_params(model: nn.Module, exclude_prefix: str = "auxiliary") -> int:
@@ -64,7 +65,7 @@ def module_macs(
         n = T * E * E + S * E * (module.kdim + module.vdim) + 2 * T * S * E + T * E * E
         out[name] = out.get(name, 0) + n
 
-    def products_hook(module: Attention, inputs, output, name: str) -> None:
+    def products_hook(module: Attention | CausalSelfAttention, inputs, output, name: str) -> None:
         # Its projections are Linear modules (counted by theirs): the T x T scores and sums.
         T = inputs[0].shape[1]
         out[name] = out.get(name, 0) + 2 * T * T * module.heads * module.head_dim
@@ -84,7 +85,7 @@ def module_macs(
             else attention_hook
             if isinstance(m, nn.MultiheadAttention)
             else products_hook
-            if isinstance(m, Attention)
+            if isinstance(m, (Attention, CausalSelfAttention))
             else None
         )
         if hook is not None:

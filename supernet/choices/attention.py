@@ -32,6 +32,47 @@ from supernet.choices.decision import ChoiceError
 from supernet.choices.values import largest
 
 
+def rotary(x: torch.Tensor, base: float = 10000.0) -> torch.Tensor:
+    """RoPE on ``[batch, heads, tokens, head_size]``: each half-split pair (i, i + d/2) rotated
+    by the angle ``position · base^(-2i/d)``."""
+    d, t = x.shape[-1], x.shape[-2]
+    inv = base ** (-torch.arange(0, d // 2, device=x.device, dtype=torch.float32) * 2 / d)
+    angles = torch.arange(t, device=x.device, dtype=torch.float32)[:, None] * inv[None, :]
+    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+    a, b = x[..., : d // 2], x[..., d // 2 :]
+    return torch.cat([a * cos - b * sin, a * sin + b * cos], dim=-1)
+
+
+def _project(layer: nn.Linear, x: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """``layer`` on ``x[..., :cols]`` with its first ``rows`` outputs; a whole layer is called
+    as a module (its forward hooks, e.g. the MACs counter, see it)."""
+    if (rows, cols) == (layer.out_features, layer.in_features):
+        return layer(x)
+    bias = None if layer.bias is None else layer.bias[:rows]
+    return F.linear(x, layer.weight[:rows, :cols], bias)
+
+
+def sliced_attention(
+    x, q, k, v, out, heads: int, groups: int, hs: int, e: int, causal: bool, rope: bool = False
+) -> torch.Tensor:
+    """Self-attention of ``x[..., :e]`` with the first rows / columns of the projections:
+    ``heads`` query heads of ``hs`` features sharing ``groups`` key/value heads (``groups ==
+    heads``: multi-head attention), causal or not, queries and keys rotated with ``rope``. The
+    one attention computation of every attention module here, plain or entangled."""
+    b, t, _ = x.shape
+    x = x[..., :e]
+    qh = _project(q, x, heads * hs, e).reshape(b, t, heads, hs).transpose(1, 2)
+    kh = _project(k, x, groups * hs, e).reshape(b, t, groups, hs).transpose(1, 2)
+    vh = _project(v, x, groups * hs, e).reshape(b, t, groups, hs).transpose(1, 2)
+    if rope:
+        qh, kh = rotary(qh), rotary(kh)
+    if groups != heads:  # each group's key/value serves heads // groups consecutive heads
+        kh = kh.repeat_interleave(heads // groups, dim=1)
+        vh = vh.repeat_interleave(heads // groups, dim=1)
+    o = F.scaled_dot_product_attention(qh, kh, vh, is_causal=causal)
+    return _project(out, o.transpose(1, 2).reshape(b, t, heads * hs), e, heads * hs)
+
+
 class Attention(nn.Module):
     """Plain multi-head self-attention (the fixed form): ``heads`` heads of ``head_dim``
     features, input and output ``embed_dim``; ``forward(x)`` on ``[batch, tokens, embed]``."""
@@ -46,13 +87,8 @@ class Attention(nn.Module):
         self.out = nn.Linear(inner, embed_dim, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, t, _ = x.shape
-
-        def split(y: torch.Tensor) -> torch.Tensor:
-            return y.reshape(b, t, self.heads, self.head_dim).transpose(1, 2)
-
-        o = F.scaled_dot_product_attention(split(self.q(x)), split(self.k(x)), split(self.v(x)))
-        return self.out(o.transpose(1, 2).reshape(b, t, self.heads * self.head_dim))
+        h, d = self.heads, self.head_dim
+        return sliced_attention(x, self.q, self.k, self.v, self.out, h, h, d, x.shape[-1], False)
 
 
 def _head_dim(values: dict[str, Any]) -> int:
@@ -104,28 +140,13 @@ class MultiheadAttention(ChoiceModule):
             )
         total = None
         for v, coef in joint_mixture(self._values):
-            y = self._at(x, v["embed_dim"], v["num_heads"], _head_dim(v))
+            h, e = v["num_heads"], v["embed_dim"]
+            y = sliced_attention(x, self.q, self.k, self.v, self.out, h, h, _head_dim(v), e, False)
             if v["embed_dim"] < E:
                 y = F.pad(y, (0, E - v["embed_dim"]))
             y = y if coef is None else y * coef
             total = y if total is None else total + y
         return total
-
-    def _at(self, x: torch.Tensor, e: int, heads: int, d: int) -> torch.Tensor:
-        """The attention of one choice: sliced weights on the first ``e`` features."""
-        b, t, _ = x.shape
-        inner = heads * d
-        x = x[..., :e]
-
-        def proj(layer: nn.Linear) -> torch.Tensor:
-            bias = None if layer.bias is None else layer.bias[:inner]
-            y = F.linear(x, layer.weight[:inner, :e], bias)
-            return y.reshape(b, t, heads, d).transpose(1, 2)
-
-        o = F.scaled_dot_product_attention(proj(self.q), proj(self.k), proj(self.v))
-        o = o.transpose(1, 2).reshape(b, t, inner)
-        bias = None if self.out.bias is None else self.out.bias[:e]
-        return F.linear(o, self.out.weight[:e, :inner], bias)
 
     def fixed(self, assignment: Assignment, inherit: bool) -> Attention:
         v = fixed_values(self._values, assignment)

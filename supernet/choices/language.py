@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from supernet.choices.attention import sliced_attention
 from supernet.choices.base import (
     Assignment,
     ChoiceModule,
@@ -40,17 +41,6 @@ from supernet.choices.values import largest
 POSITIONS = ("learned", "rope", "none")
 
 
-def rotary(x: torch.Tensor, base: float = 10000.0) -> torch.Tensor:
-    """RoPE on ``[batch, heads, tokens, head_size]``: each half-split pair (i, i + d/2) rotated
-    by the angle ``position · base^(-2i/d)``."""
-    d, t = x.shape[-1], x.shape[-2]
-    inv = base ** (-torch.arange(0, d // 2, device=x.device, dtype=torch.float32) * 2 / d)
-    angles = torch.arange(t, device=x.device, dtype=torch.float32)[:, None] * inv[None, :]
-    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
-    a, b = x[..., : d // 2], x[..., d // 2 :]
-    return torch.cat([a * cos - b * sin, a * sin + b * cos], dim=-1)
-
-
 class CausalSelfAttention(nn.Module):
     """Plain causal grouped-query self-attention (the fixed form) on ``[batch, tokens, embed]``."""
 
@@ -59,39 +49,26 @@ class CausalSelfAttention(nn.Module):
     ):
         super().__init__()
         self.heads, self.groups, self.head_size, self.rope = heads, groups, head_size, rope
+        self.head_dim = head_size  # as Attention's: the MACs counter reads heads x head_dim
         self.q = nn.Linear(embed_dim, heads * head_size, bias=bias)
         self.k = nn.Linear(embed_dim, groups * head_size, bias=bias)
         self.v = nn.Linear(embed_dim, groups * head_size, bias=bias)
         self.out = nn.Linear(heads * head_size, embed_dim, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return attend(x, self.q, self.k, self.v, self.out, self.heads, self.groups,
-                      self.head_size, self.rope, x.shape[-1])  # fmt: skip
-
-
-def _sliced(layer: nn.Linear, rows: int, cols: int):
-    bias = None if layer.bias is None else layer.bias[:rows]
-    return layer.weight[:rows, :cols], bias
-
-
-def attend(x, q, k, v, out, heads, groups, hs, rope, e) -> torch.Tensor:
-    """Causal GQA of ``x[..., :e]`` with the first rows/columns of the projections."""
-    b, t, _ = x.shape
-    x = x[..., :e]
-    wq, bq = _sliced(q, heads * hs, e)
-    wk, bk = _sliced(k, groups * hs, e)
-    wv, bv = _sliced(v, groups * hs, e)
-    qh = F.linear(x, wq, bq).reshape(b, t, heads, hs).transpose(1, 2)
-    kh = F.linear(x, wk, bk).reshape(b, t, groups, hs).transpose(1, 2)
-    vh = F.linear(x, wv, bv).reshape(b, t, groups, hs).transpose(1, 2)
-    if rope:
-        qh, kh = rotary(qh), rotary(kh)
-    if groups != heads:  # each group's key/value serves heads // groups consecutive heads
-        kh = kh.repeat_interleave(heads // groups, dim=1)
-        vh = vh.repeat_interleave(heads // groups, dim=1)
-    o = F.scaled_dot_product_attention(qh, kh, vh, is_causal=True)
-    wo, bo = _sliced(out, e, heads * hs)
-    return F.linear(o.transpose(1, 2).reshape(b, t, heads * hs), wo, bo)
+        return sliced_attention(
+            x,
+            self.q,
+            self.k,
+            self.v,
+            self.out,
+            self.heads,
+            self.groups,
+            self.head_size,
+            x.shape[-1],
+            causal=True,
+            rope=self.rope,
+        )
 
 
 class GroupedQueryAttention(ChoiceModule):
@@ -149,8 +126,9 @@ class GroupedQueryAttention(ChoiceModule):
         ropes = self._rope_mixture()
         for v, coef in joint_mixture(self._values):
             for rope, w in ropes:
-                y = attend(x, self.q, self.k, self.v, self.out, v["num_heads"],
-                           v["query_groups"], self.head_size, rope, v["embed_dim"])  # fmt: skip
+                y = sliced_attention(x, self.q, self.k, self.v, self.out, v["num_heads"],
+                                     v["query_groups"], self.head_size, v["embed_dim"],
+                                     causal=True, rope=rope)  # fmt: skip
                 if v["embed_dim"] < E:
                     y = F.pad(y, (0, E - v["embed_dim"]))
                 for factor in (coef, w):

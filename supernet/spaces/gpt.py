@@ -23,7 +23,7 @@ retraining losses are the per-token cross-entropy.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -194,12 +194,6 @@ class GPTGenotype(ModuleGenotype):
                 f"gpt genotype text {text!r}: expected 'gpt:e<n_embd>-l<n_layer>-h<heads,...>-"
                 "g<groups,...>-m<mlp widths,...>-p<learned|rope|none>'."
             ) from None
-
-    def with_op(self, cell: str, slot: int, op: str) -> GPTGenotype:
-        label, _ = self.choices[slot]
-        new = list(self.choices)
-        new[slot] = (label, dict(self.options)[label][int(op)])
-        return replace(self, choices=tuple(new))
 
 
 GENOTYPE_TYPES["gpt"] = GPTGenotype

@@ -75,7 +75,7 @@ class ShapeStub(nn.Module):
     def __init__(self, shape: Sequence[int], replaced: nn.Module | None = None, dtype=None):
         super().__init__()
         self.shape, self.dtype = tuple(shape), dtype
-        for name, param in ({} if replaced is None else replaced.named_parameters(recurse=False)):
+        for name, param in {} if replaced is None else replaced.named_parameters(recurse=False):
             self.register_parameter(name, param)
 
     def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:

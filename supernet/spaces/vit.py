@@ -232,12 +232,6 @@ class ViTGenotype(ModuleGenotype):
         # Outside the try: a well-formed text with the wrong number of layers says so.
         return cls.from_fields(embed, depth, heads, ratios, head_dim, space=space)
 
-    def with_op(self, cell: str, slot: int, op: str) -> ViTGenotype:
-        label, _ = self.choices[slot]
-        new = list(self.choices)
-        new[slot] = (label, dict(self.options)[label][int(op)])
-        return replace(self, choices=tuple(new))
-
 
 GENOTYPE_TYPES["vit"] = ViTGenotype
 

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from nas.hardware.costs import space_cost_model
 from nas.hardware.profile import count_macs, count_params
 from supernet.choices import ChoiceError, has_choices
-from supernet.choices.language import CausalSelfAttention, rotary
+from supernet.choices.attention import rotary
+from supernet.choices.language import CausalSelfAttention
 from supernet.genotypes import Genotype, GenotypeError
 from supernet.spaces import build_space
 
